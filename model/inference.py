@@ -1,0 +1,342 @@
+"""SageMaker inference handler for the sagepipe tabular model (scikit-learn container).
+
+Implements the four handler functions of the SageMaker scikit-learn / inference
+toolkit contract ("Deploy a model", https://sagemaker.readthedocs.io/en/stable/frameworks/sklearn/using_sklearn.html#deploy-a-scikit-learn-model
+and https://github.com/aws/sagemaker-inference-toolkit):
+
+    model = model_fn(model_dir)
+    data = input_fn(request_body, request_content_type)
+    prediction = predict_fn(data, model)
+    body, content_type = output_fn(prediction, accept)
+
+Request formats:
+
+* ``text/csv``: one row per line, values in ``schema.json`` ``feature_order``, no
+  header; a first line equal to the feature names (or a permutation of them, in which
+  case columns are re-ordered) is detected and treated as a header. Empty cells and the
+  pandas NA tokens (``NA``, ``nan``, ``null`` ...) are missing values.
+* ``application/json``: ``{"instances": [{feature: value, ...}, ...]}``; an instance may
+  also be a list of values in ``feature_order``. Absent keys / ``null`` are missing
+  values; unknown keys are an error (the target column is tolerated and ignored).
+
+Responses (``accept``; ``*/*``/empty -> ``application/json``):
+
+* ``application/json``: classifiers ``{"predictions": [{"label": str, "probabilities":
+  {label: float}}]}``, regression ``{"predictions": [{"value": float}]}``;
+* ``text/csv``: one label (or value) per line.
+
+Errors: :class:`InputError` (bad request body -> HTTP 400) and
+:class:`UnsupportedContentType` (content type / accept not supported -> HTTP 415), both
+``ValueError`` subclasses, as the inference toolkit maps them.
+
+Import is cheap: numpy/pandas/joblib are imported lazily inside the functions.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+JSON = "application/json"
+CSV = "text/csv"
+# pandas.read_csv default NA tokens: training read CSVs with them, so inference must too.
+NA_TOKENS = frozenset(
+    [
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    ]
+)
+
+
+class InputError(ValueError):
+    """The request body cannot be turned into model input (HTTP 400 in the server)."""
+
+
+class UnsupportedContentType(ValueError):
+    """The request Content-Type or the Accept type is not supported (HTTP 415)."""
+
+
+class LoadedModel:
+    """What :func:`model_fn` returns: the fitted pipeline and its schema.
+
+    Attributes:
+        pipeline: fitted sklearn Pipeline (``predict`` / ``predict_proba``).
+        schema: parsed ``schema.json`` dict (see model/train.py).
+        feature_order: list of feature names, in request CSV column order.
+        labels: list of str labels (classifiers) or None (regression).
+        problem_type: ``binary`` | ``multiclass`` | ``regression``.
+    """
+
+    def __init__(self, pipeline, schema):
+        self.pipeline = pipeline
+        self.schema = schema
+        self.feature_order = list(schema["feature_order"])
+        self.types = {f["name"]: f["type"] for f in schema["features"]}
+        self.labels = schema.get("labels")
+        self.problem_type = schema["problem_type"]
+
+    def __repr__(self):
+        return "LoadedModel(problem_type=%r, features=%d)" % (self.problem_type, len(self.feature_order))
+
+
+class ParsedInput:
+    """What :func:`input_fn` returns (validation against the schema is in predict_fn).
+
+    Attributes:
+        kind: ``"rows"`` (lists of values; CSV or JSON lists) or ``"records"``
+            (JSON objects).
+        items: list of rows (list) or records (dict).
+        may_have_header: True for CSV, whose first row may be a header.
+    """
+
+    def __init__(self, kind, items, may_have_header=False):
+        self.kind = kind
+        self.items = items
+        self.may_have_header = may_have_header
+
+    def __len__(self):
+        return len(self.items)
+
+
+def _media_type(value):
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def _text(body):
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(body).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError("request body is not valid UTF-8: %s" % exc)
+    if isinstance(body, str):
+        return body
+    raise InputError("request body must be bytes or str, got %s" % type(body).__name__)
+
+
+def model_fn(model_dir):
+    """Load the model artifacts written by train.py.
+
+    Args:
+        model_dir: directory holding ``model.joblib`` and ``schema.json`` (SageMaker
+            extracts model.tar.gz to /opt/ml/model).
+    Returns:
+        :class:`LoadedModel`.
+    Raises:
+        FileNotFoundError: an artifact is missing; ValueError: schema.json invalid or of
+        an unknown schema_version.
+    """
+    import joblib
+
+    with open(os.path.join(model_dir, "schema.json")) as fh:
+        schema = json.load(fh)
+    if schema.get("schema_version") != 1:
+        raise ValueError("unsupported schema_version %r in schema.json" % schema.get("schema_version"))
+    for key in ("problem_type", "features", "feature_order"):
+        if key not in schema:
+            raise ValueError("schema.json has no %r" % key)
+    pipeline = joblib.load(os.path.join(model_dir, "model.joblib"))
+    return LoadedModel(pipeline, schema)
+
+
+def input_fn(request_body, request_content_type):
+    """Deserialize a request body.
+
+    Args:
+        request_body: bytes or str.
+        request_content_type: e.g. ``text/csv``, ``application/json; charset=utf-8``.
+    Returns:
+        :class:`ParsedInput` (checked against the schema later by predict_fn).
+    Raises:
+        UnsupportedContentType: content type other than text/csv / application/json.
+        InputError: empty body, malformed CSV / JSON, or JSON without a non-empty
+        ``instances`` list.
+    """
+    ctype = _media_type(request_content_type) or JSON
+    if ctype == CSV:
+        text = _text(request_body)
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
+        except csv.Error as exc:
+            raise InputError("malformed CSV: %s" % exc)
+        if not rows:
+            raise InputError("empty CSV request body")
+        return ParsedInput("rows", rows, may_have_header=True)
+    if ctype == JSON:
+        text = _text(request_body)
+        if not text.strip():
+            raise InputError("empty JSON request body")
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise InputError("malformed JSON: %s" % exc)
+        if not isinstance(doc, dict) or "instances" not in doc:
+            raise InputError('JSON body must be an object {"instances": [...]}')
+        instances = doc["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise InputError('"instances" must be a non-empty list')
+        if all(isinstance(i, dict) for i in instances):
+            return ParsedInput("records", instances)
+        if all(isinstance(i, list) for i in instances):
+            return ParsedInput("rows", instances)
+        raise InputError('"instances" must be a list of objects (or a list of lists), not mixed/scalars')
+    raise UnsupportedContentType(
+        "unsupported content type %r: use text/csv or application/json" % request_content_type
+    )
+
+
+def _numeric(value, where):
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool):
+        raise InputError("%s: expected a number, got boolean %r" % (where, value))
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        token = value.strip()
+        if token in NA_TOKENS:
+            return float("nan")
+        try:
+            result = float(token)
+        except ValueError:
+            raise InputError("%s: expected a number, got %r" % (where, value))
+    else:
+        raise InputError("%s: expected a number, got %s" % (where, type(value).__name__))
+    if math.isinf(result):
+        raise InputError("%s: infinite values are not allowed" % where)
+    return result
+
+
+def _categorical(value, where):
+    if value is None:
+        return float("nan")
+    if isinstance(value, (dict, list)):
+        raise InputError("%s: expected a scalar, got %s" % (where, type(value).__name__))
+    if isinstance(value, float) and math.isnan(value):
+        return float("nan")
+    if isinstance(value, str) and value in NA_TOKENS:
+        return float("nan")
+    return str(value)
+
+
+def _to_frame(data, model):
+    import pandas as pd
+
+    order = model.feature_order
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in order if c not in data.columns]
+        if missing:
+            raise InputError("input is missing features: %s" % ", ".join(missing))
+        records = data[order].to_dict("records")
+        kind, items = "records", records
+    elif isinstance(data, ParsedInput):
+        kind, items = data.kind, list(data.items)
+        if kind == "rows" and data.may_have_header and items:
+            first = [c.strip() for c in items[0]]
+            if first == order:
+                items = items[1:]
+            elif sorted(first) == sorted(order):
+                header = first
+                items = [dict(zip(header, row)) if len(row) == len(header) else row for row in items[1:]]
+                bad = [i for i, r in enumerate(items) if not isinstance(r, dict)]
+                if bad:
+                    raise InputError(
+                        "row %d has a different number of values than the header (%d)" % (bad[0] + 2, len(header))
+                    )
+                kind = "records"
+            if not items:
+                raise InputError("CSV body has a header row but no data rows")
+    else:
+        raise InputError("unsupported input object %s" % type(data).__name__)
+
+    columns = {name: [] for name in order}
+    target = model.schema.get("target")
+    for i, item in enumerate(items, start=1):
+        if kind == "rows":
+            if not isinstance(item, list) or len(item) != len(order):
+                raise InputError(
+                    "row %d has %d values, expected %d (in order: %s)"
+                    % (i, len(item) if isinstance(item, list) else 0, len(order), ",".join(order))
+                )
+            values = dict(zip(order, item))
+        else:
+            unknown = sorted(k for k in item if k not in model.types and k != target)
+            if unknown:
+                raise InputError("instance %d has unknown features: %s" % (i, ", ".join(map(str, unknown))))
+            values = item
+        for name in order:
+            where = "row %d, feature %r" % (i, name)
+            raw = values.get(name)
+            if model.types[name] == "numeric":
+                columns[name].append(_numeric(raw, where))
+            else:
+                columns[name].append(_categorical(raw, where))
+    frame = pd.DataFrame(columns, columns=order)
+    for name in order:
+        frame[name] = frame[name].astype("float64" if model.types[name] == "numeric" else object)
+    return frame
+
+
+def predict_fn(input_data, model):
+    """Predict for every input row.
+
+    Args:
+        input_data: :class:`ParsedInput` from input_fn (or a pandas DataFrame holding
+            the feature columns).
+        model: :class:`LoadedModel` from model_fn.
+    Returns:
+        list (one per row) of ``{"label": str, "probabilities": {label: float}}``
+        (classifiers; probabilities sum to 1) or ``{"value": float}`` (regression).
+    Raises:
+        InputError: wrong number of CSV values, unknown JSON keys, non-numeric value for
+        a numeric feature, infinite values.
+    """
+    frame = _to_frame(input_data, model)
+    if model.problem_type == "regression":
+        return [{"value": float(v)} for v in model.pipeline.predict(frame)]
+    proba = model.pipeline.predict_proba(frame)
+    classes = [str(c) for c in model.pipeline.classes_]
+    out = []
+    for row in proba:
+        probs = {label: float(p) for label, p in zip(classes, row)}
+        best = max(range(len(classes)), key=lambda j: row[j])
+        out.append({"label": classes[best], "probabilities": probs})
+    return out
+
+
+def _choose_accept(accept):
+    if not accept:
+        return JSON
+    for part in str(accept).split(","):
+        media = _media_type(part)
+        if media in (JSON, CSV):
+            return media
+        if media in ("*/*", "application/*", ""):
+            return JSON
+        if media == "text/*":
+            return CSV
+    return None
+
+
+def output_fn(prediction, accept):
+    """Serialize predictions.
+
+    Args:
+        prediction: list from predict_fn.
+        accept: Accept header value (may list several types, may be ``*/*`` or None).
+    Returns:
+        ``(body: str, content_type: str)`` — the tuple form both the scikit-learn
+        container and the inference toolkit accept.
+    Raises:
+        UnsupportedContentType: accept is neither application/json nor text/csv.
+    """
+    media = _choose_accept(accept)
+    if media is None:
+        raise UnsupportedContentType("unsupported accept type %r: use application/json or text/csv" % accept)
+    if media == JSON:
+        return json.dumps({"predictions": prediction}), JSON
+    lines = []
+    for item in prediction:
+        lines.append(item["label"] if "label" in item else repr(float(item["value"])))
+    return "\n".join(lines) + "\n", CSV

@@ -1,0 +1,795 @@
+"""SageMaker script-mode training entry point (scikit-learn framework container).
+
+Runs unchanged in the SageMaker scikit-learn container
+(``sagemaker-scikit-learn:1.4-2-cpu-py3``: scikit-learn 1.4.2, Python 3.10) and
+locally (the sagepipe twin, or by hand with the ``SM_*`` variables set).
+
+Contract followed (SageMaker training toolkit / "Use scikit-learn with Amazon
+SageMaker" docs, https://docs.aws.amazon.com/sagemaker/latest/dg/sklearn.html and
+https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIABLES.md):
+
+* hyperparameters arrive as ``--name value`` command-line arguments (values may be
+  JSON encoded, e.g. ``"\\"churn\\""``) and as the JSON object in ``SM_HPS``;
+  command-line values win when both are present;
+* ``SM_CHANNEL_TRAIN`` (required), ``SM_CHANNEL_VALIDATION``, ``SM_CHANNEL_TEST``
+  (optional) and ``SM_CHANNEL_CHAMPION`` (optional) are directories of CSV files with
+  a header row; all CSV files of a channel are concatenated (sorted by path);
+* artifacts are written to ``SM_MODEL_DIR`` (``model.joblib``, ``schema.json``,
+  ``evaluation.json``, ``code/inference.py``); ``evaluation.json`` is also copied to
+  ``SM_OUTPUT_DATA_DIR`` when that is set;
+* on a fatal error the message is written to the failure file
+  (``SM_OUTPUT_FAILURE`` or ``$SM_OUTPUT_DIR/failure``, default
+  ``/opt/ml/output/failure`` when that directory exists) and the process exits 1.
+
+Metric lines (one per metric, stdout) have the exact form::
+
+    [metric] <split>:<name>=<repr(float)>      e.g.  [metric] validation:auc=0.912345
+
+with ``nan`` for NaN; ``<split>`` is train, validation, test or champion_test. They
+match MetricDefinitions regexes like ``\\[metric\\] validation:auc=([-+0-9.eE]+|nan)``.
+
+Hyperparameters: ``target`` (required), ``problem_type`` (binary|multiclass|regression;
+inferred when absent: numeric target with > 20 distinct values -> regression, 2 labels
+-> binary, else multiclass), ``seed`` (int, 0), ``max_iter`` (200), ``learning_rate``
+(0.1), ``max_depth`` (None), ``max_leaf_nodes`` (31), ``l2_regularization`` (0.0).
+``sagemaker_*`` hyperparameters are ignored; other unknown names are reported on
+stderr and ignored.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+
+SCHEMA_VERSION = 1
+MISSING_CATEGORY = "__missing__"
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+METRIC_NAMES = {
+    "binary": ("auc", "accuracy", "f1", "logloss"),
+    "multiclass": ("macro_f1", "accuracy", "logloss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+MODEL_PARAM_DEFAULTS = {
+    "max_iter": 200,
+    "learning_rate": 0.1,
+    "max_depth": None,
+    "max_leaf_nodes": 31,
+    "l2_regularization": 0.0,
+}
+KNOWN_HPS = {"target", "problem_type", "seed", *MODEL_PARAM_DEFAULTS}
+SPLITS = ("train", "validation", "test")
+
+
+class TrainingError(Exception):
+    """A fatal, user-facing training error (bad hyperparameters or data).
+
+    Its message is written verbatim to the SageMaker failure file, which SageMaker
+    surfaces as the training job's ``FailureReason``.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Hyperparameters
+# --------------------------------------------------------------------------------------
+def decode_hp_value(raw):
+    """Decode one hyperparameter value the way the SageMaker training toolkit does.
+
+    Args:
+        raw: the value as received (str from argv / SM_HPS, or an already-decoded
+            JSON value from SM_HPS).
+    Returns:
+        ``json.loads(raw)`` when ``raw`` is a str holding valid JSON, else ``raw``.
+    Raises:
+        Nothing.
+    """
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError):
+        return raw
+
+
+def parse_hyperparameters(argv, environ):
+    """Merge hyperparameters from ``SM_HPS`` and ``--name value`` arguments.
+
+    Args:
+        argv: argument list without the program name, e.g. ``["--target", "churn"]``;
+            ``--name=value`` is accepted too.
+        environ: mapping of environment variables (``SM_HPS`` is a JSON object).
+    Returns:
+        dict name -> decoded value (argv wins over SM_HPS).
+    Raises:
+        TrainingError: malformed argv (a value without ``--name``) or SM_HPS not a
+        JSON object.
+    """
+    hps = {}
+    raw_hps = environ.get("SM_HPS")
+    if raw_hps:
+        try:
+            loaded = json.loads(raw_hps)
+        except ValueError as exc:
+            raise TrainingError("SM_HPS is not valid JSON: %s" % exc)
+        if not isinstance(loaded, dict):
+            raise TrainingError("SM_HPS must be a JSON object")
+        for key, value in loaded.items():
+            hps[str(key)] = decode_hp_value(value)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or len(arg) <= 2:
+            raise TrainingError("unexpected command-line argument %r" % arg)
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            i += 1
+        else:
+            key = arg[2:]
+            if i + 1 >= len(argv):
+                raise TrainingError("hyperparameter --%s has no value" % key)
+            value = argv[i + 1]
+            i += 2
+        hps[key] = decode_hp_value(value)
+    return hps
+
+
+def _as_int(hps, name, default, minimum=None):
+    value = hps.get(name, default)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None if default is None else default
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        fvalue = float(value)
+        if not fvalue.is_integer():
+            raise ValueError
+        ivalue = int(fvalue)
+    except (TypeError, ValueError):
+        raise TrainingError("hyperparameter %s must be an integer, got %r" % (name, value))
+    if minimum is not None and ivalue < minimum:
+        raise TrainingError("hyperparameter %s must be >= %d, got %d" % (name, minimum, ivalue))
+    return ivalue
+
+
+def _as_float(hps, name, default, minimum=None, strictly_positive=False):
+    value = hps.get(name, default)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        fvalue = float(value)
+    except (TypeError, ValueError):
+        raise TrainingError("hyperparameter %s must be a number, got %r" % (name, value))
+    if math.isnan(fvalue) or math.isinf(fvalue):
+        raise TrainingError("hyperparameter %s must be finite, got %r" % (name, value))
+    if strictly_positive and fvalue <= 0:
+        raise TrainingError("hyperparameter %s must be > 0, got %r" % (name, value))
+    if minimum is not None and fvalue < minimum:
+        raise TrainingError("hyperparameter %s must be >= %s, got %r" % (name, minimum, value))
+    return fvalue
+
+
+def resolve_config(hps):
+    """Validate hyperparameters and return the training configuration.
+
+    Args:
+        hps: dict from :func:`parse_hyperparameters`.
+    Returns:
+        dict with keys ``target`` (str), ``problem_type`` (str or None = infer),
+        ``seed`` (int) and ``model_params`` (kwargs for HistGradientBoosting*).
+    Raises:
+        TrainingError: missing ``target``, bad ``problem_type`` or bad model params.
+    """
+    target = hps.get("target")
+    if target is None or str(target).strip() == "":
+        raise TrainingError("hyperparameter 'target' (label column name) is required")
+    problem_type = hps.get("problem_type")
+    if problem_type is not None:
+        problem_type = str(problem_type).strip().lower()
+        if problem_type in ("", "auto", "none"):
+            problem_type = None
+        elif problem_type not in PROBLEM_TYPES:
+            raise TrainingError(
+                "hyperparameter problem_type must be one of %s, got %r"
+                % ("|".join(PROBLEM_TYPES), hps.get("problem_type"))
+            )
+    unknown = sorted(k for k in hps if k not in KNOWN_HPS and not k.startswith("sagemaker_"))
+    if unknown:
+        print("warning: ignoring unknown hyperparameters: %s" % ", ".join(unknown), file=sys.stderr)
+    params = {
+        "max_iter": _as_int(hps, "max_iter", 200, minimum=1),
+        "learning_rate": _as_float(hps, "learning_rate", 0.1, strictly_positive=True),
+        "max_depth": _as_int(hps, "max_depth", None, minimum=1),
+        "max_leaf_nodes": _as_int(hps, "max_leaf_nodes", 31, minimum=2),
+        "l2_regularization": _as_float(hps, "l2_regularization", 0.0, minimum=0.0),
+    }
+    return {
+        "target": str(target),
+        "problem_type": problem_type,
+        "seed": _as_int(hps, "seed", 0) or 0,
+        "model_params": params,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+def list_channel_files(channel_dir):
+    """List the data files of a channel directory.
+
+    Args:
+        channel_dir: path of ``/opt/ml/input/data/<channel>``.
+    Returns:
+        sorted list of file paths (recursive; hidden files and ``_SUCCESS``-style
+        markers skipped).
+    Raises:
+        TrainingError: the directory does not exist or has no data files.
+    """
+    if not os.path.isdir(channel_dir):
+        raise TrainingError("channel directory %s does not exist" % channel_dir)
+    files = []
+    for root, dirs, names in os.walk(channel_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            if name.startswith(".") or name.startswith("_"):
+                continue
+            path = os.path.join(root, name)
+            if os.path.getsize(path) > 0:
+                files.append(path)
+    if not files:
+        raise TrainingError("channel directory %s has no data files" % channel_dir)
+    return sorted(files)
+
+
+def read_channel(channel_dir, split):
+    """Read and concatenate every CSV (with header) of a channel as strings.
+
+    Args:
+        channel_dir: channel directory.
+        split: split name, used in error messages.
+    Returns:
+        pandas.DataFrame of ``str``/NaN values (empty cells -> NaN), columns as in the
+        first file's header.
+    Raises:
+        TrainingError: unreadable CSV or files whose headers differ.
+    """
+    import pandas as pd
+
+    frames = []
+    columns = None
+    for path in list_channel_files(channel_dir):
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=True)
+        except Exception as exc:  # pandas raises several parser error types
+            raise TrainingError("cannot read %s CSV %s: %s" % (split, path, exc))
+        frame.columns = [str(c).strip() for c in frame.columns]
+        if columns is None:
+            columns = list(frame.columns)
+        elif list(frame.columns) != columns:
+            raise TrainingError(
+                "%s CSV %s has header %s, expected %s" % (split, path, list(frame.columns), columns)
+            )
+        frames.append(frame)
+    data = pd.concat(frames, ignore_index=True)
+    if len(set(columns)) != len(columns):
+        raise TrainingError("%s data has duplicate column names" % split)
+    return data
+
+
+def _parse_numeric(series):
+    import pandas as pd
+
+    return pd.to_numeric(series.str.strip() if series.dtype == object else series, errors="coerce")
+
+
+def infer_feature_types(frame, feature_order):
+    """Type each feature column: numeric iff every non-missing value parses as a number.
+
+    Args:
+        frame: training DataFrame of strings.
+        feature_order: feature column names.
+    Returns:
+        dict name -> "numeric" | "categorical".
+    """
+    types = {}
+    for name in feature_order:
+        col = frame[name]
+        present = col.notna()
+        parsed = _parse_numeric(col)
+        types[name] = "numeric" if bool((parsed.notna() | ~present).all()) else "categorical"
+    return types
+
+
+def _as_category(value):
+    """str for present values, NaN for missing ones (what the categorical imputer expects)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return float("nan")
+    return str(value)
+
+
+def prepare_features(frame, schema_features, split):
+    """Convert a string DataFrame to the model's input frame (numeric -> float64).
+
+    Args:
+        frame: DataFrame holding at least the schema's feature columns.
+        schema_features: ``schema["features"]`` list.
+        split: split name for error messages.
+    Returns:
+        DataFrame with the features in schema order: numeric float64 (unparseable ->
+        NaN), categorical object dtype (str or NaN).
+    Raises:
+        TrainingError: a feature column is missing.
+    """
+    import pandas as pd
+
+    missing = [f["name"] for f in schema_features if f["name"] not in frame.columns]
+    if missing:
+        raise TrainingError("%s data is missing feature columns: %s" % (split, ", ".join(missing)))
+    out = {}
+    for feat in schema_features:
+        col = frame[feat["name"]]
+        if feat["type"] == "numeric":
+            out[feat["name"]] = _parse_numeric(col).astype("float64")
+        else:
+            out[feat["name"]] = col.map(_as_category).astype(object)
+    return pd.DataFrame(out, columns=[f["name"] for f in schema_features])
+
+
+def build_schema(train, target, problem_type, labels):
+    """Build the schema.json document from the training split.
+
+    Args:
+        train: training DataFrame of strings (features + target).
+        target: label column name.
+        problem_type: binary|multiclass|regression.
+        labels: sorted string labels (classifiers) or None.
+    Returns:
+        dict ``{"schema_version", "target", "problem_type", "labels", "features",
+        "feature_order"}`` (see model/README or train.py docstring).
+    """
+    feature_order = [c for c in train.columns if c != target]
+    types = infer_feature_types(train, feature_order)
+    features = []
+    for name in feature_order:
+        col = train[name]
+        entry = {"name": name, "type": types[name], "nullable": bool(col.isna().any())}
+        if types[name] == "numeric":
+            parsed = _parse_numeric(col)
+            entry["min"] = None if parsed.notna().sum() == 0 else float(parsed.min())
+            entry["max"] = None if parsed.notna().sum() == 0 else float(parsed.max())
+        else:
+            entry["categories"] = sorted({str(v) for v in col.dropna()})
+        features.append(entry)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "target": target,
+        "problem_type": problem_type,
+        "labels": labels,
+        "features": features,
+        "feature_order": feature_order,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Model and metrics
+# --------------------------------------------------------------------------------------
+def build_pipeline(schema, model_params, seed):
+    """Build the unfitted sklearn Pipeline (ColumnTransformer + HistGradientBoosting*).
+
+    Args:
+        schema: schema dict (feature types, problem_type).
+        model_params: HistGradientBoosting kwargs.
+        seed: random_state.
+    Returns:
+        sklearn.pipeline.Pipeline with steps ``preprocess`` and ``model``.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    numeric = [f["name"] for f in schema["features"] if f["type"] == "numeric"]
+    categorical = [f["name"] for f in schema["features"] if f["type"] == "categorical"]
+    transformers = []
+    if numeric:
+        transformers.append(("num", SimpleImputer(strategy="median"), numeric))
+    if categorical:
+        transformers.append(
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                categorical,
+            )
+        )
+    if not transformers:
+        raise TrainingError("no feature columns besides the target")
+    preprocess = ColumnTransformer(transformers, remainder="drop")
+    if schema["problem_type"] == "regression":
+        model = HistGradientBoostingRegressor(random_state=seed, **model_params)
+    else:
+        model = HistGradientBoostingClassifier(random_state=seed, **model_params)
+    return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+def _safe(fn):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(fn())
+    except Exception:
+        return float("nan")
+
+
+def compute_metrics(problem_type, labels, y_true, model, X):
+    """Score a fitted pipeline on one split.
+
+    Args:
+        problem_type: binary|multiclass|regression.
+        labels: sorted string labels (classifiers) or None.
+        y_true: array of str labels (classifiers) or floats (regression).
+        model: fitted pipeline (predict / predict_proba).
+        X: prepared feature DataFrame.
+    Returns:
+        dict metric name -> float (NaN when undefined, e.g. AUC with one class).
+        binary: auc, accuracy, f1 (positive class ``labels[1]``), logloss;
+        multiclass: macro_f1, accuracy, logloss; regression: rmse, mae, r2.
+    """
+    import numpy as np
+    from sklearn import metrics as skm
+
+    if len(y_true) == 0:
+        return {name: float("nan") for name in METRIC_NAMES[problem_type]}
+    if problem_type == "regression":
+        pred = np.asarray(model.predict(X), dtype=float)
+        y = np.asarray(y_true, dtype=float)
+        return {
+            "rmse": _safe(lambda: math.sqrt(skm.mean_squared_error(y, pred))),
+            "mae": _safe(lambda: skm.mean_absolute_error(y, pred)),
+            "r2": _safe(lambda: skm.r2_score(y, pred)) if len(y) > 1 else float("nan"),
+        }
+    y = np.asarray(y_true, dtype=object).astype(str)
+    proba = model.predict_proba(X)
+    classes = [str(c) for c in model.classes_]
+    # align probability columns to the schema label order
+    order = [classes.index(lbl) for lbl in labels]
+    proba = proba[:, order]
+    pred = np.asarray(labels, dtype=object)[proba.argmax(axis=1)].astype(str)
+    out = {}
+    if problem_type == "binary":
+        pos = labels[1]
+        out["auc"] = _safe(lambda: skm.roc_auc_score((y == pos).astype(int), proba[:, 1]))
+        out["accuracy"] = _safe(lambda: skm.accuracy_score(y, pred))
+        out["f1"] = _safe(lambda: skm.f1_score(y, pred, pos_label=pos, average="binary", zero_division=0))
+    else:
+        out["macro_f1"] = _safe(
+            lambda: skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)
+        )
+        out["accuracy"] = _safe(lambda: skm.accuracy_score(y, pred))
+    out["logloss"] = _safe(lambda: skm.log_loss(y, proba, labels=labels))
+    return out
+
+
+def format_metric_line(split, name, value):
+    """Return the exact metric log line ``[metric] <split>:<name>=<repr(float)>``.
+
+    NaN is rendered as ``nan`` (``repr(float('nan'))``).
+    """
+    return "[metric] %s:%s=%s" % (split, name, repr(float(value)))
+
+
+def _json_metrics(metrics):
+    """NaN/inf -> None so evaluation.json stays strict JSON."""
+    return {k: (v if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Champion
+# --------------------------------------------------------------------------------------
+def _find_champion_archive(channel_dir):
+    for root, _dirs, names in os.walk(channel_dir):
+        if "model.tar.gz" in names:
+            return os.path.join(root, "model.tar.gz")
+    return None
+
+
+def _safe_extract(archive, dest):
+    with tarfile.open(archive, "r:gz") as tar:
+        dest_real = os.path.realpath(dest)
+        for member in tar.getmembers():
+            target = os.path.realpath(os.path.join(dest, member.name))
+            if not (target == dest_real or target.startswith(dest_real + os.sep)):
+                raise TrainingError("unsafe path in champion archive: %r" % member.name)
+            if member.issym() or member.islnk() or member.isdev():
+                raise TrainingError("unsupported member type in champion archive: %r" % member.name)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # Python < 3.10.12 without extraction filters; members validated above
+            tar.extractall(dest)
+
+
+def compare_schemas(champion, challenger):
+    """List incompatibilities between a champion schema and the challenger's.
+
+    Args:
+        champion, challenger: schema.json dicts.
+    Returns:
+        list of human-readable differences (empty = compatible). Compared:
+        schema_version, target, problem_type, labels, feature names and types.
+    """
+    diffs = []
+    if champion.get("schema_version") != challenger["schema_version"]:
+        diffs.append("schema_version %r != %r" % (champion.get("schema_version"), challenger["schema_version"]))
+    for key in ("target", "problem_type", "labels"):
+        if champion.get(key) != challenger[key]:
+            diffs.append("%s differs: champion %r, challenger %r" % (key, champion.get(key), challenger[key]))
+    champ_types = {f["name"]: f["type"] for f in champion.get("features", [])}
+    chall_types = {f["name"]: f["type"] for f in challenger["features"]}
+    only_champ = sorted(set(champ_types) - set(chall_types))
+    only_chall = sorted(set(chall_types) - set(champ_types))
+    if only_champ:
+        diffs.append("features only in champion: %s" % ", ".join(only_champ))
+    if only_chall:
+        diffs.append("features only in challenger: %s" % ", ".join(only_chall))
+    for name in sorted(set(champ_types) & set(chall_types)):
+        if champ_types[name] != chall_types[name]:
+            diffs.append(
+                "feature %s type differs: champion %s, challenger %s" % (name, champ_types[name], chall_types[name])
+            )
+    return diffs
+
+
+def score_champion(channel_dir, schema, test_frame):
+    """Score the current champion model on the challenger's test split.
+
+    Args:
+        channel_dir: ``SM_CHANNEL_CHAMPION`` or None.
+        schema: the challenger's schema dict.
+        test_frame: test DataFrame of strings (or None when there is no test split).
+    Returns:
+        dict ``{"status": "absent"|"scored"|"incompatible"|"error", "reason": str|None,
+        "metrics": {"test": {...}} | None}``. Never raises.
+    """
+    if not channel_dir:
+        return {"status": "absent", "reason": None, "metrics": None}
+    try:
+        archive = _find_champion_archive(channel_dir) if os.path.isdir(channel_dir) else None
+        if archive is None:
+            return {
+                "status": "absent",
+                "reason": "champion channel %s has no model.tar.gz" % channel_dir,
+                "metrics": None,
+            }
+        import joblib
+
+        with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+            _safe_extract(archive, tmp)
+            with open(os.path.join(tmp, "schema.json")) as fh:
+                champ_schema = json.load(fh)
+            diffs = compare_schemas(champ_schema, schema)
+            if diffs:
+                return {"status": "incompatible", "reason": "; ".join(diffs), "metrics": None}
+            if test_frame is None:
+                return {"status": "error", "reason": "no test split to score the champion on", "metrics": None}
+            champ_model = joblib.load(os.path.join(tmp, "model.joblib"))
+        X = prepare_features(test_frame, champ_schema["features"], "test")
+        y = _target_values(test_frame, schema["target"], schema["problem_type"], "test")
+        metrics = compute_metrics(schema["problem_type"], schema["labels"], y, champ_model, X)
+        return {"status": "scored", "reason": None, "metrics": {"test": metrics}}
+    except Exception as exc:
+        return {"status": "error", "reason": "%s: %s" % (type(exc).__name__, exc), "metrics": None}
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+def _target_values(frame, target, problem_type, split):
+    if target not in frame.columns:
+        raise TrainingError("%s data has no target column %r (columns: %s)" % (split, target, list(frame.columns)))
+    col = frame[target]
+    missing = int(col.isna().sum() + (col.dropna().str.strip() == "").sum())
+    if missing:
+        raise TrainingError("%s data has %d rows with a missing label in column %r" % (split, missing, target))
+    if problem_type == "regression":
+        parsed = _parse_numeric(col)
+        bad = col[parsed.isna()]
+        if len(bad):
+            raise TrainingError(
+                "%s target %r is not numeric for regression (e.g. %r)" % (split, target, bad.iloc[0])
+            )
+        return parsed.to_numpy(dtype=float)
+    return col.str.strip().to_numpy(dtype=object)
+
+
+def _infer_problem_type(train, target):
+    col = train[target].dropna().str.strip()
+    parsed = _parse_numeric(col)
+    n_unique = col.nunique()
+    if parsed.notna().all() and n_unique > 20:
+        return "regression"
+    return "binary" if n_unique == 2 else "multiclass"
+
+
+def failure_path(environ):
+    """Where to write the SageMaker failure message.
+
+    Returns ``SM_OUTPUT_FAILURE`` if set, else ``<SM_OUTPUT_DIR or /opt/ml/output>/failure``
+    when that directory exists, else None. (SageMaker reads /opt/ml/output/failure as
+    the job's FailureReason: https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html)
+    """
+    if environ.get("SM_OUTPUT_FAILURE"):
+        return environ["SM_OUTPUT_FAILURE"]
+    out_dir = environ.get("SM_OUTPUT_DIR", "/opt/ml/output")
+    if os.path.isdir(out_dir):
+        return os.path.join(out_dir, "failure")
+    return None
+
+
+def _write_json(path, doc):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=2, sort_keys=False, allow_nan=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def train(argv, environ):
+    """Run one training job: read channels, fit, evaluate, score champion, write artifacts.
+
+    Args:
+        argv: hyperparameter arguments (``sys.argv[1:]``).
+        environ: environment mapping with the SM_* variables.
+    Returns:
+        the evaluation.json dict.
+    Raises:
+        TrainingError: user-facing problem (bad hyperparameters / data / channels).
+        Exception: anything unexpected (main() converts it into a failure file).
+    """
+    import joblib
+    import numpy as np
+
+    started = time.time()
+    cfg = resolve_config(parse_hyperparameters(argv, environ))
+    target = cfg["target"]
+    model_dir = environ.get("SM_MODEL_DIR", "/opt/ml/model")
+    if not environ.get("SM_CHANNEL_TRAIN"):
+        raise TrainingError("SM_CHANNEL_TRAIN is not set: a 'train' channel is required")
+
+    frames = {"train": read_channel(environ["SM_CHANNEL_TRAIN"], "train")}
+    for split in ("validation", "test"):
+        path = environ.get("SM_CHANNEL_" + split.upper())
+        frames[split] = read_channel(path, split) if path else None
+    train_df = frames["train"]
+    if target not in train_df.columns:
+        raise TrainingError("train data has no target column %r (columns: %s)" % (target, list(train_df.columns)))
+    if len(train_df) == 0:
+        raise TrainingError("train data has no rows")
+
+    problem_type = cfg["problem_type"] or _infer_problem_type(train_df, target)
+    ys = {}
+    for split in SPLITS:
+        if frames[split] is not None:
+            ys[split] = _target_values(frames[split], target, problem_type, split)
+
+    labels = None
+    if problem_type != "regression":
+        labels = sorted({str(v) for v in ys["train"]})
+        if problem_type == "binary" and len(labels) != 2:
+            raise TrainingError("binary problem needs exactly 2 labels in train, found %d: %s" % (len(labels), labels))
+        if problem_type == "multiclass" and len(labels) < 2:
+            raise TrainingError("multiclass problem needs at least 2 labels in train, found %s" % labels)
+        for split in ("validation", "test"):
+            if split in ys:
+                unseen = sorted(set(str(v) for v in ys[split]) - set(labels))
+                if unseen:
+                    raise TrainingError("%s data has labels not present in train: %s" % (split, unseen))
+
+    schema = build_schema(train_df, target, problem_type, labels)
+    Xs = {s: prepare_features(frames[s], schema["features"], s) for s in SPLITS if frames[s] is not None}
+
+    print(
+        "training %s model on %d rows, %d features (%d numeric, %d categorical), params=%s seed=%d"
+        % (
+            problem_type,
+            len(train_df),
+            len(schema["features"]),
+            sum(f["type"] == "numeric" for f in schema["features"]),
+            sum(f["type"] == "categorical" for f in schema["features"]),
+            json.dumps(cfg["model_params"]),
+            cfg["seed"],
+        ),
+        flush=True,
+    )
+    pipeline = build_pipeline(schema, cfg["model_params"], cfg["seed"])
+    y_fit = ys["train"] if problem_type == "regression" else np.asarray(ys["train"]).astype(str)
+    fit_start = time.time()
+    pipeline.fit(Xs["train"], y_fit)
+    fit_seconds = time.time() - fit_start
+
+    metrics = {}
+    for split in SPLITS:
+        if split in Xs:
+            metrics[split] = compute_metrics(problem_type, labels, ys[split], pipeline, Xs[split])
+            for name, value in metrics[split].items():
+                print(format_metric_line(split, name, value), flush=True)
+        else:
+            metrics[split] = {}
+
+    champion = score_champion(environ.get("SM_CHANNEL_CHAMPION"), schema, frames["test"])
+    if champion["status"] == "scored":
+        for name, value in champion["metrics"]["test"].items():
+            print(format_metric_line("champion_test", name, value), flush=True)
+        champion["metrics"] = {"test": _json_metrics(champion["metrics"]["test"])}
+    print("champion: %s%s" % (champion["status"], (" (%s)" % champion["reason"]) if champion["reason"] else ""), flush=True)
+
+    evaluation = {
+        "schema_version": SCHEMA_VERSION,
+        "problem_type": problem_type,
+        "target": target,
+        "labels": labels,
+        "rows": {s: (0 if frames[s] is None else int(len(frames[s]))) for s in SPLITS},
+        "metrics": {s: _json_metrics(metrics[s]) for s in SPLITS},
+        "champion": champion,
+    }
+
+    os.makedirs(model_dir, exist_ok=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    inference_src = os.path.join(here, "inference.py")
+    if not os.path.isfile(inference_src):
+        raise TrainingError("inference.py not found next to train.py (%s)" % here)
+    joblib.dump(pipeline, os.path.join(model_dir, "model.joblib"))
+    _write_json(os.path.join(model_dir, "schema.json"), schema)
+    _write_json(os.path.join(model_dir, "evaluation.json"), evaluation)
+    os.makedirs(os.path.join(model_dir, "code"), exist_ok=True)
+    shutil.copyfile(inference_src, os.path.join(model_dir, "code", "inference.py"))
+    out_data = environ.get("SM_OUTPUT_DATA_DIR")
+    if out_data:
+        os.makedirs(out_data, exist_ok=True)
+        _write_json(os.path.join(out_data, "evaluation.json"), evaluation)
+    print(
+        "done: fit %.3fs, total %.3fs, artifacts in %s" % (fit_seconds, time.time() - started, model_dir),
+        flush=True,
+    )
+    return evaluation
+
+
+def main(argv=None, environ=None):
+    """Process entry point. Returns the exit code (0 ok, 1 failure).
+
+    On failure writes the message to :func:`failure_path` and to stderr.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    try:
+        train(argv, environ)
+        return 0
+    except Exception as exc:
+        if isinstance(exc, TrainingError):
+            message = str(exc)
+        else:
+            message = "%s: %s" % (type(exc).__name__, exc)
+            traceback.print_exc(file=sys.stderr)
+        print("ERROR: " + message, file=sys.stderr, flush=True)
+        path = failure_path(environ)
+        if path:
+            try:
+                with open(path, "w") as fh:
+                    fh.write(message)
+            except OSError as write_exc:
+                print("could not write failure file %s: %s" % (path, write_exc), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

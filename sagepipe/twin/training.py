@@ -1,0 +1,579 @@
+"""Local emulation of one SageMaker training container run (script mode).
+
+Follows these AWS contracts:
+
+* CreateTrainingJob / DescribeTrainingJob request and response shapes
+  (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html,
+  API_DescribeTrainingJob.html, API_SecondaryStatusTransition.html);
+* the training container filesystem layout ``/opt/ml/...``
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html)
+  and the ``SM_*`` environment of the sagemaker-training-toolkit
+  (https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIABLES.md);
+* failure reporting through ``/opt/ml/output/failure``
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html);
+* metric extraction with ``AlgorithmSpecification.MetricDefinitions`` regexes
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html).
+
+Only script mode is emulated: the request must carry the ``sagemaker_submit_directory``
+(an ``s3://`` tar.gz) and ``sagemaker_program`` hyperparameters, as the SageMaker Python
+SDK sets them for framework estimators. The training image is not pulled; the script runs
+with this interpreter (``sys.executable``) — the twin assumes the local venv matches the
+framework image's libraries.
+
+Differences from AWS that callers must know:
+
+* ``MaxRuntimeInSeconds`` exceeded -> the script gets SIGTERM (then SIGKILL after a
+  grace period, 120 s on AWS, ``stop_grace_seconds`` here), status ``"Stopped"`` with
+  secondary status ``"MaxRuntimeExceeded"`` (as AWS reports it) and
+  ``failure_reason="MaxRuntimeInSeconds exceeded"``; whatever the script left in the
+  model dir is still uploaded (AWS does the same).
+* S3Prefix channels: every object whose key starts with the prefix is downloaded to
+  ``input/data/<channel>/<key minus prefix>`` (a key equal to the prefix keeps its
+  basename). ManifestFile / AugmentedManifestFile and Pipe/FastFile modes are rejected.
+* ``requirements.txt`` in the source dir is NOT installed (no network); a log line says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+CURRENT_HOST = "algo-1"
+FAILURE_REASON_MAX = 1024  # DescribeTrainingJob FailureReason max length
+DEFAULT_MAX_RUNTIME = 86400
+STDERR_TAIL_LINES = 10
+
+StatusCallback = Callable[[str, str], None]
+LogCallback = Callable[[str], None]
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of :func:`run_training_job` (maps onto DescribeTrainingJob fields).
+
+    Attributes:
+        status: TrainingJobStatus: ``"Completed"`` | ``"Failed"`` | ``"Stopped"``.
+        failure_reason: FailureReason (<= 1024 chars) or None when Completed.
+        final_metrics: FinalMetricDataList: ``[{"MetricName": str, "Value": float}]`` in
+            MetricDefinitions order; last regex match in the logs wins; NaN/inf and
+            unparseable values are skipped.
+        model_artifacts: ModelArtifacts.S3ModelArtifacts
+            (``s3://.../<TrainingJobName>/output/model.tar.gz``) or None.
+        secondary_status_transitions: ``[{"Status", "StartTime" (epoch s), "EndTime"
+            (epoch s or None), "StatusMessage"}]``.
+        log_lines: stdout+stderr lines of the script (interleaved as read, no newline),
+            preceded by a few toolkit-style lines.
+        training_seconds: wall time of the script process, seconds.
+        secondary_status: the last secondary status (e.g. ``"MaxRuntimeExceeded"``).
+        output_data: s3 URI of ``output/output.tar.gz`` (SM_OUTPUT_DATA_DIR) or None.
+    """
+
+    status: str
+    failure_reason: str | None
+    final_metrics: list[dict]
+    model_artifacts: str | None
+    secondary_status_transitions: list[dict]
+    log_lines: list[str]
+    training_seconds: float
+    secondary_status: str = ""
+    output_data: str | None = None
+
+
+class _JobError(Exception):
+    """Internal: ends the job as Failed with this message as FailureReason."""
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into ``(bucket, key)``.
+
+    Raises:
+        ValueError: not an ``s3://`` URI or no bucket.
+    """
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ValueError("not an S3 URI: %r" % (uri,))
+    rest = uri[5:]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ValueError("S3 URI has no bucket: %r" % uri)
+    return bucket, key
+
+
+def decode_hyperparameter(value: str):
+    """Decode one HyperParameters value like the training toolkit (JSON, else raw str)."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _hp_to_str(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def parse_final_metrics(metric_definitions: list[dict], lines: list[str]) -> list[dict]:
+    """Evaluate MetricDefinitions regexes over log lines.
+
+    Args:
+        metric_definitions: ``[{"Name": str, "Regex": str}]`` (first capture group is
+            the value, as on SageMaker).
+        lines: log lines.
+    Returns:
+        ``[{"MetricName": str, "Value": float}]`` in definition order, only metrics that
+        matched; last parseable finite match wins.
+    Raises:
+        re.error: an invalid regex.
+    """
+    compiled = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions or []]
+    values: dict[str, float] = {}
+    for line in lines:
+        for name, rx in compiled:
+            m = rx.search(line)
+            if not m:
+                continue
+            raw = m.group(1) if rx.groups >= 1 else m.group(0)
+            try:
+                v = float(raw)
+            except (TypeError, ValueError):
+                continue
+            if v != v or v in (float("inf"), float("-inf")):
+                continue
+            values[name] = v
+    return [{"MetricName": name, "Value": values[name]} for name, _ in compiled if name in values]
+
+
+class _Transitions:
+    def __init__(self, on_status: StatusCallback | None, log: Callable[[str], None]):
+        self.items: list[dict] = []
+        self.on_status = on_status
+        self.log = log
+
+    def enter(self, status: str, message: str, terminal: bool = False) -> None:
+        now = time.time()
+        if self.items and self.items[-1]["EndTime"] is None:
+            self.items[-1]["EndTime"] = now
+        self.items.append(
+            {"Status": status, "StartTime": now, "EndTime": now if terminal else None, "StatusMessage": message}
+        )
+        if self.on_status is not None:
+            try:
+                self.on_status(status, message)
+            except Exception as exc:  # a callback must not break the job
+                self.log("twin: on_status callback raised %r" % exc)
+
+
+def _download_channel(s3_client, channel: dict, dest: Path) -> int:
+    name = channel.get("ChannelName")
+    source = (channel.get("DataSource") or {}).get("S3DataSource")
+    if not source:
+        raise _JobError("ClientError: channel %r has no DataSource.S3DataSource (only S3 is emulated)" % name)
+    data_type = source.get("S3DataType", "S3Prefix")
+    if data_type != "S3Prefix":
+        raise _JobError("ClientError: channel %r: S3DataType %s is not supported by the twin" % (name, data_type))
+    mode = channel.get("InputMode")
+    if mode not in (None, "File"):
+        raise _JobError("ClientError: channel %r: InputMode %s is not supported by the twin" % (name, mode))
+    uri = source.get("S3Uri", "")
+    try:
+        bucket, prefix = parse_s3_uri(uri)
+    except ValueError as exc:
+        raise _JobError("ClientError: channel %r: %s" % (name, exc))
+    not_found = (
+        'ClientError: No S3 objects found under S3 URL "%s" given in input data source. Please ensure that the '
+        "bucket exists in the selected region, that objects exist under that S3 prefix, and that the role has "
+        '"s3:ListBucket" permissions on bucket "%s".' % (uri, bucket)
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    count = 0
+    try:
+        paginator = s3_client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue
+                rel = key[len(prefix):].lstrip("/") or key.rsplit("/", 1)[-1]
+                target = (dest / rel).resolve()
+                if dest.resolve() not in target.parents:
+                    raise _JobError("ClientError: S3 key %r escapes the channel directory" % key)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3_client.download_file(bucket, key, str(target))
+                count += 1
+    except _JobError:
+        raise
+    except Exception as exc:  # botocore ClientError (NoSuchBucket, AccessDenied...)
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+        if code in ("NoSuchBucket", "404", "NoSuchKey"):
+            raise _JobError(not_found)
+        raise _JobError("ClientError: channel %r: cannot download %s: %s" % (name, uri, exc))
+    if count == 0:
+        raise _JobError(not_found)
+    return count
+
+
+def _safe_extract(archive: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:*") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # pragma: no cover - very old Pythons
+            root = dest.resolve()
+            for m in tar.getmembers():
+                if not (dest / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
+                    raise _JobError("ClientError: unsafe member %r in source archive" % m.name)
+            tar.extractall(dest)
+
+
+def _tar_dir(src: Path, dest: Path) -> None:
+    """tar.gz the contents of ``src`` with entries at the archive root (like SageMaker)."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for child in sorted(src.iterdir()):
+            tar.add(str(child), arcname=child.name)
+
+
+def _kill_tree(proc: subprocess.Popen, grace: float) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+
+
+def run_training_job(
+    request: dict,
+    s3_client,
+    work_root: Path,
+    on_status: StatusCallback | None = None,
+    on_log: LogCallback | None = None,
+    *,
+    stop_event: threading.Event | None = None,
+    stop_grace_seconds: float = 10.0,
+) -> TrainingResult:
+    """Run one CreateTrainingJob request to completion, locally.
+
+    Args:
+        request: CreateTrainingJob request dict (boto3 shape). Used fields:
+            TrainingJobName, AlgorithmSpecification{TrainingImage, TrainingInputMode,
+            MetricDefinitions}, HyperParameters (str -> str, must include
+            ``sagemaker_submit_directory`` (s3 tar.gz) and ``sagemaker_program``),
+            InputDataConfig (S3Prefix, File mode), OutputDataConfig.S3OutputPath,
+            ResourceConfig, StoppingCondition.MaxRuntimeInSeconds, Environment.
+        s3_client: a boto3 S3 client (real, moto, or the twin's S3 endpoint).
+        work_root: directory under which ``<TrainingJobName>/`` plays ``/opt/ml``
+            (``input/config``, ``input/data/<channel>``, ``model``, ``output``,
+            ``output/data``, ``code``). An existing job dir is replaced.
+        on_status: called ``(secondary_status, status_message)`` on each transition.
+        on_log: called with each log line (no trailing newline) as it is produced.
+        stop_event: when set while the script runs, the job is stopped (StopTrainingJob):
+            SIGTERM, grace, SIGKILL; status ``"Stopped"``.
+        stop_grace_seconds: SIGTERM -> SIGKILL delay (AWS: 120 s).
+    Returns:
+        :class:`TrainingResult`. Never raises for bad requests, inputs or script
+        failures: those become ``status="Failed"`` with a ``ClientError: ...`` /
+        ``AlgorithmError: ...`` failure_reason.
+    """
+    name = str(request.get("TrainingJobName") or "unnamed-training-job")
+    log_lines: list[str] = []
+    lock = threading.Lock()
+
+    def log(line: str) -> None:
+        with lock:
+            log_lines.append(line)
+        if on_log is not None:
+            try:
+                on_log(line)
+            except Exception:
+                pass
+
+    transitions = _Transitions(on_status, log)
+    transitions.enter("Starting", "Preparing the instances for training")
+    training_seconds = 0.0
+    model_artifacts = None
+    output_data = None
+    final_metrics: list[dict] = []
+    metric_defs = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+
+    def finish(status, secondary, message, reason) -> TrainingResult:
+        transitions.enter(secondary, message, terminal=True)
+        if reason is not None and len(reason) > FAILURE_REASON_MAX:
+            reason = reason[: FAILURE_REASON_MAX - 3] + "..."
+        try:
+            metrics = parse_final_metrics(metric_defs, log_lines)
+        except re.error:
+            metrics = []
+        return TrainingResult(
+            status=status,
+            failure_reason=reason,
+            final_metrics=metrics,
+            model_artifacts=model_artifacts,
+            secondary_status_transitions=transitions.items,
+            log_lines=log_lines,
+            training_seconds=training_seconds,
+            secondary_status=secondary,
+            output_data=output_data,
+        )
+
+    try:
+        for d in metric_defs:
+            try:
+                re.compile(d["Regex"])
+            except (re.error, KeyError, TypeError) as exc:
+                raise _JobError("ClientError: invalid MetricDefinitions entry %r: %s" % (d, exc))
+        mode = (request.get("AlgorithmSpecification") or {}).get("TrainingInputMode", "File")
+        if mode != "File":
+            raise _JobError("ClientError: TrainingInputMode %s is not supported by the twin" % mode)
+        raw_hps = {str(k): str(v) for k, v in (request.get("HyperParameters") or {}).items()}
+        hps = {k: decode_hyperparameter(v) for k, v in raw_hps.items()}
+        submit_dir = hps.get("sagemaker_submit_directory")
+        program = hps.get("sagemaker_program")
+        if not submit_dir or not program:
+            raise _JobError(
+                "ClientError: the twin only emulates script mode: hyperparameters sagemaker_submit_directory "
+                "and sagemaker_program are required"
+            )
+        try:
+            out_bucket, out_prefix = parse_s3_uri((request.get("OutputDataConfig") or {}).get("S3OutputPath", ""))
+        except ValueError as exc:
+            raise _JobError("ClientError: OutputDataConfig.S3OutputPath: %s" % exc)
+        max_runtime = float((request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or DEFAULT_MAX_RUNTIME)
+
+        # ---- /opt/ml layout ------------------------------------------------------------
+        root = Path(work_root) / name
+        if root.exists():
+            shutil.rmtree(root)
+        config_dir = root / "input" / "config"
+        data_dir = root / "input" / "data"
+        model_dir = root / "model"
+        output_dir = root / "output"
+        output_data_dir = output_dir / "data"
+        code_dir = root / "code"
+        for d in (config_dir, data_dir, model_dir, output_data_dir, code_dir, output_dir / "intermediate"):
+            d.mkdir(parents=True, exist_ok=True)
+        channels = request.get("InputDataConfig") or []
+        resource = request.get("ResourceConfig") or {}
+        resource_config = {
+            "current_host": CURRENT_HOST,
+            "current_instance_type": resource.get("InstanceType", "local"),
+            "current_group_name": "homogeneousCluster",
+            "hosts": [CURRENT_HOST],
+            "instance_groups": [
+                {
+                    "instance_group_name": "homogeneousCluster",
+                    "instance_type": resource.get("InstanceType", "local"),
+                    "hosts": [CURRENT_HOST],
+                }
+            ],
+            "network_interface_name": "eth0",
+        }
+        input_config = {
+            c.get("ChannelName"): {
+                "TrainingInputMode": "File",
+                "S3DistributionType": (c.get("DataSource") or {}).get("S3DataSource", {}).get(
+                    "S3DistributionType", "FullyReplicated"
+                ),
+                "RecordWrapperType": c.get("RecordWrapperType", "None"),
+                **({"ContentType": c["ContentType"]} if c.get("ContentType") else {}),
+            }
+            for c in channels
+        }
+        (config_dir / "hyperparameters.json").write_text(json.dumps(raw_hps, indent=2))
+        (config_dir / "inputdataconfig.json").write_text(json.dumps(input_config, indent=2))
+        (config_dir / "resourceconfig.json").write_text(json.dumps(resource_config, indent=2))
+
+        # ---- Downloading ---------------------------------------------------------------
+        transitions.enter("Downloading", "Downloading input data")
+        channel_dirs = {}
+        for c in channels:
+            cname = c.get("ChannelName")
+            if not cname or not re.fullmatch(r"[A-Za-z0-9.\-_]+", str(cname)):
+                raise _JobError("ClientError: invalid ChannelName %r" % (cname,))
+            n = _download_channel(s3_client, c, data_dir / cname)
+            channel_dirs[cname] = data_dir / cname
+            log("twin: channel %s: downloaded %d object(s)" % (cname, n))
+        try:
+            src_bucket, src_key = parse_s3_uri(submit_dir)
+            archive = root / "sourcedir.tar.gz"
+            s3_client.download_file(src_bucket, src_key, str(archive))
+            _safe_extract(archive, code_dir)
+            archive.unlink()
+        except _JobError:
+            raise
+        except Exception as exc:
+            raise _JobError("ClientError: cannot fetch sagemaker_submit_directory %s: %s" % (submit_dir, exc))
+        if not (code_dir / str(program)).is_file():
+            raise _JobError("ClientError: sagemaker_program %s not found in %s" % (program, submit_dir))
+        if (code_dir / "requirements.txt").is_file():
+            log("twin: requirements.txt found but NOT installed (the twin runs offline in the local venv)")
+
+        # ---- Training ------------------------------------------------------------------
+        transitions.enter("Training", "Training image download completed. Training in progress.")
+        user_hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
+        user_args: list[str] = []
+        for k, v in user_hps.items():
+            user_args += ["--%s" % k, _hp_to_str(v)]
+        num_cpus = os.cpu_count() or 1
+        env = dict(os.environ)
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "TRAINING_JOB_NAME": name,
+                "SM_MODEL_DIR": str(model_dir),
+                "SM_OUTPUT_DIR": str(output_dir),
+                "SM_OUTPUT_DATA_DIR": str(output_data_dir),
+                "SM_OUTPUT_INTERMEDIATE_DIR": str(output_dir / "intermediate"),
+                "SM_INPUT_DIR": str(root / "input"),
+                "SM_INPUT_CONFIG_DIR": str(config_dir),
+                "SM_INPUT_DATA_CONFIG": json.dumps(input_config),
+                "SM_RESOURCE_CONFIG": json.dumps(resource_config),
+                "SM_CHANNELS": json.dumps(sorted(channel_dirs)),
+                "SM_HPS": json.dumps(user_hps),
+                "SM_USER_ARGS": json.dumps(user_args),
+                "SM_CURRENT_HOST": CURRENT_HOST,
+                "SM_HOSTS": json.dumps([CURRENT_HOST]),
+                "SM_NETWORK_INTERFACE_NAME": "eth0",
+                "SM_NUM_CPUS": str(num_cpus),
+                "SM_NUM_GPUS": "0",
+                "SM_LOG_LEVEL": "20",
+                "SM_MODULE_DIR": str(submit_dir),
+                "SM_MODULE_NAME": str(program).rsplit(".", 1)[0],
+                "SM_USER_ENTRY_POINT": str(program),
+                "SM_FRAMEWORK_PARAMS": "{}",
+                "SM_TRAINING_ENV": json.dumps(
+                    {
+                        "job_name": name,
+                        "current_host": CURRENT_HOST,
+                        "hosts": [CURRENT_HOST],
+                        "channel_input_dirs": {k: str(v) for k, v in channel_dirs.items()},
+                        "hyperparameters": user_hps,
+                        "input_dir": str(root / "input"),
+                        "input_config_dir": str(config_dir),
+                        "input_data_config": input_config,
+                        "model_dir": str(model_dir),
+                        "output_dir": str(output_dir),
+                        "output_data_dir": str(output_data_dir),
+                        "module_dir": str(submit_dir),
+                        "module_name": str(program).rsplit(".", 1)[0],
+                        "user_entry_point": str(program),
+                        "num_cpus": num_cpus,
+                        "num_gpus": 0,
+                        "resource_config": resource_config,
+                    }
+                ),
+            }
+        )
+        for cname, cdir in channel_dirs.items():
+            env["SM_CHANNEL_%s" % cname.upper()] = str(cdir)
+        for k, v in user_hps.items():
+            env["SM_HP_%s" % k.upper()] = _hp_to_str(v)
+        env.update({str(k): str(v) for k, v in (request.get("Environment") or {}).items()})
+
+        cmd = [sys.executable, str(program), *user_args]
+        log("Invoking script with the following command: %s" % " ".join(cmd))
+        stderr_lines: list[str] = []
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=str(code_dir),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise _JobError("AlgorithmError: cannot start %s: %s" % (program, exc))
+
+        def pump(stream, sink):
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if sink is not None:
+                    sink.append(line)
+                log(line)
+            stream.close()
+
+        readers = [
+            threading.Thread(target=pump, args=(proc.stdout, None), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, stderr_lines), daemon=True),
+        ]
+        for t in readers:
+            t.start()
+        stop_kind = None
+        deadline = started + max_runtime
+        while True:
+            try:
+                proc.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() >= deadline:
+                stop_kind = "MaxRuntimeExceeded"
+            elif stop_event is not None and stop_event.is_set():
+                stop_kind = "Stopped"
+            if stop_kind:
+                log("twin: %s: sending SIGTERM to the training process" % stop_kind)
+                _kill_tree(proc, stop_grace_seconds)
+                break
+        for t in readers:
+            t.join(timeout=5)
+        training_seconds = time.monotonic() - started
+        rc = proc.returncode
+
+        if stop_kind is None and rc != 0:
+            failure_file = output_dir / "failure"
+            detail = failure_file.read_text(errors="replace").strip() if failure_file.is_file() else ""
+            if not detail:
+                detail = "\n".join(stderr_lines[-STDERR_TAIL_LINES:]).strip() or "(no output)"
+            raise _JobError("AlgorithmError: %s, exit code %d" % (detail, rc))
+
+        # ---- Uploading -----------------------------------------------------------------
+        if stop_kind is not None:
+            transitions.enter("Stopping", "Stopping the training job")
+        transitions.enter("Uploading", "Uploading generated training model")
+        base = "%s/%s/output" % (out_prefix.rstrip("/"), name) if out_prefix.strip("/") else "%s/output" % name
+        base = base.lstrip("/")
+        try:
+            if stop_kind is None or any(model_dir.iterdir()):
+                model_tar = root / "model.tar.gz"
+                _tar_dir(model_dir, model_tar)
+                s3_client.upload_file(str(model_tar), out_bucket, base + "/model.tar.gz")
+                model_artifacts = "s3://%s/%s/model.tar.gz" % (out_bucket, base)
+            out_tar = root / "output.tar.gz"
+            _tar_dir(output_data_dir, out_tar)
+            s3_client.upload_file(str(out_tar), out_bucket, base + "/output.tar.gz")
+            output_data = "s3://%s/%s/output.tar.gz" % (out_bucket, base)
+        except Exception as exc:
+            raise _JobError("ClientError: cannot upload model artifacts to s3://%s/%s: %s" % (out_bucket, base, exc))
+
+        if stop_kind == "MaxRuntimeExceeded":
+            return finish(
+                "Stopped",
+                "MaxRuntimeExceeded",
+                "Training job stopped: it exceeded MaxRuntimeInSeconds (%g s)" % max_runtime,
+                "MaxRuntimeInSeconds exceeded",
+            )
+        if stop_kind == "Stopped":
+            return finish("Stopped", "Stopped", "Training job stopped by StopTrainingJob", None)
+        return finish("Completed", "Completed", "Training job completed", None)
+    except _JobError as exc:
+        reason = str(exc)
+        return finish("Failed", "Failed", "Training job failed. Reason: %s" % reason, reason)
+    except Exception as exc:  # defensive: run_training_job never raises
+        reason = "InternalServerError: twin training emulation crashed: %s: %s" % (type(exc).__name__, exc)
+        return finish("Failed", "Failed", reason, reason)
