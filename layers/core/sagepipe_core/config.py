@@ -1,0 +1,165 @@
+"""Per-model config: ``s3://<data bucket>/datasets/<model>/sagepipe.json`` (optional).
+
+Validated with pydantic (from the Powertools layer). Every field has a default, so a model with no
+config file trains as a binary classifier on the CSV's last column. See README "Per-model config".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import InvalidConfigError
+
+CONFIG_FILE_NAME = "sagepipe.json"
+
+ProblemType = Literal["binary", "multiclass", "regression"]
+
+#: Metrics ``model/train.py`` reports per problem type (test split is used by the gate).
+METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "accuracy", "f1", "logloss"),
+    "multiclass": ("macro_f1", "accuracy", "logloss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+#: True where a larger value is better.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "auc": True, "accuracy": True, "f1": True, "macro_f1": True, "r2": True,
+    "logloss": False, "rmse": False, "mae": False,
+}
+DEFAULT_METRIC: dict[str, str] = {"binary": "auc", "multiclass": "macro_f1", "regression": "r2"}
+DEFAULT_THRESHOLD: dict[str, float] = {"auc": 0.75, "macro_f1": 0.5, "r2": 0.5}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    """Fractions of rows for the train / validation / test channels (sum 1) and the shuffle seed."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    validation: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        if not math.isclose(self.train + self.validation + self.test, 1.0, abs_tol=1e-6):
+            raise ValueError("split fractions train + validation + test must sum to 1")
+        return self
+
+
+class TrainingResources(_Strict):
+    """SageMaker ``ResourceConfig`` / ``StoppingCondition`` for the training job."""
+
+    instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instance_count: Literal[1] = 1  # scikit-learn trains on one instance
+    volume_size_gb: int = Field(10, ge=1, le=16384)
+    max_runtime_seconds: int = Field(3600, ge=60, le=432000)
+
+
+class EndpointResources(_Strict):
+    """``ProductionVariants[0]`` instance type and count for the endpoint."""
+
+    instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instance_count: int = Field(1, ge=1, le=10)
+
+
+class ModelConfig(_Strict):
+    """The per-model config. JSON field names are the attribute names below.
+
+    - ``target``: label column (default: the CSV's last column).
+    - ``problem_type``: ``binary`` | ``multiclass`` | ``regression``.
+    - ``metric`` / ``threshold``: the gate metric on the test split and its absolute bar
+      (defaults: auc ≥ 0.75, macro_f1 ≥ 0.5, r2 ≥ 0.5); ``higher_is_better`` defaults by metric.
+    - ``tolerance``: how much worse than the champion the challenger may be and still deploy;
+      ``min_improvement``: how much better it must be (use one or the other; both default 0).
+    - ``incompatible_champion``: ``threshold_only`` or ``reject`` when the champion cannot be scored on
+      the new schema.
+    - ``hyperparameters``: passed to ``model/train.py``; ``training`` / ``endpoint``: resources.
+    - ``split``, ``min_rows``, ``min_rows_per_class``, ``max_dataset_bytes``: data contract.
+    """
+
+    target: str | None = None
+    problem_type: ProblemType = "binary"
+    metric: str | None = None
+    threshold: float | None = None
+    higher_is_better: bool | None = None
+    tolerance: float = Field(0.0, ge=0)
+    min_improvement: float = Field(0.0, ge=0)
+    incompatible_champion: Literal["threshold_only", "reject"] = "threshold_only"
+    approval: Literal["auto"] = "auto"
+    hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    min_rows: int = Field(50, ge=3)
+    min_rows_per_class: int = Field(10, ge=1)
+    max_dataset_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    training: TrainingResources = Field(default_factory=TrainingResources)
+    endpoint: EndpointResources = Field(default_factory=EndpointResources)
+
+    @model_validator(mode="after")
+    def _metric_fits_problem(self) -> "ModelConfig":
+        if self.metric is not None and self.metric not in METRICS[self.problem_type]:
+            raise ValueError(
+                f"metric {self.metric!r} is not reported for {self.problem_type}; "
+                f"choose one of {list(METRICS[self.problem_type])}"
+            )
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ValueError("threshold must be a finite number")
+        for key in self.hyperparameters:
+            if key in {"target", "problem_type"} or key.startswith("sagemaker_"):
+                raise ValueError(f"hyperparameter {key!r} is reserved")
+        return self
+
+    @property
+    def gate_metric(self) -> str:
+        """The metric the gate compares (explicit or the problem type's default)."""
+        return self.metric or DEFAULT_METRIC[self.problem_type]
+
+    @property
+    def gate_threshold(self) -> float:
+        """The absolute bar for :attr:`gate_metric`."""
+        if self.threshold is not None:
+            return self.threshold
+        return DEFAULT_THRESHOLD.get(self.gate_metric, 0.0)
+
+    @property
+    def maximize(self) -> bool:
+        """True where a larger metric is better."""
+        if self.higher_is_better is not None:
+            return self.higher_is_better
+        return HIGHER_IS_BETTER[self.gate_metric]
+
+    def resolved(self, target: str) -> dict[str, Any]:
+        """The config as the state machine carries it: JSON-safe, every default filled in."""
+        data = self.model_dump()
+        data.update(target=target, metric=self.gate_metric, threshold=self.gate_threshold,
+                     higher_is_better=self.maximize)
+        return data
+
+
+def parse_config(raw: bytes | str | dict[str, Any] | None) -> ModelConfig:
+    """Parse and validate a config document.
+
+    ``raw`` is the JSON bytes/str of ``sagepipe.json``, an already-parsed dict, or None (defaults).
+    Raises :class:`InvalidConfigError` with ``details["errors"]`` listing each bad field.
+    """
+    if raw is None:
+        return ModelConfig()
+    try:
+        data = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidConfigError(f"{CONFIG_FILE_NAME} is not valid JSON: {exc}", check="config") from exc
+    if not isinstance(data, dict):
+        raise InvalidConfigError(f"{CONFIG_FILE_NAME} must be a JSON object", check="config")
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(root)", "error": err["msg"]}
+            for err in exc.errors()
+        ]
+        raise InvalidConfigError(f"{CONFIG_FILE_NAME} is not valid", check="config", errors=errors) from exc

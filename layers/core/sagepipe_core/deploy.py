@@ -1,0 +1,111 @@
+"""Endpoint rollout: CreateModel, a new EndpointConfig per model version, then CreateEndpoint or a
+blue/green UpdateEndpoint. The state machine then polls DescribeEndpoint until the requested
+EndpointConfigName is live (AWS has no ``.sync`` for endpoints).
+
+Follows the SageMaker API reference: CreateModel, CreateEndpointConfig, CreateEndpoint,
+UpdateEndpoint (``DeploymentConfig.BlueGreenUpdatePolicy``, ``AutoRollbackConfiguration``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .errors import DeploymentFailedError, EndpointBusyError
+
+BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed"}
+
+
+def _already_exists(exc: ClientError) -> bool:
+    msg = exc.response.get("Error", {}).get("Message", "")
+    return exc.response.get("Error", {}).get("Code") == "ValidationException" and (
+        "already exist" in msg.lower() or "already existing" in msg.lower())
+
+
+def _not_found(exc: ClientError) -> bool:
+    msg = exc.response.get("Error", {}).get("Message", "").lower()
+    return exc.response.get("Error", {}).get("Code") == "ValidationException" and (
+        "could not find" in msg or "does not exist" in msg or "not found" in msg)
+
+
+def deployment_config(alarm_names: list[str]) -> dict[str, Any]:
+    """UpdateEndpoint ``DeploymentConfig``: all-at-once blue/green traffic shift with a 5 minute bake
+    (``TerminationWaitInSeconds``) and auto-rollback on ``alarm_names`` (CloudWatch alarms)."""
+    cfg: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+            "TerminationWaitInSeconds": 300,
+            "MaximumExecutionTimeoutInSeconds": 3600,
+        }
+    }
+    if alarm_names:
+        cfg["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarm_names]}
+    return cfg
+
+
+def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_config_name: str,
+                     image: str, model_data_url: str, role_arn: str, instance_type: str,
+                     instance_count: int, alarm_names: list[str], region: str) -> dict[str, Any]:
+    """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
+
+    Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action": "create"|"update"|"noop",
+    "previous_endpoint_config_name"}``. Raises :class:`EndpointBusyError` when the endpoint is in a
+    transitional status (the state machine retries with backoff) and :class:`DeploymentFailedError`
+    when it is ``Failed`` (a failed endpoint must be deleted by an operator; we never delete).
+    """
+    try:
+        sm.create_model(
+            ModelName=model_name, ExecutionRoleArn=role_arn,
+            PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url, "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": region}})
+    except ClientError as exc:
+        if not _already_exists(exc):
+            raise
+    try:
+        sm.create_endpoint_config(
+            EndpointConfigName=endpoint_config_name,
+            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": model_name,
+                                 "InitialInstanceCount": instance_count, "InstanceType": instance_type,
+                                 "InitialVariantWeight": 1.0}])
+    except ClientError as exc:
+        if not _already_exists(exc):
+            raise
+    out = {"EndpointName": endpoint_name, "EndpointConfigName": endpoint_config_name, "ModelName": model_name,
+           "previous_endpoint_config_name": None}
+    try:
+        current = sm.describe_endpoint(EndpointName=endpoint_name)
+    except ClientError as exc:
+        if not _not_found(exc):
+            raise
+        sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name)
+        return {**out, "action": "create"}
+    status, live = current["EndpointStatus"], current.get("EndpointConfigName")
+    out["previous_endpoint_config_name"] = live
+    if status in BUSY_STATUSES:
+        raise EndpointBusyError(f"endpoint {endpoint_name} is {status}", endpoint=endpoint_name, status=status)
+    if status == "Failed":
+        raise DeploymentFailedError(f"endpoint {endpoint_name} is Failed: {current.get('FailureReason')}",
+                                    endpoint=endpoint_name)
+    if live == endpoint_config_name:
+        return {**out, "action": "noop"}
+    sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name,
+                       RetainAllVariantProperties=False, DeploymentConfig=deployment_config(alarm_names))
+    return {**out, "action": "update"}
+
+
+def production_model_data_url(sm: Any, endpoint_name: str) -> tuple[str | None, str | None]:
+    """The champion: ``(EndpointConfigName, ModelDataUrl)`` of the model the endpoint serves now, or
+    ``(None, None)`` if there is no endpoint. DescribeEndpoint → DescribeEndpointConfig → DescribeModel."""
+    try:
+        ep = sm.describe_endpoint(EndpointName=endpoint_name)
+    except ClientError as exc:
+        if _not_found(exc):
+            return None, None
+        raise
+    if ep["EndpointStatus"] == "Failed" or not ep.get("EndpointConfigName"):
+        return None, None
+    cfg = sm.describe_endpoint_config(EndpointConfigName=ep["EndpointConfigName"])
+    model = sm.describe_model(ModelName=cfg["ProductionVariants"][0]["ModelName"])
+    return ep["EndpointConfigName"], model["PrimaryContainer"].get("ModelDataUrl")

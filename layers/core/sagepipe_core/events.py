@@ -1,0 +1,168 @@
+"""Trigger normalisation: every event that can start a run becomes one :class:`DataVersion` (or a
+:class:`Skip` with the reason it was ignored).
+
+Accepted shapes:
+- S3 "Object Created" via EventBridge (``source: aws.s3``; S3 User Guide, "EventBridge event message
+  structure"); ``detail.object.key`` is URL-encoded like classic notifications.
+- A classic S3 event notification (``Records[].s3``; S3 User Guide, "Event message structure"), whose
+  ``object.key`` is URL-encoded (``+`` is a space, a literal ``+`` is ``%2B``).
+- A scheduled event (``source: aws.events``, ``detail-type: Scheduled Event``): retrain the model named
+  by the function's ``SCHEDULED_MODEL_NAME``.
+- A custom event (``source: <app source>``, ``detail-type: Retrain Requested``, ``detail.model``).
+Retrains resolve to the newest ``.csv`` under ``datasets/<model>/`` (see :func:`latest_data_version`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from .errors import DatasetNotFoundError, InvalidEventError
+from .naming import execution_name
+
+DATASETS_PREFIX = "datasets/"
+OUTPUT_PREFIXES = ("quarantine/", "runs/", "models/", "code/", "reports/")
+RETRAIN_DETAIL_TYPE = "Retrain Requested"
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """The identity of one data set version, and what triggered it.
+
+    ``identity`` is the ETag for uploads (so a byte-identical re-upload is the same version) or the
+    trigger's event id for retrains (so each firing is one run, and its redeliveries are not).
+    """
+
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None
+    size: int | None
+    model: str
+    trigger: str
+    identity: str
+
+    @property
+    def execution_name(self) -> str:
+        """Deterministic StartExecution ``name`` for this version (see :func:`naming.execution_name`)."""
+        return execution_name(self.model, self.key, self.identity)
+
+    def execution_input(self, **extra: Any) -> str:
+        """The StartExecution ``input``: canonical JSON (sorted keys), no timestamps or request ids,
+        so redeliveries produce byte-identical input."""
+        doc = {"dataset": {k: v for k, v in asdict(self).items() if k not in {"model", "trigger", "identity"}},
+               "model": self.model, "trigger": self.trigger, **extra}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An event that is deliberately not run; ``reason`` is logged."""
+
+    reason: str
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """A request to retrain ``model`` on its latest data; ``request_id`` is the trigger's event id."""
+
+    model: str
+    trigger: str
+    request_id: str
+
+
+def decode_key(raw: str) -> str:
+    """Decode an S3 event object key exactly once (``unquote_plus``): ``a+b%2B.csv`` → ``a b+.csv``."""
+    return unquote_plus(raw)
+
+
+def classify_key(bucket: str, key: str, size: int | None, etag: str, version_id: str | None,
+                 trigger: str) -> DataVersion | Skip:
+    """Turn one created object into a :class:`DataVersion`, or a :class:`Skip` saying why not.
+
+    Skips: keys under the stack's output prefixes, keys outside ``datasets/<model>/``, zero-byte
+    "folder" keys (ending in ``/`` or of size 0), and non-``.csv`` keys.
+    """
+    if key.startswith(OUTPUT_PREFIXES):
+        return Skip("key is under an output prefix written by the stack (no recursive triggers)", key)
+    if not key.startswith(DATASETS_PREFIX):
+        return Skip("key is outside datasets/", key)
+    parts = key[len(DATASETS_PREFIX):].split("/", 1)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        return Skip("key is not of the form datasets/<model>/<file>.csv", key)
+    if key.endswith("/") or size == 0:
+        return Skip("zero-byte folder placeholder or empty object", key)
+    if not key.lower().endswith(".csv"):
+        return Skip("not a .csv object", key)
+    return DataVersion(bucket=bucket, key=key, etag=etag.strip('"'), version_id=version_id or None,
+                       size=size, model=parts[0], trigger=trigger, identity=etag.strip('"'))
+
+
+def normalize(event: dict[str, Any], *, app_source: str, scheduled_model: str | None) -> list[DataVersion | Skip | RetrainRequest]:
+    """Normalise any accepted trigger event into a list of items (classic S3 events may hold several records).
+
+    Raises :class:`InvalidEventError` for shapes that are none of the accepted ones.
+    """
+    if not isinstance(event, dict):
+        raise InvalidEventError("event is not a JSON object")
+    if "Records" in event:
+        out: list[DataVersion | Skip | RetrainRequest] = []
+        for rec in event["Records"]:
+            try:
+                s3 = rec["s3"]
+                name = rec.get("eventName", "ObjectCreated:Put")
+                if not name.startswith("ObjectCreated"):
+                    out.append(Skip(f"event {name} is not an object creation"))
+                    continue
+                obj = s3["object"]
+                out.append(classify_key(s3["bucket"]["name"], decode_key(obj["key"]), obj.get("size"),
+                                        obj.get("eTag", ""), obj.get("versionId"), f"s3:{name}"))
+            except (KeyError, TypeError) as exc:
+                raise InvalidEventError(f"S3 notification record lacks {exc}") from exc
+        return out
+    source, detail_type = event.get("source"), event.get("detail-type")
+    detail = event.get("detail") or {}
+    if source == "aws.s3":
+        if detail_type != "Object Created":
+            return [Skip(f"detail-type {detail_type!r} is not Object Created")]
+        try:
+            obj = detail["object"]
+            return [classify_key(detail["bucket"]["name"], decode_key(obj["key"]), obj.get("size"),
+                                 obj.get("etag") or obj.get("eTag", ""), obj.get("version-id"),
+                                 f"s3:ObjectCreated:{detail.get('reason', 'PutObject')}")]
+        except (KeyError, TypeError) as exc:
+            raise InvalidEventError(f"S3 EventBridge event lacks {exc}") from exc
+    if source == "aws.events" and detail_type == "Scheduled Event":
+        if not scheduled_model:
+            raise InvalidEventError("scheduled event received but SCHEDULED_MODEL_NAME is not set")
+        return [RetrainRequest(scheduled_model, "schedule", str(event.get("id", "")))]
+    if source == app_source and detail_type == RETRAIN_DETAIL_TYPE:
+        model = detail.get("model")
+        if not isinstance(model, str) or not model or "/" in model:
+            raise InvalidEventError("Retrain Requested needs detail.model (a model name)")
+        return [RetrainRequest(model, "retrain-request", str(event.get("id", "")))]
+    raise InvalidEventError(f"unsupported event: source={source!r} detail-type={detail_type!r}")
+
+
+def latest_data_version(s3: Any, bucket: str, request: RetrainRequest) -> DataVersion:
+    """Resolve a retrain to the newest ``.csv`` object under ``datasets/<model>/`` (ListObjectsV2 paginator).
+
+    The identity is ``<request_id>`` so every firing runs once. Raises :class:`DatasetNotFoundError`.
+    """
+    newest: dict[str, Any] | None = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{DATASETS_PREFIX}{request.model}/"):
+        for obj in page.get("Contents", []):
+            if obj["Key"].lower().endswith(".csv") and obj["Size"] > 0:
+                if newest is None or (obj["LastModified"], obj["Key"]) > (newest["LastModified"], newest["Key"]):
+                    newest = obj
+    if newest is None:
+        raise DatasetNotFoundError(f"no .csv data set under s3://{bucket}/{DATASETS_PREFIX}{request.model}/",
+                                   model=request.model)
+    head = s3.head_object(Bucket=bucket, Key=newest["Key"])
+    etag = newest["ETag"].strip('"')
+    return DataVersion(bucket=bucket, key=newest["Key"], etag=etag, version_id=head.get("VersionId"),
+                       size=newest["Size"], model=request.model, trigger=request.trigger,
+                       identity=f"{request.trigger}:{request.request_id}")

@@ -1,0 +1,219 @@
+"""One function per pipeline step; each Lambda handler is glue into exactly one of these.
+
+Clients are injected (boto3 clients, or fakes in tests). Settings come in as a :class:`Settings`
+built from the function's environment (names in ``template.yaml``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from . import dataset as ds
+from . import deploy, gate, naming, training
+from .config import CONFIG_FILE_NAME, parse_config
+from .errors import InvalidConfigError, InvalidDatasetError, SagepipeError
+from .events import DataVersion, RetrainRequest, Skip, latest_data_version, normalize
+
+log = logging.getLogger("sagepipe")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Function settings from environment variables (see ``template.yaml`` ``Environment``)."""
+
+    state_machine_arn: str = ""
+    data_bucket: str = ""
+    artifacts_bucket: str = ""
+    app_source: str = "sagepipe"
+    resource_prefix: str = "sagepipe"
+    scheduled_model: str | None = None
+    poll_seconds: int = 30
+    max_polls: int = 240
+    model_code_uri: str = ""
+    inference_image: str = ""
+    sagemaker_role_arn: str = ""
+    alarm_names: list[str] = field(default_factory=list)
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Read ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
+        ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
+        ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated) and
+        ``AWS_REGION``; missing ones take the defaults above."""
+        e = os.environ if env is None else env
+        return cls(
+            state_machine_arn=e.get("STATE_MACHINE_ARN", ""), data_bucket=e.get("DATA_BUCKET", ""),
+            artifacts_bucket=e.get("ARTIFACTS_BUCKET", ""), app_source=e.get("APP_SOURCE", "sagepipe"),
+            resource_prefix=e.get("RESOURCE_PREFIX", "sagepipe"),
+            scheduled_model=e.get("SCHEDULED_MODEL_NAME") or None,
+            poll_seconds=int(e.get("POLL_SECONDS", "30")), max_polls=int(e.get("MAX_POLLS", "240")),
+            model_code_uri=e.get("MODEL_CODE_S3_URI", ""),
+            inference_image=e.get("INFERENCE_IMAGE", ""), sagemaker_role_arn=e.get("SAGEMAKER_ROLE_ARN", ""),
+            alarm_names=[a for a in e.get("ROLLBACK_ALARM_NAMES", "").split(",") if a],
+            region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")))
+
+
+# --------------------------------------------------------------------------------------- start
+def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) -> list[dict[str, Any]]:
+    """Start one execution per data version in ``event`` (StartExecution, deterministic ``name``).
+
+    ``ExecutionAlreadyExists`` means a redelivery of a version already running or run: reported as
+    ``already_started``. Returns one ``{"status": "started"|"already_started"|"skipped", ...}`` per item.
+    Raises :class:`InvalidEventError` for unknown event shapes and :class:`DatasetNotFoundError` for a
+    retrain of a model with no data.
+    """
+    results: list[dict[str, Any]] = []
+    for item in normalize(event, app_source=settings.app_source, scheduled_model=settings.scheduled_model):
+        if isinstance(item, Skip):
+            log.info("skipping event: %s", item.reason, extra={"key": item.key, "skip_reason": item.reason})
+            results.append({"status": "skipped", "reason": item.reason, "key": item.key})
+            continue
+        version: DataVersion = (latest_data_version(s3, settings.data_bucket, item)
+                                if isinstance(item, RetrainRequest) else item)
+        name = version.execution_name
+        payload = version.execution_input(poll_seconds=settings.poll_seconds, max_polls=settings.max_polls)
+        try:
+            arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)["executionArn"]
+            status = "started"
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                raise
+            arn, status = f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}", "already_started"
+        log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
+        results.append({"status": status, "execution_name": name, "execution_arn": arn, "key": version.key,
+                        "model": version.model})
+    return results
+
+
+# ------------------------------------------------------------------------------------ validate
+def _load_config(s3: Any, bucket: str, model: str) -> tuple[Any, bytes | None]:
+    key = f"datasets/{model}/{CONFIG_FILE_NAME}"
+    try:
+        raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+            return parse_config(None), None
+        raise
+    return parse_config(raw), raw
+
+
+def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm: Any,
+                  settings: Settings) -> dict[str, Any]:
+    """ValidateData step: load the config, check the CSV, write the splits, find the champion and
+    build the CreateTrainingJob request.
+
+    ``execution`` is the execution input (``{"dataset": {...}, "model": ...}``). On a failed check the
+    object is quarantined under ``quarantine/<model>/<execution_name>/`` and the
+    :class:`InvalidDatasetError` / :class:`InvalidConfigError` is re-raised (the ASL catches it by name).
+    Returns ``{"model", "dataset", "config", "splits", "champion", "training", "names", "endpoint_name"}``.
+    """
+    d, model = execution["dataset"], execution["model"]
+    prefix = f"runs/{model}/{execution_name}"
+
+    def reject(err: SagepipeError) -> None:
+        where = ds.quarantine(s3, source_bucket=d["bucket"], key=d["key"], version_id=d.get("version_id"),
+                              artifacts_bucket=settings.artifacts_bucket,
+                              prefix=f"quarantine/{model}/{execution_name}", error=err)
+        err.details["quarantine"] = where
+        log.warning("data set rejected: %s", err.message, extra={"reason": err.to_dict()})
+        raise type(err)(err.message, reason=err.reason, **err.details)
+
+    try:
+        config, _ = _load_config(s3, d["bucket"], model)
+    except InvalidConfigError as err:
+        reject(err)
+        raise  # unreachable: reject raises
+    get: dict[str, Any] = {"Bucket": d["bucket"], "Key": d["key"]}
+    if d.get("version_id"):
+        get["VersionId"] = d["version_id"]
+    head = s3.head_object(**get)
+    if head["ContentLength"] > config.max_dataset_bytes:
+        reject(InvalidDatasetError(f"object is {head['ContentLength']} bytes; limit is {config.max_dataset_bytes}",
+                                   reason="too_large", check="too_large", bytes=head["ContentLength"]))
+    body = s3.get_object(**get)["Body"].read()
+    try:
+        data = ds.parse_and_validate(body, config)
+    except InvalidDatasetError as err:
+        reject(err)
+        raise
+    resolved = config.resolved(data.target)
+    split_prefixes: dict[str, str] = {}
+    rows_per_split: dict[str, int] = {}
+    for name, rows in ds.split(data, config).items():
+        key = f"{prefix}/splits/{name}/{name}.csv"
+        s3.put_object(Bucket=settings.artifacts_bucket, Key=key, Body=ds.to_csv(data.header, rows), ContentType="text/csv")
+        split_prefixes[name] = f"s3://{settings.artifacts_bucket}/{prefix}/splits/{name}/"
+        rows_per_split[name] = len(rows)
+    endpoint = naming.endpoint_name(settings.resource_prefix, model)
+    champion_config, champion_url = deploy.production_model_data_url(sm, endpoint)
+    names = naming.version_names(model, execution_name)
+    request = training.build_request(
+        job_name=names["TrainingJobName"], config=resolved, split_prefixes=split_prefixes,
+        champion_model_data_url=champion_url, output_path=f"s3://{settings.artifacts_bucket}/models/{model}/",
+        code_uri=settings.model_code_uri, region=settings.region)
+    return {
+        "model": model,
+        "dataset": {**d, **data.summary()},
+        "config": resolved,
+        "splits": {**split_prefixes, "rows": rows_per_split},
+        "champion": {"endpoint_config_name": champion_config, "model_data_url": champion_url} if champion_url else None,
+        "training": request,
+        "names": {**names, "EndpointName": endpoint},
+    }
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def _read_evaluation(s3: Any, model_data_url: str) -> dict[str, Any]:
+    bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
+    raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "evaluation.json"), None)
+        if member is None:
+            raise ValueError("evaluation.json is not in model.tar.gz")
+        fh = tar.extractfile(member)
+        assert fh is not None
+        return json.loads(fh.read())
+
+
+def evaluate_model(state: dict[str, Any], *, s3: Any, sm: Any) -> dict[str, Any]:
+    """Evaluate step: read ``evaluation.json`` from the model artifact and ``FinalMetricDataList``
+    (DescribeTrainingJob), then apply :func:`gate.decide`.
+
+    ``state`` holds ``config`` (resolved) and ``training`` (``{"TrainingJobName", "ModelArtifacts"}``
+    from the training task). Never raises for a bad or missing report: that is a ``reject`` decision
+    (fail closed). Returns the decision record plus ``metrics`` (the report's metrics per split).
+    """
+    evaluation, error = None, None
+    try:
+        evaluation = _read_evaluation(s3, state["training"]["ModelArtifacts"])
+    except (ClientError, ValueError, KeyError, tarfile.TarError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    job = sm.describe_training_job(TrainingJobName=state["training"]["TrainingJobName"])
+    final = [{"MetricName": m["MetricName"], "Value": m["Value"]} for m in job.get("FinalMetricDataList", [])]
+    decision = gate.decide(config=state["config"], evaluation=evaluation, final_metrics=final,
+                           evaluation_error=error)
+    decision["metrics"] = (evaluation or {}).get("metrics")
+    log.info("gate decision: %s (%s)", decision["decision"], decision["reason"], extra={"decision": decision})
+    return decision
+
+
+# -------------------------------------------------------------------------------------- deploy
+def deploy_model(state: dict[str, Any], *, sm: Any, settings: Settings) -> dict[str, Any]:
+    """Deploy step: :func:`deploy.start_deployment` for the run's names and the endpoint config in
+    ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``."""
+    names, ep = state["names"], state["config"]["endpoint"]
+    return deploy.start_deployment(
+        sm, endpoint_name=names["EndpointName"], model_name=names["ModelName"],
+        endpoint_config_name=names["EndpointConfigName"], image=settings.inference_image,
+        model_data_url=state["training"]["ModelArtifacts"], role_arn=settings.sagemaker_role_arn,
+        instance_type=ep["instance_type"], instance_count=ep["instance_count"],
+        alarm_names=settings.alarm_names, region=settings.region)

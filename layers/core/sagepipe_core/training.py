@@ -1,0 +1,74 @@
+"""The SageMaker CreateTrainingJob request for one run (script mode, SageMaker scikit-learn container).
+
+The state machine's ``sagemaker:createTrainingJob.sync`` task takes these fields by path. Follows the
+SageMaker API reference (CreateTrainingJob) and the training-toolkit script-mode contract:
+``sagemaker_program`` / ``sagemaker_submit_directory`` hyperparameters, JSON-encoded values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .config import METRICS
+
+SPLITS = ("train", "validation", "test")
+CHAMPION_CHANNEL = "champion"
+_NUMBER = r"([-+0-9.eE]+|nan)"
+
+
+def metric_definitions(problem_type: str) -> list[dict[str, str]]:
+    """``MetricDefinitions`` matching the ``[metric] <split>:<name>=<value>`` lines ``model/train.py`` prints.
+
+    One per split (train, validation, test, champion_test) and metric of ``problem_type``: at most 16,
+    under SageMaker's limit of 40.
+    """
+    return [
+        {"Name": f"{split}:{m}", "Regex": rf"\[metric\] {split}:{m}={_NUMBER}"}
+        for split in (*SPLITS, "champion_test") for m in METRICS[problem_type]
+    ]
+
+
+def hyperparameters(config: dict[str, Any], *, code_uri: str, region: str) -> dict[str, str]:
+    """HyperParameters (str → str, values JSON-encoded as the SageMaker Python SDK does)."""
+    hp: dict[str, Any] = {
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": code_uri,
+        "sagemaker_region": region,
+        "target": config["target"],
+        "problem_type": config["problem_type"],
+        "seed": config["split"]["seed"],
+        **config.get("hyperparameters", {}),
+    }
+    return {k: json.dumps(v) for k, v in hp.items()}
+
+
+def build_request(*, job_name: str, config: dict[str, Any], split_prefixes: dict[str, str],
+                  champion_model_data_url: str | None, output_path: str, code_uri: str,
+                  region: str) -> dict[str, Any]:
+    """Fields of CreateTrainingJob the state machine passes through (the image and role come from
+    ``DefinitionSubstitutions``): ``TrainingJobName``, ``HyperParameters``, ``MetricDefinitions``,
+    ``InputDataConfig`` (channels train / validation / test, plus ``champion`` holding the production
+    model's ``model.tar.gz`` when there is one), ``OutputDataConfig``, ``ResourceConfig``,
+    ``StoppingCondition``.
+    """
+    def channel(name: str, uri: str) -> dict[str, Any]:
+        return {"ChannelName": name, "ContentType": "text/csv" if name != CHAMPION_CHANNEL else "application/x-tar",
+                "InputMode": "File", "CompressionType": "None",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                                "S3DataDistributionType": "FullyReplicated"}}}
+
+    channels = [channel(s, split_prefixes[s]) for s in SPLITS]
+    if champion_model_data_url:
+        channels.append(channel(CHAMPION_CHANNEL, champion_model_data_url))
+    res = config["training"]
+    return {
+        "TrainingJobName": job_name,
+        "HyperParameters": hyperparameters(config, code_uri=code_uri, region=region),
+        "MetricDefinitions": metric_definitions(config["problem_type"]),
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": output_path},
+        "ResourceConfig": {"InstanceType": res["instance_type"], "InstanceCount": res["instance_count"],
+                           "VolumeSizeInGB": res["volume_size_gb"]},
+        "StoppingCondition": {"MaxRuntimeInSeconds": res["max_runtime_seconds"]},
+    }
