@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import socket
 import threading
 import time
 import uuid
@@ -344,6 +345,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     server_version = "sagepipe-twin-apigw"
     sys_version = ""
 
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
         pass
 
@@ -371,9 +379,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
-        self.end_headers()
+        # headers and body in one write (avoids Nagle/delayed-ACK stalls on keep-alive)
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD" and body:
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def _error(self, status: int, message: str, error_type: str, request_id: str, close: bool = False) -> None:
         body = json.dumps({"message": message}).encode()
