@@ -109,6 +109,7 @@ def make_handler(module, model, default_accept: str):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
         server_version = "sagepipe-twin-model-server/1"
 
         def log_message(self, fmt, *args):  # access log to stderr, compact

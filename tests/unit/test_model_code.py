@@ -1,0 +1,342 @@
+"""model/train.py (run as a subprocess, SageMaker script-mode contract) and model/inference.py."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_PY = REPO / "model" / "train.py"
+CHURN = REPO / "examples" / "data" / "churn.csv"
+METRIC_LINE = re.compile(r"^\[metric\] (train|validation|test|champion_test):([a-z0-9_]+)=([-+0-9.eE]+|nan)$")
+
+
+def stratified_split(df: pd.DataFrame, label: str, seed: int = 7):
+    """Deterministic 70/15/15 stratified split (per-label shuffle with a fixed seed)."""
+    parts = {"train": [], "validation": [], "test": []}
+    for _, group in df.groupby(label, sort=True):
+        group = group.sample(frac=1.0, random_state=seed)
+        n = len(group)
+        a, b = int(n * 0.70), int(n * 0.85)
+        parts["train"].append(group.iloc[:a])
+        parts["validation"].append(group.iloc[a:b])
+        parts["test"].append(group.iloc[b:])
+    return {k: pd.concat(v).sort_index() for k, v in parts.items()}
+
+
+def write_splits(root: Path, splits: dict, drop: list[str] = ()) -> dict:
+    dirs = {}
+    for name, frame in splits.items():
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        frame = frame.drop(columns=list(drop))
+        if name == "train":  # two files: the channel must be concatenated
+            half = len(frame) // 2
+            frame.iloc[:half].to_csv(d / "part-0.csv", index=False)
+            frame.iloc[half:].to_csv(d / "part-1.csv", index=False)
+        else:
+            frame.to_csv(d / f"{name}.csv", index=False)
+        dirs[name] = d
+    return dirs
+
+
+def run_train(tmp: Path, channels: dict, hp_args: list[str], champion: Path | None = None, sm_hps: dict | None = None):
+    model_dir, out_dir = tmp / "model", tmp / "output"
+    (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DIR": str(out_dir),
+            "SM_OUTPUT_DATA_DIR": str(out_dir / "data"),
+            "SM_HPS": json.dumps(sm_hps or {}),
+        }
+    )
+    for name, d in channels.items():
+        env[f"SM_CHANNEL_{name.upper()}"] = str(d)
+    if champion is not None:
+        env["SM_CHANNEL_CHAMPION"] = str(champion)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN_PY), *hp_args], env=env, capture_output=True, text=True, timeout=120
+    )
+    return proc, model_dir, out_dir, time.monotonic() - started
+
+
+def metric_lines(stdout: str) -> dict:
+    out = {}
+    for line in stdout.splitlines():
+        m = METRIC_LINE.match(line)
+        if m:
+            out[(m.group(1), m.group(2))] = float(m.group(3))
+    return out
+
+
+def make_model_tar(model_dir: Path, dest_dir: Path) -> Path:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(dest_dir / "model.tar.gz", "w:gz") as tar:
+        for child in sorted(model_dir.iterdir()):
+            tar.add(child, arcname=child.name)
+    return dest_dir / "model.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = pd.read_csv(CHURN, dtype=str, keep_default_na=False)
+    return df, stratified_split(df, "churn")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, data):
+    _, splits = data
+    tmp = tmp_path_factory.mktemp("base")
+    channels = write_splits(tmp / "data", splits)
+    # JSON-encoded values as the SageMaker SDK sends them, plus ignored sagemaker_* ones
+    args = ["--target", '"churn"', "--problem_type", '"binary"', "--seed", "0",
+            "--sagemaker_program", '"train.py"', "--max_iter", "200"]
+    proc, model_dir, out_dir, seconds = run_train(tmp, channels, args, sm_hps={"target": "churn"})
+    assert proc.returncode == 0, proc.stderr
+    return {"tmp": tmp, "channels": channels, "proc": proc, "model_dir": model_dir, "out_dir": out_dir,
+            "seconds": seconds, "splits": splits}
+
+
+def test_metric_lines_exact_format(base):
+    lines = [l for l in base["proc"].stdout.splitlines() if l.startswith("[metric]")]
+    assert len(lines) == 12  # 3 splits x (auc, accuracy, f1, logloss)
+    for line in lines:
+        assert METRIC_LINE.match(line), line
+    metrics = metric_lines(base["proc"].stdout)
+    assert set(metrics) == {(s, n) for s in ("train", "validation", "test") for n in ("auc", "accuracy", "f1", "logloss")}
+    # the MetricDefinitions regex the pipeline registers
+    m = re.search(r"\[metric\] validation:auc=([-+0-9.eE]+|nan)", base["proc"].stdout)
+    assert m and float(m.group(1)) == metrics[("validation", "auc")]
+    # value is repr(float): round-trips exactly to evaluation.json
+    evaluation = json.loads((base["model_dir"] / "evaluation.json").read_text())
+    assert metrics[("test", "auc")] == evaluation["metrics"]["test"]["auc"]
+
+
+def test_artifacts_and_schema(base):
+    model_dir = base["model_dir"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["code", "evaluation.json", "model.joblib", "schema.json"]
+    assert (model_dir / "code" / "inference.py").read_text() == (REPO / "model" / "inference.py").read_text()
+    schema = json.loads((model_dir / "schema.json").read_text())
+    assert schema["schema_version"] == 1 and schema["target"] == "churn" and schema["problem_type"] == "binary"
+    assert schema["labels"] == ["no", "yes"]
+    header = CHURN.read_text().splitlines()[0].split(",")
+    assert schema["feature_order"] == [c for c in header if c != "churn"]
+    feats = {f["name"]: f for f in schema["features"]}
+    assert feats["state"]["type"] == "categorical" and "KS" in feats["state"]["categories"]
+    assert feats["state"]["categories"] == sorted(feats["state"]["categories"])
+    assert feats["area_code"]["type"] == "categorical"
+    assert feats["international_plan"]["categories"] == ["no", "yes"]
+    acc = feats["account_length"]
+    assert acc["type"] == "numeric" and acc["nullable"] is False
+    train = base["splits"]["train"]["account_length"].astype(float)
+    assert acc["min"] == train.min() and acc["max"] == train.max()
+    assert sum(f["type"] == "numeric" for f in schema["features"]) == 15
+    # copy in SM_OUTPUT_DATA_DIR too
+    assert json.loads((base["out_dir"] / "data" / "evaluation.json").read_text())["target"] == "churn"
+
+
+def test_evaluation_json(base):
+    ev = json.loads((base["model_dir"] / "evaluation.json").read_text())
+    assert ev["schema_version"] == 1 and ev["problem_type"] == "binary" and ev["labels"] == ["no", "yes"]
+    assert ev["rows"] == {k: len(v) for k, v in base["splits"].items()}
+    assert sum(ev["rows"].values()) == 5000
+    test = ev["metrics"]["test"]
+    assert test["auc"] > 0.8 and 0.85 < test["accuracy"] <= 1.0 and 0 < test["f1"] <= 1 and test["logloss"] < 0.5
+    assert ev["metrics"]["validation"]["auc"] > 0.8
+    assert ev["champion"] == {"status": "absent", "reason": None, "metrics": None}
+
+
+def test_champion_scored_on_same_test_split(base, tmp_path):
+    champion = make_model_tar(base["model_dir"], tmp_path / "champion")
+    args = ["--target", "churn", "--problem_type", "binary"]
+    proc, model_dir, _, _ = run_train(tmp_path, base["channels"], args, champion=champion.parent)
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads((model_dir / "evaluation.json").read_text())
+    assert ev["champion"]["status"] == "scored" and ev["champion"]["reason"] is None
+    base_ev = json.loads((base["model_dir"] / "evaluation.json").read_text())
+    # same data, same seed -> the champion (previous model) scores exactly like the base run
+    assert ev["champion"]["metrics"]["test"] == pytest.approx(base_ev["metrics"]["test"], rel=1e-12)
+    lines = metric_lines(proc.stdout)
+    assert lines[("champion_test", "auc")] == ev["champion"]["metrics"]["test"]["auc"]
+
+
+def test_champion_incompatible_when_feature_dropped(base, data, tmp_path):
+    champion = make_model_tar(base["model_dir"], tmp_path / "champion")
+    channels = write_splits(tmp_path / "data", data[1], drop=["state"])
+    proc, model_dir, _, _ = run_train(tmp_path, channels, ["--target", "churn"], champion=champion.parent)
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads((model_dir / "evaluation.json").read_text())
+    assert ev["problem_type"] == "binary"  # inferred: 2 labels
+    assert ev["champion"]["status"] == "incompatible" and ev["champion"]["metrics"] is None
+    assert "state" in ev["champion"]["reason"] and "only in champion" in ev["champion"]["reason"]
+    assert not any(k[0] == "champion_test" for k in metric_lines(proc.stdout))
+
+
+def test_champion_error_on_corrupt_archive(base, tmp_path):
+    (tmp_path / "champion").mkdir()
+    (tmp_path / "champion" / "model.tar.gz").write_bytes(b"not a tarball")
+    proc, model_dir, _, _ = run_train(tmp_path, base["channels"], ["--target", "churn", "--max_iter", "20"],
+                                      champion=tmp_path / "champion")
+    assert proc.returncode == 0, proc.stderr
+    champ = json.loads((model_dir / "evaluation.json").read_text())["champion"]
+    assert champ["status"] == "error" and "ReadError" in champ["reason"]
+
+
+def test_missing_label_fails_with_failure_file(base, data, tmp_path):
+    splits = dict(data[1])
+    test = splits["test"].copy()
+    test.iloc[3, test.columns.get_loc("churn")] = ""
+    splits["test"] = test
+    channels = write_splits(tmp_path / "data", splits)
+    proc, model_dir, out_dir, _ = run_train(tmp_path, channels, ["--target", "churn"])
+    assert proc.returncode == 1
+    failure = (out_dir / "failure").read_text()
+    assert "test data has 1 rows with a missing label" in failure and "churn" in failure
+    assert failure in proc.stderr
+    assert not (model_dir / "model.joblib").exists()
+
+
+def test_missing_target_hyperparameter_fails(base, tmp_path):
+    failure = tmp_path / "custom-failure"
+    env_extra = {"SM_OUTPUT_FAILURE": str(failure)}
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN_PY), "--seed", "1"],
+        env={**os.environ, **env_extra, "SM_CHANNEL_TRAIN": str(base["channels"]["train"]),
+             "SM_MODEL_DIR": str(tmp_path / "m")},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "'target'" in failure.read_text()
+
+
+def test_regression_and_multiclass(data, tmp_path):
+    _, splits = data
+    channels = write_splits(tmp_path / "data", splits)
+    proc, model_dir, _, _ = run_train(
+        tmp_path / "reg", channels,
+        ["--target", "total_day_charge", "--problem_type", "regression", "--max_iter", "50"],
+    )
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads((model_dir / "evaluation.json").read_text())
+    assert ev["labels"] is None and set(ev["metrics"]["test"]) == {"rmse", "mae", "r2"}
+    assert ev["metrics"]["test"]["r2"] > 0.9  # charge is linear in minutes
+    assert ("validation", "rmse") in metric_lines(proc.stdout)
+
+    proc, model_dir, _, _ = run_train(
+        tmp_path / "mc", channels, ["--target", "area_code", "--problem_type", "multiclass", "--max_iter", "20"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads((model_dir / "evaluation.json").read_text())
+    assert ev["labels"] == ["area_code_408", "area_code_415", "area_code_510"]
+    assert set(ev["metrics"]["test"]) == {"macro_f1", "accuracy", "logloss"}
+
+
+# ------------------------------------------------------------------------------------------
+# inference.py
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def inference(base):
+    spec = importlib.util.spec_from_file_location("sagepipe_test_inference", base["model_dir"] / "code" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, module.model_fn(str(base["model_dir"]))
+
+
+def _csv_rows(frame: pd.DataFrame, header: bool) -> str:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, header=header)
+    return buf.getvalue()
+
+
+def test_inference_csv_matches_training_evaluation(base, inference):
+    mod, model = inference
+    test = base["splits"]["test"]
+    features = test.drop(columns=["churn"])
+    body = _csv_rows(features, header=False).encode()
+    preds = mod.predict_fn(mod.input_fn(body, "text/csv"), model)
+    assert len(preds) == len(test)
+    for p in preds[:20]:
+        assert p["label"] in ("no", "yes") and set(p["probabilities"]) == {"no", "yes"}
+        assert math.isclose(sum(p["probabilities"].values()), 1.0, rel_tol=1e-9)
+        assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
+    accuracy = sum(p["label"] == y for p, y in zip(preds, test["churn"])) / len(test)
+    ev = json.loads((base["model_dir"] / "evaluation.json").read_text())
+    assert accuracy == pytest.approx(ev["metrics"]["test"]["accuracy"], abs=1e-12)
+
+    # header row detected, also when columns are permuted
+    with_header = mod.predict_fn(mod.input_fn(_csv_rows(features.iloc[:5], True), "text/csv; charset=utf-8"), model)
+    assert with_header == preds[:5]
+    permuted = features.iloc[:5][list(reversed(features.columns))]
+    assert mod.predict_fn(mod.input_fn(_csv_rows(permuted, True), "text/csv"), model) == preds[:5]
+
+    body, ctype = mod.output_fn(preds[:3], "text/csv")
+    assert ctype == "text/csv" and body.splitlines() == [p["label"] for p in preds[:3]]
+
+
+def test_inference_json(base, inference):
+    mod, model = inference
+    features = base["splits"]["test"].drop(columns=["churn"]).iloc[:4]
+    csv_preds = mod.predict_fn(mod.input_fn(_csv_rows(features, False), "text/csv"), model)
+    records = []
+    for rec in features.to_dict("records"):
+        rec = dict(rec)
+        rec["account_length"] = int(rec["account_length"])  # JSON numbers and numeric strings both accepted
+        records.append(rec)
+    data = mod.input_fn(json.dumps({"instances": records}).encode(), "application/json")
+    preds = mod.predict_fn(data, model)
+    assert [p["label"] for p in preds] == [p["label"] for p in csv_preds]
+    for a, b in zip(preds, csv_preds):
+        assert a["probabilities"]["yes"] == pytest.approx(b["probabilities"]["yes"], rel=1e-12)
+    body, ctype = mod.output_fn(preds, "*/*")
+    assert ctype == "application/json" and json.loads(body) == {"predictions": preds}
+    # missing values are imputed, not rejected
+    partial = {"instances": [{"state": "KS", "account_length": None, "total_day_minutes": "120.5"}]}
+    out = mod.predict_fn(mod.input_fn(json.dumps(partial), "application/json"), model)
+    assert out[0]["label"] in ("no", "yes")
+
+
+@pytest.mark.parametrize(
+    "body, ctype, message",
+    [
+        ("", "text/csv", "empty CSV"),
+        ("1,2,3\n", "text/csv", "row 1 has 3 values, expected 19"),
+        ("{not json", "application/json", "malformed JSON"),
+        ('{"rows": []}', "application/json", "instances"),
+        ('{"instances": []}', "application/json", "non-empty"),
+        ('{"instances": [{"bogus": 1}]}', "application/json", "unknown features: bogus"),
+        ('{"instances": [{"account_length": "abc"}]}', "application/json", "feature 'account_length': expected a number"),
+        (b"\xff\xfe", "text/csv", "UTF-8"),
+    ],
+)
+def test_inference_bad_input(inference, body, ctype, message):
+    mod, model = inference
+    with pytest.raises(mod.InputError) as err:
+        mod.predict_fn(mod.input_fn(body, ctype), model)
+    assert message in str(err.value)
+    assert isinstance(err.value, ValueError) and not isinstance(err.value, mod.UnsupportedContentType)
+
+
+def test_inference_unsupported_types(inference):
+    mod, _ = inference
+    with pytest.raises(mod.UnsupportedContentType, match="text/plain"):
+        mod.input_fn(b"x", "text/plain")
+    with pytest.raises(mod.UnsupportedContentType, match="application/xml"):
+        mod.output_fn([{"label": "no", "probabilities": {}}], "application/xml")
+    assert issubclass(mod.UnsupportedContentType, ValueError)
+    assert mod.output_fn([{"value": 1.5}], "text/csv") == ("1.5\n", "text/csv")
