@@ -37,6 +37,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 
 JSON = "application/json"
@@ -191,7 +192,7 @@ def _numeric(value, where):
         return float("nan")
     if isinstance(value, bool):
         raise InputError("%s: expected a number, got boolean %r" % (where, value))
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Real):  # int, float, numpy scalars
         result = float(value)
     elif isinstance(value, str):
         token = value.strip()
@@ -213,7 +214,7 @@ def _categorical(value, where):
         return float("nan")
     if isinstance(value, (dict, list)):
         raise InputError("%s: expected a scalar, got %s" % (where, type(value).__name__))
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value):
         return float("nan")
     if isinstance(value, str) and value in NA_TOKENS:
         return float("nan")

@@ -279,7 +279,8 @@ def run_training_job(
             (``input/config``, ``input/data/<channel>``, ``model``, ``output``,
             ``output/data``, ``code``). An existing job dir is replaced.
         on_status: called ``(secondary_status, status_message)`` on each transition.
-        on_log: called with each log line (no trailing newline) as it is produced.
+        on_log: called with each log line (no trailing newline) as it is produced; it is
+            called from the stdout/stderr reader threads, so it must be thread-safe.
         stop_event: when set while the script runs, the job is stopped (StopTrainingJob):
             SIGTERM, grace, SIGKILL; status ``"Stopped"``.
         stop_grace_seconds: SIGTERM -> SIGKILL delay (AWS: 120 s).
