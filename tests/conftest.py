@@ -1,0 +1,90 @@
+"""Shared fixtures for sagepipe tests.
+
+Path note: in Lambda the core layer is unpacked at ``/opt/python`` (SAM's ``BuildMethod: python3.13``
+adds the ``python/`` folder itself), so handlers ``import sagepipe_core`` with no package install.
+Tests reproduce that by putting ``<repo>/layers/core`` at the front of ``sys.path`` - the one
+sanctioned path tweak. Handlers are imported as packages (``functions.<name>.app``), which needs the
+repo root on ``sys.path``: ``python -m pytest`` run from the repo root provides it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"
+LAYER = REPO / "layers" / "core"
+if str(LAYER) not in sys.path:
+    sys.path.insert(0, str(LAYER))
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """Return the sample event ``events/<name>`` (the same files serve ``sam local invoke -e``)."""
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+@dataclass
+class FakeLambdaContext:
+    """Just what Powertools' ``inject_lambda_context`` reads from a ``LambdaContext``."""
+
+    function_name: str = "sagepipe-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:sagepipe-test"
+    aws_request_id: str = "5f6b8c4e-0000-4000-8000-000000000001"
+    log_group_name: str = "/aws/lambda/sagepipe-test"
+    log_stream_name: str = "2024/01/01/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture()
+def lambda_context() -> FakeLambdaContext:
+    """A fake ``LambdaContext``."""
+    return FakeLambdaContext()
+
+
+@pytest.fixture()
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials, us-east-1, Powertools settings, and everything inside ``moto.mock_aws()``."""
+    from moto import mock_aws
+
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SAGEMAKER",
+                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL_SFN"):
+        monkeypatch.delenv(var, raising=False)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "sagepipe",
+        "POWERTOOLS_SERVICE_NAME": "sagepipe", "POWERTOOLS_DEV": "false",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture()
+def load_handler(aws: None) -> Callable[[str], ModuleType]:
+    """``load_handler("start")`` imports (or re-imports) ``functions.start.app`` inside ``mock_aws`` so the
+    module-level boto3 clients and ``Settings.from_env()`` see the test's environment."""
+
+    def _load(name: str) -> ModuleType:
+        module_name = f"functions.{name}.app"
+        if module_name in sys.modules:
+            return importlib.reload(sys.modules[module_name])
+        return importlib.import_module(module_name)
+
+    return _load
