@@ -1,0 +1,155 @@
+"""sagepipe_core.config: per-model config defaults and validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sagepipe_core.config import DEFAULT_METRIC, HIGHER_IS_BETTER, METRICS, ModelConfig, parse_config
+from sagepipe_core.errors import InvalidConfigError
+
+pytestmark = pytest.mark.unit
+
+
+def _fields(err: InvalidConfigError) -> list[str]:
+    return [e["field"] for e in err.details["errors"]]
+
+
+def test_defaults_from_none():
+    c = parse_config(None)
+    assert c == ModelConfig()
+    assert c.problem_type == "binary" and c.target is None
+    assert (c.gate_metric, c.gate_threshold, c.maximize) == ("auc", 0.75, True)
+    assert (c.split.train, c.split.validation, c.split.test, c.split.seed) == (0.7, 0.15, 0.15, 42)
+    assert c.min_rows == 50 and c.min_rows_per_class == 10
+    assert c.training.instance_type == "ml.m5.large" and c.training.instance_count == 1
+    assert c.endpoint.instance_count == 1
+    assert c.incompatible_champion == "threshold_only"
+
+
+@pytest.mark.parametrize("raw", [b"{}", "{}", {}])
+def test_empty_document_is_defaults(raw):
+    assert parse_config(raw) == ModelConfig()
+
+
+@pytest.mark.parametrize("problem, metric, threshold", [("binary", "auc", 0.75), ("multiclass", "macro_f1", 0.5),
+                                                        ("regression", "r2", 0.5)])
+def test_default_metric_per_problem_type(problem, metric, threshold):
+    c = parse_config({"problem_type": problem})
+    assert c.gate_metric == metric == DEFAULT_METRIC[problem]
+    assert c.gate_threshold == threshold
+    assert c.maximize is True
+
+
+def test_resolved_fills_every_default():
+    r = parse_config({"problem_type": "regression", "metric": "rmse", "threshold": 3.5}).resolved("price")
+    assert r["target"] == "price" and r["metric"] == "rmse" and r["threshold"] == 3.5
+    assert r["higher_is_better"] is False
+    assert r["split"] == {"train": 0.7, "validation": 0.15, "test": 0.15, "seed": 42}
+    json.dumps(r)  # JSON-safe
+
+
+def test_higher_is_better_override():
+    c = parse_config({"metric": "auc", "higher_is_better": False})
+    assert c.maximize is False
+
+
+@pytest.mark.parametrize("problem, metric", [("binary", "rmse"), ("binary", "macro_f1"), ("regression", "auc"),
+                                             ("multiclass", "f1"), ("binary", "AUC"), ("binary", "nope")])
+def test_bad_metric_for_problem_type(problem, metric):
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config({"problem_type": problem, "metric": metric})
+    err = info.value
+    assert err.reason == "invalid_config" and err.details["check"] == "config"
+    assert any(metric in e["error"] and problem in e["error"] for e in err.details["errors"]), err.details
+
+
+@pytest.mark.parametrize("problem", sorted(METRICS))
+def test_every_listed_metric_valid_for_its_problem(problem):
+    for metric in METRICS[problem]:
+        c = parse_config({"problem_type": problem, "metric": metric, "threshold": 0.5})
+        assert c.maximize is HIGHER_IS_BETTER[metric]
+
+
+@pytest.mark.parametrize("split", [{"train": 0.7, "validation": 0.2, "test": 0.2},
+                                   {"train": 0.5, "validation": 0.1, "test": 0.1},
+                                   {"train": 0.8, "validation": 0.1, "test": 0.2}])
+def test_split_must_sum_to_one(split):
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config({"split": split})
+    assert _fields(info.value) == ["split"]
+    assert "sum to 1" in info.value.details["errors"][0]["error"]
+
+
+def test_split_that_sums_to_one_accepted():
+    c = parse_config({"split": {"train": 0.6, "validation": 0.2, "test": 0.2, "seed": 7}})
+    assert c.split.seed == 7
+
+
+@pytest.mark.parametrize("split, field", [({"train": 1.0, "validation": 0.0, "test": 0.0}, "split.train"),
+                                          ({"train": 0.9, "validation": 0.15, "test": -0.05}, "split.test")])
+def test_split_fraction_bounds(split, field):
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config({"split": split})
+    assert field in _fields(info.value)
+
+
+@pytest.mark.parametrize("key", ["target", "problem_type", "sagemaker_program", "sagemaker_submit_directory"])
+def test_reserved_hyperparameters(key):
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config({"hyperparameters": {key: "x"}})
+    assert any(key in e["error"] and "reserved" in e["error"] for e in info.value.details["errors"])
+
+
+def test_ordinary_hyperparameters_accepted():
+    c = parse_config({"hyperparameters": {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1, "balanced": True}})
+    assert c.hyperparameters["n_estimators"] == 200
+
+
+def test_details_list_every_bad_field():
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config({"problem_type": "ternary", "min_rows": 1, "tolerance": -1, "unknown_key": 1,
+                      "training": {"instance_type": "m5.large", "instance_count": 2},
+                      "endpoint": {"instance_count": 0}})
+    fields = set(_fields(info.value))
+    assert {"problem_type", "min_rows", "tolerance", "unknown_key", "training.instance_type",
+            "training.instance_count", "endpoint.instance_count"} <= fields
+    doc = json.loads(str(info.value))
+    assert doc["reason"] == "invalid_config" and doc["errors"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", "[1, 2]", b"\xff\xfe", "null"])
+def test_not_json_or_not_object(raw):
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config(raw)
+    assert info.value.details["check"] == "config"
+
+
+@pytest.mark.parametrize("doc", ['{"threshold": NaN}', '{"threshold": Infinity}', '{"tolerance": NaN}'])
+def test_non_finite_numbers_rejected(doc):
+    with pytest.raises(InvalidConfigError):
+        parse_config(doc)
+
+
+def test_config_is_frozen():
+    c = parse_config(None)
+    with pytest.raises(Exception):
+        c.metric = "f1"  # type: ignore[misc]
+
+
+def test_default_threshold_is_a_real_bar():
+    """Without an explicit threshold the gate bar must be achievable and meaningful: a minimise metric
+    (rmse, mae, logloss) defaulting to ``<= 0`` can never deploy; a [0, 1] maximise metric defaulting to
+    ``>= 0`` lets any model through. Either a sensible default or an InvalidConfigError asking for one."""
+    offenders = []
+    for problem, metrics in METRICS.items():
+        for metric in metrics:
+            try:
+                c = parse_config({"problem_type": problem, "metric": metric})
+            except InvalidConfigError as err:
+                assert any("threshold" in e["error"] for e in err.details.get("errors", [])), err.details
+                continue
+            if not c.gate_threshold > 0:
+                offenders.append(f"{problem}/{metric}: {'<=' if not c.maximize else '>='} {c.gate_threshold}")
+    assert offenders == []
