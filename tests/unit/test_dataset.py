@@ -1,0 +1,262 @@
+"""sagepipe_core.dataset: CSV checks, deterministic stratified splits, quarantine."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pytest
+
+from sagepipe_core import dataset as ds
+from sagepipe_core.config import parse_config
+from sagepipe_core.errors import InvalidDatasetError
+
+pytestmark = pytest.mark.unit
+
+CHURN = Path(__file__).resolve().parents[2] / "examples" / "data" / "churn.csv"
+DEFAULT = parse_config(None)
+
+
+def make_csv(n: int = 60, header: str = "age,plan,score,label", labels=("yes", "no"), row=None) -> bytes:
+    lines = [header]
+    for i in range(n):
+        lines.append(row(i) if row else f"{20 + i % 50},{'basic' if i % 3 else 'pro'},{i * 0.5},{labels[i % len(labels)]}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def fail(body: bytes, config=DEFAULT) -> InvalidDatasetError:
+    with pytest.raises(InvalidDatasetError) as info:
+        ds.parse_and_validate(body, config)
+    err = info.value
+    assert err.details["check"] == err.reason
+    json.loads(str(err))  # machine-readable Cause
+    return err
+
+
+def test_good_csv_parses():
+    d = ds.parse_and_validate(make_csv(), DEFAULT)
+    assert d.header == ["age", "plan", "score", "label"] and d.target == "label"
+    assert len(d.rows) == 60 and d.class_counts == {"no": 30, "yes": 30}
+    assert d.summary() == {"rows": 60, "columns": 4, "target": "label", "class_counts": {"no": 30, "yes": 30}}
+
+
+def test_bom_crlf_and_blank_lines_accepted():
+    body = b"\xef\xbb\xbf" + make_csv().replace(b"\n", b"\r\n") + b"\r\n\r\n"
+    d = ds.parse_and_validate(body, DEFAULT)
+    assert d.header[0] == "age" and len(d.rows) == 60
+
+
+def test_encoding():
+    body = make_csv().replace(b"basic", b"b\xe4sic", 1)  # latin-1 'ä'
+    err = fail(body)
+    assert err.reason == "encoding"
+    assert err.details["byte_offset"] == body.index(b"\xe4")
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\n\t\n", b"\xef\xbb\xbf"])
+def test_empty(body):
+    assert fail(body).reason == "empty"
+
+
+@pytest.mark.parametrize("delim", [";", "\t", "|"])
+def test_delimiter(delim):
+    body = make_csv().replace(b",", delim.encode())
+    err = fail(body)
+    assert err.reason == "delimiter" and err.details["delimiter"] == delim
+
+
+def test_header_blank_names():
+    err = fail(make_csv(header="age, ,score,"))
+    assert err.reason == "header" and err.details["column_indexes"] == [1, 3]
+
+
+def test_duplicate_columns():
+    err = fail(make_csv(header="age,plan,age,label"))
+    assert err.reason == "duplicate_columns" and err.details["columns"] == ["age"]
+
+
+def test_ragged_rows():
+    lines = make_csv().decode().splitlines()
+    lines[3] += ",extra"
+    lines[10] = "1,2"
+    err = fail(("\n".join(lines) + "\n").encode())
+    assert err.reason == "ragged_rows"
+    assert err.details["rows"] == 2 and err.details["first_lines"] == [4, 11]
+
+
+def test_missing_target_column():
+    err = fail(make_csv(), parse_config({"target": "churn"}))
+    assert err.reason == "missing_target_column"
+    assert err.details["column"] == "churn" and err.details["header"] == ["age", "plan", "score", "label"]
+
+
+def test_explicit_target_not_last():
+    d = ds.parse_and_validate(make_csv(), parse_config({"target": "plan", "min_rows_per_class": 5}))
+    assert d.target == "plan" and d.target_index == 1
+
+
+def test_missing_labels():
+    body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'' if i in (5, 9, 33) else ('yes', 'no')[i % 2]}")
+    err = fail(body)
+    assert err.reason == "missing_labels" and err.details["rows"] == 3 and err.details["column"] == "label"
+
+
+def test_too_few_rows():
+    err = fail(make_csv(n=49))
+    assert err.reason == "too_few_rows" and err.details == {**err.details, "rows": 49, "min_rows": 50}
+    ds.parse_and_validate(make_csv(n=50), DEFAULT)
+
+
+def test_header_only_is_too_few_rows():
+    err = fail(b"a,b,label\n")
+    assert err.reason == "too_few_rows" and err.details["rows"] == 0
+
+
+def test_too_few_classes_binary():
+    err = fail(make_csv(labels=("yes",)))
+    assert err.reason == "too_few_classes" and err.details["class_counts"] == {"yes": 60}
+
+
+def test_too_many_classes_binary():
+    err = fail(make_csv(labels=("a", "b", "c")))
+    assert err.reason == "too_many_classes" and len(err.details["class_counts"]) == 3
+
+
+def test_too_few_classes_multiclass():
+    err = fail(make_csv(labels=("a", "b")), parse_config({"problem_type": "multiclass"}))
+    assert err.reason == "too_few_classes"
+    assert err.details["class_counts"] == {"a": 30, "b": 30}
+
+
+def test_multiclass_ok():
+    d = ds.parse_and_validate(make_csv(labels=("a", "b", "c")), parse_config({"problem_type": "multiclass"}))
+    assert d.class_counts == {"a": 20, "b": 20, "c": 20}
+
+
+def test_too_few_rows_per_class():
+    body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'yes' if i < 9 else 'no'}")
+    err = fail(body)
+    assert err.reason == "too_few_rows_per_class"
+    assert err.details["class_counts"] == {"no": 51, "yes": 9} and err.details["min_rows_per_class"] == 10
+
+
+def test_non_numeric_target():
+    cfg = parse_config({"problem_type": "regression"})
+    body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'n/a' if i in (1, 2) else ('inf' if i == 3 else i * 1.5)}")
+    err = fail(body, cfg)
+    assert err.reason == "non_numeric_target" and err.details["rows"] == 3 and err.details["column"] == "label"
+
+
+def test_regression_ok():
+    cfg = parse_config({"problem_type": "regression"})
+    d = ds.parse_and_validate(make_csv(row=lambda i: f"{i},p{i % 4},{i},{i * 1.5}"), cfg)
+    assert d.class_counts == {}
+
+
+def test_empty_column():
+    err = fail(make_csv(row=lambda i: f"{i}, ,{i},{('yes', 'no')[i % 2]}"))
+    assert err.reason == "empty_column" and err.details["column"] == "plan" and err.details["rows"] == 60
+
+
+def test_constant_column():
+    err = fail(make_csv(row=lambda i: f"{i},same,{i},{('yes', 'no')[i % 2]}"))
+    assert err.reason == "constant_column"
+    assert err.details["column"] == "plan" and err.details["value"] == "same"
+
+
+def test_column_with_one_value_and_blanks_is_not_constant():
+    ds.parse_and_validate(make_csv(row=lambda i: f"{i},{'x' if i % 2 else ''},{i},{('yes', 'no')[i % 3 == 0]}"),
+                          parse_config({"min_rows_per_class": 5}))
+
+
+# ---------------------------------------------------------------------------------------- split
+@pytest.fixture(scope="module")
+def churn():
+    return ds.parse_and_validate(CHURN.read_bytes(), DEFAULT)
+
+
+def test_churn_is_valid(churn):
+    assert churn.target == "churn" and len(churn.rows) == 5000
+    assert churn.class_counts == {"no": 4293, "yes": 707}
+
+
+def test_split_deterministic(churn):
+    a, b = ds.split(churn, DEFAULT), ds.split(churn, DEFAULT)
+    assert a == b
+    other = ds.split(churn, parse_config({"split": {"seed": 7}}))
+    assert other["test"] != a["test"]
+
+
+def test_split_no_row_lost_or_duplicated(churn):
+    parts = ds.split(churn, DEFAULT)
+    tagged = [tuple(r) for name in ("train", "validation", "test") for r in parts[name]]
+    assert len(tagged) == len(churn.rows)
+    assert Counter(tagged) == Counter(tuple(r) for r in churn.rows)
+
+
+def test_split_sizes_and_stratification(churn):
+    parts = ds.split(churn, DEFAULT)
+    fractions = {"train": 0.7, "validation": 0.15, "test": 0.15}
+    for name, rows in parts.items():
+        counts = Counter(r[-1] for r in rows)
+        for label, total in churn.class_counts.items():
+            expected = total * fractions[name]
+            assert abs(counts[label] - expected) <= 2, (name, label, counts[label], expected)
+
+
+def test_split_keeps_original_order(churn):
+    index = {id(r): i for i, r in enumerate(churn.rows)}
+    for rows in ds.split(churn, DEFAULT).values():
+        positions = [index[id(r)] for r in rows]
+        assert positions == sorted(positions)
+
+
+def test_split_small_class_present_in_every_split():
+    body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'yes' if i < 10 else 'no'}")
+    d = ds.parse_and_validate(body, DEFAULT)
+    parts = ds.split(d, DEFAULT)
+    for rows in parts.values():
+        assert {r[-1] for r in rows} == {"yes", "no"}
+
+
+def test_split_regression():
+    cfg = parse_config({"problem_type": "regression"})
+    d = ds.parse_and_validate(make_csv(n=100, row=lambda i: f"{i},p{i % 4},{i},{i * 1.5}"), cfg)
+    parts = ds.split(d, cfg)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 70, "validation": 15, "test": 15}
+
+
+def test_to_csv_round_trip():
+    rows = [["1", 'a "quoted", value', "x\ny"], ["2", "", "z"]]
+    body = ds.to_csv(["id", "text", "multi"], rows)
+    assert body.startswith(b"id,text,multi\n")
+    import csv
+    import io
+    assert list(csv.reader(io.StringIO(body.decode(), newline="")))[1:] == rows
+
+
+# ----------------------------------------------------------------------------------- quarantine
+def test_quarantine_copies_exact_version_and_writes_reason(aws):
+    s3 = boto3.client("s3")
+    for b in ("data", "artifacts"):
+        s3.create_bucket(Bucket=b)
+        s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    key = "datasets/churn/churn - Copy (2).csv"
+    v1 = s3.put_object(Bucket="data", Key=key, Body=b"bad;data\n1;2\n")["VersionId"]
+    s3.put_object(Bucket="data", Key=key, Body=b"newer,version\n")
+    err = fail(b"bad;data\n1;2\n")
+    where = ds.quarantine(s3, source_bucket="data", key=key, version_id=v1, artifacts_bucket="artifacts",
+                          prefix="quarantine/churn/exec-1", error=err)
+    assert where == {"object": "s3://artifacts/quarantine/churn/exec-1/churn - Copy (2).csv",
+                     "reason": "s3://artifacts/quarantine/churn/exec-1/reason.json"}
+    copied = s3.get_object(Bucket="artifacts", Key="quarantine/churn/exec-1/churn - Copy (2).csv")["Body"].read()
+    assert copied == b"bad;data\n1;2\n"  # the exact version, not the newest
+    reason = json.loads(s3.get_object(Bucket="artifacts", Key="quarantine/churn/exec-1/reason.json")["Body"].read())
+    assert reason["check"] == "delimiter" and reason["reason"] == "delimiter" and reason["delimiter"] == ";"
+    assert reason["source"] == {"bucket": "data", "key": key, "version_id": v1}
+    # nothing deleted: both versions remain, no delete markers
+    versions = s3.list_object_versions(Bucket="data", Prefix=key)
+    assert len(versions["Versions"]) == 2 and not versions.get("DeleteMarkers")
+    assert s3.get_object(Bucket="data", Key=key, VersionId=v1)["Body"].read() == b"bad;data\n1;2\n"
