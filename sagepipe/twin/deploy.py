@@ -1,0 +1,228 @@
+"""Deploy ``template.yaml`` onto the twin: create each resource in dependency order with boto3 calls
+against the twin's moto server, and register functions, rules and API routes with the twin.
+
+Supported resource types are listed in :data:`HANDLERS`; any other type is reported on the console
+(never dropped silently). SAM event sources supported: ``EventBridgeRule``, ``Schedule`` and ``Api``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .apigw import Route
+from .lambda_runtime import FunctionSpec
+from .template import ACCOUNT_ID, Stack
+
+_TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                   "Action": "sts:AssumeRole"}]}
+_SFN_TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
+                                                       "Action": "sts:AssumeRole"}]}
+
+
+@dataclass
+class Deployment:
+    """What the twin needs after deploy: function specs, API routes, rule DLQs and unsupported resources."""
+
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)        # FunctionName -> spec
+    routes: list[Route] = field(default_factory=list)
+    api_stage: str = "Prod"
+    cors: dict[str, Any] | None = None
+    dead_letter_queues: dict[str, str] = field(default_factory=dict)         # rule name -> queue ARN
+    unsupported: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def _zip_placeholder() -> bytes:
+    """moto's CreateFunction needs a zip; the twin runs the code from its CodeUri directory instead."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("README.txt", "sagepipe twin: code runs from the CodeUri directory")
+    return buf.getvalue()
+
+
+class Deployer:
+    """Creates the stack's resources. ``clients(service)`` returns a boto3 client for the twin."""
+
+    def __init__(self, stack: Stack, clients: Callable[[str], Any], extra_env: dict[str, str],
+                 say: Callable[[str], None]) -> None:
+        self.stack, self.clients, self.extra_env, self.say = stack, clients, extra_env, say
+        self.result = Deployment()
+        self.layers: dict[str, Path] = {}
+
+    # -------------------------------------------------------------------------- resource handlers
+    def bucket(self, lid: str, props: dict[str, Any]) -> None:
+        s3 = self.clients("s3")
+        name = props.get("BucketName") or self.stack.physical_name(lid, lower=True)
+        s3.create_bucket(Bucket=name)
+        if props.get("VersioningConfiguration"):
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
+        if props.get("BucketEncryption"):
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={  # CFN list -> API {"Rules": [...]}
+                "Rules": [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]}
+                          for r in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]]})
+        if props.get("PublicAccessBlockConfiguration"):
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+        if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}})
+        self.stack.physical[lid] = name
+        self.stack.attributes[lid] = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+
+    def bucket_policy(self, lid: str, props: dict[str, Any]) -> None:
+        """Apply the bucket policy, minus TLS-only statements: the twin serves plain HTTP on 127.0.0.1,
+        and moto evaluates ``aws:SecureTransport`` (it would deny every request). Reported on the console."""
+        doc = dict(props["PolicyDocument"])
+        keep = [st for st in doc.get("Statement", []) if "aws:SecureTransport" not in json.dumps(st.get("Condition", {}))]
+        if len(keep) != len(doc.get("Statement", [])):
+            self.say(f"{lid}: TLS-only (aws:SecureTransport) statements recorded, not enforced (the twin is HTTP on 127.0.0.1)")
+        if keep:
+            self.clients("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps({**doc, "Statement": keep}))
+        self.stack.physical[lid] = props["Bucket"]
+
+    def queue(self, lid: str, props: dict[str, Any]) -> None:
+        sqs = self.clients("sqs")
+        name = props.get("QueueName") or self.stack.physical_name(lid, max_len=80)
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        self.stack.physical[lid] = url
+        self.stack.attributes[lid] = {"Arn": f"arn:aws:sqs:{self.stack.region}:{ACCOUNT_ID}:{name}", "QueueName": name}
+
+    def queue_policy(self, lid: str, props: dict[str, Any]) -> None:
+        for url in props["Queues"]:
+            self.clients("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+        self.stack.physical[lid] = lid
+
+    def _role(self, name: str, trust: dict[str, Any], policies: list[dict[str, Any]]) -> str:
+        iam = self.clients("iam")
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        for i, doc in enumerate(policies):
+            iam.put_role_policy(RoleName=name, PolicyName=f"policy{i}", PolicyDocument=json.dumps(doc))
+        return arn
+
+    def role(self, lid: str, props: dict[str, Any]) -> None:
+        name = props.get("RoleName") or self.stack.physical_name(lid, max_len=64)
+        arn = self._role(name, props["AssumeRolePolicyDocument"], [p["PolicyDocument"] for p in props.get("Policies", [])])
+        self.stack.physical[lid] = name
+        self.stack.attributes[lid] = {"Arn": arn, "RoleId": name}
+
+    def layer(self, lid: str, props: dict[str, Any]) -> None:
+        path = (self.stack.root / props["ContentUri"]).resolve()
+        arn = f"arn:aws:lambda:{self.stack.region}:{ACCOUNT_ID}:layer:{self.stack.physical_name(lid)}:1"
+        self.layers[arn] = path
+        self.stack.physical[lid] = arn
+
+    def _inline_policies(self, props: dict[str, Any]) -> list[dict[str, Any]]:
+        """Hand-written statements from SAM ``Policies`` (policy templates are recorded, not expanded:
+        the twin does not enforce IAM - see README, twin fidelity)."""
+        docs = []
+        for p in props.get("Policies", []) or []:
+            if isinstance(p, dict) and "Statement" in p:
+                docs.append({"Version": "2012-10-17", "Statement": p["Statement"]})
+        return docs
+
+    def function(self, lid: str, props: dict[str, Any]) -> None:
+        lam = self.clients("lambda")
+        name = props.get("FunctionName") or self.stack.physical_name(lid, max_len=64)
+        role_arn = self._role(f"{name[:55]}-role", _TRUST, self._inline_policies(props))
+        env = {k: str(v) for k, v in (props.get("Environment", {}).get("Variables", {}) or {}).items()}
+        lam.create_function(FunctionName=name, Runtime=props.get("Runtime", "python3.13"), Role=role_arn,
+                            Handler=props["Handler"], Code={"ZipFile": _zip_placeholder()},
+                            Timeout=int(props.get("Timeout", 3)), MemorySize=int(props.get("MemorySize", 128)),
+                            Environment={"Variables": env})
+        arn = f"arn:aws:lambda:{self.stack.region}:{ACCOUNT_ID}:function:{name}"
+        layer_dirs = tuple(self.layers[a] for a in props.get("Layers", []) if a in self.layers)
+        self.result.functions[name] = FunctionSpec(
+            name=name, code_dir=(self.stack.root / props["CodeUri"]).resolve(), handler=props["Handler"],
+            layer_dirs=layer_dirs, environment={**env, **self.extra_env}, timeout_s=float(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)), arn=arn)
+        self.stack.physical[lid] = name
+        self.stack.attributes[lid] = {"Arn": arn}
+        for event_id, event in (props.get("Events") or {}).items():
+            self._event_source(lid, name, arn, event_id, event)
+
+    def _event_source(self, lid: str, name: str, arn: str, event_id: str, event: dict[str, Any]) -> None:
+        kind, p = event["Type"], event.get("Properties", {})
+        events = self.clients("events")
+        if kind in {"EventBridgeRule", "Schedule"}:
+            rule = p.get("Name") or self.stack.physical_name(f"{lid}{event_id}", max_len=64)
+            args: dict[str, Any] = {"Name": rule, "EventBusName": p.get("EventBusName", "default")}
+            if kind == "Schedule":
+                args["ScheduleExpression"] = p["Schedule"]
+                args["State"] = p.get("State") or ("DISABLED" if p.get("Enabled") is False else "ENABLED")
+            else:
+                args["EventPattern"] = json.dumps(p["Pattern"])
+                args["State"] = p.get("State", "ENABLED")
+            if p.get("Description"):
+                args["Description"] = p["Description"]
+            events.put_rule(**args)
+            target: dict[str, Any] = {"Id": f"{lid}{event_id}LambdaTarget"[:64], "Arn": arn}
+            for key in ("Input", "InputPath"):
+                if key in p:
+                    target[key] = p[key]
+            if "RetryPolicy" in p:
+                target["RetryPolicy"] = p["RetryPolicy"]
+            if "DeadLetterConfig" in p and "Arn" in p["DeadLetterConfig"]:
+                target["DeadLetterConfig"] = {"Arn": p["DeadLetterConfig"]["Arn"]}
+                self.result.dead_letter_queues[rule] = p["DeadLetterConfig"]["Arn"]
+            events.put_targets(Rule=rule, EventBusName=args["EventBusName"], Targets=[target])
+        elif kind == "Api":
+            self.result.routes.append(Route(method=p["Method"].upper(), path=p["Path"], function_name=name))
+        else:
+            self.result.unsupported.append(f"{lid}.Events.{event_id} ({kind})")
+            self.say(f"not emulated: event source {lid}.Events.{event_id} of type {kind}")
+
+    def api(self, lid: str, props: dict[str, Any]) -> None:
+        self.result.api_stage = props.get("StageName", "Prod")
+        cors = props.get("Cors")
+        if isinstance(cors, dict):
+            def strip(v: Any) -> list[str]:
+                return [s.strip().strip("'") for s in str(v).split(",")] if v else []
+            self.result.cors = {"allow_origins": strip(cors.get("AllowOrigin")), "allow_methods": strip(cors.get("AllowMethods")),
+                                "allow_headers": strip(cors.get("AllowHeaders"))}
+        self.stack.physical[lid] = "twinapi"
+
+    def state_machine(self, lid: str, props: dict[str, Any]) -> None:
+        sfn = self.clients("stepfunctions")
+        name = props.get("Name") or self.stack.physical_name(lid, max_len=80)
+        text = (self.stack.root / props["DefinitionUri"]).read_text()
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            text = text.replace("${" + key + "}", str(value))
+        json.loads(text)  # the substituted definition must still be JSON
+        role_arn = self._role(f"{name[:55]}-role", _SFN_TRUST, self._inline_policies(props))
+        arn = sfn.create_state_machine(name=name, definition=text, roleArn=role_arn,
+                                       type=props.get("Type", "STANDARD"))["stateMachineArn"]
+        self.stack.physical[lid] = arn
+        self.stack.attributes[lid] = {"Name": name, "Arn": arn}
+
+    # ------------------------------------------------------------------------------------ driver
+    def deploy(self) -> Deployment:
+        """Create every resource in dependency order; resolve Outputs. Returns the :class:`Deployment`."""
+        handlers: dict[str, Callable[[str, dict[str, Any]], None]] = {
+            "AWS::S3::Bucket": self.bucket, "AWS::S3::BucketPolicy": self.bucket_policy,
+            "AWS::SQS::Queue": self.queue, "AWS::SQS::QueuePolicy": self.queue_policy,
+            "AWS::IAM::Role": self.role, "AWS::Serverless::LayerVersion": self.layer,
+            "AWS::Serverless::Function": self.function, "AWS::Serverless::Api": self.api,
+            "AWS::Serverless::StateMachine": self.state_machine,
+        }
+        resources = self.stack.resources
+        for lid in self.stack.deploy_order():
+            res = resources[lid]
+            handler = handlers.get(res["Type"])
+            if handler is None:
+                self.result.unsupported.append(f"{lid} ({res['Type']})")
+                self.say(f"not emulated: {lid} ({res['Type']})")
+                self.stack.physical[lid] = lid
+                self.stack.attributes[lid] = {}
+                continue
+            handler(lid, self.stack.resolve(res.get("Properties", {})))
+        for key, out in (self.stack.template.get("Outputs") or {}).items():
+            self.result.outputs[key] = str(self.stack.resolve(out["Value"]))
+        return self.result
+
+
+HANDLED_TYPES = ("AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy",
+                 "AWS::IAM::Role", "AWS::Serverless::LayerVersion", "AWS::Serverless::Function",
+                 "AWS::Serverless::Api", "AWS::Serverless::StateMachine")

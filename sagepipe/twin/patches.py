@@ -1,0 +1,448 @@
+"""Every patch the twin applies to moto's internals, in one place.
+
+moto is pinned exactly (``moto==5.2.5``). Each :class:`Patch` names the internal it replaces and has a
+``check()`` that raises :class:`MotoInternalsChanged` with a clear message if that internal is gone or
+has changed shape; ``tests/twin/test_patches.py`` runs every check, so a moto upgrade fails loudly.
+
+The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
+
+1. ``jsonata`` - plug ``jsonata-python`` into moto's Step Functions interpreter (moto leaves it None).
+2. ``sfn_sagemaker`` - the ``sagemaker`` service integration with ``.sync`` (moto: unsupported).
+3. ``lambda_invoke`` - ``LambdaFunction._invoke_lambda`` runs the real handler in a warm worker.
+4. ``sagemaker_api`` - training jobs run for real; endpoints host real model servers; UpdateEndpoint
+   (absent in moto); SageMaker name rules and duplicate-name errors enforced as AWS does.
+5. ``sagemaker_runtime`` - InvokeEndpoint reaches the endpoint's model server.
+6. ``events_targets`` - EventBridge rules deliver to Lambda and Step Functions targets, per target,
+   so one failing target does not stop the others.
+7. ``s3_eventbridge`` - S3 → EventBridge events shaped as AWS sends them (URL-encoded key, unique id,
+   ISO time).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
+from urllib.parse import quote_plus
+
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024
+
+
+class MotoInternalsChanged(RuntimeError):
+    """moto no longer has the internal a twin patch replaces: re-check the patch against the new moto."""
+
+
+class TwinRuntime(Protocol):
+    """What the patches call back into (implemented by :class:`sagepipe.twin.server.Twin`)."""
+
+    training: Any
+    hosting: Any
+
+    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]: ...
+    def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None: ...
+
+
+_TWIN: TwinRuntime | None = None
+_APPLIED: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def twin() -> TwinRuntime:
+    """The running twin. Raises RuntimeError if the patches were applied without one."""
+    if _TWIN is None:
+        raise RuntimeError("sagepipe twin patches are applied but no twin is running")
+    return _TWIN
+
+
+def _require(obj: Any, attr: str, params: list[str] | None = None) -> Any:
+    """Return ``obj.attr`` after checking it exists (and has ``params`` as its first parameters)."""
+    where = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', getattr(obj, '__name__', obj))}.{attr}"
+    if not hasattr(obj, attr):
+        raise MotoInternalsChanged(f"moto internal {where} is gone; the twin patch for it must be redone")
+    value = getattr(obj, attr)
+    if params is not None:
+        got = list(inspect.signature(value).parameters)[: len(params)]
+        if got != params:
+            raise MotoInternalsChanged(f"moto internal {where} now takes {got}, the twin patch expects {params}")
+    return value
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A named patch: ``check()`` verifies moto's internals, ``apply()`` installs it (idempotent)."""
+
+    name: str
+    target: str
+    check: Callable[[], None]
+    apply: Callable[[], None]
+
+
+# ---------------------------------------------------------------------------------------- 1 jsonata
+def _jsonata_module() -> Any:
+    import moto.stepfunctions.parser.asl.jsonata.jsonata as mod
+    return mod
+
+
+def _check_jsonata() -> None:
+    mod = _jsonata_module()
+    _require(mod, "_eval_jsonata")
+    _require(mod, "eval_jsonata_expression", ["jsonata_expression"])
+    _require(mod, "JSONataException", ["error", "details"])
+    import jsonata  # noqa: F401  (jsonata-python)
+
+
+def _apply_jsonata() -> None:
+    import jsonata
+
+    mod = _jsonata_module()
+
+    def evaluate(expression: str) -> Any:
+        try:
+            result = jsonata.Jsonata(expression).evaluate(None)
+        except Exception as exc:  # noqa: BLE001 - surfaced as States.QueryEvaluationError by moto
+            raise mod.JSONataException("UNKNOWN", str(exc)) from exc
+        return None if result is None else json.loads(json.dumps(result))
+
+    mod._eval_jsonata = evaluate
+
+
+# ----------------------------------------------------------------------------------- 2 sfn sagemaker
+def _sfn_factory_modules() -> tuple[Any, Any]:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_factory
+    return state_task_service_factory, state_task_factory
+
+
+def _check_sfn_sagemaker() -> None:
+    factory, task_factory = _sfn_factory_modules()
+    _require(factory, "state_task_service_for", ["service_name"])
+    _require(task_factory, "state_task_service_for", ["service_name"])
+    if "sagemaker" not in _require(factory, "_UNSUPPORTED_SERVICE_NAMES"):
+        raise MotoInternalsChanged("moto now handles the sagemaker Step Functions integration itself; drop the twin patch")
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback as cb
+    _require(cb.StateTaskServiceCallback, "_build_sync_resolver", ["self", "env", "resource_runtime_part"])
+    _require(cb.StateTaskServiceCallback, "_eval_service_task", ["self", "env", "resource_runtime_part"])
+
+
+def _apply_sfn_sagemaker() -> None:
+    from .sfn_sagemaker import StateTaskServiceSageMaker
+
+    factory, task_factory = _sfn_factory_modules()
+    original = _APPLIED.setdefault("sfn_sagemaker.original", factory.state_task_service_for)
+
+    def state_task_service_for(service_name: str) -> Any:
+        if service_name == "sagemaker":
+            return StateTaskServiceSageMaker()
+        return original(service_name)
+
+    factory.state_task_service_for = state_task_service_for
+    task_factory.state_task_service_for = state_task_service_for  # imported by name there
+
+
+# ------------------------------------------------------------------------------------ 3 lambda invoke
+def _check_lambda() -> None:
+    from moto.awslambda.models import LambdaFunction
+    _require(LambdaFunction, "_invoke_lambda", ["self", "event"])
+    _require(LambdaFunction, "invoke", ["self", "body", "request_headers", "response_headers"])
+
+
+def _apply_lambda() -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        return twin().invoke_lambda(self, event)
+
+    LambdaFunction._invoke_lambda = _invoke_lambda
+
+
+# ------------------------------------------------------------------------------------- 4 sagemaker
+_TRAINING_FIELDS = ("TrainingJobName", "HyperParameters", "AlgorithmSpecification", "RoleArn", "InputDataConfig",
+                    "OutputDataConfig", "ResourceConfig", "StoppingCondition", "Environment", "Tags")
+
+
+def _check_sagemaker() -> None:
+    from moto.sagemaker import exceptions
+    from moto.sagemaker.models import FakeEndpoint, FakeTrainingJob, SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
+    for name in ("create_training_job", "describe_training_job", "create_endpoint", "delete_endpoint",
+                 "create_endpoint_config", "create_model"):
+        _require(SageMakerResponse, name, ["self"])
+    if hasattr(SageMakerResponse, "update_endpoint") and not getattr(SageMakerResponse.update_endpoint, "_sagepipe", False):
+        raise MotoInternalsChanged("moto now implements UpdateEndpoint; re-check the twin's blue/green emulation")
+    _require(SageMakerResponse, "sagemaker_backend")
+    _require(SageMakerResponse, "_get_param", ["self", "param_name"])
+    for name in ("training_jobs", "endpoints", "endpoint_configs", "_models"):
+        if name not in inspect.getsource(SageMakerModelBackend.__init__):
+            raise MotoInternalsChanged(f"SageMakerModelBackend no longer keeps {name!r}")
+    for cls, attrs in ((FakeTrainingJob, ("training_job_status", "secondary_status", "final_metric_data_list",
+                                          "model_artifacts", "algorithm_specification")),
+                       (FakeEndpoint, ("endpoint_status", "endpoint_config_name", "failure_reason",
+                                       "production_variants"))):
+        source = inspect.getsource(cls.__init__)
+        for attr in attrs:
+            if f"self.{attr}" not in source:
+                raise MotoInternalsChanged(f"{cls.__name__} no longer sets {attr}")
+    _require(FakeEndpoint, "_process_production_variants", ["self", "production_variants"])
+    _require(exceptions, "ValidationError", ["message"])
+    _require(exceptions, "ResourceInUseException", ["message"])
+
+
+def _validate_name(kind: str, name: str | None) -> None:
+    from moto.sagemaker.exceptions import ValidationError
+    if not name or not SAGEMAKER_NAME_RE.match(name):
+        raise ValidationError(message=(f"1 validation error detected: Value '{name}' at '{kind}' failed to satisfy "
+                                       "constraint: Member must satisfy regular expression pattern: "
+                                       "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"))
+
+
+def _apply_sagemaker() -> None:
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    orig = _APPLIED.setdefault("sagemaker.original", {
+        n: getattr(SageMakerResponse, n) for n in ("create_training_job", "create_endpoint", "delete_endpoint",
+                                                   "create_endpoint_config", "create_model")})
+
+    def create_training_job(self: Any) -> Any:
+        request = copy.deepcopy({k: self._get_param(k) for k in _TRAINING_FIELDS if self._get_param(k) is not None})
+        name = request.get("TrainingJobName")
+        _validate_name("trainingJobName", name)
+        if name in self.sagemaker_backend.training_jobs:
+            raise ResourceInUseException(message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})")
+        result = orig["create_training_job"](self)
+        twin().training.start(self.sagemaker_backend.training_jobs[name], request)
+        return result
+
+    def stop_training_job(self: Any) -> Any:
+        name = self._get_param("TrainingJobName")
+        job = self.sagemaker_backend.training_jobs.get(name)
+        if job is None:
+            raise ValidationError(message=f"Requested resource not found: training job {name}")
+        if job.training_job_status != "InProgress":
+            raise ValidationError(message=f"The request was rejected because the training job is in status {job.training_job_status}.")
+        job.training_job_status = "Stopping"
+        twin().training.stop(name)
+        return EmptyResult()
+
+    def create_model(self: Any) -> Any:
+        name = self._get_param("ModelName")
+        _validate_name("modelName", name)
+        if name in self.sagemaker_backend._models:
+            raise ValidationError(message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".')
+        return orig["create_model"](self)
+
+    def create_endpoint_config(self: Any) -> Any:
+        name = self._get_param("EndpointConfigName")
+        _validate_name("endpointConfigName", name)
+        if name in self.sagemaker_backend.endpoint_configs:
+            raise ValidationError(message=f'Cannot create already existing endpoint configuration "{self.sagemaker_backend.endpoint_configs[name].arn}".')
+        return orig["create_endpoint_config"](self)
+
+    def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        config = backend.describe_endpoint_config(config_name)
+        variants = config["ProductionVariants"]
+        model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
+        return variants, {"PrimaryContainer": model.primary_container}
+
+    def create_endpoint(self: Any) -> Any:
+        name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+        _validate_name("endpointName", name)
+        if name in self.sagemaker_backend.endpoints:
+            raise ValidationError(message=f'Cannot create already existing endpoint "{self.sagemaker_backend.endpoints[name].arn}".')
+        result = orig["create_endpoint"](self)
+        _, model = _model_for(self.sagemaker_backend, config_name)
+        twin().hosting.create(self.sagemaker_backend.endpoints[name], model)
+        return result
+
+    def update_endpoint(self: Any) -> Any:
+        name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+        endpoint = self.sagemaker_backend.endpoints.get(name)
+        if endpoint is None:
+            raise ValidationError(message=f"Could not find endpoint \"{name}\".")
+        if endpoint.endpoint_status != "InService":
+            raise ValidationError(message=f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+        if config_name not in self.sagemaker_backend.endpoint_configs:
+            raise ValidationError(message=f"Could not find endpoint configuration \"{config_name}\".")
+        variants, model = _model_for(self.sagemaker_backend, config_name)
+        twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    update_endpoint._sagepipe = True  # type: ignore[attr-defined]
+
+    def delete_endpoint(self: Any) -> Any:
+        name = self._get_param("EndpointName")
+        result = orig["delete_endpoint"](self)
+        twin().hosting.delete(name)
+        return result
+
+    SageMakerResponse.create_training_job = create_training_job
+    SageMakerResponse.stop_training_job = stop_training_job
+    SageMakerResponse.create_model = create_model
+    SageMakerResponse.create_endpoint_config = create_endpoint_config
+    SageMakerResponse.create_endpoint = create_endpoint
+    SageMakerResponse.update_endpoint = update_endpoint
+    SageMakerResponse.delete_endpoint = delete_endpoint
+
+
+# ---------------------------------------------------------------------------------- 5 runtime
+def _check_runtime() -> None:
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+    _require(SageMakerRuntimeResponse, "invoke_endpoint", ["self"])
+    _require(SageMakerRuntimeResponse, "_get_params", ["self"])
+
+
+def _runtime_error(status: int, code: str, message: str, **extra: Any) -> tuple[int, dict[str, str], str]:
+    return status, {"x-amzn-ErrorType": code, "Content-Type": "application/json"}, json.dumps({"message": message, **extra})
+
+
+def _apply_runtime() -> None:
+    from .sagemaker import InvokeFailure
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    def invoke_endpoint(self: Any) -> Any:
+        name = self.path.rstrip("/").split("/")[-2]
+        from moto.sagemaker.models import sagemaker_backends
+        backend = sagemaker_backends[self.current_account][self.region]
+        body = self.body if isinstance(self.body, bytes) else (self.body or "").encode()
+        if len(body) > MAX_INVOKE_PAYLOAD:
+            return _runtime_error(400, "ValidationError", f"Request payload of {len(body)} bytes exceeds the InvokeEndpoint limit of {MAX_INVOKE_PAYLOAD} bytes.")
+        if name not in backend.endpoints:
+            return _runtime_error(400, "ValidationError", f"Endpoint {name} of account {self.current_account} not found.")
+        try:
+            status, data, ctype = twin().hosting.invoke(name, body, self.headers.get("Content-Type"), self.headers.get("Accept"))
+        except InvokeFailure as exc:
+            extra = {}
+            if exc.original_status is not None:
+                extra = {"OriginalStatusCode": exc.original_status, "OriginalMessage": exc.original_message or "",
+                         "LogStreamArn": f"arn:aws:logs:{self.region}:{self.current_account}:log-group:/aws/sagemaker/Endpoints/{name}"}
+            return _runtime_error(exc.status, exc.code, exc.message, **extra)
+        endpoint = backend.endpoints[name]
+        variant = (endpoint.production_variants or [{}])[0].get("VariantName", "AllTraffic")
+        return status, {"Content-Type": ctype, "x-Amzn-Invoked-Production-Variant": variant}, data
+
+    SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
+
+
+# --------------------------------------------------------------------------------- 6 events targets
+def _check_events() -> None:
+    from moto.events.models import Rule
+    _require(Rule, "send_to_targets", ["self", "original_event", "transform_input"])
+    _require(Rule, "event_pattern")if False else None
+    from moto.events.models import EventPattern
+    _require(EventPattern, "load", ["raw_pattern"])
+    _require(EventPattern, "matches_event", ["self", "event"])
+
+
+def _apply_events() -> None:
+    from moto.events.models import Rule
+    from moto.events.utils import EventTemplateParser
+
+    original = _APPLIED.setdefault("events.original", Rule.send_to_targets)
+
+    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        if not self.event_pattern.matches_event(original_event):
+            return
+        if getattr(self, "state", "ENABLED") != "ENABLED":
+            return
+        for target in list(self.targets):
+            service = target["Arn"].split(":")[2]
+            try:
+                event = original_event
+                if transform_input and (target.get("Input") or target.get("InputPath") or target.get("InputTransformer")):
+                    if target.get("Input"):
+                        event = json.loads(target["Input"])
+                    elif target.get("InputTransformer"):
+                        tr = target["InputTransformer"]
+                        event = EventTemplateParser.parse(input_template=tr.get("InputTemplate"),
+                                                          input_paths_map=tr.get("InputPathsMap", {}), event=original_event)
+                if service in {"lambda", "states"}:
+                    twin().deliver(self, target, event)
+                else:
+                    only = copy.copy(self)
+                    only.targets = [target]
+                    original(only, original_event, transform_input)
+            except Exception as exc:  # noqa: BLE001 - one failing target must not stop the others
+                twin().log("events", f"delivery of rule {self.name} to {target['Arn']} failed: {exc!r}")
+
+    Rule.send_to_targets = send_to_targets
+
+
+# -------------------------------------------------------------------------------- 7 s3 -> eventbridge
+def _check_s3_eventbridge() -> None:
+    import moto.s3.notifications as notifications
+    _require(notifications, "_send_event_bridge_message", ["account_id", "bucket", "event_name", "key"])
+    if "_send_event_bridge_message(" not in inspect.getsource(notifications.send_event):
+        raise MotoInternalsChanged("moto.s3.notifications.send_event no longer calls _send_event_bridge_message")
+
+
+def _apply_s3_eventbridge() -> None:
+    import moto.s3.notifications as notifications
+
+    def _send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        from moto.events.models import events_backends
+        detail_type = notifications._detail_type(event_name)
+        event = {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.s3",
+            "account": account_id, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": bucket.region_name, "resources": [bucket.arn],
+            "detail": {
+                "version": "0", "bucket": {"name": bucket.name},
+                "object": {"key": quote_plus(key.name, safe="/"), "size": key.size, "etag": key.etag.replace('"', ""),
+                           **({"version-id": key.version_id} if key.version_id and key.version_id != "null" else {}),
+                           "sequencer": uuid.uuid4().hex[:18].upper()},
+                "request-id": uuid.uuid4().hex[:16].upper(), "requester": account_id,
+                "source-ip-address": "127.0.0.1", "reason": event_name.split(":")[-1]},
+        }
+        backend = events_backends[account_id][bucket.region_name]
+        bus = backend.event_buses.get("default")
+        for rule in list(bus.rules.values()) if bus else []:
+            try:
+                rule.send_to_targets(event, transform_input=True)
+            except Exception as exc:  # noqa: BLE001 - as on AWS, the PutObject itself succeeds
+                twin().log("events", f"S3 event delivery via rule {rule.name} failed: {exc!r}")
+
+    notifications._send_event_bridge_message = _send_event_bridge_message
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch("jsonata", "moto.stepfunctions.parser.asl.jsonata.jsonata._eval_jsonata", _check_jsonata, _apply_jsonata),
+    Patch("sfn_sagemaker", "state_task_service_factory.state_task_service_for (+ state_task_factory)",
+          _check_sfn_sagemaker, _apply_sfn_sagemaker),
+    Patch("lambda_invoke", "moto.awslambda.models.LambdaFunction._invoke_lambda", _check_lambda, _apply_lambda),
+    Patch("sagemaker_api", "moto.sagemaker.responses.SageMakerResponse (training, endpoints, UpdateEndpoint)",
+          _check_sagemaker, _apply_sagemaker),
+    Patch("sagemaker_runtime", "moto.sagemakerruntime.responses.SageMakerRuntimeResponse.invoke_endpoint",
+          _check_runtime, _apply_runtime),
+    Patch("events_targets", "moto.events.models.Rule.send_to_targets", _check_events, _apply_events),
+    Patch("s3_eventbridge", "moto.s3.notifications._send_event_bridge_message", _check_s3_eventbridge,
+          _apply_s3_eventbridge),
+)
+
+
+def apply_all(runtime: TwinRuntime) -> None:
+    """Check then apply every patch, and route callbacks to ``runtime``. Raises MotoInternalsChanged."""
+    global _TWIN
+    with _LOCK:
+        for patch in PATCHES:
+            patch.check()
+        _TWIN = runtime
+        if not _APPLIED.get("done"):
+            for patch in PATCHES:
+                patch.apply()
+            _APPLIED["done"] = True
+
+
+def release(runtime: TwinRuntime) -> None:
+    """Detach ``runtime`` (patches stay installed; calls then raise until another twin attaches)."""
+    global _TWIN
+    with _LOCK:
+        if _TWIN is runtime:
+            _TWIN = None

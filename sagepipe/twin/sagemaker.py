@@ -1,0 +1,327 @@
+"""The twin's SageMaker: training jobs run as local processes, endpoints as local model servers.
+
+``TrainingManager`` runs each CreateTrainingJob through :func:`sagepipe.twin.training.run_training_job`
+in a background thread and keeps moto's job record (status, secondary statuses, FailureReason,
+FinalMetricDataList, ModelArtifacts) in step with it, as DescribeTrainingJob reports them on AWS.
+
+``HostingManager`` runs one model-server process (:mod:`sagepipe.twin.model_server`) per endpoint
+version on an ephemeral 127.0.0.1 port. Creating → InService only after ``GET /ping`` answers 200.
+UpdateEndpoint is blue/green: the new version starts beside the old one; traffic moves only when the
+new one is healthy; a failed update leaves the old EndpointConfig live with a FailureReason (AWS
+behaviour, SageMaker docs "Blue/Green Deployments" and "Auto-Rollback Configuration").
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .training import TrainingResult, run_training_job
+
+LogSink = Callable[[str, str], None]
+MODEL_SERVER_READY_TIMEOUT_S = 120.0
+INVOKE_TIMEOUT_S = 60.0  # InvokeEndpoint's model response limit
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class TrainingManager:
+    """Runs training jobs locally. ``s3_factory()`` returns a boto3 S3 client for the twin."""
+
+    def __init__(self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink) -> None:
+        self.work_root = work_root
+        self.s3_factory = s3_factory
+        self.log_sink = log_sink
+        self.threads: dict[str, threading.Thread] = {}
+        self.stop_events: dict[str, threading.Event] = {}
+        self.results: dict[str, TrainingResult] = {}
+        self.logs: dict[str, list[str]] = {}
+
+    def start(self, job: Any, request: dict[str, Any]) -> None:
+        """Start ``request`` (CreateTrainingJob shape) for moto job object ``job`` (mutated in place)."""
+        name = request["TrainingJobName"]
+        job.training_job_status = "InProgress"
+        job.secondary_status = "Starting"
+        job.secondary_status_transitions = []
+        job.final_metric_data_list = None
+        job.training_end_time = None
+        job.model_artifacts = None
+        job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get("MetricDefinitions", [])
+        self.logs[name] = []
+        stop = threading.Event()
+        self.stop_events[name] = stop
+
+        def on_status(secondary: str, message: str) -> None:
+            now = _now()
+            if job.secondary_status_transitions:
+                job.secondary_status_transitions[-1]["EndTime"] = now
+            job.secondary_status_transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
+            job.secondary_status = secondary
+            job.last_modified_time = now
+
+        def on_log(line: str) -> None:
+            self.logs[name].append(line)
+            self.log_sink(f"training:{name}", line)
+
+        def run() -> None:
+            result = run_training_job(request, self.s3_factory(), self.work_root, on_status, on_log, stop_event=stop)
+            self.results[name] = result
+            now = _now()
+            if job.secondary_status_transitions:
+                job.secondary_status_transitions[-1].setdefault("EndTime", now)
+            if result.final_metrics:
+                job.final_metric_data_list = [{**m, "Timestamp": now} for m in result.final_metrics]
+            if result.model_artifacts:
+                job.model_artifacts = {"S3ModelArtifacts": result.model_artifacts}
+            if result.failure_reason:
+                job.failure_reason = result.failure_reason
+            job.training_end_time = now
+            job.training_time_in_seconds = max(1, int(round(result.training_seconds)))
+            job.billable_time_in_seconds = job.training_time_in_seconds
+            job.last_modified_time = now
+            job.training_job_status = result.status  # last: pollers see a complete record
+
+        thread = threading.Thread(target=run, name=f"training-{name}", daemon=True)
+        self.threads[name] = thread
+        thread.start()
+
+    def stop(self, name: str) -> None:
+        """StopTrainingJob: signal the running script (SIGTERM, grace, SIGKILL)."""
+        if name in self.stop_events:
+            self.stop_events[name].set()
+
+    def shutdown(self) -> None:
+        """Stop every running job and wait briefly for their threads."""
+        for event in self.stop_events.values():
+            event.set()
+        for thread in self.threads.values():
+            thread.join(timeout=15)
+
+
+@dataclass
+class ModelServer:
+    """One running model-server process for one EndpointConfig."""
+
+    endpoint_config_name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    directory: Path
+    log_thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s; removes nothing on disk (kept for inspection)."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+@dataclass
+class EndpointState:
+    """The twin's view of one endpoint: the serving process and a lock serialising changes."""
+
+    live: ModelServer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class InvokeFailure(Exception):
+    """InvokeEndpoint failure: ``code`` is the AWS error code (ValidationError, ModelError)."""
+
+    def __init__(self, code: str, message: str, status: int, original_status: int | None = None,
+                 original_message: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+        self.original_status, self.original_message = original_status, original_message
+
+
+class HostingManager:
+    """Model-server processes per endpoint (see module docstring)."""
+
+    def __init__(self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink,
+                 python: str = sys.executable) -> None:
+        self.work_root = work_root
+        self.s3_factory = s3_factory
+        self.log_sink = log_sink
+        self.python = python
+        self.endpoints: dict[str, EndpointState] = {}
+        self.all_servers: list[ModelServer] = []
+
+    # -- process management ------------------------------------------------------------------
+    def _start_server(self, endpoint_name: str, config_name: str, model: dict[str, Any]) -> ModelServer:
+        """Download ``ModelDataUrl``, start the server, wait for /ping 200. Raises RuntimeError."""
+        container = model["PrimaryContainer"]
+        directory = self.work_root / endpoint_name / config_name
+        if directory.exists():
+            shutil.rmtree(directory)
+        model_dir = directory / "model"
+        model_dir.mkdir(parents=True)
+        bucket, key = container["ModelDataUrl"].removeprefix("s3://").split("/", 1)
+        archive = directory / "model.tar.gz"
+        self.s3_factory().download_file(bucket, key, str(archive))
+        with tarfile.open(archive) as tar:
+            tar.extractall(model_dir, filter="data")
+        env_vars = container.get("Environment") or {}
+        code_dir = model_dir / "code"
+        program = env_vars.get("SAGEMAKER_PROGRAM", "inference.py")
+        ready = directory / "ready.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_TWIN_"))}
+        env.update({k: str(v) for k, v in env_vars.items()})
+        env["SM_MODEL_DIR"] = str(model_dir)
+        proc = subprocess.Popen(
+            [self.python, "-u", "-m", "sagepipe.twin.model_server", "--model-dir", str(model_dir),
+             "--code-dir", str(code_dir), "--program", program, "--host", "127.0.0.1", "--port", "0",
+             "--ready-file", str(ready)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        prefix = f"endpoint:{endpoint_name}/{config_name}"
+        output: list[str] = []
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                output.append(line)
+                self.log_sink(prefix, line)
+
+        pump_thread = threading.Thread(target=pump, daemon=True)
+        pump_thread.start()
+        server = ModelServer(config_name, proc, 0, directory, pump_thread)
+        self.all_servers.append(server)
+        deadline = time.monotonic() + MODEL_SERVER_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"model server exited with code {proc.returncode}: {' | '.join(output[-5:])}")
+            if ready.exists():
+                server.port = json.loads(ready.read_text())["port"]
+                status = self._ping(server.port)
+                if status == 200:
+                    return server
+                if status is not None:
+                    server.stop()
+                    raise RuntimeError(f"model server /ping answered {status}")
+            time.sleep(0.05)
+        server.stop()
+        raise RuntimeError(f"model server not healthy after {MODEL_SERVER_READY_TIMEOUT_S:.0f}s")
+
+    @staticmethod
+    def _ping(port: int) -> int | None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/ping")
+            status = conn.getresponse().status
+            conn.close()
+            return status
+        except OSError:
+            return None
+
+    # -- API behaviour -------------------------------------------------------------------------
+    def create(self, endpoint: Any, model: dict[str, Any]) -> None:
+        """CreateEndpoint: ``endpoint`` (moto object) goes Creating → InService, or Failed."""
+        state = self.endpoints.setdefault(endpoint.endpoint_name, EndpointState())
+        endpoint.endpoint_status = "Creating"
+        config_name = endpoint.endpoint_config_name
+
+        def run() -> None:
+            with state.lock:
+                try:
+                    state.live = self._start_server(endpoint.endpoint_name, config_name, model)
+                    endpoint.failure_reason = None
+                    endpoint.endpoint_status = "InService"
+                except Exception as exc:  # noqa: BLE001 - any failure is the endpoint's FailureReason
+                    endpoint.failure_reason = f"Model server failed to become healthy: {exc}"
+                    endpoint.endpoint_status = "Failed"
+                endpoint.last_modified_time = _now()
+
+        threading.Thread(target=run, name=f"create-{endpoint.endpoint_name}", daemon=True).start()
+
+    def update(self, endpoint: Any, new_config_name: str, new_variants: list[dict[str, Any]],
+               model: dict[str, Any], process_variants: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+        """UpdateEndpoint (blue/green): the old version serves until the new one answers /ping.
+
+        On failure the old EndpointConfigName stays live, status returns to InService and
+        FailureReason says why (what DescribeEndpoint shows after an update rolls back on AWS).
+        """
+        state = self.endpoints.setdefault(endpoint.endpoint_name, EndpointState())
+        endpoint.endpoint_status = "Updating"
+
+        def run() -> None:
+            with state.lock:
+                try:
+                    new = self._start_server(endpoint.endpoint_name, new_config_name, model)
+                except Exception as exc:  # noqa: BLE001
+                    endpoint.failure_reason = (f"Update to EndpointConfig {new_config_name} failed and was rolled back: {exc}")
+                    endpoint.endpoint_status = "InService"
+                    endpoint.last_modified_time = _now()
+                    return
+                old, state.live = state.live, new
+                endpoint.endpoint_config_name = new_config_name
+                endpoint.production_variants = process_variants(new_variants)
+                endpoint.failure_reason = None
+                endpoint.last_modified_time = _now()
+                endpoint.endpoint_status = "InService"
+                if old is not None:
+                    old.stop()
+
+        threading.Thread(target=run, name=f"update-{endpoint.endpoint_name}", daemon=True).start()
+
+    def delete(self, endpoint_name: str) -> None:
+        """DeleteEndpoint: stop the process."""
+        state = self.endpoints.pop(endpoint_name, None)
+        if state and state.live:
+            state.live.stop()
+
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str | None, accept: str | None) -> tuple[int, bytes, str]:
+        """POST /invocations on the live process. Returns ``(200, body, content_type)``.
+
+        Raises :class:`InvokeFailure` (ValidationError when not InService; ModelError with the
+        container's status when it answers non-200 or cannot be reached).
+        """
+        state = self.endpoints.get(endpoint_name)
+        server = state.live if state else None
+        if server is None:
+            raise InvokeFailure("ValidationError", f"Endpoint {endpoint_name} is not in service.", 400)
+        headers = {"Content-Type": content_type or "application/octet-stream"}
+        if accept:
+            headers["Accept"] = accept
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=INVOKE_TIMEOUT_S)
+            conn.request("POST", "/invocations", body=body, headers=headers)
+            resp = conn.getresponse()
+            data, status = resp.read(), resp.status
+            ctype = resp.getheader("Content-Type") or "application/json"
+            conn.close()
+        except OSError as exc:
+            raise InvokeFailure("ModelError", f"Received server error (500) from primary: {exc}", 424, 500, str(exc)) from exc
+        if status != 200:
+            text = data.decode("utf-8", "replace")
+            raise InvokeFailure("ModelError", f"Received client error ({status}) from primary with message \"{text}\".",
+                                424, status, text)
+        return 200, data, ctype
+
+    def pids(self) -> list[int]:
+        """PIDs of every model-server process started (alive or not)."""
+        return [s.process.pid for s in self.all_servers]
+
+    def shutdown(self) -> None:
+        """Stop every model server this manager started."""
+        for server in self.all_servers:
+            server.stop()

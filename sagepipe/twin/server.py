@@ -1,0 +1,252 @@
+"""The local twin: moto's server on 127.0.0.1 with the twin's patches, ``template.yaml`` deployed onto
+it, real Lambda workers, local SageMaker training and hosting, an EventBridge scheduler and the local
+API Gateway front. ``Twin.start()`` returns when everything is ready; ``Twin.stop()`` stops every
+process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+from botocore.config import Config
+
+from .. import codebundle
+from . import patches
+from .apigw import ApiFront
+from .deploy import Deployer, Deployment
+from .lambda_runtime import WorkerPool
+from .sagemaker import HostingManager, TrainingManager
+from .template import Stack, load_template
+
+REGION = "us-east-1"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+ASYNC_INVOKE_RETRIES = 2  # Lambda asynchronous invocation retries (AWS default)
+_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+
+
+@dataclass
+class TwinInfo:
+    """What ``twin.json`` holds."""
+
+    aws_endpoint_url: str
+    api_url: str
+    data_bucket: str
+    artifacts_bucket: str
+    state_machine_arn: str
+    region: str
+    stack_name: str
+    event_source: str
+    state_dir: str
+    pid: int
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Twin:
+    """Runs sagepipe on one machine. ``parameter_overrides`` are template parameters (``PollSeconds``
+    defaults to 1 here so deploy polling is quick); ``echo`` prints function/training/model logs."""
+
+    def __init__(self, root: Path, state_dir: Path, *, stack_name: str = "sagepipe",
+                 parameter_overrides: dict[str, str] | None = None, echo: bool = True,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.root = root.resolve()
+        self.state_dir = state_dir.resolve()
+        self.stack_name = stack_name
+        self.parameter_overrides = {"PollSeconds": "1", **(parameter_overrides or {})}
+        self.echo = echo
+        self.say = say or (lambda msg: print(f"[twin] {msg}", file=sys.stderr, flush=True))
+        self.logs: deque[tuple[str, str]] = deque(maxlen=20000)
+        self.events_log: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.server: Any = None
+        self.api: ApiFront | None = None
+        self.info: TwinInfo | None = None
+        self.deployment: Deployment | None = None
+
+    # ----------------------------------------------------------------------------- plumbing
+    def log(self, prefix: str, line: str) -> None:
+        """Keep a log line (and echo it with its prefix)."""
+        self.logs.append((prefix, line))
+        if self.echo:
+            print(f"[{prefix}] {line}", file=sys.stderr, flush=True)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` on the twin (parameter validation on)."""
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            config=Config(retries={"mode": "standard", "max_attempts": 3}), **CREDENTIALS)
+
+    # --------------------------------------------------------------------------- lifecycle
+    def start(self) -> TwinInfo:
+        """Start moto, apply patches, deploy the template, publish the model code, start the API."""
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        os.environ["MOTO_PORT"] = str(port)  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
+        default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.pool = WorkerPool(log_sink=self.log, log_dir=self.state_dir / "logs")
+        self.training = TrainingManager(self.state_dir / "training", lambda: self.client("s3"), self.log)
+        self.hosting = HostingManager(self.state_dir / "endpoints", lambda: self.client("s3"), self.log)
+        patches.apply_all(self)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server.start()
+        stack = Stack(self.stack_name, load_template(self.root / "template.yaml"), self.root, REGION,
+                      dict(self.parameter_overrides))
+        extra_env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_SESSION_TOKEN": "testing", "POWERTOOLS_TRACE_DISABLED": "true",
+                     "POWERTOOLS_DEV": "false"}
+        self.deployment = Deployer(stack, self.client, extra_env, self.say).deploy()
+        self.functions = self.deployment.functions
+        outputs = self.deployment.outputs
+        codebundle.publish(self.client("s3"), outputs["ArtifactsBucketName"], self.root / "model")
+        self.api = ApiFront(self.deployment.routes, self._invoke_by_name, stage=self.deployment.api_stage,
+                            cors=self.deployment.cors)
+        api_url = self.api.start()
+        self._spawn(self._scheduler, "scheduler")
+        self.info = TwinInfo(aws_endpoint_url=self.endpoint, api_url=api_url, data_bucket=outputs["DataBucketName"],
+                             artifacts_bucket=outputs["ArtifactsBucketName"], state_machine_arn=outputs["StateMachineArn"],
+                             region=REGION, stack_name=self.stack_name, event_source=outputs.get("EventSource", "sagepipe"),
+                             state_dir=str(self.state_dir), pid=os.getpid())
+        tmp = self.state_dir / "twin.json.tmp"
+        tmp.write_text(json.dumps(asdict(self.info), indent=2))
+        tmp.replace(self.state_dir / "twin.json")
+        return self.info
+
+    def stop(self) -> None:
+        """Stop the API, schedulers, training jobs, model servers, Lambda workers and moto."""
+        self._stop.set()
+        if self.api:
+            self.api.stop()
+        if hasattr(self, "training"):
+            self.training.shutdown()
+        if hasattr(self, "hosting"):
+            self.hosting.shutdown()
+        if hasattr(self, "pool"):
+            self.pool.shutdown()
+        if self.server:
+            self.server.stop()
+            self.server = None
+        patches.release(self)
+        try:
+            (self.state_dir / "twin.json").unlink()
+        except FileNotFoundError:
+            pass
+
+    def pids(self) -> list[int]:
+        """PIDs of every child process the twin started (Lambda workers and model servers)."""
+        return [*self.pool.pids(), *self.hosting.pids()]
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # ---------------------------------------------------------------- callbacks from patches
+    def _invoke_by_name(self, name: str, payload: bytes) -> Any:
+        return self.pool.invoke(self.functions[name], payload)
+
+    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]:
+        """moto ``_invoke_lambda`` replacement: run the real handler. Returns ``(payload, errored, logs)``."""
+        spec = self.functions.get(function.function_name)
+        if spec is None:
+            body = {"errorType": "ResourceNotFoundException", "errorMessage": f"{function.function_name} is not a template function"}
+            return json.dumps(body), True, ""
+        payload = event if isinstance(event, bytes) else (event.encode() if isinstance(event, str) else json.dumps(event).encode())
+        result = self.pool.invoke(spec, payload)
+        return result.payload.decode("utf-8"), result.errored, result.logs
+
+    def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+        """Deliver ``event`` from ``rule`` to a Lambda or Step Functions target, asynchronously as AWS
+        does; Lambda gets 2 retries, then the target's DeadLetterConfig queue receives the event."""
+        self.events_log.append({"rule": rule.name, "target": target["Arn"], "event": event})
+
+        def run() -> None:
+            arn = target["Arn"]
+            if ":states:" in arn:
+                try:
+                    self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
+                except Exception as exc:  # noqa: BLE001
+                    self._dead_letter(target, event, repr(exc))
+                return
+            name = arn.split(":function:")[1].split(":")[0]
+            last = ""
+            for attempt in range(1 + ASYNC_INVOKE_RETRIES):
+                if attempt and self._stop.wait(min(2 ** attempt, 4)):
+                    return
+                try:
+                    result = self.pool.invoke(self.functions[name], json.dumps(event).encode())
+                except Exception as exc:  # noqa: BLE001
+                    last = repr(exc)
+                    continue
+                if not result.errored:
+                    return
+                last = result.payload.decode("utf-8", "replace")
+            self._dead_letter(target, event, last)
+
+        self._spawn(run, f"deliver-{rule.name}")
+
+    def _dead_letter(self, target: dict[str, Any], event: dict[str, Any], error: str) -> None:
+        self.log("events", f"delivery to {target['Arn']} failed: {error[:300]}")
+        dlq = (target.get("DeadLetterConfig") or {}).get("Arn")
+        if dlq:
+            sqs = self.client("sqs")
+            url = sqs.get_queue_url(QueueName=dlq.rsplit(":", 1)[1])["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event),
+                             MessageAttributes={"ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:256]},
+                                                "RULE_ARN": {"DataType": "String", "StringValue": target["Arn"]}})
+
+    # ------------------------------------------------------------------------- scheduler
+    def _scheduler(self) -> None:
+        """Fire enabled ``rate(...)`` schedule rules (cron expressions are reported, not fired)."""
+        from moto.events.models import events_backends
+        last: dict[str, float] = {}
+        warned: set[str] = set()
+        while not self._stop.wait(1.0):
+            backend = events_backends["123456789012"][REGION]
+            for bus in list(backend.event_buses.values()):
+                for rule in list(bus.rules.values()):
+                    expr = getattr(rule, "scheduled_expression", None)
+                    if not expr or rule.state != "ENABLED":
+                        continue
+                    m = _RATE.match(expr)
+                    if not m:
+                        if rule.name not in warned:
+                            self.say(f"schedule {expr!r} of rule {rule.name} is not fired by the twin (only rate())")
+                            warned.add(rule.name)
+                        continue
+                    unit = {"minute": 60, "hour": 3600, "day": 86400}[m.group(2).rstrip("s")]
+                    now = time.time()
+                    if now - last.setdefault(rule.name, now) >= int(m.group(1)) * unit:
+                        last[rule.name] = now
+                        self.fire_schedule(rule)
+
+    def fire_schedule(self, rule: Any) -> None:
+        """Send a "Scheduled Event" from ``rule`` to its targets now (also used by tests and the CLI)."""
+        import uuid
+        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "region": REGION, "resources": [rule.arn], "detail": {}}
+        for target in list(rule.targets):
+            self.deliver(rule, target, event)

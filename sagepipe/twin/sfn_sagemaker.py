@@ -1,0 +1,96 @@
+"""Step Functions optimised integration for SageMaker in moto's interpreter, with ``.sync``.
+
+AWS: ``arn:aws:states:::sagemaker:createTrainingJob.sync`` (and ``createHyperParameterTuningJob.sync``)
+start the job, then wait until it is terminal; the task result is the Describe response; a Failed or
+Stopped job fails the task with ``States.TaskFailed`` whose Cause is the Describe response (Step
+Functions docs, "Create and manage Amazon SageMaker AI jobs with Step Functions"). Other SageMaker
+actions (createModel, createEndpointConfig, ...) are request/response calls.
+
+moto maps the ``sagemaker`` service to an unsupported stub; :mod:`sagepipe.twin.patches` rebinds the
+service factory to return :class:`StateTaskServiceSageMaker` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Callable, Final
+
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+_SYNC_DESCRIBE: Final[dict[str, tuple[str, str, str]]] = {
+    # start action -> (describe action, name parameter, status field)
+    "create_training_job": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
+    "create_hyper_parameter_tuning_job": ("describe_hyper_parameter_tuning_job", "HyperParameterTuningJobName",
+                                          "HyperParameterTuningJobStatus"),
+}
+_TERMINAL_OK: Final[set[str]] = {"Completed"}
+_TERMINAL_BAD: Final[set[str]] = {"Failed", "Stopped"}
+
+
+def json_safe(value: Any) -> Any:
+    """Describe responses hold datetimes; Step Functions state data must be JSON (ISO-8601 strings)."""
+    return json.loads(json.dumps(value, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o)))
+
+
+class StateTaskServiceSageMaker(StateTaskServiceCallback):
+    """``arn:aws:states:::sagemaker:<action>[.sync]`` for moto's ASL interpreter."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken})
+
+    def _get_supported_parameters(self) -> set[str] | None:  # every request parameter is passed through
+        return set()
+
+    def _validate_service_integration_is_supported(self) -> None:
+        action = self._get_boto_service_action()
+        if self.resource.condition == ResourceCondition.Sync and action not in _SYNC_DESCRIBE:
+            raise ValueError(f"sagemaker:{self.resource.api_action}.sync is not a Step Functions integration")
+
+    def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
+        return boto_client_for(service="sagemaker", region=resource_runtime_part.region,
+                               state_credentials=state_credentials)
+
+    def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
+                           state_credentials: Any) -> None:
+        client = self._client(resource_runtime_part, state_credentials)
+        response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
+        response.pop("ResponseMetadata", None)
+        env.stack.append(json_safe(response))
+
+    def _build_sync_resolver(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
+                             state_credentials: Any) -> Callable[[], Any]:
+        describe, name_param, status_field = _SYNC_DESCRIBE[self._get_boto_service_action()]
+        env.stack.pop()  # the Create response
+        client = self._client(resource_runtime_part, state_credentials)
+        name = normalised_parameters[name_param]
+
+        def resolver() -> Any | None:
+            job = getattr(client, describe)(**{name_param: name})
+            job.pop("ResponseMetadata", None)
+            status = job.get(status_field)
+            if status in _TERMINAL_OK:
+                return json_safe(job)
+            if status in _TERMINAL_BAD:
+                error = StatesErrorNameType.StatesTaskFailed.to_name()
+                raise FailureEventException(FailureEvent(
+                    env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                        resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type(),
+                        error=error, cause=json.dumps(json_safe(job))))))
+            return None
+
+        return resolver
