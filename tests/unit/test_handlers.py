@@ -1,0 +1,556 @@
+"""The Lambda handlers (``functions/<name>/app.py``) called for real with the sample events and a fake
+context, against moto (``mock_aws``). Where moto's SageMaker does not behave like AWS (canned training
+metrics, no UpdateEndpoint, canned InvokeEndpoint) the handler's client is stubbed with botocore's
+``Stubber``."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
+from conftest import ACCOUNT, REGION, load_event
+
+from sagepipe_core import naming
+from sagepipe_core.errors import EndpointBusyError, InvalidDatasetError
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+ASL = REPO / "statemachines" / "training_pipeline.asl.json"
+CHURN = REPO / "examples" / "data" / "churn.csv"
+DATA = "sagepipe-data-123456789012"
+ARTIFACTS = "sagepipe-artifacts-123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagepipe-sagemaker"
+SM_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+EXEC_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+NOW = dt.datetime(2024, 11, 18, tzinfo=dt.timezone.utc)
+EP_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/sagepipe-churn"
+EPC_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/churn"
+
+
+@pytest.fixture()
+def stack(aws, monkeypatch):
+    """Buckets (versioned) and a state machine built from the real ASL file; the functions' env vars."""
+    s3 = boto3.client("s3")
+    for bucket in (DATA, ARTIFACTS):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    iam = boto3.client("iam")
+    role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(name="TrainingPipeline", definition=ASL.read_text(), roleArn=role)["stateMachineArn"]
+    env = {"STATE_MACHINE_ARN": arn, "DATA_BUCKET": DATA, "ARTIFACTS_BUCKET": ARTIFACTS,
+           "SCHEDULED_MODEL_NAME": "churn", "RESOURCE_PREFIX": "sagepipe", "APP_SOURCE": "sagepipe",
+           "POLL_SECONDS": "1", "MAX_POLLS": "5", "MODEL_CODE_S3_URI": f"s3://{ARTIFACTS}/code/sourcedir.tar.gz",
+           "INFERENCE_IMAGE": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
+           "SAGEMAKER_ROLE_ARN": ROLE}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return {"s3": s3, "sfn": sfn, "state_machine_arn": arn}
+
+
+def _executions(stack):
+    return stack["sfn"].list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
+
+
+# ---------------------------------------------------------------------------------------- start
+def test_start_same_event_twice_one_execution(stack, load_handler, lambda_context):
+    app = load_handler("start")
+    event = load_event("start_s3_eventbridge.json")
+    first = app.lambda_handler(copy.deepcopy(event), lambda_context)["results"]
+    second = app.lambda_handler(copy.deepcopy(event), lambda_context)["results"]
+    assert [r["status"] for r in first] == ["started"]
+    assert len(_executions(stack)) == 1
+    assert second[0]["execution_name"] == first[0]["execution_name"]
+    assert second[0]["execution_arn"] == first[0]["execution_arn"]
+    assert second[0]["status"] == "already_started"
+
+
+def test_start_redelivery_after_run_finished_is_already_started(stack, load_handler, lambda_context):
+    app = load_handler("start")
+    event = load_event("start_s3_eventbridge.json")
+    first = app.lambda_handler(copy.deepcopy(event), lambda_context)["results"][0]
+    stack["sfn"].stop_execution(executionArn=first["execution_arn"])
+    second = app.lambda_handler(copy.deepcopy(event), lambda_context)["results"][0]
+    assert second["status"] == "already_started"
+    assert second["execution_arn"] == first["execution_arn"]
+    assert len(_executions(stack)) == 1
+
+
+@pytest.mark.parametrize("name, key", [("start_s3_eventbridge.json", "datasets/churn/churn - Copy (2).csv"),
+                                       ("start_s3_notification.json", "datasets/churn/c++.csv")])
+def test_start_decodes_keys_and_passes_input(stack, load_handler, lambda_context, name, key):
+    app = load_handler("start")
+    [result] = app.lambda_handler(load_event(name), lambda_context)["results"]
+    assert result["status"] == "started" and result["key"] == key and result["model"] == "churn"
+    assert EXEC_RE.match(result["execution_name"])
+    desc = stack["sfn"].describe_execution(executionArn=result["execution_arn"])
+    assert desc["name"] == result["execution_name"]
+    doc = json.loads(desc["input"])
+    assert doc["dataset"]["key"] == key and doc["poll_seconds"] == 1 and doc["max_polls"] == 5
+
+
+def test_start_zero_byte_folder_skipped(stack, load_handler, lambda_context):
+    app = load_handler("start")
+    event = load_event("start_s3_eventbridge.json")
+    event["detail"]["object"].update(key="datasets/churn/2024/", size=0)
+    [result] = app.lambda_handler(event, lambda_context)["results"]
+    assert result["status"] == "skipped" and result["key"] == "datasets/churn/2024/" and result["reason"]
+    assert _executions(stack) == []
+
+
+def test_start_long_model_name(stack, load_handler, lambda_context):
+    app = load_handler("start")
+    model = "m" + "odel-with-a-very-long-name_" * 5
+    model = (model * 2)[:120]
+    assert len(model) == 120
+    event = load_event("start_s3_eventbridge.json")
+    event["detail"]["object"]["key"] = f"datasets/{model}/data.csv"
+    [result] = app.lambda_handler(event, lambda_context)["results"]
+    assert result["status"] == "started" and result["model"] == model
+    name = result["execution_name"]
+    assert len(name) <= 80 and EXEC_RE.match(name)
+    sm_names = [*naming.version_names(model, name).values(), naming.endpoint_name("sagepipe", model)]
+    assert all(len(n) <= 63 and SM_RE.match(n) for n in sm_names), sm_names
+
+
+def test_start_retrain_resolves_latest_csv(stack, load_handler, lambda_context):
+    s3 = stack["s3"]
+    s3.put_object(Bucket=DATA, Key="datasets/churn/old.csv", Body=b"a,b\n1,2\n")
+    s3.put_object(Bucket=DATA, Key="datasets/churn/new.csv", Body=b"a,b\n1,3\n")
+    s3.put_object(Bucket=DATA, Key="datasets/churn/sagepipe.json", Body=b"{}")
+    app = load_handler("start")
+    [result] = app.lambda_handler(load_event("start_retrain_requested.json"), lambda_context)["results"]
+    assert result["status"] == "started" and result["key"] in {"datasets/churn/old.csv", "datasets/churn/new.csv"}
+    [sched] = app.lambda_handler(load_event("start_schedule.json"), lambda_context)["results"]
+    assert sched["status"] == "started" and sched["execution_name"] != result["execution_name"]
+    assert len(_executions(stack)) == 2
+
+
+def test_start_unknown_event_raises(stack, load_handler, lambda_context):
+    from sagepipe_core.errors import InvalidEventError
+    app = load_handler("start")
+    with pytest.raises(InvalidEventError):
+        app.lambda_handler({"source": "aws.ec2", "detail-type": "x", "id": "1"}, lambda_context)
+    assert _executions(stack) == []
+
+
+# ------------------------------------------------------------------------------------- validate
+def _validate_event(s3, key: str, body: bytes) -> dict:
+    put = s3.put_object(Bucket=DATA, Key=key, Body=body)
+    event = load_event("validate.json")
+    d = event["execution"]["dataset"]
+    d.update(bucket=DATA, key=key, etag=put["ETag"].strip('"'), version_id=put["VersionId"], size=len(body))
+    event["execution_name"] = naming.execution_name("churn", key, d["etag"])
+    return event
+
+
+def test_validate_good_csv(stack, load_handler, lambda_context):
+    s3 = stack["s3"]
+    event = _validate_event(s3, "datasets/churn/churn.csv", CHURN.read_bytes())
+    app = load_handler("validate")
+    run = app.lambda_handler(event, lambda_context)
+    exec_name = event["execution_name"]
+    prefix = f"runs/churn/{exec_name}/splits"
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=prefix)["Contents"])
+    assert keys == [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")]
+    total = 0
+    for n in ("train", "validation", "test"):
+        text = s3.get_object(Bucket=ARTIFACTS, Key=f"{prefix}/{n}/{n}.csv")["Body"].read().decode()
+        lines = text.splitlines()
+        assert lines[0].startswith("state,account_length") and lines[0].endswith(",churn")
+        assert run["splits"]["rows"][n] == len(lines) - 1
+        total += len(lines) - 1
+    assert total == 5000
+    req = run["training"]
+    assert [c["ChannelName"] for c in req["InputDataConfig"]] == ["train", "validation", "test"]
+    for c in req["InputDataConfig"]:
+        assert c["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{ARTIFACTS}/{prefix}/{c['ChannelName']}/"
+    assert SM_RE.match(req["TrainingJobName"]) and req["TrainingJobName"] == run["names"]["TrainingJobName"]
+    assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{ARTIFACTS}/models/churn/"
+    assert json.loads(req["HyperParameters"]["target"]) == "churn"
+    assert run["champion"] is None and run["names"]["EndpointName"] == "sagepipe-churn"
+    assert run["config"]["metric"] == "auc" and run["dataset"]["rows"] == 5000
+    # everything the ASL ResultSelector picks is present and JSON-safe
+    assert {"dataset", "config", "splits", "champion", "training", "names"} <= set(run)
+    json.dumps(run)
+
+
+def test_validate_malformed_csv_quarantined(stack, load_handler, lambda_context):
+    s3 = stack["s3"]
+    key = "datasets/churn/churn - Copy (2).csv"
+    body = b"a;b;label\n1;2;yes\n"
+    event = _validate_event(s3, key, body)
+    app = load_handler("validate")
+    with pytest.raises(InvalidDatasetError) as info:
+        app.lambda_handler(event, lambda_context)
+    assert type(info.value).__name__ == "InvalidDatasetError"  # the ASL Catch name
+    assert info.value.reason == "delimiter"
+    q = f"quarantine/churn/{event['execution_name']}"
+    assert s3.get_object(Bucket=ARTIFACTS, Key=f"{q}/churn - Copy (2).csv")["Body"].read() == body
+    reason = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=f"{q}/reason.json")["Body"].read())
+    assert reason["check"] == "delimiter"
+    assert reason["source"]["version_id"] == event["execution"]["dataset"]["version_id"]
+    assert json.loads(str(info.value))["quarantine"]["reason"] == f"s3://{ARTIFACTS}/{q}/reason.json"
+    assert s3.get_object(Bucket=DATA, Key=key)["Body"].read() == body  # original still there
+    assert "Contents" not in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix="runs/")
+
+
+def test_validate_invalid_config_quarantined(stack, load_handler, lambda_context):
+    from sagepipe_core.errors import InvalidConfigError
+    s3 = stack["s3"]
+    s3.put_object(Bucket=DATA, Key="datasets/churn/sagepipe.json", Body=b'{"metric": "rmse"}')
+    event = _validate_event(s3, "datasets/churn/churn.csv", CHURN.read_bytes())
+    app = load_handler("validate")
+    with pytest.raises(InvalidConfigError) as info:
+        app.lambda_handler(event, lambda_context)
+    assert info.value.details["errors"]
+    reason = json.loads(s3.get_object(Bucket=ARTIFACTS,
+                                      Key=f"quarantine/churn/{event['execution_name']}/reason.json")["Body"].read())
+    assert reason["reason"] == "invalid_config"
+
+
+# ------------------------------------------------------------------------------------- evaluate
+def _model_tar(evaluation: dict | None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        files = {"model.joblib": b"\x80\x04fake"}
+        if evaluation is not None:
+            files["evaluation.json"] = json.dumps(evaluation).encode()
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _training_job(name: str, artifacts: str, final: list[dict]) -> dict:
+    return {
+        "TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
+        "ModelArtifacts": {"S3ModelArtifacts": artifacts}, "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600}, "CreationTime": NOW,
+        "FinalMetricDataList": [{"MetricName": m, "Value": v, "Timestamp": NOW} for m, v in final],
+    }
+
+
+@pytest.mark.parametrize("report_auc, job_metrics, decision, rule", [
+    (None, [("test:auc", 0.9)], "reject", "fail_closed"),
+    (0.9, [("test:accuracy", 0.9)], "reject", "fail_closed"),
+    (float("nan"), [("test:auc", float("nan"))], "reject", "fail_closed"),
+    (0.9, [("test:auc", float("nan"))], "reject", "fail_closed"),
+    (0.9, [("train:auc", 0.99), ("test:auc", 0.9)], "deploy", "threshold"),
+])
+def test_evaluate(stack, load_handler, lambda_context, report_auc, job_metrics, decision, rule):
+    event = load_event("evaluate.json")
+    job_name, artifacts = event["training"]["TrainingJobName"], event["training"]["ModelArtifacts"]
+    test_metrics = {"accuracy": 0.91} if report_auc is None else {"auc": report_auc, "accuracy": 0.91}
+    evaluation = {"metrics": {"test": test_metrics}, "champion": {"status": "absent"}}
+    bucket, key = artifacts.removeprefix("s3://").split("/", 1)
+    stack["s3"].put_object(Bucket=bucket, Key=key, Body=_model_tar(evaluation))
+    app = load_handler("evaluate")
+    with Stubber(app.SM) as stub:
+        stub.add_response("describe_training_job", _training_job(job_name, artifacts, job_metrics),
+                          {"TrainingJobName": job_name})
+        out = app.lambda_handler(event, lambda_context)
+        stub.assert_no_pending_responses()
+    assert out["decision"] == decision and out["deploy"] is (decision == "deploy") and out["rule"] == rule
+    assert out["metrics"]["test"]["accuracy"] == 0.91
+
+
+def test_evaluate_missing_report_rejects(stack, load_handler, lambda_context):
+    event = load_event("evaluate.json")
+    job_name, artifacts = event["training"]["TrainingJobName"], event["training"]["ModelArtifacts"]
+    bucket, key = artifacts.removeprefix("s3://").split("/", 1)
+    stack["s3"].put_object(Bucket=bucket, Key=key, Body=_model_tar(None))
+    app = load_handler("evaluate")
+    with Stubber(app.SM) as stub:
+        stub.add_response("describe_training_job", _training_job(job_name, artifacts, [("test:auc", 0.9)]))
+        out = app.lambda_handler(event, lambda_context)
+    assert out["decision"] == "reject" and out["rule"] == "fail_closed" and "evaluation.json" in out["reason"]
+
+
+def test_evaluate_nan_in_report_output_is_json_safe(stack, load_handler, lambda_context):
+    """The decision's ``metrics`` echo the report: a NaN there must not make the Lambda result invalid JSON
+    (Lambda serialises with json.dumps; Step Functions cannot parse ``NaN``)."""
+    event = load_event("evaluate.json")
+    job_name, artifacts = event["training"]["TrainingJobName"], event["training"]["ModelArtifacts"]
+    evaluation = {"metrics": {"test": {"auc": float("nan")}}}
+    bucket, key = artifacts.removeprefix("s3://").split("/", 1)
+    stack["s3"].put_object(Bucket=bucket, Key=key, Body=_model_tar(evaluation))
+    app = load_handler("evaluate")
+    with Stubber(app.SM) as stub:
+        stub.add_response("describe_training_job", _training_job(job_name, artifacts, [("test:auc", 0.9)]))
+        out = app.lambda_handler(event, lambda_context)
+    assert out["decision"] == "reject"
+    json.dumps(out, allow_nan=False)
+
+
+# --------------------------------------------------------------------------------------- deploy
+def _endpoint(status: str, config: str) -> dict:
+    return {"EndpointName": "sagepipe-churn", "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/sagepipe-churn",
+            "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": NOW, "LastModifiedTime": NOW}
+
+
+def _expect_model_and_config(stub, event):
+    names = event["names"]
+    stub.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{names['ModelName']}"},
+                      {"ModelName": names["ModelName"], "ExecutionRoleArn": ROLE,
+                       "PrimaryContainer": {"Image": ANY, "ModelDataUrl": event["training"]["ModelArtifacts"],
+                                            "Environment": ANY}})
+    stub.add_response("create_endpoint_config", {"EndpointConfigArn": EPC_ARN},
+                      {"EndpointConfigName": names["EndpointConfigName"],
+                       "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": names["ModelName"],
+                                               "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
+                                               "InitialVariantWeight": 1.0}]})
+
+
+def test_deploy_creates_endpoint(stack, load_handler, lambda_context):
+    event = load_event("deploy.json")
+    app = load_handler("deploy")
+    with Stubber(app.SM) as stub:
+        _expect_model_and_config(stub, event)
+        stub.add_client_error("describe_endpoint", "ValidationException",
+                              "Could not find endpoint \"arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagepipe-churn\".",
+                              expected_params={"EndpointName": "sagepipe-churn"})
+        stub.add_response("create_endpoint", {"EndpointArn": EP_ARN},
+                          {"EndpointName": "sagepipe-churn", "EndpointConfigName": event["names"]["EndpointConfigName"]})
+        out = app.lambda_handler(event, lambda_context)
+        stub.assert_no_pending_responses()
+    assert out["action"] == "create" and out["previous_endpoint_config_name"] is None
+    assert out["EndpointName"] == "sagepipe-churn" and out["EndpointConfigName"] == event["names"]["EndpointConfigName"]
+
+
+def test_deploy_updates_endpoint_blue_green(stack, load_handler, lambda_context):
+    event = load_event("deploy.json")
+    app = load_handler("deploy")
+    with Stubber(app.SM) as stub:
+        _expect_model_and_config(stub, event)
+        stub.add_response("describe_endpoint", _endpoint("InService", "churn-0000000000"), {"EndpointName": "sagepipe-churn"})
+        stub.add_response("update_endpoint", {"EndpointArn": EP_ARN},
+                          {"EndpointName": "sagepipe-churn", "EndpointConfigName": event["names"]["EndpointConfigName"],
+                           "RetainAllVariantProperties": False, "DeploymentConfig": ANY})
+        out = app.lambda_handler(event, lambda_context)
+        stub.assert_no_pending_responses()
+    assert out["action"] == "update" and out["previous_endpoint_config_name"] == "churn-0000000000"
+
+
+def test_deploy_update_sends_deployment_config(stack, load_handler, lambda_context):
+    event = load_event("deploy.json")
+    app = load_handler("deploy")
+    sent = {}
+
+    def capture(params, **kwargs):
+        if kwargs.get("event_name", "").endswith("UpdateEndpoint"):
+            sent.update(params)
+
+    app.SM.meta.events.register("provide-client-params.sagemaker.UpdateEndpoint", capture)
+    with Stubber(app.SM) as stub:
+        _expect_model_and_config(stub, event)
+        stub.add_response("describe_endpoint", _endpoint("InService", "churn-0000000000"))
+        stub.add_response("update_endpoint", {"EndpointArn": EP_ARN})
+        app.lambda_handler(event, lambda_context)
+    dc = sent["DeploymentConfig"]
+    assert dc["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    assert dc["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] > 0
+
+
+def test_deploy_noop_when_config_already_live(stack, load_handler, lambda_context):
+    event = load_event("deploy.json")
+    app = load_handler("deploy")
+    with Stubber(app.SM) as stub:
+        _expect_model_and_config(stub, event)
+        stub.add_response("describe_endpoint", _endpoint("InService", event["names"]["EndpointConfigName"]))
+        out = app.lambda_handler(event, lambda_context)
+        stub.assert_no_pending_responses()
+    assert out["action"] == "noop"
+
+
+def test_deploy_idempotent_create_model_on_retry(stack, load_handler, lambda_context):
+    event = load_event("deploy.json")
+    app = load_handler("deploy")
+    with Stubber(app.SM) as stub:
+        stub.add_client_error("create_model", "ValidationException", "Cannot create already existing model \"arn:x\".")
+        stub.add_client_error("create_endpoint_config", "ValidationException",
+                              "Cannot create already existing endpoint configuration \"arn:x\".")
+        stub.add_response("describe_endpoint", _endpoint("InService", "old"))
+        stub.add_response("update_endpoint", {"EndpointArn": EP_ARN})
+        assert app.lambda_handler(event, lambda_context)["action"] == "update"
+
+
+@pytest.mark.parametrize("status", ["Updating", "Creating", "RollingBack", "SystemUpdating"])
+def test_deploy_busy_endpoint(stack, load_handler, lambda_context, status):
+    event = load_event("deploy.json")
+    app = load_handler("deploy")
+    with Stubber(app.SM) as stub:
+        _expect_model_and_config(stub, event)
+        stub.add_response("describe_endpoint", _endpoint(status, "churn-0000000000"))
+        with pytest.raises(EndpointBusyError) as info:
+            app.lambda_handler(event, lambda_context)
+        stub.assert_no_pending_responses()  # no update_endpoint was attempted
+    assert type(info.value).__name__ == "EndpointBusyError"  # the ASL Retry name
+    assert info.value.details["status"] == status
+
+
+# -------------------------------------------------------------------------------------- predict
+def _predict_event(body: str | None = None, content_type: str | None = "application/json", model: str = "churn",
+                   base64_body: bool = False) -> dict:
+    event = load_event("predict_rest.json")
+    if body is not None:
+        event["body"] = body
+    if base64_body and event["body"] is not None:
+        event["body"] = base64.b64encode(event["body"].encode()).decode()
+        event["isBase64Encoded"] = True
+    for headers in (event["headers"], event["multiValueHeaders"]):
+        headers.pop("Content-Type", None)
+    if content_type is not None:
+        event["headers"]["Content-Type"] = content_type
+        event["multiValueHeaders"]["Content-Type"] = [content_type]
+    event["path"] = f"/models/{model}/predictions"
+    event["pathParameters"] = {"model": model}
+    event["requestContext"]["path"] = f"/v1/models/{model}/predictions"
+    return event
+
+
+def _ok(stub, expected_body: bytes | None = None, endpoint: str = "sagepipe-churn"):
+    payload = json.dumps({"predictions": [{"label": "no", "probability": 0.12}]}).encode()
+    params = {"EndpointName": endpoint, "ContentType": "application/json", "Accept": "application/json",
+              "Body": expected_body if expected_body is not None else ANY}
+    stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(payload), len(payload)),
+                                          "ContentType": "application/json", "InvokedProductionVariant": "AllTraffic"},
+                      params)
+
+
+def _call(app, event, lambda_context):
+    resp = app.lambda_handler(event, lambda_context)
+    return resp["statusCode"], json.loads(resp["body"]), resp
+
+
+def test_predict_sample_event(stack, load_handler, lambda_context):
+    app = load_handler("predict")
+    event = _predict_event()
+    features = json.loads(event["body"])["instances"][0]
+    header = CHURN.read_text().split("\n", 1)[0].split(",")
+    assert set(features) == set(header) - {"churn"}
+    with Stubber(app.RUNTIME) as stub:
+        _ok(stub, event["body"].encode())
+        status, body, resp = _call(app, event, lambda_context)
+        stub.assert_no_pending_responses()
+    assert status == 200, body
+    assert body["predictions"] == [{"label": "no", "probability": 0.12}]
+    assert body["model"] == "churn" and body["endpoint"] == "sagepipe-churn" and body["variant"] == "AllTraffic"
+    assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    assert "application/json" in str(resp.get("headers") or resp.get("multiValueHeaders"))
+
+
+def test_predict_base64_body(stack, load_handler, lambda_context):
+    app = load_handler("predict")
+    plain = _predict_event()["body"].encode()
+    with Stubber(app.RUNTIME) as stub:
+        _ok(stub, plain)
+        status, body, _ = _call(app, _predict_event(base64_body=True), lambda_context)
+    assert status == 200 and body["predictions"]
+
+
+def test_predict_csv_content_type(stack, load_handler, lambda_context):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME) as stub:
+        stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(b"[0]"), 3)},
+                          {"EndpointName": "sagepipe-churn", "ContentType": "text/csv", "Accept": "application/json",
+                           "Body": b"KS,128\n"})
+        status, body, _ = _call(app, _predict_event("KS,128\n", "text/csv; charset=utf-8"), lambda_context)
+    assert status == 200 and body["predictions"] == [0]
+
+
+def test_predict_unknown_model_404(stack, load_handler, lambda_context):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME) as stub:
+        stub.add_client_error("invoke_endpoint", "ValidationError",
+                              "Endpoint sagepipe-nope of account 123456789012 not found.", 400,
+                              expected_params={"EndpointName": "sagepipe-nope", "ContentType": ANY, "Accept": ANY, "Body": ANY})
+        status, body, _ = _call(app, _predict_event(model="nope"), lambda_context)
+    assert status == 404 and body["error"]["code"] == "model_not_found" and body["error"]["model"] == "nope"
+
+
+@pytest.mark.parametrize("model", ["bad.name", "-x", "a" * 41])
+def test_predict_invalid_model_name_400(stack, load_handler, lambda_context, model):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME):  # no call expected: any call would raise
+        status, body, _ = _call(app, _predict_event(model=model), lambda_context)
+    assert status == 400 and body["error"]["code"] == "invalid_model_name"
+
+
+@pytest.mark.parametrize("ct", ["text/plain", "application/xml", None])
+def test_predict_wrong_content_type_415(stack, load_handler, lambda_context, ct):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME):
+        status, body, _ = _call(app, _predict_event(content_type=ct), lambda_context)
+    assert status == 415 and body["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("raw", ["", "   "])
+def test_predict_empty_body_400(stack, load_handler, lambda_context, raw):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME):
+        status, body, _ = _call(app, _predict_event(raw), lambda_context)
+    assert status == 400 and body["error"]["code"] == "empty_body"
+
+
+def test_predict_null_body_400(stack, load_handler, lambda_context):
+    app = load_handler("predict")
+    event = _predict_event()
+    event["body"] = None
+    with Stubber(app.RUNTIME):
+        status, body, _ = _call(app, event, lambda_context)
+    assert status == 400 and body["error"]["code"] == "empty_body"
+
+
+@pytest.mark.parametrize("raw, code", [('{"instances": [', "malformed_json"), ("{'a': 1}", "malformed_json"),
+                                       ('{"rows": []}', "missing_instances"), ('{"instances": []}', "missing_instances"),
+                                       ("[1, 2]", "missing_instances")])
+def test_predict_bad_json_400(stack, load_handler, lambda_context, raw, code):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME):
+        status, body, _ = _call(app, _predict_event(raw), lambda_context)
+    assert status == 400 and body["error"]["code"] == code
+
+
+def test_predict_body_too_large_413(stack, load_handler, lambda_context):
+    app = load_handler("predict")
+    big = json.dumps({"instances": [{"state": "KS", "pad": "x" * (6 * 1024 * 1024)}]})
+    with Stubber(app.RUNTIME):
+        status, body, _ = _call(app, _predict_event(big), lambda_context)
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("original, status, code", [(400, 422, "model_rejected_input"), (415, 422, "model_rejected_input"),
+                                                    (500, 502, "model_error"), (503, 502, "model_error")])
+def test_predict_model_error_mapping(stack, load_handler, lambda_context, original, status, code):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME) as stub:
+        stub.add_client_error("invoke_endpoint", "ModelError", "Received client error from model", 424,
+                              modeled_fields={"OriginalStatusCode": original, "OriginalMessage": "column missing: plan"})
+        got, body, _ = _call(app, _predict_event(), lambda_context)
+    assert got == status and body["error"]["code"] == code and body["error"]["model_status"] == original
+
+
+def test_predict_throttled_429(stack, load_handler, lambda_context):
+    app = load_handler("predict")
+    with Stubber(app.RUNTIME) as stub:
+        stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", 400)
+        status, body, resp = _call(app, _predict_event(), lambda_context)
+    assert status == 429 and body["error"]["code"] == "throttled"
