@@ -1,0 +1,343 @@
+"""Static checks of template.yaml: least privilege, bucket hardening, and that every AWS call the core
+makes is granted to the function that makes it (the local twin does not enforce IAM)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+CORE = REPO / "layers" / "core" / "sagepipe_core"
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that accepts CloudFormation short tags (``!Ref X`` → ``{"Ref": "X"}``, ``!GetAtt A.B`` →
+    ``{"Fn::GetAtt": ["A", "B"]}``, ``!Sub s`` → ``{"Fn::Sub": s}``, ...)."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load((REPO / "template.yaml").read_text(), Loader=CfnLoader)
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(node: Any) -> Iterator[dict[str, Any]]:
+    """Every IAM statement anywhere under ``node`` (role policies, SAM inline policies, resource policies)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("Statement"), list):
+            for st in node["Statement"]:
+                if isinstance(st, dict) and "Effect" in st:
+                    yield st
+        for v in node.values():
+            yield from _statements(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _statements(v)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------- least privilege
+def test_template_parses(resources):
+    for name in ("DataBucket", "ArtifactsBucket", "TrainingPipeline", "StartFunction", "ValidateFunction",
+                 "EvaluateFunction", "DeployFunction", "PredictFunction", "SageMakerExecutionRole"):
+        assert name in resources
+
+
+def test_no_wildcard_allow_actions(template):
+    bad = []
+    for st in _statements(template):
+        if st["Effect"] != "Allow":
+            continue
+        for action in _as_list(st.get("Action", [])):
+            if action == "*" or action in {"sagemaker:*", "s3:*", "iam:*", "states:*", "lambda:*"} or action.endswith(":*"):
+                bad.append((st.get("Sid"), action))
+        assert "NotAction" not in st, st
+    assert bad == []
+
+
+def test_resource_star_only_where_aws_requires_it(template):
+    allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}  # no resource-level permissions
+    for st in _statements(template):
+        if st["Effect"] == "Allow" and "*" in _as_list(st.get("Resource", [])):
+            assert set(_as_list(st["Action"])) <= allowed, st
+
+
+def test_every_passrole_conditioned_on_passed_to_service(template):
+    found = 0
+    for st in _statements(template):
+        if st["Effect"] == "Allow" and "iam:PassRole" in _as_list(st["Action"]):
+            found += 1
+            cond = st.get("Condition", {})
+            services = [v.get("iam:PassedToService") for v in cond.values() if isinstance(v, dict)]
+            assert "sagemaker.amazonaws.com" in services, st
+            assert st["Resource"] != "*"
+    assert found >= 2  # deploy function and the state machine
+
+
+def test_state_machine_sync_integration_permissions(resources):
+    policies = resources["TrainingPipeline"]["Properties"]["Policies"]
+    sts = list(_statements(policies))
+    rule = [st for st in sts if "StepFunctionsGetEventsForSageMakerTrainingJobsRule" in _text(st.get("Resource"))]
+    assert rule, "no statement on the managed rule StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= {a for st in rule for a in _as_list(st["Action"])}
+    actions = {a for st in sts for a in _as_list(st["Action"])}
+    assert {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+            "sagemaker:AddTags", "sagemaker:DescribeEndpoint", "iam:PassRole"} <= actions
+
+
+def test_asl_tags_training_jobs_so_add_tags_is_needed():
+    asl = json.loads((REPO / "statemachines" / "training_pipeline.asl.json").read_text())
+    assert asl["States"]["TrainModel"]["Parameters"]["Tags"]
+
+
+# ------------------------------------------------------------------------------------- buckets
+BUCKETS = ("DataBucket", "ArtifactsBucket")
+
+
+def _bucket_policy(resources, bucket: str) -> dict[str, Any]:
+    for r in resources.values():
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket}:
+            return r["Properties"]["PolicyDocument"]
+    raise AssertionError(f"no bucket policy for {bucket}")
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_bucket_hardening(resources, bucket):
+    p = resources[bucket]["Properties"]
+    assert p["VersioningConfiguration"]["Status"] == "Enabled"
+    sse = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] in {"AES256", "aws:kms", "aws:kms:dsse"}
+    pab = p["PublicAccessBlockConfiguration"]
+    assert all(pab[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_bucket_policy_denies_insecure_transport(resources, bucket):
+    doc = _bucket_policy(resources, bucket)
+    deny = [st for st in doc["Statement"] if st["Effect"] == "Deny"
+            and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)]
+    assert deny, doc
+    st = deny[0]
+    assert st["Principal"] == "*" and "s3:*" in _as_list(st["Action"])
+    res = _text(st["Resource"])
+    assert f'"{bucket}", "Arn"' in res and f"${{{bucket}.Arn}}/*" in res
+
+
+def test_only_data_bucket_sends_to_eventbridge(resources):
+    flags = {name: r["Properties"].get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {})
+             .get("EventBridgeEnabled", False)
+             for name, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    assert flags == {"DataBucket": True, "ArtifactsBucket": False}
+
+
+# ------------------------------------------------------------- code ↔ IAM (boto3 calls granted)
+#: What the SAM policy templates used in template.yaml grant (samtranslator policy_templates.json).
+SAM_POLICY_TEMPLATES = {
+    "S3ReadPolicy": ("BucketName", {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion",
+                                    "s3:GetLifecycleConfiguration"}),
+    "S3WritePolicy": ("BucketName", {"s3:PutObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}),
+    "S3CrudPolicy": ("BucketName", {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion",
+                                    "s3:PutObject", "s3:PutObjectAcl", "s3:GetLifecycleConfiguration",
+                                    "s3:PutLifecycleConfiguration", "s3:DeleteObject"}),
+    "StepFunctionsExecutionPolicy": ("StateMachineName", {"states:StartExecution"}),
+    "LambdaInvokePolicy": ("FunctionName", {"lambda:InvokeFunction"}),
+    "EventBridgePutEventsPolicy": ("EventBusName", {"events:PutEvents"}),
+}
+
+#: boto3 client method → IAM actions it needs (with the arguments sagepipe passes: VersionId where known).
+API_TO_ACTIONS = {
+    ("s3", "get_object"): {"s3:GetObject"},
+    ("s3", "head_object"): {"s3:GetObject"},
+    ("s3", "put_object"): {"s3:PutObject"},
+    ("s3", "copy_object"): {"s3:GetObjectVersion", "s3:PutObject"},
+    ("s3", "list_objects_v2"): {"s3:ListBucket"},
+    ("sfn", "start_execution"): {"states:StartExecution"},
+    ("sm", "describe_endpoint"): {"sagemaker:DescribeEndpoint"},
+    ("sm", "describe_endpoint_config"): {"sagemaker:DescribeEndpointConfig"},
+    ("sm", "describe_model"): {"sagemaker:DescribeModel"},
+    ("sm", "describe_training_job"): {"sagemaker:DescribeTrainingJob"},
+    ("sm", "create_model"): {"sagemaker:CreateModel", "iam:PassRole"},
+    ("sm", "create_endpoint_config"): {"sagemaker:CreateEndpointConfig"},
+    ("sm", "create_endpoint"): {"sagemaker:CreateEndpoint"},
+    ("sm", "update_endpoint"): {"sagemaker:UpdateEndpoint"},
+    ("runtime", "invoke_endpoint"): {"sagemaker:InvokeEndpoint"},
+}
+
+#: Which function makes which calls, and on which bucket (logical id) the S3 calls land.
+FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
+    "StartFunction": {("sfn", "start_execution"): None, ("s3", "list_objects_v2"): "DataBucket",
+                      ("s3", "head_object"): "DataBucket"},
+    "ValidateFunction": {("s3", "get_object"): "DataBucket", ("s3", "head_object"): "DataBucket",
+                         ("s3", "put_object"): "ArtifactsBucket", ("sm", "describe_endpoint"): None,
+                         ("sm", "describe_endpoint_config"): None, ("sm", "describe_model"): None,
+                         ("s3", "copy_object"): None},  # buckets per action: COPY_GRANTS
+    "EvaluateFunction": {("s3", "get_object"): "ArtifactsBucket", ("sm", "describe_training_job"): None},
+    "DeployFunction": {("sm", "create_model"): None, ("sm", "create_endpoint_config"): None,
+                       ("sm", "create_endpoint"): None, ("sm", "update_endpoint"): None,
+                       ("sm", "describe_endpoint"): None},
+    "PredictFunction": {("runtime", "invoke_endpoint"): None},
+}
+#: quarantine: CopyObject (with VersionId) reads the source version in the data bucket and writes the
+#: artifacts bucket.
+COPY_GRANTS = {"ValidateFunction": [("s3:GetObjectVersion", "DataBucket"), ("s3:GetObject", "DataBucket"),
+                                    ("s3:PutObject", "ArtifactsBucket")]}
+#: GetObject/HeadObject with VersionId need s3:GetObjectVersion; a missing sagepipe.json must come back as
+#: NoSuchKey (not AccessDenied), which needs s3:ListBucket on the data bucket.
+EXTRA_GRANTS = {"ValidateFunction": [("s3:ListBucket", "DataBucket"), ("s3:GetObjectVersion", "DataBucket")],
+                "StartFunction": [("s3:GetObjectVersion", "DataBucket")]}
+
+
+def _core_calls() -> set[tuple[str, str]]:
+    calls = set()
+    for path in CORE.glob("*.py"):
+        src = path.read_text()
+        for client, method in re.findall(r"\b(s3|sm|sfn|runtime)\.(\w+)\(", src):
+            if method == "get_paginator":
+                continue
+            calls.add((client, method))
+        for client, op in re.findall(r"\b(s3|sm|sfn|runtime)\.get_paginator\(\"(\w+)\"\)", src):
+            calls.add((client, op))
+    return calls
+
+
+def _bucket_of(value: Any) -> str | None:
+    text = _text(value)
+    for bucket in ("DataBucket", "ArtifactsBucket"):
+        if bucket in text:
+            return bucket
+    return None
+
+
+def _grants(resource: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """``(action, bucket logical id or None)`` for everything a function / state machine is granted."""
+    out: list[tuple[str, str | None]] = []
+    for policy in resource["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and len(policy) == 1 and next(iter(policy)) in SAM_POLICY_TEMPLATES:
+            name, params = next(iter(policy.items()))
+            key, actions = SAM_POLICY_TEMPLATES[name]
+            target = _bucket_of(params.get(key)) if key == "BucketName" else None
+            out += [(a, target) for a in actions]
+        elif isinstance(policy, dict) and len(policy) == 1 and "Statement" not in policy:
+            raise AssertionError(f"unknown SAM policy template {policy}: add it to SAM_POLICY_TEMPLATES")
+        for st in _statements(policy):
+            if st["Effect"] == "Allow":
+                out += [(a, _bucket_of(st.get("Resource"))) for a in _as_list(st["Action"])]
+    return out
+
+
+def test_call_table_covers_every_boto3_call_in_core():
+    table = set(API_TO_ACTIONS)
+    found = _core_calls()
+    assert found, "regex found no client calls: has the client naming changed?"
+    assert found - table == set(), "add these calls to API_TO_ACTIONS / FUNCTION_CALLS"
+    used = {c for calls in FUNCTION_CALLS.values() for c in calls}
+    assert found - used == set()
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_CALLS))
+def test_function_granted_what_its_calls_need(resources, function):
+    grants = _grants(resources[function])
+    missing = []
+    for call, bucket in FUNCTION_CALLS[function].items():
+        for action in API_TO_ACTIONS[call]:
+            ok = any(a == action and (bucket is None or b == bucket) for a, b in grants)
+            if not ok:
+                missing.append((call, action, bucket))
+    for action, bucket in COPY_GRANTS.get(function, []) + EXTRA_GRANTS.get(function, []):
+        if not any(a == action and b == bucket for a, b in grants):
+            missing.append(("extra", action, bucket))
+    assert missing == []
+
+
+def test_start_function_may_start_only_the_pipeline(resources):
+    [policy] = [p for p in resources["StartFunction"]["Properties"]["Policies"] if "StepFunctionsExecutionPolicy" in p]
+    assert policy["StepFunctionsExecutionPolicy"]["StateMachineName"] == {"Fn::GetAtt": ["TrainingPipeline", "Name"]}
+
+
+def test_state_machine_may_invoke_its_three_functions(resources):
+    grants = resources["TrainingPipeline"]["Properties"]["Policies"]
+    targets = {_text(p["LambdaInvokePolicy"]["FunctionName"]) for p in grants if "LambdaInvokePolicy" in p}
+    subs = resources["TrainingPipeline"]["Properties"]["DefinitionSubstitutions"]
+    for key in ("ValidateFunctionArn", "EvaluateFunctionArn", "DeployFunctionArn"):
+        function = subs[key]["Fn::GetAtt"][0]
+        assert _text({"Ref": function}) in targets, function
+
+
+def test_functions_have_no_grants_they_do_not_need(resources):
+    """Least privilege the other way: no write/delete grants beyond the call table."""
+    for function in FUNCTION_CALLS:
+        actions = {a for a, _ in _grants(resources[function])}
+        assert not {a for a in actions if a.startswith("s3:Delete")}, function
+        if function != "DeployFunction":
+            assert not {a for a in actions if a.startswith("sagemaker:") and not a.startswith("sagemaker:Describe")
+                        and a != "sagemaker:InvokeEndpoint"}, function
+
+
+# ------------------------------------------------------------------- runtime dependencies / ASL
+def test_handlers_dependencies_are_deployed(template, resources):
+    """Every handler imports ``aws_lambda_powertools`` (and the core imports ``pydantic``). The python3.13
+    runtime ships only boto3, so a layer must provide them: either a Powertools layer in ``Layers`` or the
+    core layer's requirements.txt."""
+    imports = {m for p in REPO.glob("functions/*/app.py") for m in re.findall(r"^from (\w+)", p.read_text(), re.M)}
+    assert "aws_lambda_powertools" in imports
+    layers = _text(template.get("Globals", {}).get("Function", {}).get("Layers", []))
+    powertools_layer = "AWSLambdaPowertoolsPython" in layers
+    reqs = [ln.split("#")[0].strip().lower() for ln in (REPO / "layers" / "core" / "requirements.txt").read_text().splitlines()]
+    reqs = [r for r in reqs if r]
+    in_requirements = any(r.startswith("aws-lambda-powertools") for r in reqs)
+    assert powertools_layer or in_requirements, "aws-lambda-powertools is not deployed with the functions"
+    pydantic = in_requirements and any("pydantic" in r for r in reqs) or powertools_layer
+    assert pydantic, "pydantic (imported by sagepipe_core.config) is not deployed"
+
+
+def test_asl_catch_names_are_core_error_classes():
+    from sagepipe_core import errors
+    asl = (REPO / "statemachines" / "training_pipeline.asl.json").read_text()
+    for name in ("InvalidDatasetError", "InvalidConfigError", "EndpointBusyError"):
+        assert f'"{name}"' in asl
+        assert issubclass(getattr(errors, name), errors.SagepipeError)
+
+
+def test_function_env_matches_settings(resources):
+    """Every env var ``Settings.from_env`` needs for a step is set on the function that runs it."""
+    need = {"StartFunction": {"STATE_MACHINE_ARN", "DATA_BUCKET", "SCHEDULED_MODEL_NAME", "POLL_SECONDS", "MAX_POLLS"},
+            "ValidateFunction": {"ARTIFACTS_BUCKET", "MODEL_CODE_S3_URI"},
+            "DeployFunction": {"INFERENCE_IMAGE", "SAGEMAKER_ROLE_ARN"}}
+    for function, names in need.items():
+        env = set(resources[function]["Properties"]["Environment"]["Variables"])
+        assert names <= env, (function, names - env)
