@@ -8,10 +8,10 @@ next to it. Nothing is ever deleted.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
-import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,15 +133,26 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
     return Dataset(header=header, rows=rows, target=target, class_counts=counts)
 
 
+def _row_key(seed: int, row: list[str]) -> str:
+    return hashlib.sha256(f"{seed}\0".encode() + "\x1f".join(row).encode("utf-8")).hexdigest()
+
+
 def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
     """Deterministic split into ``{"train", "validation", "test"}`` row lists.
 
-    Classification is stratified: each class is shuffled with ``random.Random(seed)`` and cut by the
-    configured fractions (every class gets at least one row in each split when it has 3 or more).
-    Rows keep their original order inside each split. Same input + same config → same split.
+    Each row's place is decided by a seeded SHA-256 of its content (``split.seed``); within each class
+    (classification: stratified) rows are ordered by that hash and cut at the configured fractions
+    (every class with 3+ rows gets at least one row in each split). Consequences:
+
+    - same data + same config → same split;
+    - stable across data versions: a row keeps its split when rows are added, except near the cut
+      points, so rows that trained the champion almost never land in the new test split (the champion
+      comparison is not flattered by leakage);
+    - identical rows always land in the same split.
+    Rows keep their original order inside each split.
     """
-    rng = random.Random(config.split.seed)
     t = dataset.target_index
+    seed = config.split.seed
     if config.problem_type == "regression":
         groups = [list(range(len(dataset.rows)))]
     else:
@@ -151,8 +162,7 @@ def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
         groups = [by_class[k] for k in sorted(by_class)]
     out: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     for idx in groups:
-        idx = idx[:]
-        rng.shuffle(idx)
+        idx = sorted(idx, key=lambda i: (_row_key(seed, dataset.rows[i]), i))
         n = len(idx)
         n_test = max(1, round(n * config.split.test)) if n >= 3 else 0
         n_val = max(1, round(n * config.split.validation)) if n >= 3 else 0

@@ -1,0 +1,185 @@
+"""``sagepipe`` command line: the twin, uploads, runs, predictions and the demo.
+
+Every command talks to the local twin (found through ``<state dir>/twin.json``) unless ``--aws`` is
+given, in which case it talks to a deployed stack through its CloudFormation outputs.
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from . import client
+from .client import Target, TargetError
+
+console = Console(stderr=True)
+out = Console()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.aws:
+        return Target.aws(args.stack, args.region, args.profile)
+    return Target.twin(Path(args.state_dir))
+
+
+def _add_target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", default=str(client.DEFAULT_STATE_DIR), help="twin state directory (default .twin)")
+    p.add_argument("--aws", action="store_true", help="talk to a deployed stack instead of the twin")
+    p.add_argument("--profile", default=None, help="AWS profile (with --aws)")
+    p.add_argument("--region", default=None, help="AWS Region (with --aws)")
+    p.add_argument("--stack", default="sagepipe", help="CloudFormation stack name (with --aws; default sagepipe)")
+
+
+# ------------------------------------------------------------------------------------ commands
+def cmd_twin_up(args: argparse.Namespace) -> int:
+    """Run the twin in the foreground until SIGINT/SIGTERM."""
+    from .twin.server import Twin
+
+    twin = Twin(ROOT, Path(args.state_dir), echo=not args.quiet)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        info = twin.start()
+        out.print(f"sagepipe twin is up\n  aws_endpoint_url  {info.aws_endpoint_url}\n  api_url           {info.api_url}\n"
+                  f"  data_bucket       {info.data_bucket}\n  artifacts_bucket  {info.artifacts_bucket}\n"
+                  f"  state file        {Path(args.state_dir) / 'twin.json'}\nCtrl-C stops it.")
+        stop.wait()
+    finally:
+        console.print("[twin] stopping ...")
+        twin.stop()
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    key = client.upload(_target(args), Path(args.file), args.model, Path(args.config) if args.config else None)
+    out.print(key)
+    return 0
+
+
+def _runs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("execution", "status", "state", "metrics (test)", "decision", "reason", "endpoint config")
+    for r in rows:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in (r["metrics"] or {}).items() if isinstance(v, (int, float)))
+        table.add_row(r["execution_name"], r["status"], r["current_state"] or "-", metrics or "-",
+                      r["decision"] or "-", (r["reason"] or "-")[:160], r["endpoint_config"] or "-")
+    return table
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    target = _target(args)
+    rows = client.wait_for_runs(target, args.model) if args.wait else client.list_runs(target, args.model)
+    if args.json:
+        out.print_json(json.dumps(rows))
+    else:
+        out.print(_runs_table(rows))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    json_args = args.json_args or []
+    files = [a for a in json_args if isinstance(a, str)]
+    args.json = True in json_args
+    if bool(args.csv) == bool(files) or len(files) > 1:
+        raise ValueError("give exactly one of --csv FILE or --json FILE")
+    path = Path(args.csv or files[0])
+    body = path.read_bytes()
+    resp = client.predict(_target(args), args.model, body, "text/csv" if args.csv else "application/json",
+                          api_key=args.api_key)
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = {"status": resp.status_code, "body": resp.text}
+    if args.json or resp.status_code != 200:
+        out.print_json(json.dumps(doc))
+    else:
+        table = Table("#", "prediction", "probabilities")
+        for i, p in enumerate(doc.get("predictions", [])):
+            probs = ", ".join(f"{k}={v:.3f}" for k, v in (p.get("probabilities") or {}).items())
+            table.add_row(str(i), str(p.get("label", p.get("value"))), probs)
+        out.print(table)
+    return 0 if resp.status_code == 200 else 1
+
+
+def cmd_publish_code(args: argparse.Namespace) -> int:
+    from . import codebundle
+    target = _target(args)
+    out.print(codebundle.publish(target.client("s3"), target.artifacts_bucket, ROOT / "model"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(ROOT, Path(args.state_dir) if args.state_dir else None, keep_logs=args.verbose)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="sagepipe", description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    twin = sub.add_parser("twin", help="the local twin").add_subparsers(dest="twin_command", required=True)
+    up = twin.add_parser("up", help="run the twin in the foreground (Ctrl-C stops it)")
+    up.add_argument("--state-dir", default=str(client.DEFAULT_STATE_DIR))
+    up.add_argument("--quiet", action="store_true", help="do not echo function, training and model logs")
+    up.set_defaults(func=cmd_twin_up)
+
+    p = sub.add_parser("upload", help="upload a CSV data set (starts a run)")
+    p.add_argument("file")
+    p.add_argument("--model", required=True)
+    p.add_argument("--config", help="per-model config JSON uploaded as datasets/<model>/sagepipe.json")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser("runs", help="list pipeline runs")
+    p.add_argument("--model")
+    p.add_argument("--wait", action="store_true", help="block until no run is in progress")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("predict", help="call the HTTP inference API")
+    p.add_argument("--model", required=True)
+    p.add_argument("--csv", help="CSV rows (features in schema order, header optional)")
+    p.add_argument("--json", dest="json_args", action="append", nargs="?", const=True, metavar="FILE",
+                   help='--json FILE sends a JSON body {"instances": [...]}; a bare --json prints the raw JSON response')
+    p.add_argument("--api-key", help="API key (x-api-key) when the API requires one")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("publish-code", help="upload model/ as code/sourcedir.tar.gz to the artifacts bucket")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_publish_code)
+
+    p = sub.add_parser("demo", help="the main job on the local twin, on the churn data, narrated")
+    p.add_argument("--state-dir", default=None, help="twin state directory (default: a fresh temp dir)")
+    p.add_argument("--verbose", action="store_true", help="echo function, training and model logs")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point (``sagepipe``)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TargetError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

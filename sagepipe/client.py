@@ -1,0 +1,151 @@
+"""Operations the CLI performs against a sagepipe stack: the local twin (found through ``twin.json``)
+or a deployed AWS stack (found through its CloudFormation outputs). Same code path for both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+from botocore.config import Config
+
+from sagepipe_core.config import CONFIG_FILE_NAME, parse_config
+
+DEFAULT_STATE_DIR = Path(".twin")
+
+
+class TargetError(RuntimeError):
+    """The twin or stack cannot be found or reached; the message says what to do."""
+
+
+@dataclass
+class Target:
+    """Where commands go: buckets, state machine, API URL and boto3 session settings."""
+
+    data_bucket: str
+    artifacts_bucket: str
+    state_machine_arn: str
+    api_url: str
+    region: str
+    event_source: str = "sagepipe"
+    endpoint_url: str | None = None  # the twin's moto endpoint; None for AWS
+    profile: str | None = None
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the target (twin: fixed test credentials on 127.0.0.1)."""
+        cfg = Config(retries={"mode": "standard", "max_attempts": 5})
+        if self.endpoint_url:
+            return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region, config=cfg,
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.Session(profile_name=self.profile, region_name=self.region).client(service, config=cfg)
+
+    @classmethod
+    def twin(cls, state_dir: Path = DEFAULT_STATE_DIR) -> "Target":
+        """Read ``<state_dir>/twin.json`` written by ``sagepipe twin up``. Raises TargetError."""
+        path = state_dir / "twin.json"
+        if not path.exists():
+            raise TargetError(f"no running twin: {path} not found. Start one with `sagepipe twin up --state-dir {state_dir}`"
+                              " or pass --aws for a deployed stack.")
+        info = json.loads(path.read_text())
+        return cls(data_bucket=info["data_bucket"], artifacts_bucket=info["artifacts_bucket"],
+                   state_machine_arn=info["state_machine_arn"], api_url=info["api_url"], region=info["region"],
+                   event_source=info.get("event_source", "sagepipe"), endpoint_url=info["aws_endpoint_url"])
+
+    @classmethod
+    def aws(cls, stack: str, region: str | None, profile: str | None) -> "Target":
+        """Resolve a deployed stack's outputs (CloudFormation DescribeStacks). Raises TargetError."""
+        session = boto3.Session(profile_name=profile, region_name=region)
+        try:
+            desc = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+        except Exception as exc:  # noqa: BLE001 - surfaced with the stack name
+            raise TargetError(f"cannot read stack {stack!r}: {exc}") from exc
+        out = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+        return cls(data_bucket=out["DataBucketName"], artifacts_bucket=out["ArtifactsBucketName"],
+                   state_machine_arn=out["StateMachineArn"], api_url=out["ApiUrl"],
+                   region=session.region_name or "us-east-1", event_source=out.get("EventSource", "sagepipe"),
+                   profile=profile)
+
+
+def upload(target: Target, file: Path, model: str, config: Path | None = None) -> str:
+    """Upload ``file`` to ``datasets/<model>/<file name>`` (and ``config`` to ``datasets/<model>/sagepipe.json``
+    first, after validating it locally). Returns the data set key. Raises ValueError for bad input."""
+    if not file.is_file():
+        raise ValueError(f"{file}: no such file")
+    if file.suffix.lower() != ".csv":
+        raise ValueError(f"{file}: only .csv files start a run")
+    s3 = target.client("s3")
+    if config is not None:
+        raw = config.read_bytes()
+        parse_config(raw)  # raises InvalidConfigError with the bad fields
+        s3.put_object(Bucket=target.data_bucket, Key=f"datasets/{model}/{CONFIG_FILE_NAME}", Body=raw,
+                      ContentType="application/json")
+    key = f"datasets/{model}/{file.name}"
+    s3.put_object(Bucket=target.data_bucket, Key=key, Body=file.read_bytes(), ContentType="text/csv")
+    return key
+
+
+def _current_state(sfn: Any, arn: str) -> str | None:
+    events = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=50)["events"]
+    for ev in events:
+        if ev["type"].endswith("StateEntered"):
+            return ev["stateEnteredEventDetails"]["name"]
+    return None
+
+
+def run_record(sfn: Any, execution: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``sagepipe runs``: name, status, current state, metrics, decision, reason, endpoint config."""
+    desc = sfn.describe_execution(executionArn=execution["executionArn"])
+    inp = json.loads(desc.get("input") or "{}")
+    out = json.loads(desc.get("output") or "{}")
+    record = (out.get("evaluation") or {}).get("record") or {}
+    test_metrics = ((record.get("metrics") or {}).get("test")) or {}
+    row: dict[str, Any] = {
+        "execution_name": execution["name"], "status": desc["status"], "model": inp.get("model"),
+        "key": (inp.get("dataset") or {}).get("key"),
+        "current_state": _current_state(sfn, execution["executionArn"]) if desc["status"] == "RUNNING" else None,
+        "metrics": test_metrics, "decision": record.get("decision"), "reason": record.get("reason"),
+        "endpoint_config": (out.get("deployment") or {}).get("EndpointConfigName"),
+        "started": desc["startDate"].isoformat(), "stopped": desc["stopDate"].isoformat() if desc.get("stopDate") else None,
+    }
+    if desc["status"] in {"FAILED", "TIMED_OUT", "ABORTED"}:
+        row["decision"] = row["decision"] or ("rejected" if desc.get("error") in {"InvalidDatasetError", "InvalidConfigError"} else "failed")
+        row["reason"] = f"{desc.get('error')}: {desc.get('cause')}"
+    return row
+
+
+def list_runs(target: Target, model: str | None = None) -> list[dict[str, Any]]:
+    """All executions (newest first) as :func:`run_record` rows, optionally for one model."""
+    sfn = target.client("stepfunctions")
+    rows = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=target.state_machine_arn):
+        for ex in page["executions"]:
+            row = run_record(sfn, ex)
+            if model is None or row["model"] == model:
+                rows.append(row)
+    return rows
+
+
+def wait_for_runs(target: Target, model: str | None = None, timeout_s: float = 1800, poll_s: float = 0.5) -> list[dict[str, Any]]:
+    """Block until no run (of ``model``) is RUNNING. Raises TimeoutError."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = list_runs(target, model)
+        if not any(r["status"] == "RUNNING" for r in rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"runs still in progress after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
+def predict(target: Target, model: str, body: bytes, content_type: str, api_key: str | None = None,
+            timeout_s: float = 30) -> requests.Response:
+    """POST ``body`` to ``{api_url}/models/{model}/predictions``; returns the HTTP response."""
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if api_key:
+        headers["x-api-key"] = api_key
+    return requests.post(f"{target.api_url}/models/{model}/predictions", data=body, headers=headers, timeout=timeout_s)
