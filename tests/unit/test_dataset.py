@@ -213,6 +213,29 @@ def test_split_keeps_original_order(churn):
         assert positions == sorted(positions)
 
 
+def test_split_stable_when_rows_added(churn):
+    """A row keeps its split when the data set grows (except near the cut points), so rows that trained the
+    champion do not leak into the next version's test split."""
+    first = ds.Dataset(header=churn.header, rows=churn.rows[:4000], target=churn.target,
+                       class_counts=dict(Counter(r[-1] for r in churn.rows[:4000])))
+    before = {tuple(r): name for name, rows in ds.split(first, DEFAULT).items() for r in rows}
+    after = {tuple(r): name for name, rows in ds.split(churn, DEFAULT).items() for r in rows}
+    moved = [r for r in before if before[r] != after[r]]
+    assert len(moved) <= 0.05 * len(before), len(moved)
+    leaked = [r for r in before if before[r] == "train" and after[r] == "test"]
+    assert len(leaked) <= 0.01 * len(before), len(leaked)
+
+
+def test_identical_rows_land_in_the_same_split():
+    rows = [f"{i % 7},p{i % 5},{i % 7},{('yes', 'no')[i % 2]}" for i in range(200)]
+    d = ds.parse_and_validate(("a,b,c,label\n" + "\n".join(rows) + "\n").encode(), DEFAULT)
+    where: dict[tuple, set] = {}
+    for name, part in ds.split(d, DEFAULT).items():
+        for r in part:
+            where.setdefault(tuple(r), set()).add(name)
+    assert all(len(v) == 1 for v in where.values())
+
+
 def test_split_small_class_present_in_every_split():
     body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'yes' if i < 10 else 'no'}")
     d = ds.parse_and_validate(body, DEFAULT)

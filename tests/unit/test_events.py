@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from conftest import load_event
+from tests.conftest import load_event
 
 from sagepipe_core.errors import InvalidEventError
 from sagepipe_core.events import DataVersion, RetrainRequest, Skip, decode_key, normalize

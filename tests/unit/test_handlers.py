@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
-from conftest import ACCOUNT, REGION, load_event
+from tests.conftest import ACCOUNT, REGION, load_event
 
 from sagepipe_core import naming
 from sagepipe_core.errors import EndpointBusyError, InvalidDatasetError
