@@ -97,6 +97,22 @@ def _current_state(sfn: Any, arn: str) -> str | None:
     return None
 
 
+def _cause_text(cause: str | None) -> str:
+    """A failure Cause made readable: a Lambda error object becomes its errorMessage; a JSON reason
+    (``{"reason", "message", ...}``) becomes ``reason: message``; a training job becomes its FailureReason."""
+    try:
+        doc = json.loads(cause or "")
+    except ValueError:
+        return cause or ""
+    if isinstance(doc, dict) and "errorMessage" in doc:
+        return _cause_text(doc["errorMessage"])
+    if isinstance(doc, dict) and "FailureReason" in doc:
+        return str(doc["FailureReason"])
+    if isinstance(doc, dict) and "message" in doc:
+        return f"{doc.get('reason', 'error')}: {doc['message']}"
+    return cause or ""
+
+
 def run_record(sfn: Any, execution: dict[str, Any]) -> dict[str, Any]:
     """One row of ``sagepipe runs``: name, status, current state, metrics, decision, reason, endpoint config."""
     desc = sfn.describe_execution(executionArn=execution["executionArn"])
@@ -114,7 +130,7 @@ def run_record(sfn: Any, execution: dict[str, Any]) -> dict[str, Any]:
     }
     if desc["status"] in {"FAILED", "TIMED_OUT", "ABORTED"}:
         row["decision"] = row["decision"] or ("rejected" if desc.get("error") in {"InvalidDatasetError", "InvalidConfigError"} else "failed")
-        row["reason"] = f"{desc.get('error')}: {desc.get('cause')}"
+        row["reason"] = f"{desc.get('error')}: {_cause_text(desc.get('cause'))}"
     return row
 
 

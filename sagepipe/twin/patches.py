@@ -300,7 +300,9 @@ def _check_runtime() -> None:
 
 
 def _runtime_error(status: int, code: str, message: str, **extra: Any) -> tuple[int, dict[str, str], str]:
-    return status, {"x-amzn-ErrorType": code, "Content-Type": "application/json"}, json.dumps({"message": message, **extra})
+    # moto takes the HTTP status from the "status" header of a tuple response
+    headers = {"status": str(status), "x-amzn-ErrorType": code, "Content-Type": "application/json"}
+    return status, headers, json.dumps({"message": message, **extra})
 
 
 def _apply_runtime() -> None:

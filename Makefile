@@ -1,0 +1,56 @@
+# sagepipe - every target bootstraps what it needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+# sam build needs the Lambda runtime's Python (3.13) on PATH.
+PY313 := $(shell command -v python3.13 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -1)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help install demo test unit twin lint validate build deploy clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with the pinned dev dependencies
+
+demo: $(VENV)/.installed  ## the main job on the local twin, on the churn data
+	$(VENV)/bin/sagepipe demo
+
+test: lint build unit twin  ## everything CI runs: lint, sam build, unit and twin tests
+
+unit: $(VENV)/.installed  ## unit tests (no network, no servers)
+	$(PY) -m pytest tests/unit -q
+
+twin: $(VENV)/.installed  ## twin tests (real handlers, ASL, training and model servers on 127.0.0.1)
+	$(PY) -m pytest tests/twin -q
+
+lint: $(VENV)/.installed $(SAM_VENV)/.installed  ## sam validate --lint, cfn-lint, statelint
+	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(VENV)/bin/cfn-lint template.yaml
+	$(PY) scripts/statelint_asl.py
+
+build: $(SAM_VENV)/.installed  ## sam build for python3.13
+	@test -n "$(PY313)" || { echo "python3.13 is required for sam build (Lambda runtime python3.13)"; exit 1; }
+	PATH="$$(dirname $(PY313)):$$PATH" $(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
+
+deploy: build  ## sam deploy --guided, then publish the model code to the artifacts bucket
+	$(SAM_VENV)/bin/sam deploy --guided
+	$(VENV)/bin/sagepipe publish-code --aws
+
+clean:  ## remove build output and virtual environments
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) .twin

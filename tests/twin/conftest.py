@@ -1,0 +1,74 @@
+"""Twin fixtures: one twin per test module (moto server, workers and model servers on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from sagepipe.client import Target
+
+ROOT = Path(__file__).resolve().parents[2]
+CHURN = ROOT / "examples" / "data" / "churn.csv"
+CHURN_CONFIG = ROOT / "examples" / "data" / "churn.sagepipe.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running twin; on teardown asserts that no process it started is still alive."""
+    from sagepipe.twin.server import Twin
+
+    t = Twin(ROOT, tmp_path_factory.mktemp("twin"), echo=False, say=lambda m: None)
+    t.start()
+    try:
+        yield t
+    finally:
+        pids = t.pids()
+        t.stop()
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [p for p in pids if _alive(p)]
+        assert not alive, f"twin left processes running: {alive}"
+
+
+@pytest.fixture(scope="module")
+def target(twin: Any) -> Target:
+    """The CLI's view of the twin (through twin.json)."""
+    return Target.twin(Path(twin.info.state_dir))
+
+
+def wait_for_key(target: Target, key: str, timeout_s: float = 180) -> list[dict[str, Any]]:
+    """Wait until every execution for data set ``key`` has ended; return their DescribeExecution results."""
+    sfn = target.client("stepfunctions")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = []
+        for ex in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]:
+            desc = sfn.describe_execution(executionArn=ex["executionArn"])
+            if json.loads(desc["input"])["dataset"]["key"] == key:
+                found.append(desc)
+        if found and all(d["status"] != "RUNNING" for d in found):
+            return found
+        assert time.monotonic() < deadline, f"runs for {key} did not finish: {[d['status'] for d in found]}"
+        time.sleep(0.2)
+
+
+def endpoint(target: Target, model: str) -> dict[str, Any]:
+    """DescribeEndpoint for the model's endpoint."""
+    return target.client("sagemaker").describe_endpoint(EndpointName=f"sagepipe-{model}")
