@@ -1,10 +1,10 @@
 """Shared fixtures for sagepipe tests.
 
-Path note: in Lambda the core layer is unpacked at ``/opt/python`` (SAM's ``BuildMethod: python3.13``
-adds the ``python/`` folder itself), so handlers ``import sagepipe_core`` with no package install.
-Tests reproduce that by putting ``<repo>/layers/core`` at the front of ``sys.path`` - the one
-sanctioned path tweak. Handlers are imported as packages (``functions.<name>.app``), which needs the
-repo root on ``sys.path``: ``python -m pytest`` run from the repo root provides it.
+Path note: in Lambda the core layer is unpacked at ``/opt/python``, so handlers ``import sagepipe_core``
+with no package install. The dev install maps ``sagepipe_core`` to ``layers/core/sagepipe_core``
+(``pyproject.toml`` ``package-dir``), so tests import it the same way with no ``sys.path`` edits.
+Handlers are imported as packages (``functions.<name>.app``): ``tests/`` is a package, so pytest puts
+the repo root on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
-LAYER = REPO / "layers" / "core"
-if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

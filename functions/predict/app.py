@@ -32,7 +32,7 @@ def predict(model: str) -> dict[str, Any]:
     """Validate the request, call the model's endpoint, return predictions and the request id."""
     request = app.current_event
     body = request.decoded_body.encode() if request.body is not None else b""
-    content_type = check_request(model, body, request.get_header_value("content-type", case_sensitive=False))
+    content_type = check_request(model, body, request.headers.get("content-type"))
     result = invoke(RUNTIME, prefix=PREFIX, model=model, body=body, content_type=content_type)
     return {**result, "request_id": request.request_context.request_id}
 

@@ -337,7 +337,6 @@ def _apply_runtime() -> None:
 def _check_events() -> None:
     from moto.events.models import Rule
     _require(Rule, "send_to_targets", ["self", "original_event", "transform_input"])
-    _require(Rule, "event_pattern")if False else None
     from moto.events.models import EventPattern
     _require(EventPattern, "load", ["raw_pattern"])
     _require(EventPattern, "matches_event", ["self", "event"])

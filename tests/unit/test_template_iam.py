@@ -187,6 +187,7 @@ API_TO_ACTIONS = {
     ("s3", "copy_object"): {"s3:GetObjectVersion", "s3:PutObject"},
     ("s3", "list_objects_v2"): {"s3:ListBucket"},
     ("sfn", "start_execution"): {"states:StartExecution"},
+    ("sfn", "describe_execution"): {"states:DescribeExecution"},
     ("sm", "describe_endpoint"): {"sagemaker:DescribeEndpoint"},
     ("sm", "describe_endpoint_config"): {"sagemaker:DescribeEndpointConfig"},
     ("sm", "describe_model"): {"sagemaker:DescribeModel"},
@@ -200,7 +201,8 @@ API_TO_ACTIONS = {
 
 #: Which function makes which calls, and on which bucket (logical id) the S3 calls land.
 FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
-    "StartFunction": {("sfn", "start_execution"): None, ("s3", "list_objects_v2"): "DataBucket",
+    "StartFunction": {("sfn", "start_execution"): None, ("sfn", "describe_execution"): None,
+                      ("s3", "list_objects_v2"): "DataBucket",
                       ("s3", "head_object"): "DataBucket"},
     "ValidateFunction": {("s3", "get_object"): "DataBucket", ("s3", "head_object"): "DataBucket",
                          ("s3", "put_object"): "ArtifactsBucket", ("sm", "describe_endpoint"): None,

@@ -109,6 +109,9 @@ class ModelConfig(_Strict):
             )
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise ValueError("threshold must be a finite number")
+        if self.threshold is None and self.gate_metric not in DEFAULT_THRESHOLD:
+            raise ValueError(f"threshold is required for metric {self.gate_metric!r} (defaults exist only for "
+                             f"{sorted(DEFAULT_THRESHOLD)})")
         for key in self.hyperparameters:
             if key in {"target", "problem_type"} or key.startswith("sagemaker_"):
                 raise ValueError(f"hyperparameter {key!r} is reserved")
@@ -124,7 +127,7 @@ class ModelConfig(_Strict):
         """The absolute bar for :attr:`gate_metric`."""
         if self.threshold is not None:
             return self.threshold
-        return DEFAULT_THRESHOLD.get(self.gate_metric, 0.0)
+        return DEFAULT_THRESHOLD[self.gate_metric]  # the validator requires a threshold otherwise
 
     @property
     def maximize(self) -> bool:

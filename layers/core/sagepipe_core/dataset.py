@@ -162,13 +162,16 @@ def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
         groups = [by_class[k] for k in sorted(by_class)]
     out: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     for idx in groups:
-        idx = sorted(idx, key=lambda i: (_row_key(seed, dataset.rows[i]), i))
+        keys = {i: _row_key(seed, dataset.rows[i]) for i in idx}
+        idx = sorted(idx, key=lambda i: (keys[i], i))
         n = len(idx)
         n_test = max(1, round(n * config.split.test)) if n >= 3 else 0
         n_val = max(1, round(n * config.split.validation)) if n >= 3 else 0
-        out["test"] += idx[:n_test]
-        out["validation"] += idx[n_test:n_test + n_val]
-        out["train"] += idx[n_test + n_val:]
+        group_start: dict[str, int] = {}
+        for pos, i in enumerate(idx):  # identical rows follow the first of them: no cut splits them
+            start = group_start.setdefault(keys[i], pos)
+            name = "test" if start < n_test else "validation" if start < n_test + n_val else "train"
+            out[name].append(i)
     return {name: [dataset.rows[i] for i in sorted(ix)] for name, ix in out.items()}
 
 

@@ -72,14 +72,26 @@ def model_slug(model: str) -> str:
     return sagemaker_name(model)
 
 
+def _per_model_name(prefix: str, model: str) -> str:
+    """``<prefix>-<model>`` when that is already a canonical SageMaker name (lower-case letters, digits,
+    single hyphens); otherwise the cleaned name plus a hash of ``model``, so that models whose names
+    clean to the same text (``churn_v2``, ``churn-v2``, ``Churn-V2``) never share a resource.
+    SageMaker names are case-insensitive and its ARNs lower-case, hence the lower-casing."""
+    base = f"{prefix}-{model}"
+    clean = sagemaker_name(base.lower())
+    if clean == base and len(clean) <= SAGEMAKER_NAME_MAX:
+        return clean
+    return sagemaker_name(base.lower(), unique=model)
+
+
 def endpoint_name(prefix: str, model: str) -> str:
-    """EndpointName serving ``model``: ``<prefix>-<model>`` (one endpoint per model, stable)."""
-    return sagemaker_name(f"{prefix}-{model}")
+    """EndpointName serving ``model`` (one endpoint per model, stable): see :func:`_per_model_name`."""
+    return _per_model_name(prefix, model)
 
 
 def model_package_group_name(prefix: str, model: str) -> str:
-    """ModelPackageGroupName for ``model``: ``<prefix>-<model>`` (one group per model)."""
-    return sagemaker_name(f"{prefix}-{model}")
+    """ModelPackageGroupName for ``model`` (one group per model): see :func:`_per_model_name`."""
+    return _per_model_name(prefix, model)
 
 
 def version_names(model: str, execution: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import tarfile
 from dataclasses import dataclass, field
@@ -66,8 +67,10 @@ class Settings:
 def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) -> list[dict[str, Any]]:
     """Start one execution per data version in ``event`` (StartExecution, deterministic ``name``).
 
-    ``ExecutionAlreadyExists`` means a redelivery of a version already running or run: reported as
-    ``already_started``. Returns one ``{"status": "started"|"already_started"|"skipped", ...}`` per item.
+    An execution of that name that already exists (DescribeExecution), or ``ExecutionAlreadyExists``
+    from StartExecution, means a redelivery: reported as ``already_started``. Two concurrent duplicates
+    may both report ``started``, but StartExecution is idempotent for the same name and input, so
+    there is still exactly one execution. Returns one ``{"status": "started"|"already_started"|"skipped", ...}`` per item.
     Raises :class:`InvalidEventError` for unknown event shapes and :class:`DatasetNotFoundError` for a
     retrain of a model with no data.
     """
@@ -81,17 +84,30 @@ def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) 
                                 if isinstance(item, RetrainRequest) else item)
         name = version.execution_name
         payload = version.execution_input(poll_seconds=settings.poll_seconds, max_polls=settings.max_polls)
-        try:
-            arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)["executionArn"]
-            status = "started"
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
-                raise
-            arn, status = f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}", "already_started"
+        arn = f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+        status = "already_started" if _execution_exists(sfn, arn) else "started"
+        if status == "started":
+            try:
+                arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)["executionArn"]
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                    raise
+                status = "already_started"
         log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
         results.append({"status": status, "execution_name": name, "execution_arn": arn, "key": version.key,
                         "model": version.model})
     return results
+
+
+def _execution_exists(sfn: Any, arn: str) -> bool:
+    """DescribeExecution: True if the execution exists (running or not)."""
+    try:
+        sfn.describe_execution(executionArn=arn)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            return False
+        raise
+    return True
 
 
 # ------------------------------------------------------------------------------------ validate
@@ -201,9 +217,20 @@ def evaluate_model(state: dict[str, Any], *, s3: Any, sm: Any) -> dict[str, Any]
     final = [{"MetricName": m["MetricName"], "Value": m["Value"]} for m in job.get("FinalMetricDataList", [])]
     decision = gate.decide(config=state["config"], evaluation=evaluation, final_metrics=final,
                            evaluation_error=error)
-    decision["metrics"] = (evaluation or {}).get("metrics")
+    decision["metrics"] = json_safe((evaluation or {}).get("metrics"))
     log.info("gate decision: %s (%s)", decision["decision"], decision["reason"], extra={"decision": decision})
     return decision
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats (NaN, ±inf) replaced by None: Lambda results must be valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 # -------------------------------------------------------------------------------------- deploy
