@@ -5,7 +5,8 @@ VENV := .venv
 SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 # sam build needs the Lambda runtime's Python (3.13) on PATH.
-PY313 := $(shell command -v python3.13 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -1)
+# (a pyenv shim may exist but not run, so each candidate is tried)
+PY313 := $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(command -v python3.13); do "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help install demo test unit twin lint validate build deploy clean

@@ -184,6 +184,50 @@ class Deployer:
                                 "allow_headers": strip(cors.get("AllowHeaders"))}
         self.stack.physical[lid] = "twinapi"
 
+    def log_group(self, lid: str, props: dict[str, Any]) -> None:
+        logs = self.clients("logs")
+        name = props.get("LogGroupName") or f"/twin/{self.stack.physical_name(lid)}"
+        logs.create_log_group(logGroupName=name)
+        if props.get("RetentionInDays"):
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+        self.stack.physical[lid] = name
+        self.stack.attributes[lid] = {"Arn": f"arn:aws:logs:{self.stack.region}:{ACCOUNT_ID}:log-group:{name}:*"}
+
+    def logs_resource_policy(self, lid: str, props: dict[str, Any]) -> None:
+        self.clients("logs").put_resource_policy(policyName=props["PolicyName"], policyDocument=props["PolicyDocument"])
+        self.stack.physical[lid] = props["PolicyName"]
+
+    def events_rule(self, lid: str, props: dict[str, Any]) -> None:
+        events = self.clients("events")
+        name = props.get("Name") or self.stack.physical_name(lid, max_len=64)
+        args: dict[str, Any] = {"Name": name, "State": props.get("State", "ENABLED"),
+                                "EventBusName": props.get("EventBusName", "default")}
+        if "EventPattern" in props:
+            args["EventPattern"] = json.dumps(props["EventPattern"])
+        if "ScheduleExpression" in props:
+            args["ScheduleExpression"] = props["ScheduleExpression"]
+        arn = events.put_rule(**args)["RuleArn"]
+        targets = [{k: v for k, v in t.items() if k in {"Id", "Arn", "Input", "InputPath", "RoleArn", "DeadLetterConfig", "RetryPolicy"}}
+                   for t in props.get("Targets", [])]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=args["EventBusName"], Targets=targets)
+        self.stack.physical[lid] = name
+        self.stack.attributes[lid] = {"Arn": arn}
+
+    def sns_topic(self, lid: str, props: dict[str, Any]) -> None:
+        sns = self.clients("sns")
+        arn = sns.create_topic(Name=props.get("TopicName") or self.stack.physical_name(lid, max_len=256))["TopicArn"]
+        for sub in props.get("Subscription", []):
+            sns.subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
+        self.stack.physical[lid] = arn
+        self.stack.attributes[lid] = {"TopicArn": arn, "TopicName": arn.rsplit(":", 1)[1]}
+
+    def sns_topic_policy(self, lid: str, props: dict[str, Any]) -> None:
+        for arn in props["Topics"]:
+            self.clients("sns").set_topic_attributes(TopicArn=arn, AttributeName="Policy",
+                                                     AttributeValue=json.dumps(props["PolicyDocument"]))
+        self.stack.physical[lid] = lid
+
     def state_machine(self, lid: str, props: dict[str, Any]) -> None:
         sfn = self.clients("stepfunctions")
         name = props.get("Name") or self.stack.physical_name(lid, max_len=80)
@@ -206,10 +250,16 @@ class Deployer:
             "AWS::IAM::Role": self.role, "AWS::Serverless::LayerVersion": self.layer,
             "AWS::Serverless::Function": self.function, "AWS::Serverless::Api": self.api,
             "AWS::Serverless::StateMachine": self.state_machine,
+            "AWS::Logs::LogGroup": self.log_group, "AWS::Logs::ResourcePolicy": self.logs_resource_policy,
+            "AWS::Events::Rule": self.events_rule, "AWS::SNS::Topic": self.sns_topic,
+            "AWS::SNS::TopicPolicy": self.sns_topic_policy,
         }
         resources = self.stack.resources
         for lid in self.stack.deploy_order():
             res = resources[lid]
+            if not self.stack.enabled(lid):
+                self.say(f"skipped: {lid} (condition {res['Condition']} is false)")
+                continue
             handler = handlers.get(res["Type"])
             if handler is None:
                 self.result.unsupported.append(f"{lid} ({res['Type']})")
@@ -225,4 +275,5 @@ class Deployer:
 
 HANDLED_TYPES = ("AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy",
                  "AWS::IAM::Role", "AWS::Serverless::LayerVersion", "AWS::Serverless::Function",
-                 "AWS::Serverless::Api", "AWS::Serverless::StateMachine")
+                 "AWS::Serverless::Api", "AWS::Serverless::StateMachine", "AWS::Logs::LogGroup",
+                 "AWS::Logs::ResourcePolicy", "AWS::Events::Rule", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy")

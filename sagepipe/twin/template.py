@@ -18,6 +18,7 @@ from typing import Any, Callable
 import yaml
 
 ACCOUNT_ID = "123456789012"
+NO_VALUE = object()  # Ref AWS::NoValue: the property or list item is removed
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -103,7 +104,7 @@ class Stack:
         return {"AWS::Region": self.region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
                 "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": self.name,
                 "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.name}/twin",
-                "AWS::NoValue": None}.get(name)
+                "AWS::NoValue": NO_VALUE}.get(name)
 
     def ref(self, name: str) -> Any:
         """Resolve ``Ref name``. Raises KeyError when the target is not deployed yet."""
@@ -117,14 +118,41 @@ class Stack:
         """Resolve ``Fn::GetAtt``. Raises KeyError when unknown."""
         return self.attributes[logical_id][attr]
 
+    def condition(self, name: str) -> bool:
+        """Evaluate ``Conditions[name]`` (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+        return bool(self._condition_value(self.template.get("Conditions", {})[name]))
+
+    def _condition_value(self, expr: Any) -> Any:
+        if isinstance(expr, dict) and len(expr) == 1:
+            (key, arg), = expr.items()
+            if key == "Fn::Equals":
+                a, b = (self._condition_value(x) for x in arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self._condition_value(arg[0])
+            if key == "Fn::And":
+                return all(self._condition_value(x) for x in arg)
+            if key == "Fn::Or":
+                return any(self._condition_value(x) for x in arg)
+            if key == "Condition":
+                return self.condition(arg)
+        return self.resolve(expr)
+
+    def enabled(self, logical_id: str) -> bool:
+        """False when the resource has a ``Condition`` that evaluates false (it is not created)."""
+        cond = self.template["Resources"][logical_id].get("Condition")
+        return cond is None or self.condition(cond)
+
     def resolve(self, value: Any) -> Any:
-        """Resolve intrinsic functions recursively."""
+        """Resolve intrinsic functions recursively (``AWS::NoValue`` entries are dropped)."""
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             (key, arg), = value.items()
+            if key == "Fn::If":
+                return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":
@@ -147,7 +175,7 @@ class Stack:
                 return self.resolve(arg[1])[int(arg[0])]
             if key.startswith("Fn::"):
                 raise NotImplementedError(f"intrinsic {key} is not supported by the twin")
-        return {k: self.resolve(v) for k, v in value.items()}
+        return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
 
     def dependencies(self, value: Any) -> set[str]:
         """Logical ids that ``value`` refers to (Ref, GetAtt, Sub)."""

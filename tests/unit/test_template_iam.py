@@ -197,7 +197,16 @@ API_TO_ACTIONS = {
     ("sm", "create_endpoint"): {"sagemaker:CreateEndpoint"},
     ("sm", "update_endpoint"): {"sagemaker:UpdateEndpoint"},
     ("runtime", "invoke_endpoint"): {"sagemaker:InvokeEndpoint"},
+    ("sm", "describe_model_package_group"): {"sagemaker:DescribeModelPackageGroup"},
+    ("sm", "create_model_package_group"): {"sagemaker:CreateModelPackageGroup"},
+    ("sm", "create_model_package"): {"sagemaker:CreateModelPackage"},
+    ("sm", "update_model_package"): {"sagemaker:UpdateModelPackage"},
+    ("sfn", "send_task_success"): {"states:SendTaskSuccess"},
 }
+
+#: Calls the core makes on behalf of an operator (the `sagepipe approve|reject` CLI, with the caller's
+#: own credentials), not from a stack function: no template grant is expected for them.
+OPERATOR_CALLS = {("sfn", "send_task_success"), ("sm", "update_model_package")}
 
 #: Which function makes which calls, and on which bucket (logical id) the S3 calls land.
 FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
@@ -212,6 +221,10 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
     "DeployFunction": {("sm", "create_model"): None, ("sm", "create_endpoint_config"): None,
                        ("sm", "create_endpoint"): None, ("sm", "update_endpoint"): None,
                        ("sm", "describe_endpoint"): None},
+    "RegisterFunction": {("s3", "get_object"): "ArtifactsBucket", ("s3", "put_object"): "ArtifactsBucket",
+                         ("sm", "describe_model_package_group"): None, ("sm", "create_model_package_group"): None,
+                         ("sm", "create_model_package"): None},
+    "ApprovalFunction": {("s3", "put_object"): "ArtifactsBucket"},
     "PredictFunction": {("runtime", "invoke_endpoint"): None},
 }
 #: quarantine: CopyObject (with VersionId) reads the source version in the data bucket and writes the
@@ -268,7 +281,7 @@ def test_call_table_covers_every_boto3_call_in_core():
     assert found, "regex found no client calls: has the client naming changed?"
     assert found - table == set(), "add these calls to API_TO_ACTIONS / FUNCTION_CALLS"
     used = {c for calls in FUNCTION_CALLS.values() for c in calls}
-    assert found - used == set()
+    assert found - used - OPERATOR_CALLS == set()
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTION_CALLS))
@@ -301,13 +314,13 @@ def test_state_machine_may_invoke_its_three_functions(resources):
 
 
 def test_functions_have_no_grants_they_do_not_need(resources):
-    """Least privilege the other way: no write/delete grants beyond the call table."""
-    for function in FUNCTION_CALLS:
+    """Least privilege the other way: no delete grants, and no SageMaker grant beyond the call table."""
+    for function, calls in FUNCTION_CALLS.items():
         actions = {a for a, _ in _grants(resources[function])}
         assert not {a for a in actions if a.startswith("s3:Delete")}, function
-        if function != "DeployFunction":
-            assert not {a for a in actions if a.startswith("sagemaker:") and not a.startswith("sagemaker:Describe")
-                        and a != "sagemaker:InvokeEndpoint"}, function
+        needed = {a for call in calls for a in API_TO_ACTIONS[call] if a.startswith("sagemaker:")}
+        extra = {a for a in actions if a.startswith("sagemaker:")} - needed
+        assert not extra, f"{function} is granted {sorted(extra)} but never calls them"
 
 
 # ------------------------------------------------------------------- runtime dependencies / ASL
@@ -343,3 +356,20 @@ def test_function_env_matches_settings(resources):
     for function, names in need.items():
         env = set(resources[function]["Properties"]["Environment"]["Variables"])
         assert names <= env, (function, names - env)
+
+
+def test_state_machine_is_granted_every_service_call_in_its_asl(resources):
+    """Each ``arn:aws:states:::aws-sdk:<service>:<action>`` / optimised ``sagemaker:`` / ``events:`` task
+    in the ASL needs that IAM action on the state machine role (Step Functions IAM docs)."""
+    asl = json.loads((REPO / "statemachines" / "training_pipeline.asl.json").read_text())
+    needed = set()
+    for state in asl["States"].values():
+        resource = state.get("Resource", "")
+        m = re.match(r"arn:aws:states:::(?:aws-sdk:)?(sagemaker|events):(\w+?)(?:\.sync|\.waitForTaskToken)?$", resource)
+        if m:
+            service, action = m.groups()
+            needed.add(f"{service}:{action[0].upper()}{action[1:]}")
+    assert {"sagemaker:CreateTrainingJob", "sagemaker:DescribeEndpoint", "sagemaker:UpdateModelPackage",
+            "events:PutEvents"} <= needed
+    granted = {a for a, _ in _grants(resources["TrainingPipeline"])}
+    assert needed - granted == set()

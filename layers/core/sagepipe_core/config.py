@@ -79,6 +79,8 @@ class ModelConfig(_Strict):
       ``min_improvement``: how much better it must be (use one or the other; both default 0).
     - ``incompatible_champion``: ``threshold_only`` or ``reject`` when the champion cannot be scored on
       the new schema.
+    - ``approval``: ``auto`` (a passing candidate is Approved and deployed) or ``manual`` (it waits,
+      with a task token, for ``sagepipe approve``/``reject``; ``approval_timeout_seconds`` rejects).
     - ``hyperparameters``: passed to ``model/train.py``; ``training`` / ``endpoint``: resources.
     - ``split``, ``min_rows``, ``min_rows_per_class``, ``max_dataset_bytes``: data contract.
     """
@@ -91,7 +93,8 @@ class ModelConfig(_Strict):
     tolerance: float = Field(0.0, ge=0)
     min_improvement: float = Field(0.0, ge=0)
     incompatible_champion: Literal["threshold_only", "reject"] = "threshold_only"
-    approval: Literal["auto"] = "auto"
+    approval: Literal["auto", "manual"] = "auto"
+    approval_timeout_seconds: int = Field(86400, ge=1, le=31536000)
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     split: SplitConfig = Field(default_factory=SplitConfig)
     min_rows: int = Field(50, ge=3)

@@ -51,7 +51,8 @@ def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_c
 
     Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action": "create"|"update"|"noop",
     "previous_endpoint_config_name"}``. Raises :class:`EndpointBusyError` when the endpoint is in a
-    transitional status (the state machine retries with backoff) and :class:`DeploymentFailedError`
+    transitional status, or another run created/updated it between our DescribeEndpoint and our call
+    (the state machine retries with backoff: deploys of one model are serialised) and :class:`DeploymentFailedError`
     when it is ``Failed`` (a failed endpoint must be deleted by an operator; we never delete).
     """
     try:
@@ -79,7 +80,13 @@ def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_c
     except ClientError as exc:
         if not _not_found(exc):
             raise
-        sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name)
+        try:
+            sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name)
+        except ClientError as race:  # another run created it first: retry, and update it then
+            if _already_exists(race):
+                raise EndpointBusyError(f"endpoint {endpoint_name} was created by another run", endpoint=endpoint_name,
+                                        status="Creating") from race
+            raise
         return {**out, "action": "create"}
     status, live = current["EndpointStatus"], current.get("EndpointConfigName")
     out["previous_endpoint_config_name"] = live
@@ -90,8 +97,14 @@ def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_c
                                     endpoint=endpoint_name)
     if live == endpoint_config_name:
         return {**out, "action": "noop"}
-    sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name,
-                       RetainAllVariantProperties=False, DeploymentConfig=deployment_config(alarm_names))
+    try:
+        sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name,
+                           RetainAllVariantProperties=False, DeploymentConfig=deployment_config(alarm_names))
+    except ClientError as exc:  # another run's update started between our Describe and Update
+        if "in-progress" in exc.response.get("Error", {}).get("Message", "").lower():
+            raise EndpointBusyError(f"endpoint {endpoint_name} is being updated by another run",
+                                    endpoint=endpoint_name, status="Updating") from exc
+        raise
     return {**out, "action": "update"}
 
 

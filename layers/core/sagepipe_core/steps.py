@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import dataset as ds
-from . import deploy, gate, naming, training
+from . import approval, deploy, gate, naming, registry, training
 from .config import CONFIG_FILE_NAME, parse_config
 from .errors import InvalidConfigError, InvalidDatasetError, SagepipeError
 from .events import DataVersion, RetrainRequest, Skip, latest_data_version, normalize
@@ -42,13 +42,14 @@ class Settings:
     inference_image: str = ""
     sagemaker_role_arn: str = ""
     alarm_names: list[str] = field(default_factory=list)
+    event_bus: str = "default"
     region: str = "us-east-1"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         """Read ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
         ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
-        ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated) and
+        ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated), ``EVENT_BUS_NAME`` and
         ``AWS_REGION``; missing ones take the defaults above."""
         e = os.environ if env is None else env
         return cls(
@@ -60,6 +61,7 @@ class Settings:
             model_code_uri=e.get("MODEL_CODE_S3_URI", ""),
             inference_image=e.get("INFERENCE_IMAGE", ""), sagemaker_role_arn=e.get("SAGEMAKER_ROLE_ARN", ""),
             alarm_names=[a for a in e.get("ROLLBACK_ALARM_NAMES", "").split(",") if a],
+            event_bus=e.get("EVENT_BUS_NAME", "default"),
             region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")))
 
 
@@ -244,3 +246,37 @@ def deploy_model(state: dict[str, Any], *, sm: Any, settings: Settings) -> dict[
         model_data_url=state["training"]["ModelArtifacts"], role_arn=settings.sagemaker_role_arn,
         instance_type=ep["instance_type"], instance_count=ep["instance_count"],
         alarm_names=settings.alarm_names, region=settings.region)
+
+
+# ------------------------------------------------------------------------------------ register
+def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Settings) -> dict[str, Any]:
+    """RegisterModel step: a model package in the model's group, carrying metrics (ModelMetrics from
+    ``evaluation.json``), schema and lineage (data key and ETag, split URIs, training job, decision).
+
+    ``state`` needs ``model``, ``config``, ``run`` (``dataset``, ``splits``), ``trained`` and
+    ``decision``. Returns ``{"ModelPackageArn", "ModelPackageGroupName", "approval"}``.
+    """
+    model, trained, run = state["model"], state["trained"], state["run"]
+    group = registry.ensure_group(sm, settings.resource_prefix, model)
+    reports = registry.publish_reports(s3, trained["ModelArtifacts"], settings.artifacts_bucket,
+                                       f"models/{model}/{trained['TrainingJobName']}/registry")
+    lineage = {"data_bucket": run["dataset"]["bucket"], "data_key": run["dataset"]["key"],
+               "data_etag": run["dataset"]["etag"], "data_version_id": run["dataset"].get("version_id"),
+               "split_train": run["splits"]["train"], "split_validation": run["splits"]["validation"],
+               "split_test": run["splits"]["test"], "training_job": trained["TrainingJobName"],
+               "schema": reports.get("schema")}
+    arn = registry.register(sm, group=group, image=settings.inference_image, model_data_url=trained["ModelArtifacts"],
+                            approval=state["config"]["approval"], instance_type=state["config"]["endpoint"]["instance_type"],
+                            lineage=lineage, decision=state["decision"], reports=reports,
+                            execution=state["execution_name"])
+    log.info("registered %s in %s", arn, group, extra={"model_package_arn": arn})
+    return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "approval": state["config"]["approval"]}
+
+
+def request_approval(state: dict[str, Any], *, s3: Any, events: Any, settings: Settings) -> dict[str, Any]:
+    """RequestApproval step (``lambda:invoke.waitForTaskToken``): store the token, send "Approval Needed".
+
+    The execution resumes when ``sagepipe approve|reject`` calls SendTaskSuccess (or times out)."""
+    return approval.request(s3, events, bucket=settings.artifacts_bucket, task_token=state["task_token"],
+                            model=state["model"], execution=state["execution_name"], registered=state["registered"],
+                            decision=state["decision"], source=settings.app_source, bus=settings.event_bus)

@@ -1,0 +1,78 @@
+"""Manual approval: the execution waits on a Step Functions task token (``lambda:invoke.waitForTaskToken``)
+until someone approves or rejects the model package, or the task's timeout rejects it.
+
+The token is kept at ``s3://<artifacts>/approvals/<model>/<execution>.json`` (never in an event or a
+log). ``sagepipe approve|reject <execution>`` reads it, updates the model package's approval status
+(UpdateModelPackage) and calls SendTaskSuccess with ``{"approved": bool, "reason", "by"}``.
+Follows the Step Functions docs "Wait for a Callback with Task Token" (SendTaskSuccess).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .errors import SagepipeError
+from .registry import set_status
+
+APPROVAL_NEEDED = "Pipeline Approval Needed"
+
+
+class ApprovalError(SagepipeError):
+    """The approval cannot be recorded (no pending approval for that run, or it already ended)."""
+
+    reason = "approval_error"
+
+
+def _key(model: str, execution: str) -> str:
+    return f"approvals/{model}/{execution}.json"
+
+
+def request(s3: Any, events: Any, *, bucket: str, task_token: str, model: str, execution: str,
+            registered: dict[str, Any], decision: dict[str, Any], source: str, bus: str) -> dict[str, Any]:
+    """Store the task token and announce the pending approval (EventBridge "Pipeline Approval Needed").
+
+    Returns the event detail sent (without the token)."""
+    record = {"model": model, "execution": execution, "task_token": task_token,
+              "model_package_arn": registered["ModelPackageArn"], "decision": decision}
+    s3.put_object(Bucket=bucket, Key=_key(model, execution), Body=json.dumps(record).encode(),
+                  ContentType="application/json")
+    detail = {"model": model, "execution": execution, "outcome": "approval_needed",
+              "model_package_arn": registered["ModelPackageArn"], "decision": decision,
+              "how_to_decide": f"sagepipe approve {execution}  |  sagepipe reject {execution} --reason '...'"}
+    resp = events.put_events(Entries=[{"Source": source, "DetailType": APPROVAL_NEEDED, "EventBusName": bus,
+                                       "Detail": json.dumps(detail)}])
+    if resp.get("FailedEntryCount"):
+        raise ApprovalError("could not send the Approval Needed event", entries=resp.get("Entries"))
+    return detail
+
+
+def find(s3: Any, bucket: str, execution: str) -> dict[str, Any]:
+    """The pending-approval record of ``execution``. Raises :class:`ApprovalError` if there is none."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="approvals/"):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(f"/{execution}.json"):
+                return json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    raise ApprovalError(f"no approval was requested for run {execution!r}", execution=execution)
+
+
+def decide(s3: Any, sfn: Any, sm: Any, *, bucket: str, execution: str, approved: bool, reason: str,
+           by: str) -> dict[str, Any]:
+    """Approve or reject ``execution``'s model package and resume the execution (SendTaskSuccess).
+
+    Raises :class:`ApprovalError` when there is no pending approval or the task already ended
+    (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``)."""
+    record = find(s3, bucket, execution)
+    output = {"approved": approved, "reason": reason, "by": by}
+    try:
+        sfn.send_task_success(taskToken=record["task_token"], output=json.dumps(output))
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code in {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}:
+            raise ApprovalError(f"run {execution} is no longer waiting for approval ({code})", execution=execution) from exc
+        raise
+    set_status(sm, record["model_package_arn"], "Approved" if approved else "Rejected",
+               f"{'approved' if approved else 'rejected'} by {by}: {reason}")
+    return {**output, "execution": execution, "model_package_arn": record["model_package_arn"]}
