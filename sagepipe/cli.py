@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad usage or input.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import signal
 import sys
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from . import client
 from .client import Target, TargetError
+from sagepipe_core.errors import InvalidConfigError, SagepipeError
 
 console = Console(stderr=True)
 out = Console()
@@ -111,6 +113,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if resp.status_code == 200 else 1
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    rows = client.notifications(_target(args), args.model, args.run)
+    if args.json:
+        out.print_json(json.dumps(rows))
+        return 0
+    table = Table("time", "detail-type", "model", "run", "outcome", "reason")
+    for ev in rows:
+        d = ev.get("detail") or {}
+        reason = (d.get("decision") or {}).get("reason") or d.get("cause") or (d.get("endpoint") or {}).get("failure_reason") or d.get("how_to_decide") or ""
+        table.add_row(str(ev.get("time", "")), ev.get("detail-type", ""), str(d.get("model", "")), str(d.get("execution", "")),
+                      str(d.get("outcome", "")), str(reason)[:120])
+    out.print(table)
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    approved = args.command == "approve"
+    if not approved and not args.reason:
+        raise ValueError("reject needs --reason")
+    result = client.decide_approval(_target(args), args.run, approved, args.reason or "approved", args.by or getpass.getuser())
+    out.print_json(json.dumps(result))
+    return 0
+
+
 def cmd_publish_code(args: argparse.Namespace) -> int:
     from . import codebundle
     target = _target(args)
@@ -157,6 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_args(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("events", help="pipeline notifications (Succeeded, Rejected, Failed, Approval Needed, Rolled Back)")
+    p.add_argument("--model")
+    p.add_argument("--run", help="one execution name")
+    p.add_argument("--json", action="store_true")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_events)
+
+    for name, helptext in (("approve", "approve a run waiting for manual approval"),
+                           ("reject", "reject a run waiting for manual approval")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("run", help="execution name (see `sagepipe runs`)")
+        p.add_argument("--reason", required=(name == "reject"))
+        p.add_argument("--by", help="who decides (default: your user name)")
+        _add_target_args(p)
+        p.set_defaults(func=cmd_decide)
+
     p = sub.add_parser("publish-code", help="upload model/ as code/sourcedir.tar.gz to the artifacts bucket")
     _add_target_args(p)
     p.set_defaults(func=cmd_publish_code)
@@ -179,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    except InvalidConfigError as exc:
+        console.print(f"[red]error:[/red] {exc.message}: {exc.details.get('errors', '')}")
+        return 2
+    except SagepipeError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        return 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Target:
     region: str
     event_source: str = "sagepipe"
     endpoint_url: str | None = None  # the twin's moto endpoint; None for AWS
+    stack_name: str = "sagepipe"
     profile: str | None = None
 
     def client(self, service: str) -> Any:
@@ -54,7 +55,8 @@ class Target:
         info = json.loads(path.read_text())
         return cls(data_bucket=info["data_bucket"], artifacts_bucket=info["artifacts_bucket"],
                    state_machine_arn=info["state_machine_arn"], api_url=info["api_url"], region=info["region"],
-                   event_source=info.get("event_source", "sagepipe"), endpoint_url=info["aws_endpoint_url"])
+                   event_source=info.get("event_source", "sagepipe"), endpoint_url=info["aws_endpoint_url"],
+                   stack_name=info.get("stack_name", "sagepipe"))
 
     @classmethod
     def aws(cls, stack: str, region: str | None, profile: str | None) -> "Target":
@@ -68,7 +70,7 @@ class Target:
         return cls(data_bucket=out["DataBucketName"], artifacts_bucket=out["ArtifactsBucketName"],
                    state_machine_arn=out["StateMachineArn"], api_url=out["ApiUrl"],
                    region=session.region_name or "us-east-1", event_source=out.get("EventSource", "sagepipe"),
-                   profile=profile)
+                   profile=profile, stack_name=stack)
 
 
 def upload(target: Target, file: Path, model: str, config: Path | None = None) -> str:
@@ -165,3 +167,29 @@ def predict(target: Target, model: str, body: bytes, content_type: str, api_key:
     if api_key:
         headers["x-api-key"] = api_key
     return requests.post(f"{target.api_url}/models/{model}/predictions", data=body, headers=headers, timeout=timeout_s)
+
+
+def notifications(target: Target, model: str | None = None, execution: str | None = None) -> list[dict[str, Any]]:
+    """Every pipeline notification (EventBridge events kept in ``/aws/events/<stack>/notifications``
+    by the stack's PipelineNotificationsRule), oldest first, optionally for one model or run."""
+    logs = target.client("logs")
+    group = f"/aws/events/{target.stack_name}/notifications"
+    events: list[dict[str, Any]] = []
+    try:
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+            for item in page.get("events", []):
+                event = json.loads(item["message"])
+                detail = event.get("detail") or {}
+                if (model and detail.get("model") != model) or (execution and detail.get("execution") != execution):
+                    continue
+                events.append(event)
+    except logs.exceptions.ResourceNotFoundException as exc:
+        raise TargetError(f"log group {group} not found: is the stack deployed?") from exc
+    return events
+
+
+def decide_approval(target: Target, execution: str, approved: bool, reason: str, by: str) -> dict[str, Any]:
+    """``sagepipe approve|reject``: update the model package and resume the waiting execution."""
+    from sagepipe_core import approval
+    return approval.decide(target.client("s3"), target.client("stepfunctions"), target.client("sagemaker"),
+                           bucket=target.artifacts_bucket, execution=execution, approved=approved, reason=reason, by=by)

@@ -85,3 +85,16 @@ def load_handler(aws: None) -> Callable[[str], ModuleType]:
         return importlib.import_module(module_name)
 
     return _load
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the scenario → outcome table recorded by the twin tests (``tests.twin.conftest.record``)."""
+    try:
+        from tests.twin.conftest import OUTCOMES
+    except ImportError:
+        return
+    if OUTCOMES:
+        width = max(len(s) for s, _ in OUTCOMES)
+        terminalreporter.write_sep("-", "twin scenarios: outcome")
+        for scenario, outcome in OUTCOMES:
+            terminalreporter.write_line(f"{scenario.ljust(width)}  {outcome}")

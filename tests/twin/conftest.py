@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -28,12 +29,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A running twin; on teardown asserts that no process it started is still alive."""
+@contextlib.contextmanager
+def running_twin(tmp_path_factory: pytest.TempPathFactory, **parameter_overrides: str) -> Iterator[Any]:
+    """Start a twin (template parameters overridden as given); on exit stop it and assert that no
+    process it started is still alive."""
     from sagepipe.twin.server import Twin
 
-    t = Twin(ROOT, tmp_path_factory.mktemp("twin"), echo=False, say=lambda m: None)
+    t = Twin(ROOT, tmp_path_factory.mktemp("twin"), echo=False, say=lambda m: None,
+             parameter_overrides=parameter_overrides)
     t.start()
     try:
         yield t
@@ -45,6 +48,13 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             time.sleep(0.1)
         alive = [p for p in pids if _alive(p)]
         assert not alive, f"twin left processes running: {alive}"
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running twin for the module (see :func:`running_twin`)."""
+    with running_twin(tmp_path_factory) as t:
+        yield t
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +82,31 @@ def wait_for_key(target: Target, key: str, timeout_s: float = 180) -> list[dict[
 def endpoint(target: Target, model: str) -> dict[str, Any]:
     """DescribeEndpoint for the model's endpoint."""
     return target.client("sagemaker").describe_endpoint(EndpointName=f"sagepipe-{model}")
+
+
+def churn_rows(start: int = 0, stop: int | None = None) -> tuple[str, list[str]]:
+    """The churn CSV's header and data rows ``[start:stop]``."""
+    header, *rows = CHURN.read_text().splitlines()
+    return header, rows[start:stop]
+
+
+def write_csv(directory: Path, name: str, header: str, rows: list[str]) -> Path:
+    """Write ``header`` + ``rows`` to ``directory/name``."""
+    path = directory / name
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def churn_config(directory: Path, **overrides: Any) -> Path:
+    """The demo config with ``overrides``, written to a file."""
+    path = directory / f"config-{abs(hash(json.dumps(overrides, sort_keys=True)))}.json"
+    path.write_text(json.dumps(json.loads(CHURN_CONFIG.read_text()) | overrides))
+    return path
+
+
+OUTCOMES: list[tuple[str, str]] = []
+
+
+def record(scenario: str, outcome: str) -> None:
+    """Note a scenario's outcome for the table printed at the end of the run."""
+    OUTCOMES.append((scenario, outcome))

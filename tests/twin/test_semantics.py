@@ -1,0 +1,356 @@
+"""Pipeline semantics that protect production (issue 4), on the twin: champion/challenger gate,
+registry and approval, safe rollout, exactly-once starts and retraining. Each scenario records its
+outcome; the table is printed at the end of the run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagepipe import client, codebundle
+from sagepipe.client import Target
+
+from .conftest import ROOT, churn_config, churn_rows, endpoint, record, running_twin, wait_for_key, write_csv
+
+pytestmark = pytest.mark.twin
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """This module's twin: the retrain schedule targets the model "retrain"."""
+    with running_twin(tmp_path_factory, ScheduledModelName="retrain") as t:
+        yield t
+
+
+def _run(target: Target, tmp: Path, model: str, name: str, rows: tuple[int, int | None], config: Path | None = None,
+         drop_column: str | None = None) -> dict[str, Any]:
+    header, data = churn_rows(*rows)
+    if drop_column:
+        cols = header.split(",")
+        i = cols.index(drop_column)
+        header = ",".join(c for j, c in enumerate(cols) if j != i)
+        data = [",".join(v for j, v in enumerate(r.split(",")) if j != i) for r in data]
+    key = client.upload(target, write_csv(tmp, name, header, data), model, config)
+    [desc] = wait_for_key(target, key)
+    return {"key": key, "desc": desc, "output": json.loads(desc.get("output") or "{}")}
+
+
+def _decision(run: dict[str, Any]) -> dict[str, Any]:
+    return run["output"].get("evaluation", {}).get("record", {})
+
+
+def _serves(target: Target, model: str) -> bool:
+    header, rows = churn_rows(4990, 4991)
+    record_ = dict(zip(header.split(","), rows[0].split(",")))
+    record_.pop("churn")
+    resp = client.predict(target, model, json.dumps({"instances": [record_]}).encode(), "application/json")
+    return resp.status_code == 200
+
+
+@pytest.fixture
+def bundle(target: Target, tmp_path: Path):
+    """Publish a modified model code bundle for one test; the real one is restored afterwards."""
+    s3 = target.client("s3")
+
+    def publish(train_suffix: str = "", inference_suffix: str = "") -> None:
+        code = tmp_path / "code"
+        shutil.copytree(ROOT / "model", code, ignore=shutil.ignore_patterns("__pycache__"))
+        if train_suffix:
+            (code / "real_train.py").write_text((ROOT / "model" / "train.py").read_text())
+            (code / "train.py").write_text(train_suffix)
+        if inference_suffix:
+            (code / "inference.py").write_text((ROOT / "model" / "inference.py").read_text() + inference_suffix)
+        codebundle.publish(s3, target.artifacts_bucket, code)
+
+    yield publish
+    codebundle.publish(s3, target.artifacts_bucket, ROOT / "model")
+
+
+# ----------------------------------------------------------------------------------- the gate
+@pytest.fixture(scope="module")
+def gate_champion(target: Target, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("gate")
+    run = _run(target, tmp, "gate", "v1.csv", (0, 3000), churn_config(tmp, tolerance=0.0))
+    assert run["desc"]["status"] == "SUCCEEDED" and _decision(run)["decision"] == "deploy", run["desc"].get("cause")
+    return run
+
+
+def test_worse_challenger_is_not_deployed_and_champion_keeps_serving(gate_champion: dict[str, Any], target: Target, tmp_path: Path) -> None:
+    before = endpoint(target, "gate")["EndpointConfigName"]
+    cfg = churn_config(tmp_path, tolerance=0.0, threshold=0.5,
+                       hyperparameters={"max_iter": 1, "learning_rate": 0.01, "max_leaf_nodes": 2})
+    run = _run(target, tmp_path, "gate", "worse.csv", (1000, 4000), cfg)
+    d = _decision(run)
+    assert run["desc"]["status"] == "SUCCEEDED" and d["decision"] == "reject", d
+    assert d["rule"] == "champion:tolerance" and d["champion_status"] == "scored"
+    assert d["challenger"] < d["champion"]
+    assert endpoint(target, "gate")["EndpointConfigName"] == before and _serves(target, "gate")
+    record("worse challenger", f"rejected ({d['challenger']:.4f} vs champion {d['champion']:.4f}); champion still serving")
+
+
+def test_equal_within_tolerance_challenger_is_deployed(gate_champion: dict[str, Any], target: Target, tmp_path: Path) -> None:
+    run = _run(target, tmp_path, "gate", "equal.csv", (500, 3500), churn_config(tmp_path, tolerance=0.05))
+    d = _decision(run)
+    assert run["desc"]["status"] == "SUCCEEDED" and d["decision"] == "deploy", d
+    assert d["rule"] == "champion" and abs(d["challenger"] - d["champion"]) <= 0.05
+    ep = endpoint(target, "gate")
+    assert ep["EndpointConfigName"] == run["output"]["deployment"]["EndpointConfigName"] and ep["EndpointStatus"] == "InService"
+    record("equal-within-tolerance challenger", f"deployed (gain {d['challenger'] - d['champion']:+.4f}, tolerance 0.05)")
+
+
+def test_nan_metric_is_rejected(gate_champion: dict[str, Any], target: Target, tmp_path: Path, bundle: Any) -> None:
+    before = endpoint(target, "gate")["EndpointConfigName"]
+    bundle(train_suffix=(
+        "import json, os, runpy, sys\n"
+        "sys.argv[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'real_train.py')\n"
+        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit as exc:\n    if exc.code:\n        raise\n"
+        "path = os.path.join(os.environ['SM_MODEL_DIR'], 'evaluation.json')\n"
+        "report = json.load(open(path))\n"
+        "report['metrics']['test']['auc'] = float('nan')\n"
+        "open(path, 'w').write(json.dumps(report))\n"
+        "print('[metric] test:auc=nan')\n"))
+    run = _run(target, tmp_path, "gate", "nan.csv", (200, 3200), churn_config(tmp_path, tolerance=0.05))
+    d = _decision(run)
+    assert run["desc"]["status"] == "SUCCEEDED" and d["decision"] == "reject" and d["rule"] == "fail_closed", d
+    assert "not finite" in d["reason"] or "missing" in d["reason"]
+    assert endpoint(target, "gate")["EndpointConfigName"] == before
+    record("NaN metric", f"rejected, fail closed: {d['reason']}")
+
+
+@pytest.mark.parametrize("policy", ["reject", "threshold_only"])
+def test_schema_change_follows_the_policy(gate_champion: dict[str, Any], target: Target, tmp_path: Path, policy: str) -> None:
+    before = endpoint(target, "gate")["EndpointConfigName"]
+    run = _run(target, tmp_path, "gate", f"schema-{policy}.csv", (0, 3000),
+               churn_config(tmp_path, tolerance=0.05, incompatible_champion=policy), drop_column="state")
+    d = _decision(run)
+    assert d["champion_status"] == "incompatible", d
+    after = endpoint(target, "gate")["EndpointConfigName"]
+    if policy == "reject":
+        assert d["decision"] == "reject" and d["rule"] == "incompatible_champion:reject" and after == before
+    else:
+        assert d["decision"] == "deploy" and d["rule"] == "incompatible_champion:threshold_only" and after != before
+    record(f"schema change, policy {policy}", f"{d['decision']}: {d['reason'][:90]}")
+
+
+# ----------------------------------------------------------------------------- approval
+def _wait_for_state(target: Target, key: str, state: str, timeout_s: float = 120) -> str:
+    sfn = target.client("stepfunctions")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for ex in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]:
+            if json.loads(sfn.describe_execution(executionArn=ex["executionArn"])["input"])["dataset"]["key"] != key:
+                continue
+            names = [e["stateEnteredEventDetails"]["name"] for e in sfn.get_execution_history(
+                executionArn=ex["executionArn"], maxResults=1000)["events"] if "stateEnteredEventDetails" in e]
+            if state in names:
+                return ex["name"]
+        time.sleep(0.2)
+    raise AssertionError(f"{key} never reached {state}")
+
+
+def _approval_run(target: Target, tmp: Path, name: str, rows: tuple[int, int], timeout_s: int = 600) -> tuple[str, str]:
+    header, data = churn_rows(*rows)
+    cfg = churn_config(tmp, approval="manual", approval_timeout_seconds=timeout_s, tolerance=1.0)
+    key = client.upload(target, write_csv(tmp, name, header, data), "appr", cfg)
+    s3 = target.client("s3")
+    execution = _wait_for_state(target, key, "RequestApproval")
+    deadline = time.monotonic() + 30
+    while not s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix=f"approvals/appr/{execution}.json").get("KeyCount"):
+        assert time.monotonic() < deadline, "approval request was not stored"
+        time.sleep(0.1)
+    return key, execution
+
+
+def _package_status(target: Target, run: dict[str, Any]) -> str:
+    arn = run["output"]["registered"]["ModelPackageArn"]
+    return target.client("sagemaker").describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"]
+
+
+def test_manual_approval_approved_is_deployed(target: Target, tmp_path: Path) -> None:
+    key, execution = _approval_run(target, tmp_path, "approve.csv", (0, 2500))
+    result = client.decide_approval(target, execution, True, "looks good", "tester")
+    assert result["approved"] is True
+    [desc] = wait_for_key(target, key)
+    run = {"desc": desc, "output": json.loads(desc["output"])}
+    assert desc["status"] == "SUCCEEDED" and run["output"]["approval"]["approved"] is True
+    assert endpoint(target, "appr")["EndpointConfigName"] == run["output"]["deployment"]["EndpointConfigName"]
+    assert _package_status(target, run) == "Approved"
+    kinds = [e["detail-type"] for e in client.notifications(target, "appr", execution)]
+    assert "Pipeline Approval Needed" in kinds and "Pipeline Succeeded" in kinds
+    record("manual approval, approved", "deployed; package Approved")
+
+
+def test_manual_approval_rejected_is_not_deployed(target: Target, tmp_path: Path) -> None:
+    before = endpoint(target, "appr")["EndpointConfigName"]
+    key, execution = _approval_run(target, tmp_path, "reject.csv", (1000, 3500))
+    client.decide_approval(target, execution, False, "bias review failed", "tester")
+    [desc] = wait_for_key(target, key)
+    run = {"desc": desc, "output": json.loads(desc["output"])}
+    assert desc["status"] == "SUCCEEDED" and "deployment" not in run["output"]
+    assert run["output"]["approval"] == {"approved": False, "reason": "bias review failed", "by": "tester"}
+    assert endpoint(target, "appr")["EndpointConfigName"] == before
+    assert _package_status(target, run) == "Rejected"
+    record("manual approval, rejected", "not deployed; package Rejected")
+
+
+def test_manual_approval_timeout_rejects(target: Target, tmp_path: Path) -> None:
+    header, data = churn_rows(2000, 4500)
+    cfg = churn_config(tmp_path, approval="manual", approval_timeout_seconds=2, tolerance=1.0)
+    key = client.upload(target, write_csv(tmp_path, "timeout.csv", header, data), "appr", cfg)
+    [desc] = wait_for_key(target, key)
+    run = {"desc": desc, "output": json.loads(desc["output"])}
+    assert desc["status"] == "SUCCEEDED" and "deployment" not in run["output"]
+    assert run["output"]["approval"]["approved"] is False and "timed out" in run["output"]["approval"]["reason"]
+    assert _package_status(target, run) == "Rejected"
+    with pytest.raises(Exception, match="no longer waiting|TaskTimedOut|InvalidToken|TaskDoesNotExist"):
+        client.decide_approval(target, desc["name"], True, "too late", "tester")
+    record("manual approval, timed out", "rejected; a late approve is refused")
+
+
+# ------------------------------------------------------------------------------ rollout
+def test_model_failing_ping_after_update_is_rolled_back(target: Target, tmp_path: Path, bundle: Any) -> None:
+    first = _run(target, tmp_path, "rb", "v1.csv", (0, 2500), churn_config(tmp_path, tolerance=1.0))
+    assert first["desc"]["status"] == "SUCCEEDED", first["desc"].get("cause")
+    before = endpoint(target, "rb")["EndpointConfigName"]
+    bundle(inference_suffix="\n\ndef model_fn(model_dir):\n    raise RuntimeError('model artifact is corrupt')\n")
+    run = _run(target, tmp_path, "rb", "v2.csv", (500, 3000), churn_config(tmp_path, tolerance=1.0))
+    desc = run["desc"]
+    assert desc["status"] == "FAILED" and desc["error"] == "DeploymentRolledBack", desc
+    ep = endpoint(target, "rb")
+    assert ep["EndpointConfigName"] == before and ep["EndpointStatus"] == "InService"
+    assert "model artifact is corrupt" in ep.get("FailureReason", "") or "exited" in ep.get("FailureReason", "")
+    assert _serves(target, "rb")
+    events = client.notifications(target, "rb", desc["name"])
+    rolled = [e for e in events if e["detail-type"] == "Pipeline Rolled Back"]
+    assert rolled and rolled[0]["detail"]["endpoint"]["live"] == before
+    arn = rolled[0]["detail"]["model_package_arn"]
+    pkg = target.client("sagemaker").describe_model_package(ModelPackageName=arn)
+    assert pkg["ModelApprovalStatus"] == "Rejected" and pkg["ApprovalDescription"].startswith("rolled back")
+    record("model whose /ping fails after the update", "rolled back: old config live, Rolled Back event, package Rejected")
+
+
+def test_two_runs_for_one_model_at_once_are_serialised(target: Target, tmp_path: Path) -> None:
+    cfg = churn_config(tmp_path, tolerance=1.0)
+    header, a = churn_rows(0, 2000)
+    _, b = churn_rows(2000, 4000)
+    target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/conc/sagepipe.json", Body=cfg.read_bytes())
+    with ThreadPoolExecutor(2) as pool:
+        keys = list(pool.map(lambda item: client.upload(target, write_csv(tmp_path, item[0], header, item[1]), "conc"),
+                             [("a.csv", a), ("b.csv", b)]))
+    descs = [wait_for_key(target, k)[0] for k in keys]
+    assert [d["status"] for d in descs] == ["SUCCEEDED", "SUCCEEDED"], [d.get("cause") for d in descs]
+    configs = [json.loads(d["output"])["deployment"]["EndpointConfigName"] for d in descs]
+    ep = endpoint(target, "conc")
+    assert ep["EndpointStatus"] == "InService" and ep["EndpointConfigName"] in configs and "FailureReason" not in ep
+    sfn = target.client("stepfunctions")
+    busy = sum(1 for d in descs for e in sfn.get_execution_history(executionArn=d["executionArn"], maxResults=1000)["events"]
+               if "EndpointBusyError" in json.dumps(e.get("lambdaFunctionFailedEventDetails") or e.get("taskFailedEventDetails") or {}))
+    last = max(descs, key=lambda d: d["stopDate"])
+    assert ep["EndpointConfigName"] == json.loads(last["output"])["deployment"]["EndpointConfigName"]
+    record("two runs for one model at once", f"both deployed one after the other ({busy} busy retries); last one live")
+
+
+# ------------------------------------------------------------------------- exactly once
+def test_twenty_duplicate_deliveries_give_one_run(twin: Any, target: Target, tmp_path: Path) -> None:
+    header, rows = churn_rows(0, 800)
+    cfg = churn_config(tmp_path, threshold=0.999)
+    key = client.upload(target, write_csv(tmp_path, "dup.csv", header, rows), "dups", cfg)
+    head = target.client("s3").head_object(Bucket=target.data_bucket, Key=key)
+    event = {"version": "0", "id": "dup-1", "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
+             "time": "2026-11-29T00:00:00Z", "region": "us-east-1", "resources": [],
+             "detail": {"bucket": {"name": target.data_bucket},
+                        "object": {"key": key.replace(" ", "+"), "size": head["ContentLength"], "etag": head["ETag"].strip('"'),
+                                   "version-id": head["VersionId"]}, "reason": "PutObject"}}
+    start = next(n for n in twin.functions if "StartFunction" in n)
+    lam = target.client("lambda")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: json.loads(lam.invoke(FunctionName=start, Payload=json.dumps(event).encode())["Payload"].read()),
+                                range(20)))
+    assert all(r["results"][0]["execution_name"] == results[0]["results"][0]["execution_name"] for r in results)
+    assert len(wait_for_key(target, key)) == 1
+    record("20 duplicate deliveries", "1 run")
+
+
+def test_ten_distinct_versions_uploaded_together_give_ten_runs(target: Target, tmp_path: Path) -> None:
+    header, rows = churn_rows()
+    cfg = churn_config(tmp_path, threshold=0.999)
+    target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/bulk/sagepipe.json", Body=cfg.read_bytes())
+    files = [write_csv(tmp_path, f"part-{i}.csv", header, rows[i * 300:(i + 1) * 300 + 200]) for i in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        keys = list(pool.map(lambda f: client.upload(target, f, "bulk"), files))
+    descs = [wait_for_key(target, k, timeout_s=300) for k in keys]
+    assert [len(d) for d in descs] == [1] * 10
+    assert all(d[0]["status"] == "SUCCEEDED" for d in descs), [d[0].get("cause") for d in descs]
+    record("10 distinct versions uploaded together", "10 runs, none lost")
+
+
+BAD_DATA = {
+    "encoding": b"a,b,churn\n\xff\xfe,1,yes\n",
+    "empty": b"",
+    "delimiter": b"a;b;churn\n1;2;yes\n",
+    "duplicate_columns": b"a,a,churn\n1,2,yes\n3,4,no\n",
+    "missing_target_column": b"a,b,label\n1,2,yes\n",
+    "missing_labels": b"a,b,churn\n1,2,yes\n3,4,\n",
+    "too_few_rows": b"a,b,churn\n1,2,yes\n3,4,no\n",
+}
+
+
+@pytest.mark.parametrize("check", sorted(BAD_DATA))
+def test_bad_data_is_quarantined_with_the_right_reason(target: Target, tmp_path: Path, check: str) -> None:
+    path = tmp_path / f"bad-{check}.csv"
+    path.write_bytes(BAD_DATA[check] if check != "empty" else b"\n")
+    target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/bad/sagepipe.json",
+                                   Body=json.dumps({"target": "churn"}).encode())
+    key = client.upload(target, path, "bad")
+    [desc] = wait_for_key(target, key)
+    assert desc["status"] == "FAILED" and desc["error"] == "InvalidDatasetError"
+    reason = json.loads(json.loads(desc["cause"])["errorMessage"])
+    assert reason["check"] == check
+    s3 = target.client("s3")
+    stored = json.loads(s3.get_object(Bucket=target.artifacts_bucket, Key=f"quarantine/bad/{desc['name']}/reason.json")["Body"].read())
+    assert stored["check"] == check and stored["source"]["key"] == key
+    assert s3.get_object(Bucket=target.data_bucket, Key=key)["Body"].read() == path.read_bytes()
+    kinds = {e["detail-type"] for e in client.notifications(target, "bad", desc["name"])}
+    assert kinds == {"Pipeline Rejected"}
+    record(f"bad data: {check}", f"quarantined, reason {reason['check']}; source kept")
+
+
+# ----------------------------------------------------------------------------- retraining
+def test_retrain_requested_event_and_schedule_retrain_the_latest_data(twin: Any, target: Target, tmp_path: Path) -> None:
+    header, rows = churn_rows(0, 1000)
+    cfg = churn_config(tmp_path, threshold=0.999)
+    first = client.upload(target, write_csv(tmp_path, "a-old.csv", header, rows), "retrain", cfg)
+    wait_for_key(target, first)
+    time.sleep(1.1)  # LastModified has one-second resolution
+    latest = client.upload(target, write_csv(tmp_path, "b-new.csv", header, rows[:900]), "retrain")
+    wait_for_key(target, latest)
+    events = target.client("events")
+    resp = events.put_events(Entries=[{"Source": target.event_source, "DetailType": "Retrain Requested",
+                                       "Detail": json.dumps({"model": "retrain"})}])
+    assert resp["FailedEntryCount"] == 0
+    rule = next(r for r in events.list_rules()["Rules"] if "RetrainSchedule" in r["Name"])
+    assert rule["State"] == "DISABLED"  # disabled by default
+    from moto.events.models import events_backends
+    twin.fire_schedule(events_backends["123456789012"]["us-east-1"].event_buses["default"].rules[rule["Name"]])
+    sfn = target.client("stepfunctions")
+    deadline = time.monotonic() + 120
+    triggers: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        triggers = {}
+        for ex in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]:
+            inp = json.loads(sfn.describe_execution(executionArn=ex["executionArn"])["input"])
+            if inp["trigger"] in {"retrain-request", "schedule"}:
+                triggers[inp["trigger"]] = inp["dataset"]["key"]
+        if len(triggers) == 2:
+            break
+        time.sleep(0.3)
+    assert triggers == {"retrain-request": latest, "schedule": latest}, triggers
+    record("Retrain Requested event / schedule", f"each retrained on the latest version ({latest.rsplit('/', 1)[1]})")
