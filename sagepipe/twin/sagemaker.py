@@ -121,6 +121,7 @@ class ModelServer:
     port: int
     directory: Path
     log_thread: threading.Thread | None = None
+    start_seconds: float = 0.0  # process start → /ping 200 (wall seconds)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; removes nothing on disk (kept for inspection)."""
@@ -193,6 +194,7 @@ class HostingManager:
              "--ready-file", str(ready)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         prefix = f"endpoint:{endpoint_name}/{config_name}"
+        started = time.monotonic()
         output: list[str] = []
 
         def pump() -> None:
@@ -214,6 +216,7 @@ class HostingManager:
                 server.port = json.loads(ready.read_text())["port"]
                 status = self._ping(server.port)
                 if status == 200:
+                    server.start_seconds = time.monotonic() - started
                     return server
                 if status is not None:
                     server.stop()

@@ -44,6 +44,26 @@ def deployment_config(alarm_names: list[str]) -> dict[str, Any]:
     return cfg
 
 
+def ensure_rollback_alarms(cw: Any, endpoint_name: str, *, latency_ms: float, errors_5xx: int) -> list[str]:
+    """PutMetricAlarm (idempotent) for the endpoint's auto-rollback: ``<endpoint>-invocation-5xx``
+    (``Invocation5XXErrors`` Sum ≥ ``errors_5xx`` in a minute) and ``<endpoint>-model-latency``
+    (``ModelLatency`` p99 > ``latency_ms``, in microseconds as SageMaker reports it, 2 of 3 minutes).
+    Namespace ``AWS/SageMaker``, dimensions EndpointName + VariantName ``AllTraffic`` (SageMaker docs,
+    "Monitor Amazon SageMaker AI with Amazon CloudWatch"). Returns the alarm names."""
+    dims = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    errors, latency = f"{endpoint_name}-invocation-5xx", f"{endpoint_name}-model-latency"
+    cw.put_metric_alarm(AlarmName=errors, Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Dimensions=dims,
+                        Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=float(errors_5xx),
+                        ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+                        AlarmDescription="sagepipe auto-rollback: invocation 5xx errors on the endpoint")
+    cw.put_metric_alarm(AlarmName=latency, Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=dims,
+                        ExtendedStatistic="p99", Period=60, EvaluationPeriods=3, DatapointsToAlarm=2,
+                        Threshold=float(latency_ms) * 1000.0, ComparisonOperator="GreaterThanThreshold",
+                        TreatMissingData="notBreaching",
+                        AlarmDescription="sagepipe auto-rollback: model latency p99 on the endpoint")
+    return [errors, latency]
+
+
 def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_config_name: str,
                      image: str, model_data_url: str, role_arn: str, instance_type: str,
                      instance_count: int, alarm_names: list[str], region: str) -> dict[str, Any]:

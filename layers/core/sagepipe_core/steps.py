@@ -42,6 +42,8 @@ class Settings:
     inference_image: str = ""
     sagemaker_role_arn: str = ""
     alarm_names: list[str] = field(default_factory=list)
+    rollback_latency_ms: float = 1000.0
+    rollback_5xx: int = 1
     event_bus: str = "default"
     region: str = "us-east-1"
 
@@ -49,7 +51,8 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         """Read ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
         ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
-        ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated), ``EVENT_BUS_NAME`` and
+        ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated, extra alarms),
+        ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME`` and
         ``AWS_REGION``; missing ones take the defaults above."""
         e = os.environ if env is None else env
         return cls(
@@ -62,6 +65,8 @@ class Settings:
             inference_image=e.get("INFERENCE_IMAGE", ""), sagemaker_role_arn=e.get("SAGEMAKER_ROLE_ARN", ""),
             alarm_names=[a for a in e.get("ROLLBACK_ALARM_NAMES", "").split(",") if a],
             event_bus=e.get("EVENT_BUS_NAME", "default"),
+            rollback_latency_ms=float(e.get("ROLLBACK_LATENCY_MS", "1000")),
+            rollback_5xx=int(e.get("ROLLBACK_5XX_ERRORS", "1")),
             region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")))
 
 
@@ -236,16 +241,19 @@ def json_safe(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------- deploy
-def deploy_model(state: dict[str, Any], *, sm: Any, settings: Settings) -> dict[str, Any]:
-    """Deploy step: :func:`deploy.start_deployment` for the run's names and the endpoint config in
+def deploy_model(state: dict[str, Any], *, sm: Any, cw: Any, settings: Settings) -> dict[str, Any]:
+    """Deploy step: the endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
+    :func:`deploy.start_deployment` for the run's names and the endpoint config in
     ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``."""
     names, ep = state["names"], state["config"]["endpoint"]
+    alarms = deploy.ensure_rollback_alarms(cw, names["EndpointName"], latency_ms=settings.rollback_latency_ms,
+                                           errors_5xx=settings.rollback_5xx) + settings.alarm_names
     return deploy.start_deployment(
         sm, endpoint_name=names["EndpointName"], model_name=names["ModelName"],
         endpoint_config_name=names["EndpointConfigName"], image=settings.inference_image,
         model_data_url=state["training"]["ModelArtifacts"], role_arn=settings.sagemaker_role_arn,
         instance_type=ep["instance_type"], instance_count=ep["instance_count"],
-        alarm_names=settings.alarm_names, region=settings.region)
+        alarm_names=alarms, region=settings.region)
 
 
 # ------------------------------------------------------------------------------------ register
