@@ -1,44 +1,64 @@
-"""Predict function: ``POST /models/{model}/predictions`` (REST API, stage ``v1``) → sagemaker-runtime
-InvokeEndpoint. Glue only: checks and error mapping are ``sagepipe_core.predict``.
-"""
+"""Inference API (REST API stage ``v1``; contract: ``api/openapi.yaml``): ``POST /models/{model}/predictions``,
+``GET /models/{model}``, ``GET /health``. Glue only: the logic is ``sagepipe_core.predict``."""
 
 import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from sagepipe_core.predict import ApiError, check_request, invoke
+from sagepipe_core import predict as core
 
 logger = Logger()
-tracer = Tracer()
-app = APIGatewayRestResolver()
-PREFIX = os.environ.get("RESOURCE_PREFIX", "sagepipe")
-RUNTIME = boto3.client("sagemaker-runtime", config=Config(connect_timeout=2, read_timeout=20, retries={"mode": "standard", "max_attempts": 2}))
+SETTINGS = core.Settings.from_env(dict(os.environ))
+ORIGINS = [o.strip() for o in os.environ.get("CORS_ALLOW_ORIGINS", "*").split(",") if o.strip()] or ["*"]
+app = APIGatewayRestResolver(cors=CORSConfig(allow_origin=ORIGINS[0], extra_origins=ORIGINS[1:], max_age=600,
+                                             allow_headers=["Content-Type", "X-Api-Key", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"]))
+# read_timeout x attempts (20 s) < the function's Timeout (25 s) < API Gateway's 29 s: a slow model is a JSON 504.
+RUNTIME = boto3.client("sagemaker-runtime", config=Config(connect_timeout=2, read_timeout=20, retries={"total_max_attempts": 1}))
+_CONTROL = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+LIVE = core.LiveModels(boto3.client("sagemaker", config=_CONTROL), boto3.client("s3", config=_CONTROL), SETTINGS.ttl_s)
 
 
-@app.exception_handler(ApiError)
-def api_error(err: ApiError) -> Response:
-    """Render :class:`ApiError` as JSON with its status and headers."""
-    return Response(status_code=err.status, content_type="application/json", body=err.body(), headers=err.headers)
+@app.exception_handler(core.ApiError)
+def api_error(err: core.ApiError) -> Response:
+    """Render :class:`ApiError` as JSON; the log line has the code, never the body."""
+    logger.info("request rejected", extra={"status": err.status, "error_code": err.code})
+    return Response(err.status, "application/json", err.body(), err.headers)
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    """Unknown route or a model name the router does not accept: the API's own JSON 404 shape."""
+    return api_error(core.ApiError(404, "not_found", "no such resource"))
 
 
 @app.post("/models/<model>/predictions")
-def predict(model: str) -> dict[str, Any]:
-    """Validate the request, call the model's endpoint, return predictions and the request id."""
-    request = app.current_event
-    body = request.decoded_body.encode() if request.body is not None else b""
-    content_type = check_request(model, body, request.headers.get("content-type"))
-    result = invoke(RUNTIME, prefix=PREFIX, model=model, body=body, content_type=content_type)
-    return {**result, "request_id": request.request_context.request_id}
+def predictions(model: str) -> dict[str, Any]:
+    """Validate against the live version's schema, call its endpoint, return predictions + request id."""
+    ev = app.current_event
+    body = core.read_body(ev.body, ev.is_base64_encoded)
+    result = core.predict(RUNTIME, LIVE, SETTINGS, model=model, body=body, content_type=core.header(ev.headers, "content-type"))
+    logger.info("predicted", extra={"model": model, "version": result["version"], "instances": len(result["predictions"])})
+    return {**result, "request_id": ev.request_context.request_id}
+
+
+@app.get("/models/<model>")
+def model_info(model: str) -> dict[str, Any]:
+    """The live model version: metrics, schema, when deployed."""
+    return {**core.describe(LIVE, SETTINGS, model), "request_id": app.current_event.request_context.request_id}
+
+
+@app.get("/health")
+def health() -> dict[str, Any]:
+    """Liveness of the API itself (no SageMaker call)."""
+    return {"status": "ok", "request_id": app.current_event.request_context.request_id}
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """REST API (v1 payload) proxy event → proxy response."""
     return app.resolve(event, context)

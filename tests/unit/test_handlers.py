@@ -407,6 +407,14 @@ def test_deploy_busy_endpoint(stack, load_handler, lambda_context, status):
 
 
 # -------------------------------------------------------------------------------------- predict
+@pytest.fixture()
+def predict_stack(stack):
+    """Issue 5: the predict function validates against the live version's schema.json, so a churn version
+    is deployed in moto (the full error matrix is tests/unit/test_predict_api.py)."""
+    from tests.unit.predict_helpers import churn_schema, deploy_version
+    deploy_version(boto3.client("s3"), boto3.client("sagemaker"), "churn-v1", churn_schema(), create_bucket=False)
+
+
 def _predict_event(body: str | None = None, content_type: str | None = "application/json", model: str = "churn",
                    base64_body: bool = False) -> dict:
     event = load_event("predict_rest.json")
@@ -428,6 +436,7 @@ def _predict_event(body: str | None = None, content_type: str | None = "applicat
 
 def _ok(stub, expected_body: bytes | None = None, endpoint: str = "sagepipe-churn"):
     payload = json.dumps({"predictions": [{"label": "no", "probability": 0.12}]}).encode()
+    expected_body = None if expected_body is None else _normalised(expected_body)
     params = {"EndpointName": endpoint, "ContentType": "application/json", "Accept": "application/json",
               "Body": expected_body if expected_body is not None else ANY}
     stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(payload), len(payload)),
@@ -435,12 +444,20 @@ def _ok(stub, expected_body: bytes | None = None, endpoint: str = "sagepipe-chur
                       params)
 
 
+def _normalised(body: bytes) -> bytes:
+    """What the predict function sends on: the records validated and normalised (numbers as floats)."""
+    from tests.unit.predict_helpers import churn_schema
+    types = {f["name"]: f["type"] for f in churn_schema()["features"]}
+    recs = [{k: float(v) if types[k] == "numeric" else v for k, v in r.items()} for r in json.loads(body)["instances"]]
+    return json.dumps({"instances": recs}, separators=(",", ":")).encode()
+
+
 def _call(app, event, lambda_context):
     resp = app.lambda_handler(event, lambda_context)
     return resp["statusCode"], json.loads(resp["body"]), resp
 
 
-def test_predict_sample_event(stack, load_handler, lambda_context):
+def test_predict_sample_event(predict_stack, load_handler, lambda_context):
     app = load_handler("predict")
     event = _predict_event()
     features = json.loads(event["body"])["instances"][0]
@@ -457,7 +474,7 @@ def test_predict_sample_event(stack, load_handler, lambda_context):
     assert "application/json" in str(resp.get("headers") or resp.get("multiValueHeaders"))
 
 
-def test_predict_base64_body(stack, load_handler, lambda_context):
+def test_predict_base64_body(predict_stack, load_handler, lambda_context):
     app = load_handler("predict")
     plain = _predict_event()["body"].encode()
     with Stubber(app.RUNTIME) as stub:
@@ -466,17 +483,21 @@ def test_predict_base64_body(stack, load_handler, lambda_context):
     assert status == 200 and body["predictions"]
 
 
-def test_predict_csv_content_type(stack, load_handler, lambda_context):
+def test_predict_csv_content_type(predict_stack, load_handler, lambda_context):
+    """CSV rows are checked against the schema (issue 5): a short row is a 422 naming the record; a full
+    row is sent on as normalised JSON."""
     app = load_handler("predict")
-    with Stubber(app.RUNTIME) as stub:
-        stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(b"[0]"), 3)},
-                          {"EndpointName": "sagepipe-churn", "ContentType": "text/csv", "Accept": "application/json",
-                           "Body": b"KS,128\n"})
+    with Stubber(app.RUNTIME):
         status, body, _ = _call(app, _predict_event("KS,128\n", "text/csv; charset=utf-8"), lambda_context)
-    assert status == 200 and body["predictions"] == [0]
+    assert status == 422 and body["error"]["errors"][0]["code"] == "wrong_value_count"
+    row = CHURN.read_text().splitlines()[1].rsplit(",", 1)[0]
+    with Stubber(app.RUNTIME) as stub:
+        _ok(stub)
+        status, body, _ = _call(app, _predict_event(row + "\n", "text/csv; charset=utf-8"), lambda_context)
+    assert status == 200 and body["predictions"]
 
 
-def test_predict_unknown_model_404(stack, load_handler, lambda_context):
+def test_predict_unknown_model_404(predict_stack, load_handler, lambda_context):
     app = load_handler("predict")
     with Stubber(app.RUNTIME) as stub:
         stub.add_client_error("invoke_endpoint", "ValidationError",
@@ -487,7 +508,7 @@ def test_predict_unknown_model_404(stack, load_handler, lambda_context):
 
 
 @pytest.mark.parametrize("model", ["bad.name", "-x", "a" * 41])
-def test_predict_invalid_model_name_400(stack, load_handler, lambda_context, model):
+def test_predict_invalid_model_name_400(predict_stack, load_handler, lambda_context, model):
     app = load_handler("predict")
     with Stubber(app.RUNTIME):  # no call expected: any call would raise
         status, body, _ = _call(app, _predict_event(model=model), lambda_context)
@@ -495,7 +516,7 @@ def test_predict_invalid_model_name_400(stack, load_handler, lambda_context, mod
 
 
 @pytest.mark.parametrize("ct", ["text/plain", "application/xml", None])
-def test_predict_wrong_content_type_415(stack, load_handler, lambda_context, ct):
+def test_predict_wrong_content_type_415(predict_stack, load_handler, lambda_context, ct):
     app = load_handler("predict")
     with Stubber(app.RUNTIME):
         status, body, _ = _call(app, _predict_event(content_type=ct), lambda_context)
@@ -503,14 +524,14 @@ def test_predict_wrong_content_type_415(stack, load_handler, lambda_context, ct)
 
 
 @pytest.mark.parametrize("raw", ["", "   "])
-def test_predict_empty_body_400(stack, load_handler, lambda_context, raw):
+def test_predict_empty_body_400(predict_stack, load_handler, lambda_context, raw):
     app = load_handler("predict")
     with Stubber(app.RUNTIME):
         status, body, _ = _call(app, _predict_event(raw), lambda_context)
     assert status == 400 and body["error"]["code"] == "empty_body"
 
 
-def test_predict_null_body_400(stack, load_handler, lambda_context):
+def test_predict_null_body_400(predict_stack, load_handler, lambda_context):
     app = load_handler("predict")
     event = _predict_event()
     event["body"] = None
@@ -522,14 +543,14 @@ def test_predict_null_body_400(stack, load_handler, lambda_context):
 @pytest.mark.parametrize("raw, code", [('{"instances": [', "malformed_json"), ("{'a': 1}", "malformed_json"),
                                        ('{"rows": []}', "missing_instances"), ('{"instances": []}', "missing_instances"),
                                        ("[1, 2]", "missing_instances")])
-def test_predict_bad_json_400(stack, load_handler, lambda_context, raw, code):
+def test_predict_bad_json_400(predict_stack, load_handler, lambda_context, raw, code):
     app = load_handler("predict")
     with Stubber(app.RUNTIME):
         status, body, _ = _call(app, _predict_event(raw), lambda_context)
     assert status == 400 and body["error"]["code"] == code
 
 
-def test_predict_body_too_large_413(stack, load_handler, lambda_context):
+def test_predict_body_too_large_413(predict_stack, load_handler, lambda_context):
     app = load_handler("predict")
     big = json.dumps({"instances": [{"state": "KS", "pad": "x" * (6 * 1024 * 1024)}]})
     with Stubber(app.RUNTIME):
@@ -539,7 +560,7 @@ def test_predict_body_too_large_413(stack, load_handler, lambda_context):
 
 @pytest.mark.parametrize("original, status, code", [(400, 422, "model_rejected_input"), (415, 422, "model_rejected_input"),
                                                     (500, 502, "model_error"), (503, 502, "model_error")])
-def test_predict_model_error_mapping(stack, load_handler, lambda_context, original, status, code):
+def test_predict_model_error_mapping(predict_stack, load_handler, lambda_context, original, status, code):
     app = load_handler("predict")
     with Stubber(app.RUNTIME) as stub:
         stub.add_client_error("invoke_endpoint", "ModelError", "Received client error from model", 424,
@@ -548,7 +569,7 @@ def test_predict_model_error_mapping(stack, load_handler, lambda_context, origin
     assert got == status and body["error"]["code"] == code and body["error"]["model_status"] == original
 
 
-def test_predict_throttled_429(stack, load_handler, lambda_context):
+def test_predict_throttled_429(predict_stack, load_handler, lambda_context):
     app = load_handler("predict")
     with Stubber(app.RUNTIME) as stub:
         stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", 400)

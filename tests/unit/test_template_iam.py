@@ -225,7 +225,9 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
                          ("sm", "describe_model_package_group"): None, ("sm", "create_model_package_group"): None,
                          ("sm", "create_model_package"): None},
     "ApprovalFunction": {("s3", "put_object"): "ArtifactsBucket"},
-    "PredictFunction": {("runtime", "invoke_endpoint"): None},
+    "PredictFunction": {("runtime", "invoke_endpoint"): None, ("sm", "describe_endpoint"): None,
+                        ("sm", "describe_endpoint_config"): None, ("sm", "describe_model"): None,
+                        ("s3", "get_object"): "ArtifactsBucket"},
 }
 #: quarantine: CopyObject (with VersionId) reads the source version in the data bucket and writes the
 #: artifacts bucket.

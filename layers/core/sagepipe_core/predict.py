@@ -1,31 +1,51 @@
-"""Inference request handling for ``POST /models/{model}/predictions``: checks done before SageMaker is
-called, the InvokeEndpoint call, and the mapping of SageMaker Runtime errors to HTTP statuses.
+"""The inference API's logic (``/v1`` = the REST API stage): request checks, validation of every record
+against the live model version's ``schema.json``, the InvokeEndpoint call, and the mapping of SageMaker
+errors to HTTP statuses. Stdlib + botocore only (the predict function's cold start imports it).
 
 Follows the sagemaker-runtime InvokeEndpoint API reference (6 MB payload limit, ``ModelError`` with
-``OriginalStatusCode``, ``ValidationError`` for unknown endpoints, ``ThrottlingException``).
+``OriginalStatusCode``/``OriginalMessage``, ``ValidationError`` for a missing or not-InService endpoint,
+``ThrottlingException``) and the SageMaker DescribeEndpoint / DescribeEndpointConfig / DescribeModel
+references for finding the live model version.
+
+Finding the live version: DescribeEndpoint(``<prefix>-<model>``) → ``EndpointConfigName`` →
+DescribeEndpointConfig → ``ModelName`` → DescribeModel → ``PrimaryContainer.ModelDataUrl`` → the
+``model.tar.gz`` in the artifacts bucket → ``schema.json`` (+ ``evaluation.json`` for metrics). Versions are
+cached per EndpointConfigName; DescribeEndpoint is re-checked at most every ``ttl_s`` seconds. (The model
+registry being added in parallel is not read yet: the artifact is the source of truth.)
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import json
 import re
+import tarfile
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from .naming import endpoint_name
+from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, RecordErrors, SchemaError, parse_csv, validate_records
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint limit
 SUPPORTED_CONTENT_TYPES = ("application/json", "text/csv")
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+SERVING_STATUSES = {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
+THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+VALIDATION_CODES = {"ValidationError", "ValidationException"}  # runtime / control-plane spelling
 
 
 @dataclass
 class ApiError(Exception):
     """An error answered to the client: HTTP ``status``, stable ``code``, human ``message``.
 
-    Rendered as ``{"error": {"code", "message", **details}}``.
+    Rendered as ``{"error": {"code", "message", **details}}``; ``headers`` are added to the response
+    (``Retry-After`` on 429/503).
     """
 
     status: int
@@ -35,8 +55,45 @@ class ApiError(Exception):
     headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
-        """The JSON body."""
+        """The JSON body ``{"error": {"code", "message", ...details}}``."""
         return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Predict function settings from its environment (template parameters).
+
+    ``prefix``: ``RESOURCE_PREFIX``; ``max_instances``: ``MAX_BATCH_SIZE`` (records per request);
+    ``unseen``: ``UNSEEN_CATEGORY_POLICY`` (``reject`` | ``map_to_unknown``); ``ttl_s``:
+    ``MODEL_CACHE_TTL_SECONDS`` (how stale the live-version check may be).
+    """
+
+    prefix: str = "sagepipe"
+    max_instances: int = 100
+    unseen: str = UNSEEN_REJECT
+    ttl_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> "Settings":
+        """Read the settings; raises ``ValueError`` on a bad value (a deploy error, not a request error)."""
+        unseen = env.get("UNSEEN_CATEGORY_POLICY", UNSEEN_REJECT)
+        if unseen not in (UNSEEN_REJECT, UNSEEN_MAP):
+            raise ValueError(f"UNSEEN_CATEGORY_POLICY must be {UNSEEN_REJECT} or {UNSEEN_MAP}, got {unseen!r}")
+        return cls(prefix=env.get("RESOURCE_PREFIX", "sagepipe"), max_instances=int(env.get("MAX_BATCH_SIZE", "100")),
+                   unseen=unseen, ttl_s=float(env.get("MODEL_CACHE_TTL_SECONDS", "10")))
+
+
+# ----------------------------------------------------------------------------------------- request
+def header(headers: dict[str, str] | None, name: str) -> str | None:
+    """Case-insensitive header lookup (API Gateway passes the client's spelling)."""
+    low = name.lower()
+    for key, value in (headers or {}).items():
+        if key.lower() == low:
+            return value
+    return None
 
 
 def media_type(content_type: str | None) -> str:
@@ -44,65 +101,259 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def check_model_name(model: str) -> None:
+    """Raises 400 ``invalid_model_name`` unless ``model`` matches ``^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$``."""
+    if not MODEL_NAME_RE.match(model or ""):
+        raise ApiError(400, "invalid_model_name", "model name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+def read_body(body: str | None, is_base64: bool | None) -> bytes:
+    """The raw request body of a REST (v1) / HTTP (v2) proxy event; base64 bodies are decoded.
+    Raises 400 ``invalid_base64``."""
+    if body is None:
+        return b""
+    if is_base64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ApiError(400, "invalid_base64", "isBase64Encoded body is not valid base64") from exc
+    return body.encode("utf-8", "surrogatepass")
+
+
 def check_request(model: str, body: bytes, content_type: str | None) -> str:
-    """Checks made before SageMaker is called. Returns the media type to send.
+    """Checks made before anything else is called. Returns the media type.
 
     Raises :class:`ApiError`: 400 ``invalid_model_name``; 413 ``payload_too_large`` (> 6 MB);
-    415 ``unsupported_media_type``; 400 ``empty_body``; 400 ``malformed_json`` / ``missing_instances``.
+    415 ``unsupported_media_type`` (missing or not JSON/CSV); 400 ``empty_body``.
     """
-    if not MODEL_NAME_RE.match(model):
-        raise ApiError(400, "invalid_model_name", f"model name {model!r} is not valid")
+    check_model_name(model)
     if len(body) > MAX_PAYLOAD_BYTES:
         raise ApiError(413, "payload_too_large", f"body is {len(body)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     mt = media_type(content_type)
     if mt not in SUPPORTED_CONTENT_TYPES:
-        raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type must be one of {list(SUPPORTED_CONTENT_TYPES)}, got {content_type!r}")
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be one of {list(SUPPORTED_CONTENT_TYPES)}")
     if not body.strip():
         raise ApiError(400, "empty_body", "request body is empty")
-    if mt == "application/json":
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list) or not doc["instances"]:
-            raise ApiError(400, "missing_instances", 'body must be {"instances": [{feature: value, ...}, ...]}')
     return mt
 
 
-def invoke(runtime: Any, *, prefix: str, model: str, body: bytes, content_type: str) -> dict[str, Any]:
-    """Call InvokeEndpoint on ``<prefix>-<model>`` and return ``{"predictions", "model", "endpoint", "variant"}``.
+def parse_instances(body: bytes, mt: str, schema: ModelSchema | None, max_instances: int) -> list[Any]:
+    """Body → list of records (dicts or value lists). CSV needs the ``schema`` (header detection).
 
-    Error mapping (:class:`ApiError`): unknown endpoint → 404 ``model_not_found``; endpoint not
-    InService → 503 ``model_unavailable`` with ``Retry-After``; ``ModelError`` 4xx → 422
-    ``model_rejected_input``, other ``ModelError`` → 502 ``model_error``; throttling → 429;
-    timeouts → 504 ``model_timeout``.
+    Raises 400 ``malformed_json`` / ``missing_instances`` / ``malformed_csv`` / ``invalid_encoding``;
+    400 ``too_many_instances`` above ``max_instances``.
     """
-    endpoint = endpoint_name(prefix, model)
     try:
-        resp = runtime.invoke_endpoint(EndpointName=endpoint, ContentType=content_type, Accept="application/json", Body=body)
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_encoding", "body is not valid UTF-8") from exc
+    if mt == "application/json":
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ApiError(400, "malformed_json", f"body is not valid JSON (line {getattr(exc, 'lineno', '?')})") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list) or not doc["instances"]:
+            raise ApiError(400, "missing_instances", 'body must be {"instances": [{feature: value, ...}, ...]}')
+        instances = doc["instances"]
+    else:
+        try:
+            instances = parse_csv(schema, text) if schema is not None else []
+        except Exception as exc:  # csv.Error, NUL bytes ...
+            raise ApiError(400, "malformed_csv", f"body is not valid CSV: {type(exc).__name__}") from exc
+        if not instances:
+            raise ApiError(400, "missing_instances", "CSV body has no data rows")
+    if len(instances) > max_instances:
+        raise ApiError(400, "too_many_instances", f"{len(instances)} instances; the limit is {max_instances} per request",
+                       {"limit": max_instances})
+    return instances
+
+
+# ------------------------------------------------------------------------------ live model version
+@dataclass(frozen=True)
+class LiveVersion:
+    """The model version an endpoint serves: names, artifact, parsed schema and evaluation metrics."""
+
+    model: str
+    endpoint: str
+    endpoint_config: str
+    model_name: str
+    model_data_url: str
+    schema: ModelSchema
+    evaluation: dict[str, Any] | None
+    deployed_at: str | None
+    status: str = "InService"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
+
+
+def _client_error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _read_artifact(s3: Any, url: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``s3://bucket/key/model.tar.gz`` → (``schema.json``, ``evaluation.json`` or None). Streams the tarball
+    and stops once both members are read."""
+    if not url.startswith("s3://") or "/" not in url[5:]:
+        raise ApiError(503, "model_unavailable", "the live model has no S3 artifact", headers={"Retry-After": "30"})
+    bucket, key = url[5:].split("/", 1)
+    obj = s3.get_object(Bucket=bucket, Key=key)
+    found: dict[str, Any] = {}
+    with tarfile.open(fileobj=obj["Body"], mode="r|gz") as tar:
+        for member in tar:
+            name = member.name.lstrip("./")
+            if name in ("schema.json", "evaluation.json") and member.isfile():
+                fh = tar.extractfile(member)
+                found[name] = json.loads(fh.read()) if fh else None
+                if len(found) == 2:
+                    break
+    if "schema.json" not in found:
+        raise SchemaError(f"{url} has no schema.json")
+    return found["schema.json"], found.get("evaluation.json")
+
+
+class LiveModels:
+    """Cache of live model versions. ``sm``/``s3``: boto3 clients; ``ttl_s``: how long a DescribeEndpoint
+    answer is trusted; ``clock``: monotonic seconds (tests inject one). Thread-safe.
+
+    ``get(prefix, model)`` → :class:`LiveVersion`, raising :class:`ApiError` 404 ``model_not_found``, 503
+    ``model_unavailable`` (+ ``Retry-After``) when the endpoint is not serving, 429 when SageMaker
+    throttles the Describe calls and nothing is cached, 502 ``model_error`` when the artifact has no
+    readable schema.
+    """
+
+    def __init__(self, sm: Any, s3: Any, ttl_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sm, self.s3, self.ttl_s, self.clock = sm, s3, ttl_s, clock
+        self._checked: dict[str, tuple[float, str, str]] = {}   # endpoint -> (checked at, config, status)
+        self._versions: dict[str, LiveVersion] = {}             # endpoint config -> version
+        self._lock = threading.Lock()
+
+    def get(self, prefix: str, model: str) -> LiveVersion:
+        """The version ``<prefix>-<model>`` serves now (at most ``ttl_s`` stale)."""
+        endpoint = endpoint_name(prefix, model)
+        now = self.clock()
+        seen = self._checked.get(endpoint)
+        if seen and now - seen[0] < self.ttl_s and seen[1] in self._versions:
+            return self._versions[seen[1]]
+        try:
+            ep = self.sm.describe_endpoint(EndpointName=endpoint)
+        except ClientError as exc:
+            code = _client_error_code(exc)
+            if code in VALIDATION_CODES:
+                raise ApiError(404, "model_not_found", f"no endpoint serves model {model!r}", {"model": model}) from exc
+            if seen and seen[1] in self._versions:  # SageMaker control plane trouble: serve the cached version
+                return self._versions[seen[1]]
+            if code in THROTTLE_CODES:
+                raise ApiError(429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"}) from exc
+            raise
+        status, config = ep.get("EndpointStatus", ""), ep.get("EndpointConfigName", "")
+        if status not in SERVING_STATUSES or not config:
+            raise ApiError(503, "model_unavailable", f"the endpoint for model {model!r} is {status or 'not ready'}",
+                           {"model": model, "endpoint_status": status}, headers={"Retry-After": "30"})
+        with self._lock:
+            self._checked[endpoint] = (now, config, status)
+            cached = self._versions.get(config)
+        if cached is not None:
+            return cached
+        version = self._load(model, endpoint, config, ep)
+        with self._lock:
+            self._versions[config] = version
+        return version
+
+    def _load(self, model: str, endpoint: str, config: str, ep: dict[str, Any]) -> LiveVersion:
+        cfg = self.sm.describe_endpoint_config(EndpointConfigName=config)
+        model_name = cfg["ProductionVariants"][0]["ModelName"]
+        desc = self.sm.describe_model(ModelName=model_name)
+        url = (desc.get("PrimaryContainer") or {}).get("ModelDataUrl") or ""
+        try:
+            raw_schema, evaluation = _read_artifact(self.s3, url)
+            schema = ModelSchema.parse(raw_schema)
+        except (SchemaError, tarfile.TarError, gzip.BadGzipFile, EOFError, ValueError, KeyError) as exc:
+            raise ApiError(502, "model_error", "the live model version has no readable schema.json",
+                           {"model": model}) from exc
+        return LiveVersion(model=model, endpoint=endpoint, endpoint_config=config, model_name=model_name,
+                           model_data_url=url, schema=schema, evaluation=evaluation,
+                           deployed_at=_iso(ep.get("LastModifiedTime") or cfg.get("CreationTime")),
+                           status=str(ep.get("EndpointStatus")))
+
+
+# ------------------------------------------------------------------------------------- operations
+def _runtime_error(exc: ClientError, model: str) -> ApiError:
+    """Map an InvokeEndpoint ``ClientError`` (see module docstring) to an :class:`ApiError`."""
+    code = _client_error_code(exc)
+    msg = str(exc.response.get("Error", {}).get("Message", ""))
+    if code == "ModelError":
+        original = int(exc.response.get("OriginalStatusCode") or 500)
+        if 400 <= original < 500:
+            return ApiError(422, "model_rejected_input", str(exc.response.get("OriginalMessage") or msg)[:1000],
+                            {"model_status": original})
+        return ApiError(502, "model_error", "the model failed to answer", {"model_status": original})
+    if code in THROTTLE_CODES or "Throttl" in code:
+        return ApiError(429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"})
+    if code in {"ServiceUnavailable", "InternalFailure", "ModelNotReadyException"} or code in VALIDATION_CODES:
+        detail = "not found" if "not found" in msg.lower() else "not in service"
+        return ApiError(503, "model_unavailable", f"the endpoint for model {model!r} is {detail}", {"model": model},
+                        headers={"Retry-After": "30"})
+    return ApiError(502, "model_error", f"SageMaker answered {code or 'an error'}")
+
+
+def predict(runtime: Any, live: LiveModels, settings: Settings, *, model: str, body: bytes,
+            content_type: str | None) -> dict[str, Any]:
+    """``POST /models/{model}/predictions``: check, validate against the live schema, invoke.
+
+    Returns ``{"predictions": [{"label", "probabilities": {label: p}} | {"value"}], "model", "version",
+    "endpoint", "endpoint_config", "variant", "warnings"?}``. Raises :class:`ApiError` (status table in
+    ``api/openapi.yaml``): 400/413/415 before any AWS call, 404/503 from the live-version lookup,
+    422 ``invalid_instances`` (``errors`` name the record ``index`` and ``field``), then the InvokeEndpoint
+    mapping: ModelError 4xx → 422, 5xx → 502, throttling → 429, not serving → 503, timeout → 504.
+    """
+    mt = check_request(model, body, content_type)
+    if mt == "application/json":
+        instances = parse_instances(body, mt, None, settings.max_instances)  # malformed JSON: no AWS call
+    version = live.get(settings.prefix, model)
+    if mt == "text/csv":
+        instances = parse_instances(body, mt, version.schema, settings.max_instances)
+    try:
+        records, warnings = validate_records(version.schema, instances, unseen=settings.unseen)
+    except RecordErrors as exc:
+        raise ApiError(422, "invalid_instances", f"{exc.total} field(s) do not match the schema of model version "
+                       f"{version.model_name}", {"errors": exc.errors, "error_count": exc.total,
+                                                 "version": version.model_name}) from exc
+    payload = json.dumps({"instances": records}, separators=(",", ":")).encode()
+    try:
+        resp = runtime.invoke_endpoint(EndpointName=version.endpoint, ContentType="application/json",
+                                       Accept="application/json", Body=payload)
+        raw = resp["Body"].read()
     except (ReadTimeoutError, ConnectTimeoutError) as exc:
-        raise ApiError(504, "model_timeout", f"the model did not answer in time: {exc}") from exc
+        raise ApiError(504, "model_timeout", "the model did not answer in time") from exc
+    except EndpointConnectionError as exc:
+        raise ApiError(503, "model_unavailable", "the model endpoint could not be reached", headers={"Retry-After": "5"}) from exc
     except ClientError as exc:
-        err = exc.response.get("Error", {})
-        code, msg = err.get("Code", ""), err.get("Message", "")
-        if code == "ModelError":
-            original = int(exc.response.get("OriginalStatusCode") or 500)
-            if 400 <= original < 500:
-                raise ApiError(422, "model_rejected_input", exc.response.get("OriginalMessage") or msg,
-                               {"model_status": original}) from exc
-            raise ApiError(502, "model_error", "the model failed to answer", {"model_status": original}) from exc
-        if code in {"ThrottlingException", "ServiceUnavailable"} or "Throttl" in code:
-            raise ApiError(429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"}) from exc
-        if code == "ValidationError" and "not found" in msg.lower():
-            raise ApiError(404, "model_not_found", f"no endpoint serves model {model!r}", {"model": model}) from exc
-        if code == "ValidationError":
-            raise ApiError(503, "model_unavailable", msg, {"model": model}, headers={"Retry-After": "30"}) from exc
-        raise
-    payload = resp["Body"].read()
+        raise _runtime_error(exc, model) from exc
     try:
-        result = json.loads(payload)
-    except ValueError as exc:
-        raise ApiError(502, "model_error", "the model returned a non-JSON answer") from exc
-    return {"model": model, "endpoint": endpoint, "variant": resp.get("InvokedProductionVariant"),
-            "predictions": result.get("predictions", result) if isinstance(result, dict) else result}
+        result = json.loads(raw)
+        predictions = result["predictions"]
+        if not isinstance(predictions, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(502, "model_error", "the model returned an unexpected answer") from exc
+    out = {"predictions": predictions, "model": model, "version": version.model_name, "endpoint": version.endpoint,
+           "endpoint_config": version.endpoint_config, "variant": resp.get("InvokedProductionVariant")}
+    if warnings:
+        out["warnings"] = warnings[:50]
+    return out
+
+
+def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]:
+    """``GET /models/{model}``: the live version. Returns ``{"model", "version", "endpoint", "endpoint_config",
+    "status", "deployed_at", "problem_type", "labels", "metrics", "schema"}`` (``metrics``: the test-split
+    metrics of ``evaluation.json``). Raises :class:`ApiError` 400/404/503/429/502 as :class:`LiveModels`."""
+    check_model_name(model)
+    v = live.get(settings.prefix, model)
+    metrics = ((v.evaluation or {}).get("metrics") or {}).get("test") or {}
+    return {"model": model, "version": v.model_name, "endpoint": v.endpoint, "endpoint_config": v.endpoint_config,
+            "status": v.status, "deployed_at": v.deployed_at, "problem_type": v.schema.problem_type,
+            "labels": list(v.schema.labels) if v.schema.labels else None, "metrics": metrics,
+            "schema": {"features": v.schema.raw.get("features", []), "feature_order": list(v.schema.feature_order),
+                       "target": v.schema.target}}

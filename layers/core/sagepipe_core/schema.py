@@ -1,0 +1,200 @@
+"""Record validation against a model's ``schema.json`` (the contract written by ``model/train.py``).
+
+``schema.json`` shape (``schema_version`` 1)::
+
+    {"schema_version": 1, "target": str, "problem_type": "binary"|"multiclass"|"regression",
+     "labels": [str] | null,
+     "features": [{"name", "type": "numeric"|"categorical", "nullable": bool,
+                   "min", "max" (numeric), "categories": [str] (categorical)}],
+     "feature_order": [str]}
+
+:func:`validate_records` checks every record of a request and returns the records normalised for the
+inference container (``model/inference.py``: numeric → float, categorical → str, missing → ``None``),
+or raises :class:`RecordErrors` naming the record index and the field of each problem. Pure stdlib:
+the predict Lambda imports this on its cold start.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: pandas.read_csv's default NA tokens: training read its CSV with them, so they mean "missing" here too
+#: (the same set as ``model/inference.py``).
+NA_TOKENS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
+MAX_REPORTED_ERRORS = 50
+UNSEEN_REJECT = "reject"
+UNSEEN_MAP = "map_to_unknown"
+
+
+class SchemaError(ValueError):
+    """``schema.json`` is missing fields or has an unknown ``schema_version``."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature of the schema: ``type`` is ``numeric`` or ``categorical``; ``categories`` is a
+    frozenset of the training values (categorical only)."""
+
+    name: str
+    type: str
+    nullable: bool
+    categories: frozenset[str] = frozenset()
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelSchema:
+    """A parsed ``schema.json``. ``raw`` is the document as read (returned by ``GET /models/{model}``)."""
+
+    target: str | None
+    problem_type: str
+    labels: tuple[str, ...] | None
+    features: dict[str, Feature]
+    feature_order: tuple[str, ...]
+    raw: dict[str, Any] = field(compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, doc: Any) -> "ModelSchema":
+        """Parse a ``schema.json`` document. Raises :class:`SchemaError`."""
+        if not isinstance(doc, dict) or doc.get("schema_version") != 1:
+            raise SchemaError(f"unsupported schema_version {doc.get('schema_version') if isinstance(doc, dict) else doc!r}")
+        try:
+            feats = {}
+            for f in doc["features"]:
+                if f["type"] not in ("numeric", "categorical"):
+                    raise SchemaError(f"feature {f['name']!r} has unknown type {f['type']!r}")
+                feats[f["name"]] = Feature(name=f["name"], type=f["type"], nullable=bool(f.get("nullable", False)),
+                                           categories=frozenset(str(c) for c in f.get("categories") or ()),
+                                           min=f.get("min"), max=f.get("max"))
+            order = tuple(doc["feature_order"])
+            if set(order) != set(feats):
+                raise SchemaError("feature_order does not list the features")
+            labels = doc.get("labels")
+            return cls(target=doc.get("target"), problem_type=doc["problem_type"],
+                       labels=tuple(str(x) for x in labels) if labels else None, features=feats,
+                       feature_order=order, raw=doc)
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"schema.json is malformed: {exc!r}") from exc
+
+
+@dataclass
+class RecordErrors(Exception):
+    """Records that break the schema. ``errors``: ``[{"index": int (0-based record), "field": str | None,
+    "code": str, "message": str}]`` (at most :data:`MAX_REPORTED_ERRORS`); ``total``: how many in all.
+
+    Codes: ``unknown_feature``, ``missing_feature``, ``wrong_type``, ``non_finite``, ``unseen_category``,
+    ``not_an_object``, ``wrong_value_count``.
+    """
+
+    errors: list[dict[str, Any]]
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.total} schema violation(s)"
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+        self.total = 0
+
+    def add(self, index: int, name: str | None, code: str, message: str) -> None:
+        self.total += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"index": index, "field": name, "code": code, "message": message})
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in NA_TOKENS)
+
+
+def _check_value(feat: Feature, value: Any, index: int, out: _Collector, unseen: str,
+                 warnings: list[dict[str, Any]]) -> Any:
+    """One field → its normalised value (or ``None`` after recording an error). No value is echoed in
+    messages (feature values are not logged or reflected by default)."""
+    name = feat.name
+    if _is_missing(value):
+        if not feat.nullable:
+            out.add(index, name, "missing_feature", f"feature {name!r} is required (training saw no missing values)")
+        return None
+    if feat.type == "numeric":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            out.add(index, name, "wrong_type", f"feature {name!r} must be a number, got {type(value).__name__}")
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                out.add(index, name, "wrong_type", f"feature {name!r} must be a number, got a non-numeric string")
+                return None
+        number = float(value)
+        if not math.isfinite(number):
+            out.add(index, name, "non_finite", f"feature {name!r} must be a finite number")
+            return None
+        return number
+    if isinstance(value, (dict, list)) or isinstance(value, bool):
+        out.add(index, name, "wrong_type", f"feature {name!r} must be a string category, got {type(value).__name__}")
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            out.add(index, name, "non_finite", f"feature {name!r} must be a category, got a non-finite number")
+            return None
+        text = str(int(value)) if value.is_integer() and str(int(value)) in feat.categories else str(value)
+    else:
+        text = str(value)
+    if feat.categories and text not in feat.categories:
+        if unseen == UNSEEN_REJECT:
+            out.add(index, name, "unseen_category", f"feature {name!r} has a category not seen in training")
+            return None
+        warnings.append({"index": index, "field": name, "code": "unseen_category_mapped_to_unknown"})
+    return text
+
+
+def validate_records(schema: ModelSchema, records: list[Any], *, unseen: str = UNSEEN_REJECT) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Check ``records`` (JSON objects, or lists of values in ``feature_order``) against ``schema``.
+
+    Returns ``(normalised_records, warnings)``: each record is ``{feature: float | str | None}`` in
+    feature order (the target column, if present, is dropped); ``warnings`` lists categories mapped to
+    unknown under ``unseen="map_to_unknown"`` (the model's one-hot encoder ignores unknown categories).
+    Raises :class:`RecordErrors` if any record breaks the schema.
+    """
+    out = _Collector()
+    warnings: list[dict[str, Any]] = []
+    normalised: list[dict[str, Any]] = []
+    order, feats, target = schema.feature_order, schema.features, schema.target
+    for i, rec in enumerate(records):
+        if isinstance(rec, list):
+            if len(rec) != len(order):
+                out.add(i, None, "wrong_value_count", f"record has {len(rec)} values, expected {len(order)} in feature_order")
+                continue
+            rec = dict(zip(order, rec))
+        elif not isinstance(rec, dict):
+            out.add(i, None, "not_an_object", "each instance must be an object {feature: value}")
+            continue
+        for key in rec:
+            if key not in feats and key != target:
+                out.add(i, str(key), "unknown_feature", f"{str(key)[:64]!r} is not a feature of this model version")
+        normalised.append({n: _check_value(feats[n], rec.get(n), i, out, unseen, warnings) for n in order})
+    if out.total:
+        raise RecordErrors(out.errors, out.total)
+    return normalised, warnings
+
+
+def parse_csv(schema: ModelSchema, text: str) -> list[Any]:
+    """CSV body → records. The first row is a header if it names exactly the schema's features (any order,
+    the target column allowed); otherwise every row is values in ``feature_order``. Blank lines are
+    skipped. Returns dicts (with a header) or lists (without). Raises ``ValueError`` (malformed CSV)."""
+    rows = [r for r in csv.reader(io.StringIO(text), strict=True) if r and any(c.strip() for c in r)]
+    if not rows:
+        return []
+    first = [c.strip() for c in rows[0]]
+    names = set(schema.feature_order) | ({schema.target} if schema.target else set())
+    if set(first) >= set(schema.feature_order) and set(first) <= names and len(set(first)) == len(first):
+        return [dict(zip(first, r)) if len(r) == len(first) else r for r in rows[1:]]
+    return rows
