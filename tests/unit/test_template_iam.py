@@ -202,6 +202,7 @@ API_TO_ACTIONS = {
     ("sm", "create_model_package"): {"sagemaker:CreateModelPackage"},
     ("sm", "update_model_package"): {"sagemaker:UpdateModelPackage"},
     ("sfn", "send_task_success"): {"states:SendTaskSuccess"},
+    ("cw", "put_metric_alarm"): {"cloudwatch:PutMetricAlarm"},
 }
 
 #: Calls the core makes on behalf of an operator (the `sagepipe approve|reject` CLI, with the caller's
@@ -220,7 +221,7 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
     "EvaluateFunction": {("s3", "get_object"): "ArtifactsBucket", ("sm", "describe_training_job"): None},
     "DeployFunction": {("sm", "create_model"): None, ("sm", "create_endpoint_config"): None,
                        ("sm", "create_endpoint"): None, ("sm", "update_endpoint"): None,
-                       ("sm", "describe_endpoint"): None},
+                       ("sm", "describe_endpoint"): None, ("cw", "put_metric_alarm"): None},
     "RegisterFunction": {("s3", "get_object"): "ArtifactsBucket", ("s3", "put_object"): "ArtifactsBucket",
                          ("sm", "describe_model_package_group"): None, ("sm", "create_model_package_group"): None,
                          ("sm", "create_model_package"): None},
@@ -243,7 +244,7 @@ def _core_calls() -> set[tuple[str, str]]:
     calls = set()
     for path in CORE.glob("*.py"):
         src = path.read_text()
-        for client, method in re.findall(r"\b(s3|sm|sfn|runtime)\.(\w+)\(", src):
+        for client, method in re.findall(r"\b(s3|sm|sfn|runtime|cw)\.(\w+)\(", src):
             if method == "get_paginator":
                 continue
             calls.add((client, method))
