@@ -36,6 +36,7 @@ class Target:
     endpoint_url: str | None = None  # the twin's moto endpoint; None for AWS
     stack_name: str = "sagepipe"
     profile: str | None = None
+    api_key: str | None = None  # inference API x-api-key (twin.json / the stack's ApiKeyId output)
 
     def client(self, service: str) -> Any:
         """A boto3 client for the target (twin: fixed test credentials on 127.0.0.1)."""
@@ -56,7 +57,7 @@ class Target:
         return cls(data_bucket=info["data_bucket"], artifacts_bucket=info["artifacts_bucket"],
                    state_machine_arn=info["state_machine_arn"], api_url=info["api_url"], region=info["region"],
                    event_source=info.get("event_source", "sagepipe"), endpoint_url=info["aws_endpoint_url"],
-                   stack_name=info.get("stack_name", "sagepipe"))
+                   stack_name=info.get("stack_name", "sagepipe"), api_key=info.get("api_key"))
 
     @classmethod
     def aws(cls, stack: str, region: str | None, profile: str | None) -> "Target":
@@ -70,7 +71,18 @@ class Target:
         return cls(data_bucket=out["DataBucketName"], artifacts_bucket=out["ArtifactsBucketName"],
                    state_machine_arn=out["StateMachineArn"], api_url=out["ApiUrl"],
                    region=session.region_name or "us-east-1", event_source=out.get("EventSource", "sagepipe"),
-                   profile=profile, stack_name=stack)
+                   profile=profile, stack_name=stack, api_key=_stack_api_key(session, out.get("ApiKeyId")))
+
+
+def _stack_api_key(session: Any, key_id: str | None) -> str | None:
+    """The value of the stack's usage-plan API key (apigateway GetApiKey includeValue); None if unreadable
+    (then pass ``--api-key``)."""
+    if not key_id:
+        return None
+    try:
+        return session.client("apigateway").get_api_key(apiKey=key_id, includeValue=True).get("value")
+    except Exception:  # noqa: BLE001 - no permission: the user passes --api-key
+        return None
 
 
 def upload(target: Target, file: Path, model: str, config: Path | None = None) -> str:
@@ -162,7 +174,9 @@ def wait_for_runs(target: Target, model: str | None = None, timeout_s: float = 1
 
 def predict(target: Target, model: str, body: bytes, content_type: str, api_key: str | None = None,
             timeout_s: float = 30) -> requests.Response:
-    """POST ``body`` to ``{api_url}/models/{model}/predictions``; returns the HTTP response."""
+    """POST ``body`` to ``{api_url}/models/{model}/predictions``; returns the HTTP response. The API key is
+    ``api_key`` or else the target's (twin.json / the stack's usage-plan key)."""
+    api_key = api_key or target.api_key
     headers = {"Content-Type": content_type, "Accept": "application/json"}
     if api_key:
         headers["x-api-key"] = api_key

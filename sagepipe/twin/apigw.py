@@ -28,6 +28,11 @@ Rules the twin implements (and AWS behaviour it mirrors):
   502 ``{"message": "Internal server error"}``; integration longer than
   ``timeout_s`` -> 504 ``{"message": "Endpoint request timed out"}``; request
   body over 10 MB -> 413 ``{"message": "Request Too Long"}``.
+* Auth (optional): with ``api_keys`` every method needs an ``x-api-key`` header
+  holding one of them, else 403 ``{"message":"Forbidden"}``; with ``iam_auth`` a
+  SigV4 ``Authorization`` header (``AWS4-HMAC-SHA256 ...``, not verified), else 403
+  ``{"message":"Missing Authentication Token"}``.  CORS preflights need neither
+  (SAM's ``AddApiKeyRequiredToCorsPreflight: false``).
 * CORS (optional): OPTIONS on a known resource is answered by the front itself
   (like the MOCK integration SAM generates for ``Cors``); other responses get no
   CORS headers added - as in AWS, proxy integrations must return them.
@@ -140,6 +145,8 @@ class ApiFront:
     free port.  ``timeout_s``: integration timeout in seconds (API Gateway: 29).
     ``cors``: ``{"allow_origins": [...], "allow_methods": [...],
     "allow_headers": [...], "max_age": int?}`` to answer OPTIONS preflights.
+    ``api_keys``: accepted ``x-api-key`` values (``None``: no key needed);
+    ``iam_auth``: require a SigV4 ``Authorization`` header.
     See the module docstring for the exact event/response rules.
     """
 
@@ -153,6 +160,8 @@ class ApiFront:
         api_id: str = "twinapi",
         timeout_s: float = 29.0,
         cors: dict | None = None,
+        api_keys: "set[str] | frozenset[str] | None" = None,
+        iam_auth: bool = False,
     ) -> None:
         self.routes = list(routes)
         self.invoke = invoke
@@ -162,6 +171,8 @@ class ApiFront:
         self.api_id = api_id
         self.timeout_s = float(timeout_s)
         self.cors = cors
+        self.api_keys = None if api_keys is None else frozenset(api_keys)
+        self.iam_auth = bool(iam_auth)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -460,6 +471,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if route is None:
             route = next((r for r in on_resource if r.method.upper() == "ANY"), None)
         if route is None:
+            self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
+            return
+        if api.api_keys is not None and self.headers.get("x-api-key") not in api.api_keys:
+            self._error(403, "Forbidden", "ForbiddenException", request_id)
+            return
+        if api.iam_auth and not (self.headers.get("Authorization") or "").startswith("AWS4-HMAC-SHA256 "):
             self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
             return
         hdrs = list(self.headers.items())

@@ -32,6 +32,8 @@ class Deployment:
     routes: list[Route] = field(default_factory=list)
     api_stage: str = "Prod"
     cors: dict[str, Any] | None = None
+    api_key: str | None = None            # x-api-key value when the API has Auth.ApiKeyRequired
+    iam_auth: bool = False                # Auth.DefaultAuthorizer AWS_IAM: requests must be SigV4-signed
     dead_letter_queues: dict[str, str] = field(default_factory=dict)         # rule name -> queue ARN
     unsupported: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
@@ -183,6 +185,23 @@ class Deployer:
             self.result.cors = {"allow_origins": strip(cors.get("AllowOrigin")), "allow_methods": strip(cors.get("AllowMethods")),
                                 "allow_headers": strip(cors.get("AllowHeaders"))}
         self.stack.physical[lid] = "twinapi"
+        self._api_auth(lid, props.get("Auth") or {})
+
+    def _api_auth(self, lid: str, auth: dict[str, Any]) -> None:
+        """SAM ``Auth``: ``ApiKeyRequired`` (truthy after parameter resolution, as SAM reads it) makes the twin
+        create one API key that the front requires in ``x-api-key`` (403 ``Forbidden`` otherwise, like API
+        Gateway); ``DefaultAuthorizer: AWS_IAM`` makes it require a SigV4 ``Authorization`` header (not
+        verified: IAM is not enforced by the twin). The SAM-generated ``<Api>ApiKey``/``<Api>UsagePlan``
+        logical ids get physical ids so Outputs can Ref them. Usage-plan throttles/quotas are not emulated."""
+        import secrets
+        required = auth.get("ApiKeyRequired")
+        if required is True or str(required).lower() == "true":
+            self.result.api_key = "twin-" + secrets.token_hex(16)
+        self.result.iam_auth = auth.get("DefaultAuthorizer") == "AWS_IAM"
+        if auth.get("UsagePlan"):
+            self.stack.physical[f"{lid}ApiKey"] = "twinapikey"
+            self.stack.physical[f"{lid}UsagePlan"] = "twinusageplan"
+            self.stack.attributes.setdefault(f"{lid}ApiKey", {})
 
     def log_group(self, lid: str, props: dict[str, Any]) -> None:
         logs = self.clients("logs")

@@ -50,6 +50,7 @@ class TwinInfo:
     event_source: str
     state_dir: str
     pid: int
+    api_key: str | None = None  # x-api-key for the inference API (None when the template requires none)
 
 
 def free_port() -> int:
@@ -122,13 +123,15 @@ class Twin:
         outputs = self.deployment.outputs
         codebundle.publish(self.client("s3"), outputs["ArtifactsBucketName"], self.root / "model")
         self.api = ApiFront(self.deployment.routes, self._invoke_by_name, stage=self.deployment.api_stage,
-                            cors=self.deployment.cors)
+                            cors=self.deployment.cors, iam_auth=self.deployment.iam_auth,
+                            api_keys={self.deployment.api_key} if self.deployment.api_key else None)
         api_url = self.api.start()
         self._spawn(self._scheduler, "scheduler")
         self.info = TwinInfo(aws_endpoint_url=self.endpoint, api_url=api_url, data_bucket=outputs["DataBucketName"],
                              artifacts_bucket=outputs["ArtifactsBucketName"], state_machine_arn=outputs["StateMachineArn"],
                              region=REGION, stack_name=self.stack_name, event_source=outputs.get("EventSource", "sagepipe"),
-                             state_dir=str(self.state_dir), pid=os.getpid())
+                             state_dir=str(self.state_dir), pid=os.getpid(),
+                             api_key=self.deployment.api_key)
         tmp = self.state_dir / "twin.json.tmp"
         tmp.write_text(json.dumps(asdict(self.info), indent=2))
         tmp.replace(self.state_dir / "twin.json")
