@@ -4,11 +4,11 @@
 import os
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.logging import correlation_paths
 from botocore.config import Config
+from botocore.session import get_session  # botocore, not boto3: ~100 ms less cold-start import
 
 from sagepipe_core import predict as core
 
@@ -18,9 +18,11 @@ ORIGINS = [o.strip() for o in os.environ.get("CORS_ALLOW_ORIGINS", "*").split(",
 app = APIGatewayRestResolver(cors=CORSConfig(allow_origin=ORIGINS[0], extra_origins=ORIGINS[1:], max_age=600,
                                              allow_headers=["Content-Type", "X-Api-Key", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"]))
 # read_timeout x attempts (20 s) < the function's Timeout (25 s) < API Gateway's 29 s: a slow model is a JSON 504.
-RUNTIME = boto3.client("sagemaker-runtime", config=Config(connect_timeout=2, read_timeout=20, retries={"total_max_attempts": 1}))
+SESSION = get_session()
+RUNTIME = SESSION.create_client("sagemaker-runtime", config=Config(connect_timeout=2, read_timeout=20, retries={"total_max_attempts": 1}))
 _CONTROL = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
-LIVE = core.LiveModels(boto3.client("sagemaker", config=_CONTROL), boto3.client("s3", config=_CONTROL), SETTINGS.ttl_s)
+LIVE = core.LiveModels(lambda: SESSION.create_client("sagemaker", config=_CONTROL),  # created on first use
+                       lambda: SESSION.create_client("s3", config=_CONTROL), SETTINGS.ttl_s)
 
 
 @app.exception_handler(core.ApiError)

@@ -214,7 +214,7 @@ def _read_artifact(s3: Any, url: str) -> tuple[dict[str, Any], dict[str, Any] | 
 
 
 class LiveModels:
-    """Cache of live model versions. ``sm``/``s3``: boto3 clients; ``ttl_s``: how long a DescribeEndpoint
+    """Cache of live model versions. ``sm``/``s3``: botocore clients (or zero-argument factories); ``ttl_s``: how long a DescribeEndpoint
     answer is trusted; ``clock``: monotonic seconds (tests inject one). Thread-safe.
 
     ``get(prefix, model)`` → :class:`LiveVersion`, raising :class:`ApiError` 404 ``model_not_found``, 503
@@ -224,10 +224,27 @@ class LiveModels:
     """
 
     def __init__(self, sm: Any, s3: Any, ttl_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.sm, self.s3, self.ttl_s, self.clock = sm, s3, ttl_s, clock
+        self._sm, self._s3, self.ttl_s, self.clock = sm, s3, ttl_s, clock
         self._checked: dict[str, tuple[float, str, str]] = {}   # endpoint -> (checked at, config, status)
         self._versions: dict[str, LiveVersion] = {}             # endpoint config -> version
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _resolve(value: Any) -> Any:
+        """A client, or a zero-argument factory of one (created on first use: keeps cold-start imports small)."""
+        return value() if callable(value) and not hasattr(value, "meta") else value
+
+    @property
+    def sm(self) -> Any:
+        """The SageMaker control-plane client."""
+        self._sm = self._resolve(self._sm)
+        return self._sm
+
+    @property
+    def s3(self) -> Any:
+        """The S3 client (artifact reads)."""
+        self._s3 = self._resolve(self._s3)
+        return self._s3
 
     def get(self, prefix: str, model: str) -> LiveVersion:
         """The version ``<prefix>-<model>`` serves now (at most ``ttl_s`` stale)."""
