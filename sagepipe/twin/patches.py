@@ -16,6 +16,9 @@ The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
    so one failing target does not stop the others.
 7. ``s3_eventbridge`` - S3 → EventBridge events shaped as AWS sends them (URL-encoded key, unique id,
    ISO time).
+8. ``asl_parse_lock`` - moto's ASL ``Preprocessor`` keeps its query-language scope stack in a class
+   attribute shared by all instances, so executions that start together corrupt each other's parse
+   ("Unsupported declaration in QueryLanguage=JSONata block") and hang RUNNING: parses are serialised.
 """
 
 from __future__ import annotations
@@ -368,8 +371,9 @@ def _apply_events() -> None:
                     twin().deliver(self, target, event)
                 else:
                     only = copy.copy(self)
-                    only.targets = [target]
-                    original(only, original_event, transform_input)
+                    # CloudFormation's LogGroup Arn ends in ":*"; EventBridge accepts it, moto does not
+                    only.targets = [{**target, "Arn": target["Arn"].removesuffix(":*")}]
+                    original(only, copy.deepcopy(original_event), transform_input)
             except Exception as exc:  # noqa: BLE001 - one failing target must not stop the others
                 twin().log("events", f"delivery of rule {self.name} to {target['Arn']} failed: {exc!r}")
 
@@ -413,6 +417,31 @@ def _apply_s3_eventbridge() -> None:
     notifications._send_event_bridge_message = _send_event_bridge_message
 
 
+# ---------------------------------------------------------------------------------- 8 asl parse lock
+_PARSE_LOCK = threading.Lock()
+
+
+def _check_asl_parse() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+    _require(AmazonStateLanguageParser, "parse", ["definition"])
+    if not isinstance(Preprocessor.__dict__.get("_query_language_per_scope"), list):
+        raise MotoInternalsChanged("moto's ASL Preprocessor no longer shares a class-level scope stack; "
+                                   "the twin's parse lock may be dropped")
+
+
+def _apply_asl_parse() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    original = _APPLIED.setdefault("asl_parse.original", AmazonStateLanguageParser.parse)
+
+    def parse(definition: str) -> Any:
+        with _PARSE_LOCK:
+            return original(definition)
+
+    AmazonStateLanguageParser.parse = staticmethod(parse)
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch("jsonata", "moto.stepfunctions.parser.asl.jsonata.jsonata._eval_jsonata", _check_jsonata, _apply_jsonata),
     Patch("sfn_sagemaker", "state_task_service_factory.state_task_service_for (+ state_task_factory)",
@@ -425,6 +454,8 @@ PATCHES: tuple[Patch, ...] = (
     Patch("events_targets", "moto.events.models.Rule.send_to_targets", _check_events, _apply_events),
     Patch("s3_eventbridge", "moto.s3.notifications._send_event_bridge_message", _check_s3_eventbridge,
           _apply_s3_eventbridge),
+    Patch("asl_parse_lock", "moto.stepfunctions.parser.asl.parse.asl_parser.AmazonStateLanguageParser.parse",
+          _check_asl_parse, _apply_asl_parse),
 )
 
 

@@ -63,20 +63,34 @@ def target(twin: Any) -> Target:
     return Target.twin(Path(twin.info.state_dir))
 
 
-def wait_for_key(target: Target, key: str, timeout_s: float = 180) -> list[dict[str, Any]]:
-    """Wait until every execution for data set ``key`` has ended; return their DescribeExecution results."""
+_KEY_OF: dict[str, str] = {}  # executionArn -> data set key (execution input never changes)
+
+
+def executions_for(target: Target, key: str) -> list[dict[str, Any]]:
+    """ListExecutions entries whose input's data set is ``key`` (inputs are read once per execution)."""
+    sfn = target.client("stepfunctions")
+    out = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=target.state_machine_arn):
+        for ex in page["executions"]:
+            arn = ex["executionArn"]
+            if arn not in _KEY_OF:
+                _KEY_OF[arn] = json.loads(sfn.describe_execution(executionArn=arn)["input"])["dataset"]["key"]
+            if _KEY_OF[arn] == key:
+                out.append(ex)
+    return out
+
+
+def wait_for_key(target: Target, key: str, timeout_s: float = 240) -> list[dict[str, Any]]:
+    """Wait until every execution for data set ``key`` has ended; return their DescribeExecution results.
+    Polls gently (0.5 s): the twin runs in the test process, so polling competes with the pipeline."""
     sfn = target.client("stepfunctions")
     deadline = time.monotonic() + timeout_s
     while True:
-        found = []
-        for ex in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]:
-            desc = sfn.describe_execution(executionArn=ex["executionArn"])
-            if json.loads(desc["input"])["dataset"]["key"] == key:
-                found.append(desc)
-        if found and all(d["status"] != "RUNNING" for d in found):
-            return found
-        assert time.monotonic() < deadline, f"runs for {key} did not finish: {[d['status'] for d in found]}"
-        time.sleep(0.2)
+        found = executions_for(target, key)
+        if found and all(ex["status"] != "RUNNING" for ex in found):
+            return [sfn.describe_execution(executionArn=ex["executionArn"]) for ex in found]
+        assert time.monotonic() < deadline, f"runs for {key} did not finish: {[ex['status'] for ex in found]}"
+        time.sleep(0.5)
 
 
 def endpoint(target: Target, model: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ import pytest
 from sagepipe import client, codebundle
 from sagepipe.client import Target
 
-from .conftest import ROOT, churn_config, churn_rows, endpoint, record, running_twin, wait_for_key, write_csv
+from .conftest import (ROOT, churn_config, churn_rows, endpoint, executions_for, record, running_twin, wait_for_key,
+                       write_csv)
 
 pytestmark = pytest.mark.twin
 
@@ -145,14 +146,12 @@ def _wait_for_state(target: Target, key: str, state: str, timeout_s: float = 120
     sfn = target.client("stepfunctions")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for ex in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]:
-            if json.loads(sfn.describe_execution(executionArn=ex["executionArn"])["input"])["dataset"]["key"] != key:
-                continue
+        for ex in executions_for(target, key):
             names = [e["stateEnteredEventDetails"]["name"] for e in sfn.get_execution_history(
                 executionArn=ex["executionArn"], maxResults=1000)["events"] if "stateEnteredEventDetails" in e]
             if state in names:
                 return ex["name"]
-        time.sleep(0.2)
+        time.sleep(0.5)
     raise AssertionError(f"{key} never reached {state}")
 
 
@@ -283,7 +282,7 @@ def test_ten_distinct_versions_uploaded_together_give_ten_runs(target: Target, t
     header, rows = churn_rows()
     cfg = churn_config(tmp_path, threshold=0.999)
     target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/bulk/sagepipe.json", Body=cfg.read_bytes())
-    files = [write_csv(tmp_path, f"part-{i}.csv", header, rows[i * 300:(i + 1) * 300 + 200]) for i in range(10)]
+    files = [write_csv(tmp_path, f"part-{i}.csv", header, rows[i * 300:(i + 1) * 300 + 100]) for i in range(10)]
     with ThreadPoolExecutor(10) as pool:
         keys = list(pool.map(lambda f: client.upload(target, f, "bulk"), files))
     descs = [wait_for_key(target, k, timeout_s=300) for k in keys]
