@@ -327,20 +327,34 @@ def test_functions_have_no_grants_they_do_not_need(resources):
 
 
 # ------------------------------------------------------------------- runtime dependencies / ASL
+def _layer_requirements(layer_id: str) -> list[str]:
+    """The requirements a layer's ``build-<LayerId>`` Makefile target installs (layers/core/Makefile)."""
+    makefile = (REPO / "layers" / "core" / "Makefile").read_text()
+    target = re.search(rf"^build-{layer_id}:\n((?:\t.*\n)+)", makefile, re.M)
+    assert target, f"layers/core/Makefile has no build-{layer_id} target"
+    req_file = re.search(r"REQUIREMENTS=(\S+)", target.group(1)).group(1)
+    lines = (REPO / "layers" / "core" / req_file).read_text().splitlines()
+    return [r for r in (ln.split("#")[0].strip().lower() for ln in lines) if r]
+
+
 def test_handlers_dependencies_are_deployed(template, resources):
-    """Every handler imports ``aws_lambda_powertools`` (and the core imports ``pydantic``). The python3.13
-    runtime ships only boto3, so a layer must provide them: either a Powertools layer in ``Layers`` or the
-    core layer's requirements.txt."""
-    imports = {m for p in REPO.glob("functions/*/app.py") for m in re.findall(r"^from (\w+)", p.read_text(), re.M)}
-    assert "aws_lambda_powertools" in imports
-    layers = _text(template.get("Globals", {}).get("Function", {}).get("Layers", []))
-    powertools_layer = "AWSLambdaPowertoolsPython" in layers
-    reqs = [ln.split("#")[0].strip().lower() for ln in (REPO / "layers" / "core" / "requirements.txt").read_text().splitlines()]
-    reqs = [r for r in reqs if r]
-    in_requirements = any(r.startswith("aws-lambda-powertools") for r in reqs)
-    assert powertools_layer or in_requirements, "aws-lambda-powertools is not deployed with the functions"
-    pydantic = in_requirements and any("pydantic" in r for r in reqs) or powertools_layer
-    assert pydantic, "pydantic (imported by sagepipe_core.config) is not deployed"
+    """Each function imports ``aws_lambda_powertools`` and ``sagepipe_core`` (which imports ``pydantic``
+    outside the predict path); the python3.13 runtime ships only boto3, so the function's own layers must
+    provide them."""
+    glob_layers = template.get("Globals", {}).get("Function", {}).get("Layers", [])
+    for lid, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        code = (REPO / res["Properties"]["CodeUri"] / "app.py").read_text()
+        layers = [layer["Ref"] for layer in res["Properties"].get("Layers", glob_layers)]
+        assert layers, f"{lid} has no layer"
+        reqs = [r for layer in layers for r in _layer_requirements(layer)]
+        assert "aws_lambda_powertools" in code and any(r.startswith("aws-lambda-powertools") for r in reqs), lid
+        needs_pydantic = re.search(r"sagepipe_core\.(steps|config)", code) is not None
+        if needs_pydantic:
+            assert any(r.startswith("pydantic==") for r in reqs), f"{lid} imports the config but its layers lack pydantic"
+        else:
+            assert not any(r.startswith("pydantic") for r in reqs), f"{lid} carries pydantic it never imports"
 
 
 def test_asl_catch_names_are_core_error_classes():
