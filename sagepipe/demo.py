@@ -156,7 +156,7 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
         def hammer() -> None:
             while not stop.is_set():
                 try:
-                    statuses.append(client.predict(target, MODEL, one, "application/json", timeout_s=10).status_code)
+                    statuses.append(client.predict(target, MODEL, one, "application/json", timeout_s=30).status_code)
                 except Exception:  # noqa: BLE001 - a failed request is a non-200 for the count
                     statuses.append(0)
                 stop.wait(0.05)

@@ -47,6 +47,7 @@ class TwinRuntime(Protocol):
 
     training: Any
     hosting: Any
+    tuning: Any
 
     def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]: ...
     def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None: ...
@@ -175,13 +176,14 @@ def _check_sagemaker() -> None:
     from moto.sagemaker.models import FakeEndpoint, FakeTrainingJob, SageMakerModelBackend
     from moto.sagemaker.responses import SageMakerResponse
     for name in ("create_training_job", "describe_training_job", "create_endpoint", "delete_endpoint",
-                 "create_endpoint_config", "create_model"):
+                 "create_endpoint_config", "create_model", "create_hyper_parameter_tuning_job",
+                 "describe_hyper_parameter_tuning_job"):
         _require(SageMakerResponse, name, ["self"])
     if hasattr(SageMakerResponse, "update_endpoint") and not getattr(SageMakerResponse.update_endpoint, "_sagepipe", False):
         raise MotoInternalsChanged("moto now implements UpdateEndpoint; re-check the twin's blue/green emulation")
     _require(SageMakerResponse, "sagemaker_backend")
     _require(SageMakerResponse, "_get_param", ["self", "param_name"])
-    for name in ("training_jobs", "endpoints", "endpoint_configs", "_models"):
+    for name in ("training_jobs", "endpoints", "endpoint_configs", "_models", "hyper_parameter_tuning_jobs"):
         if name not in inspect.getsource(SageMakerModelBackend.__init__):
             raise MotoInternalsChanged(f"SageMakerModelBackend no longer keeps {name!r}")
     for cls, attrs in ((FakeTrainingJob, ("training_job_status", "secondary_status", "final_metric_data_list",
@@ -212,7 +214,8 @@ def _apply_sagemaker() -> None:
 
     orig = _APPLIED.setdefault("sagemaker.original", {
         n: getattr(SageMakerResponse, n) for n in ("create_training_job", "create_endpoint", "delete_endpoint",
-                                                   "create_endpoint_config", "create_model")})
+                                                   "create_endpoint_config", "create_model",
+                                                   "create_hyper_parameter_tuning_job")})
 
     def create_training_job(self: Any) -> Any:
         request = copy.deepcopy({k: self._get_param(k) for k in _TRAINING_FIELDS if self._get_param(k) is not None})
@@ -222,6 +225,19 @@ def _apply_sagemaker() -> None:
             raise ResourceInUseException(message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})")
         result = orig["create_training_job"](self)
         twin().training.start(self.sagemaker_backend.training_jobs[name], request)
+        return result
+
+    def create_hyper_parameter_tuning_job(self: Any) -> Any:
+        name = self._get_param("HyperParameterTuningJobName")
+        if not name or not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$", name):
+            raise ValidationError(message=f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' "
+                                          "failed to satisfy constraint: Member must have length less than or equal to 32")
+        if name in self.sagemaker_backend.hyper_parameter_tuning_jobs:
+            raise ResourceInUseException(message=f"Hyperparameter tuning job {name} already exists")
+        request = copy.deepcopy({k: self._get_param(k) for k in ("HyperParameterTuningJobName", "HyperParameterTuningJobConfig",
+                                                                 "TrainingJobDefinition")})
+        result = orig["create_hyper_parameter_tuning_job"](self)
+        twin().tuning.start(self.sagemaker_backend.hyper_parameter_tuning_jobs[name], request)
         return result
 
     def stop_training_job(self: Any) -> Any:
@@ -288,6 +304,7 @@ def _apply_sagemaker() -> None:
 
     SageMakerResponse.create_training_job = create_training_job
     SageMakerResponse.stop_training_job = stop_training_job
+    SageMakerResponse.create_hyper_parameter_tuning_job = create_hyper_parameter_tuning_job
     SageMakerResponse.create_model = create_model
     SageMakerResponse.create_endpoint_config = create_endpoint_config
     SageMakerResponse.create_endpoint = create_endpoint

@@ -27,7 +27,7 @@ from . import patches
 from .apigw import ApiFront
 from .deploy import Deployer, Deployment
 from .lambda_runtime import WorkerPool
-from .sagemaker import HostingManager, TrainingManager
+from .sagemaker import HostingManager, TrainingManager, TuningManager
 from .template import Stack, load_template
 
 REGION = "us-east-1"
@@ -108,6 +108,7 @@ class Twin:
         self.pool = WorkerPool(log_sink=self.log, log_dir=self.state_dir / "logs")
         self.training = TrainingManager(self.state_dir / "training", lambda: self.client("s3"), self.log)
         self.hosting = HostingManager(self.state_dir / "endpoints", lambda: self.client("s3"), self.log)
+        self.tuning = TuningManager(lambda: self.client("sagemaker"), self.log)
         patches.apply_all(self)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -142,6 +143,8 @@ class Twin:
         self._stop.set()
         if self.api:
             self.api.stop()
+        if hasattr(self, "tuning"):
+            self.tuning.shutdown()
         if hasattr(self, "training"):
             self.training.shutdown()
         if hasattr(self, "hosting"):

@@ -353,3 +353,30 @@ def test_retrain_requested_event_and_schedule_retrain_the_latest_data(twin: Any,
         time.sleep(0.3)
     assert triggers == {"retrain-request": latest, "schedule": latest}, triggers
     record("Retrain Requested event / schedule", f"each retrained on the latest version ({latest.rsplit('/', 1)[1]})")
+
+
+# ----------------------------------------------------------------------------------- tuning
+def test_a_tuning_run_with_three_jobs_takes_the_best(target: Target, tmp_path: Path) -> None:
+    cfg = churn_config(tmp_path, threshold=0.5, tuning={
+        "parameter_ranges": {"learning_rate": {"type": "continuous", "min_value": 0.02, "max_value": 0.3, "scaling": "Logarithmic"},
+                             "max_leaf_nodes": {"type": "integer", "min_value": 4, "max_value": 31}},
+        "max_jobs": 3, "strategy": "Random"})
+    run = _run(target, tmp_path, "tune", "tune.csv", (0, 2500), cfg)
+    assert run["desc"]["status"] == "SUCCEEDED", run["desc"].get("cause")
+    out = run["output"]
+    tuning_job = out["tuned"]["HyperParameterTuningJobName"]
+    assert len(tuning_job) <= 32
+    sm = target.client("sagemaker")
+    children = [j["TrainingJobName"] for j in sm.list_training_jobs(NameContains=tuning_job, MaxResults=100)["TrainingJobSummaries"]]
+    assert len(children) == 3
+    scores = {}
+    for child in children:
+        desc = sm.describe_training_job(TrainingJobName=child)
+        assert desc["TrainingJobStatus"] == "Completed"
+        scores[child] = next(m["Value"] for m in desc["FinalMetricDataList"] if m["MetricName"] == "validation:auc")
+    best = max(scores, key=scores.get)
+    assert out["tuned"]["BestTrainingJob"] == best == out["trained"]["TrainingJobName"]
+    assert out["tuned"]["BestObjective"]["Value"] == pytest.approx(scores[best])
+    assert out["trained"]["ModelArtifacts"].endswith(f"/{best}/output/model.tar.gz")
+    assert _decision(run)["decision"] == "deploy" and endpoint(target, "tune")["EndpointStatus"] == "InService"
+    record("tuning run with 3 jobs", f"best of {sorted(round(v, 4) for v in scores.values())} chosen: {best}")

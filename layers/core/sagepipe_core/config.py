@@ -68,6 +68,37 @@ class EndpointResources(_Strict):
     instance_count: int = Field(1, ge=1, le=10)
 
 
+class ParameterRange(_Strict):
+    """One tuned hyperparameter (HyperParameterTuningJobConfig.ParameterRanges): ``integer`` and
+    ``continuous`` take ``min_value``/``max_value`` (and ``scaling``), ``categorical`` takes ``values``."""
+
+    type: Literal["integer", "continuous", "categorical"]
+    min_value: float | None = None
+    max_value: float | None = None
+    values: list[str] | None = None
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ParameterRange":
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("a categorical range needs values")
+        elif self.min_value is None or self.max_value is None or self.min_value > self.max_value:
+            raise ValueError(f"a {self.type} range needs min_value <= max_value")
+        return self
+
+
+class TuningConfig(_Strict):
+    """Optional hyperparameter tuning (CreateHyperParameterTuningJob): ranges, the objective
+    (``<split>:<metric>``; default ``validation:<gate metric>``), job limits and the strategy."""
+
+    parameter_ranges: dict[str, ParameterRange] = Field(min_length=1)
+    objective: str | None = Field(None, pattern=r"^(train|validation):[a-z0-9_]+$")
+    max_jobs: int = Field(3, ge=1, le=100)
+    max_parallel_jobs: int = Field(1, ge=1, le=10)
+    strategy: Literal["Bayesian", "Random"] = "Bayesian"
+
+
 class ModelConfig(_Strict):
     """The per-model config. JSON field names are the attribute names below.
 
@@ -82,6 +113,8 @@ class ModelConfig(_Strict):
     - ``approval``: ``auto`` (a passing candidate is Approved and deployed) or ``manual`` (it waits,
       with a task token, for ``sagepipe approve``/``reject``; ``approval_timeout_seconds`` rejects).
     - ``hyperparameters``: passed to ``model/train.py``; ``training`` / ``endpoint``: resources.
+    - ``tuning``: optional :class:`TuningConfig`; the train step becomes a tuning job and its best
+      training job goes on to evaluation.
     - ``split``, ``min_rows``, ``min_rows_per_class``, ``max_dataset_bytes``: data contract.
     """
 
@@ -102,6 +135,7 @@ class ModelConfig(_Strict):
     max_dataset_bytes: int = Field(512 * 1024 * 1024, ge=1)
     training: TrainingResources = Field(default_factory=TrainingResources)
     endpoint: EndpointResources = Field(default_factory=EndpointResources)
+    tuning: TuningConfig | None = None
 
     @model_validator(mode="after")
     def _metric_fits_problem(self) -> "ModelConfig":
@@ -115,9 +149,11 @@ class ModelConfig(_Strict):
         if self.threshold is None and self.gate_metric not in DEFAULT_THRESHOLD:
             raise ValueError(f"threshold is required for metric {self.gate_metric!r} (defaults exist only for "
                              f"{sorted(DEFAULT_THRESHOLD)})")
-        for key in self.hyperparameters:
-            if key in {"target", "problem_type"} or key.startswith("sagemaker_"):
+        for key in [*self.hyperparameters, *(self.tuning.parameter_ranges if self.tuning else {})]:
+            if key in {"target", "problem_type", "seed"} or key.startswith("sagemaker_"):
                 raise ValueError(f"hyperparameter {key!r} is reserved")
+        if self.tuning and self.tuning.objective and self.tuning.objective.split(":")[1] not in METRICS[self.problem_type]:
+            raise ValueError(f"tuning objective {self.tuning.objective!r} is not reported for {self.problem_type}")
         return self
 
     @property

@@ -94,6 +94,11 @@ def model_package_group_name(prefix: str, model: str) -> str:
     return _per_model_name(prefix, model)
 
 
+def tuning_job_name(model: str, execution: str) -> str:
+    """HyperParameterTuningJobName: at most 32 characters (CreateHyperParameterTuningJob)."""
+    return sagemaker_name(model, unique=execution, max_len=32)
+
+
 def version_names(model: str, execution: str) -> dict[str, str]:
     """Per-version SageMaker names derived from the execution name.
 

@@ -137,7 +137,8 @@ def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm
     ``execution`` is the execution input (``{"dataset": {...}, "model": ...}``). On a failed check the
     object is quarantined under ``quarantine/<model>/<execution_name>/`` and the
     :class:`InvalidDatasetError` / :class:`InvalidConfigError` is re-raised (the ASL catches it by name).
-    Returns ``{"model", "dataset", "config", "splits", "champion", "training", "names", "endpoint_name"}``.
+    Returns ``{"model", "dataset", "config", "splits", "champion", "training", "tuning", "names"}``
+    (``tuning`` is the CreateHyperParameterTuningJob request when the config asks for tuning, else None).
     """
     d, model = execution["dataset"], execution["model"]
     prefix = f"runs/{model}/{execution_name}"
@@ -183,8 +184,11 @@ def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm
         job_name=names["TrainingJobName"], config=resolved, split_prefixes=split_prefixes,
         champion_model_data_url=champion_url, output_path=f"s3://{settings.artifacts_bucket}/models/{model}/",
         code_uri=settings.model_code_uri, region=settings.region)
+    tuning = (training.build_tuning_request(job_name=naming.tuning_job_name(model, execution_name), training=request,
+                                            config=resolved) if resolved.get("tuning") else None)
     return {
         "model": model,
+        "tuning": tuning,
         "dataset": {**d, **data.summary()},
         "config": resolved,
         "splits": {**split_prefixes, "rows": rows_per_split},

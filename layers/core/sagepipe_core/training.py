@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .config import HIGHER_IS_BETTER as HIGHER_IS_BETTER_BY_NAME
 from .config import METRICS
 
 SPLITS = ("train", "validation", "test")
@@ -71,4 +72,39 @@ def build_request(*, job_name: str, config: dict[str, Any], split_prefixes: dict
         "ResourceConfig": {"InstanceType": res["instance_type"], "InstanceCount": res["instance_count"],
                            "VolumeSizeInGB": res["volume_size_gb"]},
         "StoppingCondition": {"MaxRuntimeInSeconds": res["max_runtime_seconds"]},
+    }
+
+
+def build_tuning_request(*, job_name: str, training: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Fields of CreateHyperParameterTuningJob built from the training request ``training`` and
+    ``config["tuning"]``: ``HyperParameterTuningJobName`` (≤ 32 chars), ``HyperParameterTuningJobConfig``
+    (strategy, objective ``validation:<gate metric>`` by default, resource limits, parameter ranges) and
+    the ``TrainingJobDefinition`` parts taken by path (``StaticHyperParameters`` excludes tuned names)."""
+    tuning = config["tuning"]
+    objective = tuning.get("objective") or f"validation:{config['metric']}"
+    name = objective.split(":")[1]
+    maximize = config["higher_is_better"] if name == config["metric"] else HIGHER_IS_BETTER_BY_NAME[name]
+    ranges: dict[str, list[dict[str, Any]]] = {"IntegerParameterRanges": [], "ContinuousParameterRanges": [],
+                                               "CategoricalParameterRanges": []}
+    for param, r in tuning["parameter_ranges"].items():
+        if r["type"] == "categorical":
+            ranges["CategoricalParameterRanges"].append({"Name": param, "Values": [str(v) for v in r["values"]]})
+        elif r["type"] == "integer":
+            ranges["IntegerParameterRanges"].append({"Name": param, "MinValue": str(int(r["min_value"])),
+                                                     "MaxValue": str(int(r["max_value"])), "ScalingType": r["scaling"]})
+        else:
+            ranges["ContinuousParameterRanges"].append({"Name": param, "MinValue": str(r["min_value"]),
+                                                        "MaxValue": str(r["max_value"]), "ScalingType": r["scaling"]})
+    static = {k: v for k, v in training["HyperParameters"].items() if k not in tuning["parameter_ranges"]}
+    return {
+        "HyperParameterTuningJobName": job_name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": tuning["strategy"],
+            "HyperParameterTuningJobObjective": {"Type": "Maximize" if maximize else "Minimize", "MetricName": objective},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": tuning["max_jobs"],
+                               "MaxParallelTrainingJobs": tuning["max_parallel_jobs"]},
+            "ParameterRanges": ranges,
+            "TrainingJobEarlyStoppingType": "Off",
+        },
+        "StaticHyperParameters": static,
     }
