@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import boto3
+import requests
 from botocore.config import Config
 
 from .. import codebundle
@@ -113,6 +114,9 @@ class Twin:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.server.start()
+        # moto's backends are process-global: a twin started after another in the same process (tests)
+        # must not see the first one's resources.
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
         stack = Stack(self.stack_name, load_template(self.root / "template.yaml"), self.root, REGION,
                       dict(self.parameter_overrides))
         extra_env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
