@@ -6,27 +6,19 @@ build the training request. Glue only: ``sagepipe_core.steps.validate_data``.
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sagepipe_core.handler import count, pipeline_handler
 from sagepipe_core.steps import Settings, validate_data
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-copy_config_to_registered_loggers(source_logger=logger, include={"sagepipe"})
 SETTINGS = Settings.from_env()
 S3 = boto3.client("s3")
 SM = boto3.client("sagemaker")
 
 
-@logger.inject_lambda_context(correlation_id_path="execution_name")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@pipeline_handler(correlation_id_path="execution_name")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """``event``: ``{"execution": <execution input>, "execution_name": str}`` → the run record."""
     run = validate_data(event["execution"], execution_name=event["execution_name"], s3=S3, sm=SM, settings=SETTINGS)
-    metrics.add_metric(name="RowsValidated", unit=MetricUnit.Count, value=run["dataset"]["rows"])
+    count("RowsValidated", run["dataset"]["rows"])
     return run

@@ -1,0 +1,36 @@
+"""Powertools wiring shared by the pipeline Lambda handlers (start, validate, evaluate, register,
+approval, deploy): one Logger (the ``sagepipe`` stdlib logger of the core routed through it), Tracer
+and Metrics per process, and a decorator that applies all three (Powertools for AWS Lambda docs:
+Logger ``inject_lambda_context`` with a correlation id, Tracer ``capture_lambda_handler``, Metrics
+``log_metrics``). The predict function does not use it: its request path stays free of the Tracer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+copy_config_to_registered_loggers(source_logger=logger, include={"sagepipe"})
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[Handler], Handler]:
+    """Decorate a handler with the logger context (correlation id from ``correlation_id_path``, a JMESPath
+    into the event: the execution name for state-machine steps, the event ``id`` for EventBridge),
+    X-Ray tracing and EMF metrics flushing."""
+    def wrap(fn: Handler) -> Handler:
+        return logger.inject_lambda_context(correlation_id_path=correlation_id_path)(
+            tracer.capture_lambda_handler(metrics.log_metrics(fn)))
+    return wrap
+
+
+def count(name: str, value: float = 1) -> None:
+    """Add a Count metric (flushed when the decorated handler returns)."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
