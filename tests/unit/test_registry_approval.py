@@ -119,3 +119,22 @@ def test_a_concurrent_deploy_of_the_same_model_is_retried_not_failed(race: str) 
             stub.add_client_error("update_endpoint", "ValidationException", 'Cannot update in-progress endpoint "x".')
         with pytest.raises(EndpointBusyError):
             _deploy(sm)
+
+
+def test_register_and_approval_handlers_run_on_their_sample_events(load_handler, lambda_context,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import load_event
+
+    s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+    event = load_event("register.json")
+    bucket, key = event["trained"]["ModelArtifacts"].removeprefix("s3://").split("/", 1)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=_model_tar({"metrics": {"test": {"auc": 0.93}}}, {"features": []}))
+    monkeypatch.setenv("ARTIFACTS_BUCKET", bucket)
+    registered = load_handler("register").lambda_handler(event, lambda_context)
+    assert registered["approval"] == "manual" and registered["ModelPackageGroupName"] == "sagepipe-churn"
+    assert sm.describe_model_package(ModelPackageName=registered["ModelPackageArn"])["ModelApprovalStatus"] == "PendingManualApproval"
+    approval_event = load_event("approval.json") | {"registered": registered}
+    detail = load_handler("approval").lambda_handler(approval_event, lambda_context)
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=f"approvals/churn/{approval_event['execution_name']}.json")["Body"].read())
+    assert stored["task_token"] == approval_event["task_token"] and detail["outcome"] == "approval_needed"
