@@ -40,11 +40,17 @@ def _now() -> datetime:
 
 
 class TrainingManager:
-    """Runs training jobs locally. ``s3_factory()`` returns a boto3 S3 client for the twin."""
+    """Runs training jobs locally. ``s3_factory()`` returns a boto3 S3 client for the twin; with
+    ``logs_factory`` (a CloudWatch Logs client) each job's output also goes where SageMaker puts it:
+    log group ``/aws/sagemaker/TrainingJobs``, stream ``<TrainingJobName>/algo-1-<epoch seconds>``."""
 
-    def __init__(self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink) -> None:
+    LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+    def __init__(self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink,
+                 logs_factory: Callable[[], Any] | None = None) -> None:
         self.work_root = work_root
         self.s3_factory = s3_factory
+        self.logs_factory = logs_factory
         self.log_sink = log_sink
         self.threads: dict[str, threading.Thread] = {}
         self.stop_events: dict[str, threading.Event] = {}
@@ -93,11 +99,27 @@ class TrainingManager:
             job.training_time_in_seconds = max(1, int(round(result.training_seconds)))
             job.billable_time_in_seconds = job.training_time_in_seconds
             job.last_modified_time = now
+            self._to_cloudwatch(name, result.log_lines)
             job.training_job_status = result.status  # last: pollers see a complete record
 
         thread = threading.Thread(target=run, name=f"training-{name}", daemon=True)
         self.threads[name] = thread
         thread.start()
+
+    def _to_cloudwatch(self, name: str, lines: list[str]) -> None:
+        if self.logs_factory is None or not lines:
+            return
+        logs = self.logs_factory()
+        stream = f"{name}/algo-1-{int(time.time())}"
+        try:
+            logs.create_log_group(logGroupName=self.LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        logs.create_log_stream(logGroupName=self.LOG_GROUP, logStreamName=stream)
+        now = int(time.time() * 1000)
+        for i in range(0, len(lines), 5000):  # PutLogEvents: at most 10,000 events per call
+            logs.put_log_events(logGroupName=self.LOG_GROUP, logStreamName=stream,
+                                logEvents=[{"timestamp": now, "message": line or " "} for line in lines[i:i + 5000]])
 
     def stop(self, name: str) -> None:
         """StopTrainingJob: signal the running script (SIGTERM, grace, SIGKILL)."""

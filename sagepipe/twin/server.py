@@ -107,7 +107,8 @@ class Twin:
         default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
         self.endpoint = f"http://127.0.0.1:{port}"
         self.pool = WorkerPool(log_sink=self.log, log_dir=self.state_dir / "logs")
-        self.training = TrainingManager(self.state_dir / "training", lambda: self.client("s3"), self.log)
+        self.training = TrainingManager(self.state_dir / "training", lambda: self.client("s3"), self.log,
+                                        lambda: self.client("logs"))
         self.hosting = HostingManager(self.state_dir / "endpoints", lambda: self.client("s3"), self.log)
         self.tuning = TuningManager(lambda: self.client("sagemaker"), self.log)
         patches.apply_all(self)

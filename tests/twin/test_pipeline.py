@@ -124,6 +124,12 @@ def test_training_script_that_raises_fails_the_run_and_leaves_the_endpoint(
     assert "feature store unreachable" in desc["cause"] and "AlgorithmError" in desc["cause"]
     ep = endpoint(target, "churn")
     assert ep["EndpointConfigName"] == before and ep["EndpointStatus"] == "InService"
+    job = json.loads(desc["cause"])["TrainingJobName"]  # the Cause is the DescribeTrainingJob response
+    logs = target.client("logs")
+    [stream] = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{job}/")["logStreams"]
+    messages = [e["message"] for e in logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                                          logStreamName=stream["logStreamName"])["events"]]
+    assert any("feature store unreachable" in m for m in messages)
 
 
 def test_same_upload_event_twice_gives_one_execution(champion: dict[str, Any], twin: Any, target: Target, tmp_path: Path) -> None:
