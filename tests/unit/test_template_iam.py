@@ -390,3 +390,37 @@ def test_state_machine_is_granted_every_service_call_in_its_asl(resources):
             "events:PutEvents"} <= needed
     granted = {a for a, _ in _grants(resources["TrainingPipeline"])}
     assert needed - granted == set()
+
+
+def test_every_task_retries_and_every_failure_is_notified():
+    """Issue 2: every Task has a Retry with backoff and a Catch; every Catch reaches a Notify* state
+    before its terminal state, so no failure ends silently."""
+    asl = json.loads((REPO / "statemachines" / "training_pipeline.asl.json").read_text())
+    states = asl["States"]
+
+    def reaches_notify(name: str, seen: set[str]) -> bool:
+        if name.startswith("Notify"):
+            return True
+        if name in seen:
+            return False
+        seen.add(name)
+        state = states[name]
+        nexts = [state["Next"]] if "Next" in state else []
+        nexts += [c["Next"] for c in state.get("Choices", [])] + ([state["Default"]] if "Default" in state else [])
+        return bool(nexts) and all(reaches_notify(n, seen) for n in nexts)
+
+    for name, state in states.items():
+        if state["Type"] != "Task":
+            continue
+        assert state.get("Retry"), f"{name} has no Retry"
+        assert all(r.get("BackoffRate", 1) >= 1.5 and r.get("MaxAttempts", 0) >= 2 for r in state["Retry"]), name
+        assert state.get("Catch"), f"{name} has no Catch"
+        if name == "NotifyFailed":
+            assert [c["Next"] for c in state["Catch"]] == ["PipelineFailed"]
+            continue
+        for catch in state["Catch"]:
+            assert reaches_notify(catch["Next"], set()), f"{name}: a failure caught to {catch['Next']} is never notified"
+    terminals = {n for n, s in states.items() if s["Type"] in {"Succeed", "Fail"}}
+    targets = {s.get("Next") for s in states.values()} | {c["Next"] for s in states.values() for c in s.get("Catch", []) + s.get("Choices", [])} \
+        | {s.get("Default") for s in states.values()}
+    assert terminals <= targets, f"unreachable terminal states: {terminals - targets}"
