@@ -121,7 +121,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     table = Table("time", "detail-type", "model", "run", "outcome", "reason")
     for ev in rows:
         d = ev.get("detail") or {}
-        reason = (d.get("decision") or {}).get("reason") or d.get("cause") or (d.get("endpoint") or {}).get("failure_reason") or d.get("how_to_decide") or ""
+        reason = (d.get("decision") or {}).get("reason") or client.cause_text(d.get("cause")) or (d.get("endpoint") or {}).get("failure_reason") or d.get("how_to_decide") or ""
         table.add_row(str(ev.get("time", "")), ev.get("detail-type", ""), str(d.get("model", "")), str(d.get("execution", "")),
                       str(d.get("outcome", "")), str(reason)[:120])
     out.print(table)

@@ -15,6 +15,7 @@ import requests
 from botocore.config import Config
 
 from sagepipe_core.config import CONFIG_FILE_NAME, parse_config
+from sagepipe_core.naming import MODEL_NAME_RE
 
 DEFAULT_STATE_DIR = Path(".twin")
 
@@ -88,6 +89,8 @@ def _stack_api_key(session: Any, key_id: str | None) -> str | None:
 def upload(target: Target, file: Path, model: str, config: Path | None = None) -> str:
     """Upload ``file`` to ``datasets/<model>/<file name>`` (and ``config`` to ``datasets/<model>/sagepipe.json``
     first, after validating it locally). Returns the data set key. Raises ValueError for bad input."""
+    if not MODEL_NAME_RE.match(model):
+        raise ValueError(f"model name {model!r} must match {MODEL_NAME_RE.pattern}")
     if not file.is_file():
         raise ValueError(f"{file}: no such file")
     if file.suffix.lower() != ".csv":
@@ -104,14 +107,16 @@ def upload(target: Target, file: Path, model: str, config: Path | None = None) -
 
 
 def _current_state(sfn: Any, arn: str) -> str | None:
-    events = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=50)["events"]
-    for ev in events:
-        if ev["type"].endswith("StateEntered"):
-            return ev["stateEnteredEventDetails"]["name"]
-    return None
+    """The last state entered (GetExecutionHistory, all pages, oldest first)."""
+    current = None
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+        for ev in page["events"]:
+            if "stateEnteredEventDetails" in ev:
+                current = ev["stateEnteredEventDetails"]["name"]
+    return current
 
 
-def _cause_text(cause: str | None) -> str:
+def cause_text(cause: str | None) -> str:
     """A failure Cause made readable: a Lambda error object becomes its errorMessage; a JSON reason
     (``{"reason", "message", ...}``) becomes ``reason: message``; a training job becomes its FailureReason."""
     try:
@@ -119,7 +124,7 @@ def _cause_text(cause: str | None) -> str:
     except ValueError:
         return cause or ""
     if isinstance(doc, dict) and "errorMessage" in doc:
-        return _cause_text(doc["errorMessage"])
+        return cause_text(doc["errorMessage"])
     if isinstance(doc, dict) and "FailureReason" in doc:
         return str(doc["FailureReason"])
     if isinstance(doc, dict) and "message" in doc:
@@ -142,9 +147,13 @@ def run_record(sfn: Any, execution: dict[str, Any]) -> dict[str, Any]:
         "endpoint_config": (out.get("deployment") or {}).get("EndpointConfigName"),
         "started": desc["startDate"].isoformat(), "stopped": desc["stopDate"].isoformat() if desc.get("stopDate") else None,
     }
+    approval = out.get("approval") or {}
+    if approval.get("approved") is False:
+        row["decision"] = "rejected (approval)"
+        row["reason"] = f"{approval.get('by')}: {approval.get('reason')}"
     if desc["status"] in {"FAILED", "TIMED_OUT", "ABORTED"}:
         row["decision"] = row["decision"] or ("rejected" if desc.get("error") in {"InvalidDatasetError", "InvalidConfigError"} else "failed")
-        row["reason"] = f"{desc.get('error')}: {_cause_text(desc.get('cause'))}"
+        row["reason"] = f"{desc.get('error')}: {cause_text(desc.get('cause'))}"
     return row
 
 
@@ -205,5 +214,5 @@ def notifications(target: Target, model: str | None = None, execution: str | Non
 def decide_approval(target: Target, execution: str, approved: bool, reason: str, by: str) -> dict[str, Any]:
     """``sagepipe approve|reject``: update the model package and resume the waiting execution."""
     from sagepipe_core import approval
-    return approval.decide(target.client("s3"), target.client("stepfunctions"), target.client("sagemaker"),
-                           bucket=target.artifacts_bucket, execution=execution, approved=approved, reason=reason, by=by)
+    return approval.decide(target.client("s3"), target.client("stepfunctions"), bucket=target.artifacts_bucket,
+                           execution=execution, approved=approved, reason=reason, by=by)

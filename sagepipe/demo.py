@@ -54,6 +54,8 @@ def _progress(sfn: Any, arn: str, states: list[str]) -> tuple[Table, str]:
             if last:
                 status[last[-1]] = "failed"
     desc = sfn.describe_execution(executionArn=arn)
+    if desc["status"] == "SUCCEEDED":  # terminal states have no exit event
+        status = {name: "done" for name in status}
     table = Table("state", "status", title=f"{desc['name']} - {desc['status']}")
     icons = {"done": "[green]done[/green]", "running": "[yellow]running[/yellow]", "failed": "[red]failed[/red]"}
     for name in states:

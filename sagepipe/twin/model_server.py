@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", default=None)
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="exit when this process is gone (the twin was killed without a clean stop)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -229,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server.daemon_threads = True
     port = server.server_address[1]
+
+    if args.parent_pid:
+        def watch_parent() -> None:
+            while os.getppid() == args.parent_pid:
+                time.sleep(0.5)
+            server.shutdown()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
 
     def on_signal(signum, _frame):
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -213,7 +213,7 @@ class HostingManager:
         proc = subprocess.Popen(
             [self.python, "-u", "-m", "sagepipe.twin.model_server", "--model-dir", str(model_dir),
              "--code-dir", str(code_dir), "--program", program, "--host", "127.0.0.1", "--port", "0",
-             "--ready-file", str(ready)],
+             "--ready-file", str(ready), "--parent-pid", str(os.getpid())],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         prefix = f"endpoint:{endpoint_name}/{config_name}"
         started = time.monotonic()

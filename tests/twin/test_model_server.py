@@ -209,3 +209,35 @@ def test_model_fn_failure_exits_nonzero(tmp_path, model_dir):
     assert proc.returncode != 0
     assert "schema.json" in err and "model loading failed" in err
     assert not ready.exists()
+
+
+def test_server_exits_when_its_parent_is_killed(model_dir, tmp_path):
+    """A twin killed with SIGKILL cannot stop its model servers: each watches its parent and exits."""
+    model_dir = model_dir[0]
+    ready = tmp_path / "ready.json"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, os, time\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'sagepipe.twin.model_server', '--model-dir', {str(model_dir)!r},"
+        f" '--code-dir', {str(model_dir / 'code')!r}, '--ready-file', {str(ready)!r}, '--parent-pid', str(os.getpid())],"
+        " start_new_session=True)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists()
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{child}/stat").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        raise AssertionError("model server outlived its killed parent")

@@ -177,6 +177,8 @@ def test_manual_approval_approved_is_deployed(target: Target, tmp_path: Path) ->
     key, execution = _approval_run(target, tmp_path, "approve.csv", (0, 2500))
     result = client.decide_approval(target, execution, True, "looks good", "tester")
     assert result["approved"] is True
+    with pytest.raises(Exception, match="already approved by tester"):
+        client.decide_approval(target, execution, False, "changed my mind", "someone")
     [desc] = wait_for_key(target, key)
     run = {"desc": desc, "output": json.loads(desc["output"])}
     assert desc["status"] == "SUCCEEDED" and run["output"]["approval"]["approved"] is True
@@ -305,7 +307,7 @@ BAD_DATA = {
 @pytest.mark.parametrize("check", sorted(BAD_DATA))
 def test_bad_data_is_quarantined_with_the_right_reason(target: Target, tmp_path: Path, check: str) -> None:
     path = tmp_path / f"bad-{check}.csv"
-    path.write_bytes(BAD_DATA[check] if check != "empty" else b"\n")
+    path.write_bytes(BAD_DATA[check])  # "empty" is a zero-byte object: a file, not a folder placeholder
     target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/bad/sagepipe.json",
                                    Body=json.dumps({"target": "churn"}).encode())
     key = client.upload(target, path, "bad")
@@ -320,6 +322,18 @@ def test_bad_data_is_quarantined_with_the_right_reason(target: Target, tmp_path:
     kinds = {e["detail-type"] for e in client.notifications(target, "bad", desc["name"])}
     assert kinds == {"Pipeline Rejected"}
     record(f"bad data: {check}", f"quarantined, reason {reason['check']}; source kept")
+
+
+def test_a_data_set_under_an_invalid_model_name_is_quarantined_not_lost(target: Target, tmp_path: Path) -> None:
+    key = "datasets/bad model!/data.csv"
+    body = b"a,b,churn\n1,2,yes\n"
+    target.client("s3").put_object(Bucket=target.data_bucket, Key=key, Body=body)
+    [desc] = wait_for_key(target, key)
+    assert desc["status"] == "FAILED" and desc["error"] == "InvalidDatasetError"
+    assert json.loads(json.loads(desc["cause"])["errorMessage"])["check"] == "invalid_model_name"
+    with pytest.raises(ValueError, match="model name"):
+        client.upload(target, write_csv(tmp_path, "x.csv", "a,b", ["1,2"]), "bad model!")
+    record("data set under an invalid model name", "quarantined (invalid_model_name); the CLI refuses it up front")
 
 
 # ----------------------------------------------------------------------------- retraining

@@ -53,11 +53,10 @@ def test_register_creates_group_once_and_a_package_with_lineage_and_metrics(aws:
     assert sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"] == "Rejected"
 
 
-def test_approval_decide_resumes_the_execution_and_sets_the_package_status(aws: None) -> None:
-    s3, sm, events = boto3.client("s3"), boto3.client("sagemaker"), boto3.client("events")
+def test_approval_decide_resumes_the_execution_once(aws: None) -> None:
+    s3, events = boto3.client("s3"), boto3.client("events")
     s3.create_bucket(Bucket="art")
-    sm.create_model_package_group(ModelPackageGroupName="sagepipe-churn")
-    arn = sm.create_model_package(ModelPackageGroupName="sagepipe-churn", ModelApprovalStatus="PendingManualApproval")["ModelPackageArn"]
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagepipe-churn/1"
     detail = approval.request(s3, events, bucket="art", task_token="tok-1", model="churn", execution="run-1",
                               registered={"ModelPackageArn": arn}, decision={"reason": "ok"}, source="sagepipe", bus="default")
     assert "task_token" not in json.dumps(detail) and "sagepipe approve run-1" in detail["how_to_decide"]
@@ -65,24 +64,28 @@ def test_approval_decide_resumes_the_execution_and_sets_the_package_status(aws: 
     with Stubber(sfn) as stub:
         stub.add_response("send_task_success", {}, {"taskToken": "tok-1", "output": json.dumps(
             {"approved": False, "reason": "bias", "by": "ana"})})
-        out = approval.decide(s3, sfn, sm, bucket="art", execution="run-1", approved=False, reason="bias", by="ana")
+        out = approval.decide(s3, sfn, bucket="art", execution="run-1", approved=False, reason="bias", by="ana")
         stub.assert_no_pending_responses()
-    assert out["approved"] is False
-    pkg = sm.describe_model_package(ModelPackageName=arn)
-    assert pkg["ModelApprovalStatus"] == "Rejected" and pkg["ApprovalDescription"] == "rejected by ana: bias"
+    assert out["approved"] is False and out["model_package_arn"] == arn
+    stored = json.loads(s3.get_object(Bucket="art", Key="approvals/churn/run-1.decision.json")["Body"].read())
+    assert stored == {"approved": False, "reason": "bias", "by": "ana"}
+    with Stubber(sfn) as stub:  # a second decision never reaches Step Functions
+        with pytest.raises(approval.ApprovalError, match="already rejected by ana"):
+            approval.decide(s3, sfn, bucket="art", execution="run-1", approved=True, reason="oops", by="bob")
+        stub.assert_no_pending_responses()
 
 
 def test_approval_for_an_unknown_run_or_an_ended_task_is_a_clear_error(aws: None) -> None:
-    s3, sm, sfn = boto3.client("s3"), boto3.client("sagemaker"), boto3.client("stepfunctions")
+    s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
     s3.create_bucket(Bucket="art")
     with pytest.raises(approval.ApprovalError, match="no approval was requested"):
-        approval.decide(s3, sfn, sm, bucket="art", execution="nope", approved=True, reason="", by="me")
+        approval.decide(s3, sfn, bucket="art", execution="nope", approved=True, reason="", by="me")
     s3.put_object(Bucket="art", Key="approvals/churn/run-2.json",
-                  Body=json.dumps({"task_token": "t", "model_package_arn": "arn"}).encode())
+                  Body=json.dumps({"model": "churn", "task_token": "t", "model_package_arn": "arn"}).encode())
     with Stubber(sfn) as stub:
         stub.add_client_error("send_task_success", "TaskTimedOut", "timed out")
         with pytest.raises(approval.ApprovalError, match="no longer waiting"):
-            approval.decide(s3, sfn, sm, bucket="art", execution="run-2", approved=True, reason="", by="me")
+            approval.decide(s3, sfn, bucket="art", execution="run-2", approved=True, reason="", by="me")
 
 
 def test_rollback_alarms_are_bound_to_the_endpoint(aws: None) -> None:

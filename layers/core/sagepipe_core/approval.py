@@ -2,9 +2,11 @@
 until someone approves or rejects the model package, or the task's timeout rejects it.
 
 The token is kept at ``s3://<artifacts>/approvals/<model>/<execution>.json`` (never in an event or a
-log). ``sagepipe approve|reject <execution>`` reads it, updates the model package's approval status
-(UpdateModelPackage) and calls SendTaskSuccess with ``{"approved": bool, "reason", "by"}``.
-Follows the Step Functions docs "Wait for a Callback with Task Token" (SendTaskSuccess).
+log). ``sagepipe approve|reject <execution>`` reads it, refuses a second decision, calls SendTaskSuccess
+with ``{"approved": bool, "reason", "by"}`` and records the decision next to the token. The state
+machine then sets the model package's approval status (MarkApproved / MarkRejected), so the registry
+always follows what the execution did. Follows the Step Functions docs "Wait for a Callback with Task
+Token" (SendTaskSuccess).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .errors import SagepipeError
-from .registry import set_status
 
 APPROVAL_NEEDED = "Pipeline Approval Needed"
 
@@ -58,13 +59,22 @@ def find(s3: Any, bucket: str, execution: str) -> dict[str, Any]:
     raise ApprovalError(f"no approval was requested for run {execution!r}", execution=execution)
 
 
-def decide(s3: Any, sfn: Any, sm: Any, *, bucket: str, execution: str, approved: bool, reason: str,
-           by: str) -> dict[str, Any]:
-    """Approve or reject ``execution``'s model package and resume the execution (SendTaskSuccess).
+def decide(s3: Any, sfn: Any, *, bucket: str, execution: str, approved: bool, reason: str, by: str) -> dict[str, Any]:
+    """Approve or reject ``execution`` and resume it (SendTaskSuccess); the decision is recorded at
+    ``approvals/<model>/<execution>.decision.json``.
 
-    Raises :class:`ApprovalError` when there is no pending approval or the task already ended
-    (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``)."""
+    Raises :class:`ApprovalError` when there is no pending approval, it was already decided, or the task
+    already ended (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``)."""
     record = find(s3, bucket, execution)
+    decision_key = _key(record["model"], execution).removesuffix(".json") + ".decision.json"
+    try:
+        earlier = json.loads(s3.get_object(Bucket=bucket, Key=decision_key)["Body"].read())
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
+            raise
+    else:
+        raise ApprovalError(f"run {execution} was already {'approved' if earlier['approved'] else 'rejected'} "
+                            f"by {earlier['by']}", execution=execution, decision=earlier)
     output = {"approved": approved, "reason": reason, "by": by}
     try:
         sfn.send_task_success(taskToken=record["task_token"], output=json.dumps(output))
@@ -73,6 +83,5 @@ def decide(s3: Any, sfn: Any, sm: Any, *, bucket: str, execution: str, approved:
         if code in {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}:
             raise ApprovalError(f"run {execution} is no longer waiting for approval ({code})", execution=execution) from exc
         raise
-    set_status(sm, record["model_package_arn"], "Approved" if approved else "Rejected",
-               f"{'approved' if approved else 'rejected'} by {by}: {reason}")
+    s3.put_object(Bucket=bucket, Key=decision_key, Body=json.dumps(output).encode(), ContentType="application/json")
     return {**output, "execution": execution, "model_package_arn": record["model_package_arn"]}

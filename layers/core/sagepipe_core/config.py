@@ -132,7 +132,7 @@ class ModelConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     min_rows: int = Field(50, ge=3)
     min_rows_per_class: int = Field(10, ge=1)
-    max_dataset_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    max_dataset_bytes: int = Field(64 * 1024 * 1024, ge=1, le=256 * 1024 * 1024)  # parsed in ValidateData's memory
     training: TrainingResources = Field(default_factory=TrainingResources)
     endpoint: EndpointResources = Field(default_factory=EndpointResources)
     tuning: TuningConfig | None = None

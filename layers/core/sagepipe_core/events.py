@@ -83,8 +83,10 @@ def classify_key(bucket: str, key: str, size: int | None, etag: str, version_id:
                  trigger: str) -> DataVersion | Skip:
     """Turn one created object into a :class:`DataVersion`, or a :class:`Skip` saying why not.
 
-    Skips: keys under the stack's output prefixes, keys outside ``datasets/<model>/``, zero-byte
-    "folder" keys (ending in ``/`` or of size 0), and non-``.csv`` keys.
+    Skips: keys under the stack's output prefixes, keys outside ``datasets/<model>/``, "folder" keys
+    (ending in ``/``, which the S3 console creates as zero-byte objects), and non-``.csv`` keys. A
+    zero-byte ``.csv`` is an upload, not a folder: it runs, and ValidateData quarantines it as ``empty``.
+    The model name is not checked here (ValidateData quarantines an invalid one, so nothing is lost).
     """
     if key.startswith(OUTPUT_PREFIXES):
         return Skip("key is under an output prefix written by the stack (no recursive triggers)", key)
@@ -93,8 +95,8 @@ def classify_key(bucket: str, key: str, size: int | None, etag: str, version_id:
     parts = key[len(DATASETS_PREFIX):].split("/", 1)
     if len(parts) < 2 or not parts[0] or not parts[1]:
         return Skip("key is not of the form datasets/<model>/<file>.csv", key)
-    if key.endswith("/") or size == 0:
-        return Skip("zero-byte folder placeholder or empty object", key)
+    if key.endswith("/"):
+        return Skip("zero-byte folder placeholder (key ends in /)", key)
     if not key.lower().endswith(".csv"):
         return Skip("not a .csv object", key)
     return DataVersion(bucket=bucket, key=key, etag=etag.strip('"'), version_id=version_id or None,

@@ -14,6 +14,8 @@ import re
 
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 EXECUTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+#: A model name: the first path segment under ``datasets/`` and ``{model}`` in the API paths.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 SAGEMAKER_NAME_MAX = 63
 EXECUTION_NAME_MAX = 80
 HASH_LEN = 10

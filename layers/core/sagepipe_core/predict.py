@@ -29,12 +29,11 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
-from .naming import endpoint_name
+from .naming import MODEL_NAME_RE, endpoint_name
 from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, RecordErrors, SchemaError, parse_csv, validate_records
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint limit
 SUPPORTED_CONTENT_TYPES = ("application/json", "text/csv")
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 SERVING_STATUSES = {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
 THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 VALIDATION_CODES = {"ValidationError", "ValidationException"}  # runtime / control-plane spelling

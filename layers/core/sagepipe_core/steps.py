@@ -151,6 +151,10 @@ def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm
         log.warning("data set rejected: %s", err.message, extra={"reason": err.to_dict()})
         raise type(err)(err.message, reason=err.reason, **err.details)
 
+    if not naming.MODEL_NAME_RE.match(model):
+        reject(InvalidDatasetError(f"model name {model!r} must match {naming.MODEL_NAME_RE.pattern} (it names the "
+                                   "endpoint and the API path)", reason="invalid_model_name", check="invalid_model_name",
+                                   model=model))
     try:
         config, _ = _load_config(s3, d["bucket"], model)
     except InvalidConfigError as err:
