@@ -169,12 +169,37 @@ def list_runs(target: Target, model: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def _pending_uploads(target: Target, model: str | None, names: set[str], grace_s: float = 120) -> list[str]:
+    """Keys of ``.csv`` data sets uploaded in the last ``grace_s`` seconds whose run has not started yet
+    (the start is asynchronous: S3 → EventBridge → start function). The expected execution name is the
+    one the start function derives (``sagepipe_core.naming.execution_name`` of model, key and ETag)."""
+    from datetime import datetime, timezone
+
+    from sagepipe_core.naming import execution_name
+
+    s3 = target.client("s3")
+    now = datetime.now(timezone.utc)
+    pending = []
+    prefix = f"datasets/{model}/" if model else "datasets/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.data_bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            parts = key.split("/")
+            if not key.lower().endswith(".csv") or len(parts) < 3 or (now - obj["LastModified"]).total_seconds() > grace_s:
+                continue
+            if execution_name(parts[1], key, obj["ETag"].strip('"')) not in names:
+                pending.append(key)
+    return pending
+
+
 def wait_for_runs(target: Target, model: str | None = None, timeout_s: float = 1800, poll_s: float = 0.5) -> list[dict[str, Any]]:
-    """Block until no run (of ``model``) is RUNNING. Raises TimeoutError."""
+    """Block until no run (of ``model``) is RUNNING and every data set uploaded in the last two minutes
+    has its run. Raises TimeoutError."""
     deadline = time.monotonic() + timeout_s
     while True:
         rows = list_runs(target, model)
-        if not any(r["status"] == "RUNNING" for r in rows):
+        if not any(r["status"] == "RUNNING" for r in rows) and not _pending_uploads(
+                target, model, {r["execution_name"] for r in rows}):
             return rows
         if time.monotonic() > deadline:
             raise TimeoutError(f"runs still in progress after {timeout_s:.0f}s")
