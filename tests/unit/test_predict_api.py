@@ -264,20 +264,16 @@ def test_model_error_mapping(api, lambda_context, original, status, code):
         assert body["error"]["message"] == "column missing: plan"  # the container's message
 
 
-def test_throttled_429_with_retry_after(api, lambda_context):
+@pytest.mark.parametrize("code, message, status, api_code, retry_after", [
+    ("ThrottlingException", "Rate exceeded", 429, "throttled", "1"),
+    ("ValidationError", "Endpoint sagepipe-churn of account 1 not found.", 503, "model_unavailable", "30"),
+], ids=["throttled-429", "endpoint-gone-at-invoke-503"])
+def test_runtime_errors_map_to_status_with_retry_after(api, lambda_context, code, message, status, api_code, retry_after):
     with Stubber(api.RUNTIME) as stub:
-        stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", 400)
-        status, body, hdrs = call(api, event({"instances": [churn_record(0)]}), lambda_context)
-    assert_error(status, body, 429, "throttled")
-    assert hdrs["retry-after"] == "1"
-
-
-def test_endpoint_gone_at_invoke_503_with_retry_after(api, lambda_context):
-    with Stubber(api.RUNTIME) as stub:
-        stub.add_client_error("invoke_endpoint", "ValidationError", "Endpoint sagepipe-churn of account 1 not found.", 400)
-        status, body, hdrs = call(api, event({"instances": [churn_record(0)]}), lambda_context)
-    assert_error(status, body, 503, "model_unavailable")
-    assert hdrs["retry-after"] == "30"
+        stub.add_client_error("invoke_endpoint", code, message, 400)
+        got, body, hdrs = call(api, event({"instances": [churn_record(0)]}), lambda_context)
+    assert_error(got, body, status, api_code)
+    assert hdrs["retry-after"] == retry_after
 
 
 def test_endpoint_not_in_service_503_with_retry_after(api, lambda_context):
