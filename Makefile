@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PY313 := $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(command -v python3.13); do "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install demo test unit twin lint validate build deploy clean
+.PHONY: help install demo test unit twin lint lint-py format validate build deploy clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,10 +40,19 @@ unit: $(VENV)/.installed  ## unit tests (no network, no servers)
 twin: $(VENV)/.installed  ## twin tests (real handlers, ASL, training and model servers on 127.0.0.1)
 	$(PY) -m pytest tests/twin -q
 
-lint: $(VENV)/.installed $(SAM_VENV)/.installed  ## sam validate --lint, cfn-lint, statelint
+lint: lint-py $(VENV)/.installed $(SAM_VENV)/.installed  ## the Python gate, then sam validate --lint, cfn-lint, statelint
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
 	$(VENV)/bin/cfn-lint template.yaml
 	$(PY) scripts/statelint_asl.py
+
+lint-py: $(VENV)/.installed  ## ruff check, ruff format --check, mypy (config: pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 build: $(SAM_VENV)/.installed  ## sam build for python3.13
 	@test -n "$(PY313)" || { echo "python3.13 is required for sam build (Lambda runtime python3.13)"; exit 1; }

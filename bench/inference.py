@@ -29,16 +29,24 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CHURN = ROOT / "examples" / "data" / "churn.csv"
-ENV = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-       "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_SERVICE_NAME": "sagepipe",
-       "RESOURCE_PREFIX": "sagepipe", "MAX_BATCH_SIZE": "100"}
+ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_SERVICE_NAME": "sagepipe",
+    "RESOURCE_PREFIX": "sagepipe",
+    "MAX_BATCH_SIZE": "100",
+}
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -96,14 +104,15 @@ class _Body(io.BytesIO):
 def handler_bench(n: int) -> dict[int, list[float]]:
     """Pure handler overhead with stubbed AWS clients (the live version cached)."""
     os.environ.update(ENV)
-    from tests.unit.predict_helpers import churn_schema, model_tarball
-
     import functions.predict.app as app
     from sagepipe_core.predict import LiveModels
+    from tests.unit.predict_helpers import churn_schema, model_tarball
 
     tarball = model_tarball(churn_schema())
-    preds = {k: json.dumps({"predictions": [{"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}}] * k}).encode()
-             for k in (1, 100)}
+    preds = {
+        k: json.dumps({"predictions": [{"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}}] * k}).encode()
+        for k in (1, 100)
+    }
 
     class SM:
         def describe_endpoint(self, **_: Any) -> dict[str, Any]:
@@ -129,6 +138,7 @@ def handler_bench(n: int) -> dict[int, list[float]]:
     app.logger.registered_handler.stream = io.StringIO()  # formatting cost kept, terminal spared
 
     from tests.conftest import FakeLambdaContext, load_event
+
     ctx = FakeLambdaContext()
     out = {}
     for k in (1, 100):
@@ -167,9 +177,14 @@ def twin_bench(n: int) -> dict[str, Any]:
         assert desc["status"] == "SUCCEEDED", desc.get("cause")
         server = twin.hosting.endpoints["sagepipe-churn"].live
         direct_url = f"http://127.0.0.1:{server.port}/invocations"
-        runtime = boto3.client("sagemaker-runtime", endpoint_url=twin.endpoint, region_name="us-east-1",
-                               aws_access_key_id="testing", aws_secret_access_key="testing",
-                               config=Config(retries={"total_max_attempts": 1}))
+        runtime = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=twin.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
         api = f"{target.api_url}/models/churn/predictions"
         headers = {"Content-Type": "application/json", "x-api-key": target.api_key}
         res: dict[str, Any] = {}
@@ -188,7 +203,9 @@ def twin_bench(n: int) -> dict[str, Any]:
                 assert r.status_code == 200, r.text
 
             def invoke(body: bytes = body) -> None:
-                runtime.invoke_endpoint(EndpointName="sagepipe-churn", ContentType="application/json", Body=body)["Body"].read()
+                runtime.invoke_endpoint(EndpointName="sagepipe-churn", ContentType="application/json", Body=body)[
+                    "Body"
+                ].read()
 
             def full(body: bytes = body) -> None:
                 r = session().post(api, data=body, headers=headers, timeout=30)
@@ -208,14 +225,21 @@ def import_ms(module: str, runs: int = 5) -> float:
     """Median wall time of ``import <module>`` in a fresh interpreter (ms), module-level clients included."""
     code = f"import time; t=time.perf_counter(); import {module}; print((time.perf_counter()-t)*1000)"
     env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
-    vals = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
-                                 check=True).stdout.strip().splitlines()[-1]) for _ in range(runs)]
+    vals = [
+        float(
+            subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        for _ in range(runs)
+    ]
     return statistics.median(vals)
 
 
 def _predict_parts(build_dir: Path) -> list[str]:
     """PredictFunction and the layers it references in the built template."""
     from sagepipe.twin.template import load_template
+
     template = load_template(build_dir / "template.yaml")
     layers = template["Resources"]["PredictFunction"]["Properties"].get("Layers", [])
     return ["PredictFunction", *[layer["Ref"] for layer in layers if isinstance(layer, dict) and "Ref" in layer]]
@@ -226,6 +250,7 @@ def bundle(build_dirs: list[Path]) -> tuple[Path | None, list[str], int, int, li
     deployment package), forbidden packages found) for PredictFunction + its layers."""
     import io
     import zipfile
+
     for d in build_dirs:
         if (d / "PredictFunction").is_dir() and (d / "template.yaml").is_file():
             parts = _predict_parts(d)
@@ -238,8 +263,9 @@ def bundle(build_dirs: list[Path]) -> tuple[Path | None, list[str], int, int, li
                             total += p.stat().st_size
                             zf.write(p, p.relative_to(d / part))
                 zipped += len(buf.getvalue())
-                bad += [name for name in ("pandas", "numpy", "sagemaker")
-                        if any((d / part).rglob(f"{name}/__init__.py"))]
+                bad += [
+                    name for name in ("pandas", "numpy", "sagemaker") if any((d / part).rglob(f"{name}/__init__.py"))
+                ]
             return d, parts, total, zipped, bad
     return None, [], 0, 0, []
 
@@ -259,8 +285,12 @@ def main() -> int:
     ratio = {}
     if not args.skip_twin:
         t = twin_bench(args.n)
-        names = {"direct": "model server POST /invocations", "invoke": "InvokeEndpoint through the twin",
-                 "api1": "HTTP API through the twin, 1 client", "api16": "HTTP API through the twin, 16 clients"}
+        names = {
+            "direct": "model server POST /invocations",
+            "invoke": "InvokeEndpoint through the twin",
+            "api1": "HTTP API through the twin, 1 client",
+            "api16": "HTTP API through the twin, 16 clients",
+        }
         for key in ("direct", "invoke", "api1", "api16"):
             for k in (1, 100):
                 lat, rps = t[(key, k)]
@@ -274,15 +304,19 @@ def main() -> int:
         print(f"{name:<40} {k:>7} {p50:>8.2f} {p99:>8.2f} {rps:>7}")
     for k, r in ratio.items():
         print(f"full-path p50 / direct-server p50 ({k} record{'s' if k > 1 else ''}): {r:.2f}x")
-    print(f"\nimport functions.predict.app (fresh interpreter, median of 5): {import_ms('functions.predict.app'):.0f} ms"
-          " (target <= 300 ms)")
+    print(
+        f"\nimport functions.predict.app (fresh interpreter, median of 5): {import_ms('functions.predict.app'):.0f} ms"
+        " (target <= 300 ms)"
+    )
     dirs = [Path(d) for d in args.build_dir] + [ROOT / ".aws-sam" / "build", Path("/tmp/samb/.aws-sam/build")]
     where, parts, size, zipped, bad = bundle(dirs)
     if where is None:
         print("bundle: no sam build output found (run `make build`)")
     else:
-        print(f"bundle {' + '.join(parts)} ({where}): {zipped / 1e6:.2f} MB zipped, {size / 1e6:.2f} MB unzipped"
-              f" (target <= 5 MB); pandas/numpy/sagemaker in it: {', '.join(bad) or 'none'}")
+        print(
+            f"bundle {' + '.join(parts)} ({where}): {zipped / 1e6:.2f} MB zipped, {size / 1e6:.2f} MB unzipped"
+            f" (target <= 5 MB); pandas/numpy/sagemaker in it: {', '.join(bad) or 'none'}"
+        )
     return 0
 
 

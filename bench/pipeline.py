@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
 from rich.console import Console
 from rich.table import Table
 
@@ -93,7 +92,9 @@ def main() -> None:
             results = [one_run(twin, target, Path(tmp), i) for i in range(args.runs)]
         finally:
             twin.stop()
-    table = Table(title=f"sagepipe twin: one churn run (4,000 rows), {args.runs} runs, seconds; twin start-up {startup:.2f} s")
+    table = Table(
+        title=f"sagepipe twin: one churn run (4,000 rows), {args.runs} runs, seconds; twin start-up {startup:.2f} s"
+    )
     table.add_column("phase")
     table.add_column("median", justify="right")
     table.add_column("min", justify="right")

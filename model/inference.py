@@ -31,6 +31,7 @@ Errors: :class:`InputError` (bad request body -> HTTP 400) and
 
 Import is cheap: numpy/pandas/joblib are imported lazily inside the functions.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,8 +46,25 @@ CSV = "text/csv"
 # pandas.read_csv default NA tokens: training read CSVs with them, so inference must too.
 NA_TOKENS = frozenset(
     [
-        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
     ]
 )
 
@@ -110,10 +128,10 @@ def _text(body):
         try:
             return bytes(body).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError("request body is not valid UTF-8: %s" % exc)
+            raise InputError(f"request body is not valid UTF-8: {exc}")
     if isinstance(body, str):
         return body
-    raise InputError("request body must be bytes or str, got %s" % type(body).__name__)
+    raise InputError(f"request body must be bytes or str, got {type(body).__name__}")
 
 
 def model_fn(model_dir):
@@ -133,10 +151,10 @@ def model_fn(model_dir):
     with open(os.path.join(model_dir, "schema.json")) as fh:
         schema = json.load(fh)
     if schema.get("schema_version") != 1:
-        raise ValueError("unsupported schema_version %r in schema.json" % schema.get("schema_version"))
+        raise ValueError("unsupported schema_version {!r} in schema.json".format(schema.get("schema_version")))
     for key in ("problem_type", "features", "feature_order"):
         if key not in schema:
-            raise ValueError("schema.json has no %r" % key)
+            raise ValueError(f"schema.json has no {key!r}")
     pipeline = joblib.load(os.path.join(model_dir, "model.joblib"))
     return LoadedModel(pipeline, schema)
 
@@ -160,7 +178,7 @@ def input_fn(request_body, request_content_type):
         try:
             rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
         except csv.Error as exc:
-            raise InputError("malformed CSV: %s" % exc)
+            raise InputError(f"malformed CSV: {exc}")
         if not rows:
             raise InputError("empty CSV request body")
         return ParsedInput("rows", rows, may_have_header=True)
@@ -171,7 +189,7 @@ def input_fn(request_body, request_content_type):
         try:
             doc = json.loads(text)
         except ValueError as exc:
-            raise InputError("malformed JSON: %s" % exc)
+            raise InputError(f"malformed JSON: {exc}")
         if not isinstance(doc, dict) or "instances" not in doc:
             raise InputError('JSON body must be an object {"instances": [...]}')
         instances = doc["instances"]
@@ -182,16 +200,14 @@ def input_fn(request_body, request_content_type):
         if all(isinstance(i, list) for i in instances):
             return ParsedInput("rows", instances)
         raise InputError('"instances" must be a list of objects (or a list of lists), not mixed/scalars')
-    raise UnsupportedContentType(
-        "unsupported content type %r: use text/csv or application/json" % request_content_type
-    )
+    raise UnsupportedContentType(f"unsupported content type {request_content_type!r}: use text/csv or application/json")
 
 
 def _numeric(value, where):
     if value is None:
         return float("nan")
     if isinstance(value, bool):
-        raise InputError("%s: expected a number, got boolean %r" % (where, value))
+        raise InputError(f"{where}: expected a number, got boolean {value!r}")
     if isinstance(value, numbers.Real):  # int, float, numpy scalars
         result = float(value)
     elif isinstance(value, str):
@@ -201,11 +217,11 @@ def _numeric(value, where):
         try:
             result = float(token)
         except ValueError:
-            raise InputError("%s: expected a number, got %r" % (where, value))
+            raise InputError(f"{where}: expected a number, got {value!r}")
     else:
-        raise InputError("%s: expected a number, got %s" % (where, type(value).__name__))
+        raise InputError(f"{where}: expected a number, got {type(value).__name__}")
     if math.isinf(result):
-        raise InputError("%s: infinite values are not allowed" % where)
+        raise InputError(f"{where}: infinite values are not allowed")
     return result
 
 
@@ -213,7 +229,7 @@ def _categorical(value, where):
     if value is None:
         return float("nan")
     if isinstance(value, (dict, list)):
-        raise InputError("%s: expected a scalar, got %s" % (where, type(value).__name__))
+        raise InputError(f"{where}: expected a scalar, got {type(value).__name__}")
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value):
         return float("nan")
     if isinstance(value, str) and value in NA_TOKENS:
@@ -228,7 +244,7 @@ def _to_frame(data, model):
     if isinstance(data, pd.DataFrame):
         missing = [c for c in order if c not in data.columns]
         if missing:
-            raise InputError("input is missing features: %s" % ", ".join(missing))
+            raise InputError("input is missing features: {}".format(", ".join(missing)))
         records = data[order].to_dict("records")
         kind, items = "records", records
     elif isinstance(data, ParsedInput):
@@ -249,7 +265,7 @@ def _to_frame(data, model):
             if not items:
                 raise InputError("CSV body has a header row but no data rows")
     else:
-        raise InputError("unsupported input object %s" % type(data).__name__)
+        raise InputError(f"unsupported input object {type(data).__name__}")
 
     columns = {name: [] for name in order}
     target = model.schema.get("target")
@@ -334,7 +350,7 @@ def output_fn(prediction, accept):
     """
     media = _choose_accept(accept)
     if media is None:
-        raise UnsupportedContentType("unsupported accept type %r: use application/json or text/csv" % accept)
+        raise UnsupportedContentType(f"unsupported accept type {accept!r}: use application/json or text/csv")
     if media == JSON:
         return json.dumps({"predictions": prediction}), JSON
     lines = []

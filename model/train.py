@@ -35,6 +35,7 @@ inferred when absent: numeric target with > 20 distinct values -> regression, 2 
 ``sagemaker_*`` hyperparameters are ignored; other unknown names are reported on
 stderr and ignored.
 """
+
 from __future__ import annotations
 
 import json
@@ -115,7 +116,7 @@ def parse_hyperparameters(argv, environ):
         try:
             loaded = json.loads(raw_hps)
         except ValueError as exc:
-            raise TrainingError("SM_HPS is not valid JSON: %s" % exc)
+            raise TrainingError(f"SM_HPS is not valid JSON: {exc}")
         if not isinstance(loaded, dict):
             raise TrainingError("SM_HPS must be a JSON object")
         for key, value in loaded.items():
@@ -124,14 +125,14 @@ def parse_hyperparameters(argv, environ):
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--") or len(arg) <= 2:
-            raise TrainingError("unexpected command-line argument %r" % arg)
+            raise TrainingError(f"unexpected command-line argument {arg!r}")
         if "=" in arg:
             key, value = arg[2:].split("=", 1)
             i += 1
         else:
             key = arg[2:]
             if i + 1 >= len(argv):
-                raise TrainingError("hyperparameter --%s has no value" % key)
+                raise TrainingError(f"hyperparameter --{key} has no value")
             value = argv[i + 1]
             i += 2
         hps[key] = decode_hp_value(value)
@@ -150,7 +151,7 @@ def _as_int(hps, name, default, minimum=None):
             raise ValueError
         ivalue = int(fvalue)
     except (TypeError, ValueError):
-        raise TrainingError("hyperparameter %s must be an integer, got %r" % (name, value))
+        raise TrainingError(f"hyperparameter {name} must be an integer, got {value!r}")
     if minimum is not None and ivalue < minimum:
         raise TrainingError("hyperparameter %s must be >= %d, got %d" % (name, minimum, ivalue))
     return ivalue
@@ -163,13 +164,13 @@ def _as_float(hps, name, default, minimum=None, strictly_positive=False):
             raise ValueError
         fvalue = float(value)
     except (TypeError, ValueError):
-        raise TrainingError("hyperparameter %s must be a number, got %r" % (name, value))
+        raise TrainingError(f"hyperparameter {name} must be a number, got {value!r}")
     if math.isnan(fvalue) or math.isinf(fvalue):
-        raise TrainingError("hyperparameter %s must be finite, got %r" % (name, value))
+        raise TrainingError(f"hyperparameter {name} must be finite, got {value!r}")
     if strictly_positive and fvalue <= 0:
-        raise TrainingError("hyperparameter %s must be > 0, got %r" % (name, value))
+        raise TrainingError(f"hyperparameter {name} must be > 0, got {value!r}")
     if minimum is not None and fvalue < minimum:
-        raise TrainingError("hyperparameter %s must be >= %s, got %r" % (name, minimum, value))
+        raise TrainingError(f"hyperparameter {name} must be >= {minimum}, got {value!r}")
     return fvalue
 
 
@@ -194,12 +195,13 @@ def resolve_config(hps):
             problem_type = None
         elif problem_type not in PROBLEM_TYPES:
             raise TrainingError(
-                "hyperparameter problem_type must be one of %s, got %r"
-                % ("|".join(PROBLEM_TYPES), hps.get("problem_type"))
+                "hyperparameter problem_type must be one of {}, got {!r}".format(
+                    "|".join(PROBLEM_TYPES), hps.get("problem_type")
+                )
             )
     unknown = sorted(k for k in hps if k not in KNOWN_HPS and not k.startswith("sagemaker_"))
     if unknown:
-        print("warning: ignoring unknown hyperparameters: %s" % ", ".join(unknown), file=sys.stderr)
+        print("warning: ignoring unknown hyperparameters: {}".format(", ".join(unknown)), file=sys.stderr)
     params = {
         "max_iter": _as_int(hps, "max_iter", 200, minimum=1),
         "learning_rate": _as_float(hps, "learning_rate", 0.1, strictly_positive=True),
@@ -230,7 +232,7 @@ def list_channel_files(channel_dir):
         TrainingError: the directory does not exist or has no data files.
     """
     if not os.path.isdir(channel_dir):
-        raise TrainingError("channel directory %s does not exist" % channel_dir)
+        raise TrainingError(f"channel directory {channel_dir} does not exist")
     files = []
     for root, dirs, names in os.walk(channel_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -241,7 +243,7 @@ def list_channel_files(channel_dir):
             if os.path.getsize(path) > 0:
                 files.append(path)
     if not files:
-        raise TrainingError("channel directory %s has no data files" % channel_dir)
+        raise TrainingError(f"channel directory {channel_dir} has no data files")
     return sorted(files)
 
 
@@ -265,18 +267,16 @@ def read_channel(channel_dir, split):
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=True)
         except Exception as exc:  # pandas raises several parser error types
-            raise TrainingError("cannot read %s CSV %s: %s" % (split, path, exc))
+            raise TrainingError(f"cannot read {split} CSV {path}: {exc}")
         frame.columns = [str(c).strip() for c in frame.columns]
         if columns is None:
             columns = list(frame.columns)
         elif list(frame.columns) != columns:
-            raise TrainingError(
-                "%s CSV %s has header %s, expected %s" % (split, path, list(frame.columns), columns)
-            )
+            raise TrainingError(f"{split} CSV {path} has header {list(frame.columns)}, expected {columns}")
         frames.append(frame)
     data = pd.concat(frames, ignore_index=True)
     if len(set(columns)) != len(columns):
-        raise TrainingError("%s data has duplicate column names" % split)
+        raise TrainingError(f"{split} data has duplicate column names")
     return data
 
 
@@ -328,7 +328,7 @@ def prepare_features(frame, schema_features, split):
 
     missing = [f["name"] for f in schema_features if f["name"] not in frame.columns]
     if missing:
-        raise TrainingError("%s data is missing feature columns: %s" % (split, ", ".join(missing)))
+        raise TrainingError("{} data is missing feature columns: {}".format(split, ", ".join(missing)))
     out = {}
     for feat in schema_features:
         col = frame[feat["name"]]
@@ -473,9 +473,7 @@ def compute_metrics(problem_type, labels, y_true, model, X):
         out["accuracy"] = _safe(lambda: skm.accuracy_score(y, pred))
         out["f1"] = _safe(lambda: skm.f1_score(y, pred, pos_label=pos, average="binary", zero_division=0))
     else:
-        out["macro_f1"] = _safe(
-            lambda: skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)
-        )
+        out["macro_f1"] = _safe(lambda: skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0))
         out["accuracy"] = _safe(lambda: skm.accuracy_score(y, pred))
     out["logloss"] = _safe(lambda: skm.log_loss(y, proba, labels=labels))
     return out
@@ -486,7 +484,7 @@ def format_metric_line(split, name, value):
 
     NaN is rendered as ``nan`` (``repr(float('nan'))``).
     """
-    return "[metric] %s:%s=%s" % (split, name, repr(float(value)))
+    return f"[metric] {split}:{name}={repr(float(value))}"
 
 
 def _json_metrics(metrics):
@@ -510,9 +508,9 @@ def _safe_extract(archive, dest):
         for member in tar.getmembers():
             target = os.path.realpath(os.path.join(dest, member.name))
             if not (target == dest_real or target.startswith(dest_real + os.sep)):
-                raise TrainingError("unsafe path in champion archive: %r" % member.name)
+                raise TrainingError(f"unsafe path in champion archive: {member.name!r}")
             if member.issym() or member.islnk() or member.isdev():
-                raise TrainingError("unsupported member type in champion archive: %r" % member.name)
+                raise TrainingError(f"unsupported member type in champion archive: {member.name!r}")
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, filter="data")
         else:  # Python < 3.10.12 without extraction filters; members validated above
@@ -530,23 +528,21 @@ def compare_schemas(champion, challenger):
     """
     diffs = []
     if champion.get("schema_version") != challenger["schema_version"]:
-        diffs.append("schema_version %r != %r" % (champion.get("schema_version"), challenger["schema_version"]))
+        diffs.append("schema_version {!r} != {!r}".format(champion.get("schema_version"), challenger["schema_version"]))
     for key in ("target", "problem_type", "labels"):
         if champion.get(key) != challenger[key]:
-            diffs.append("%s differs: champion %r, challenger %r" % (key, champion.get(key), challenger[key]))
+            diffs.append(f"{key} differs: champion {champion.get(key)!r}, challenger {challenger[key]!r}")
     champ_types = {f["name"]: f["type"] for f in champion.get("features", [])}
     chall_types = {f["name"]: f["type"] for f in challenger["features"]}
     only_champ = sorted(set(champ_types) - set(chall_types))
     only_chall = sorted(set(chall_types) - set(champ_types))
     if only_champ:
-        diffs.append("features only in champion: %s" % ", ".join(only_champ))
+        diffs.append("features only in champion: {}".format(", ".join(only_champ)))
     if only_chall:
-        diffs.append("features only in challenger: %s" % ", ".join(only_chall))
+        diffs.append("features only in challenger: {}".format(", ".join(only_chall)))
     for name in sorted(set(champ_types) & set(chall_types)):
         if champ_types[name] != chall_types[name]:
-            diffs.append(
-                "feature %s type differs: champion %s, challenger %s" % (name, champ_types[name], chall_types[name])
-            )
+            diffs.append(f"feature {name} type differs: champion {champ_types[name]}, challenger {chall_types[name]}")
     return diffs
 
 
@@ -568,7 +564,7 @@ def score_champion(channel_dir, schema, test_frame):
         if archive is None:
             return {
                 "status": "absent",
-                "reason": "champion channel %s has no model.tar.gz" % channel_dir,
+                "reason": f"champion channel {channel_dir} has no model.tar.gz",
                 "metrics": None,
             }
         import joblib
@@ -588,7 +584,7 @@ def score_champion(channel_dir, schema, test_frame):
         metrics = compute_metrics(schema["problem_type"], schema["labels"], y, champ_model, X)
         return {"status": "scored", "reason": None, "metrics": {"test": metrics}}
     except Exception as exc:
-        return {"status": "error", "reason": "%s: %s" % (type(exc).__name__, exc), "metrics": None}
+        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}", "metrics": None}
 
 
 # --------------------------------------------------------------------------------------
@@ -596,7 +592,7 @@ def score_champion(channel_dir, schema, test_frame):
 # --------------------------------------------------------------------------------------
 def _target_values(frame, target, problem_type, split):
     if target not in frame.columns:
-        raise TrainingError("%s data has no target column %r (columns: %s)" % (split, target, list(frame.columns)))
+        raise TrainingError(f"{split} data has no target column {target!r} (columns: {list(frame.columns)})")
     col = frame[target]
     missing = int(col.isna().sum() + (col.dropna().str.strip() == "").sum())
     if missing:
@@ -605,9 +601,7 @@ def _target_values(frame, target, problem_type, split):
         parsed = _parse_numeric(col)
         bad = col[parsed.isna()]
         if len(bad):
-            raise TrainingError(
-                "%s target %r is not numeric for regression (e.g. %r)" % (split, target, bad.iloc[0])
-            )
+            raise TrainingError(f"{split} target {target!r} is not numeric for regression (e.g. {bad.iloc[0]!r})")
         return parsed.to_numpy(dtype=float)
     return col.str.strip().to_numpy(dtype=object)
 
@@ -672,7 +666,7 @@ def train(argv, environ):
         frames[split] = read_channel(path, split) if path else None
     train_df = frames["train"]
     if target not in train_df.columns:
-        raise TrainingError("train data has no target column %r (columns: %s)" % (target, list(train_df.columns)))
+        raise TrainingError(f"train data has no target column {target!r} (columns: {list(train_df.columns)})")
     if len(train_df) == 0:
         raise TrainingError("train data has no rows")
 
@@ -688,12 +682,12 @@ def train(argv, environ):
         if problem_type == "binary" and len(labels) != 2:
             raise TrainingError("binary problem needs exactly 2 labels in train, found %d: %s" % (len(labels), labels))
         if problem_type == "multiclass" and len(labels) < 2:
-            raise TrainingError("multiclass problem needs at least 2 labels in train, found %s" % labels)
+            raise TrainingError(f"multiclass problem needs at least 2 labels in train, found {labels}")
         for split in ("validation", "test"):
             if split in ys:
-                unseen = sorted(set(str(v) for v in ys[split]) - set(labels))
+                unseen = sorted({str(v) for v in ys[split]} - set(labels))
                 if unseen:
-                    raise TrainingError("%s data has labels not present in train: %s" % (split, unseen))
+                    raise TrainingError(f"{split} data has labels not present in train: {unseen}")
 
     schema = build_schema(train_df, target, problem_type, labels)
     Xs = {s: prepare_features(frames[s], schema["features"], s) for s in SPLITS if frames[s] is not None}
@@ -731,7 +725,10 @@ def train(argv, environ):
         for name, value in champion["metrics"]["test"].items():
             print(format_metric_line("champion_test", name, value), flush=True)
         champion["metrics"] = {"test": _json_metrics(champion["metrics"]["test"])}
-    print("champion: %s%s" % (champion["status"], (" (%s)" % champion["reason"]) if champion["reason"] else ""), flush=True)
+    print(
+        "champion: {}{}".format(champion["status"], (" ({})".format(champion["reason"])) if champion["reason"] else ""),
+        flush=True,
+    )
 
     evaluation = {
         "schema_version": SCHEMA_VERSION,
@@ -747,7 +744,7 @@ def train(argv, environ):
     here = os.path.dirname(os.path.abspath(__file__))
     inference_src = os.path.join(here, "inference.py")
     if not os.path.isfile(inference_src):
-        raise TrainingError("inference.py not found next to train.py (%s)" % here)
+        raise TrainingError(f"inference.py not found next to train.py ({here})")
     joblib.dump(pipeline, os.path.join(model_dir, "model.joblib"))
     _write_json(os.path.join(model_dir, "schema.json"), schema)
     _write_json(os.path.join(model_dir, "evaluation.json"), evaluation)
@@ -758,7 +755,7 @@ def train(argv, environ):
         os.makedirs(out_data, exist_ok=True)
         _write_json(os.path.join(out_data, "evaluation.json"), evaluation)
     print(
-        "done: fit %.3fs, total %.3fs, artifacts in %s" % (fit_seconds, time.time() - started, model_dir),
+        f"done: fit {fit_seconds:.3f}s, total {time.time() - started:.3f}s, artifacts in {model_dir}",
         flush=True,
     )
     return evaluation
@@ -778,7 +775,7 @@ def main(argv=None, environ=None):
         if isinstance(exc, TrainingError):
             message = str(exc)
         else:
-            message = "%s: %s" % (type(exc).__name__, exc)
+            message = f"{type(exc).__name__}: {exc}"
             traceback.print_exc(file=sys.stderr)
         print("ERROR: " + message, file=sys.stderr, flush=True)
         path = failure_path(environ)
@@ -787,7 +784,7 @@ def main(argv=None, environ=None):
                 with open(path, "w") as fh:
                     fh.write(message)
             except OSError as write_exc:
-                print("could not write failure file %s: %s" % (path, write_exc), file=sys.stderr)
+                print(f"could not write failure file {path}: {write_exc}", file=sys.stderr)
         return 1
 
 

@@ -19,9 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sagepipe_core.errors import InvalidConfigError, SagepipeError
+
 from . import client
 from .client import Target, TargetError
-from sagepipe_core.errors import InvalidConfigError, SagepipeError
 
 console = Console(stderr=True)
 out = Console()
@@ -53,9 +54,11 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         info = twin.start()
-        out.print(f"sagepipe twin is up\n  aws_endpoint_url  {info.aws_endpoint_url}\n  api_url           {info.api_url}\n"
-                  f"  data_bucket       {info.data_bucket}\n  artifacts_bucket  {info.artifacts_bucket}\n"
-                  f"  state file        {Path(args.state_dir) / 'twin.json'}\nCtrl-C stops it.")
+        out.print(
+            f"sagepipe twin is up\n  aws_endpoint_url  {info.aws_endpoint_url}\n  api_url           {info.api_url}\n"
+            f"  data_bucket       {info.data_bucket}\n  artifacts_bucket  {info.artifacts_bucket}\n"
+            f"  state file        {Path(args.state_dir) / 'twin.json'}\nCtrl-C stops it."
+        )
         stop.wait()
     finally:
         console.print("[twin] stopping ...")
@@ -73,8 +76,15 @@ def _runs_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("execution", "status", "state", "metrics (test)", "decision", "reason", "endpoint config")
     for r in rows:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in (r["metrics"] or {}).items() if isinstance(v, (int, float)))
-        table.add_row(r["execution_name"], r["status"], r["current_state"] or "-", metrics or "-",
-                      r["decision"] or "-", (r["reason"] or "-")[:160], r["endpoint_config"] or "-")
+        table.add_row(
+            r["execution_name"],
+            r["status"],
+            r["current_state"] or "-",
+            metrics or "-",
+            r["decision"] or "-",
+            (r["reason"] or "-")[:160],
+            r["endpoint_config"] or "-",
+        )
     return table
 
 
@@ -96,8 +106,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError("give exactly one of --csv FILE or --json FILE")
     path = Path(args.csv or files[0])
     body = path.read_bytes()
-    resp = client.predict(_target(args), args.model, body, "text/csv" if args.csv else "application/json",
-                          api_key=args.api_key)
+    resp = client.predict(
+        _target(args), args.model, body, "text/csv" if args.csv else "application/json", api_key=args.api_key
+    )
     try:
         doc = resp.json()
     except ValueError:
@@ -121,9 +132,21 @@ def cmd_events(args: argparse.Namespace) -> int:
     table = Table("time", "detail-type", "model", "run", "outcome", "reason")
     for ev in rows:
         d = ev.get("detail") or {}
-        reason = (d.get("decision") or {}).get("reason") or client.cause_text(d.get("cause")) or (d.get("endpoint") or {}).get("failure_reason") or d.get("how_to_decide") or ""
-        table.add_row(str(ev.get("time", "")), ev.get("detail-type", ""), str(d.get("model", "")), str(d.get("execution", "")),
-                      str(d.get("outcome", "")), str(reason)[:120])
+        reason = (
+            (d.get("decision") or {}).get("reason")
+            or client.cause_text(d.get("cause"))
+            or (d.get("endpoint") or {}).get("failure_reason")
+            or d.get("how_to_decide")
+            or ""
+        )
+        table.add_row(
+            str(ev.get("time", "")),
+            ev.get("detail-type", ""),
+            str(d.get("model", "")),
+            str(d.get("execution", "")),
+            str(d.get("outcome", "")),
+            str(reason)[:120],
+        )
     out.print(table)
     return 0
 
@@ -132,13 +155,16 @@ def cmd_decide(args: argparse.Namespace) -> int:
     approved = args.command == "approve"
     if not approved and not args.reason:
         raise ValueError("reject needs --reason")
-    result = client.decide_approval(_target(args), args.run, approved, args.reason or "approved", args.by or getpass.getuser())
+    result = client.decide_approval(
+        _target(args), args.run, approved, args.reason or "approved", args.by or getpass.getuser()
+    )
     out.print_json(json.dumps(result))
     return 0
 
 
 def cmd_publish_code(args: argparse.Namespace) -> int:
     from . import codebundle
+
     target = _target(args)
     out.print(codebundle.publish(target.client("s3"), target.artifacts_bucket, ROOT / "model"))
     return 0
@@ -146,6 +172,7 @@ def cmd_publish_code(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+
     return run_demo(ROOT, Path(args.state_dir) if args.state_dir else None, keep_logs=args.verbose)
 
 
@@ -177,21 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="call the HTTP inference API")
     p.add_argument("--model", required=True)
     p.add_argument("--csv", help="CSV rows (features in schema order, header optional)")
-    p.add_argument("--json", dest="json_args", action="append", nargs="?", const=True, metavar="FILE",
-                   help='--json FILE sends a JSON body {"instances": [...]}; a bare --json prints the raw JSON response')
+    p.add_argument(
+        "--json",
+        dest="json_args",
+        action="append",
+        nargs="?",
+        const=True,
+        metavar="FILE",
+        help='--json FILE sends a JSON body {"instances": [...]}; a bare --json prints the raw JSON response',
+    )
     p.add_argument("--api-key", help="API key (x-api-key) when the API requires one")
     _add_target_args(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("events", help="pipeline notifications (Succeeded, Rejected, Failed, Approval Needed, Rolled Back)")
+    p = sub.add_parser(
+        "events", help="pipeline notifications (Succeeded, Rejected, Failed, Approval Needed, Rolled Back)"
+    )
     p.add_argument("--model")
     p.add_argument("--run", help="one execution name")
     p.add_argument("--json", action="store_true")
     _add_target_args(p)
     p.set_defaults(func=cmd_events)
 
-    for name, helptext in (("approve", "approve a run waiting for manual approval"),
-                           ("reject", "reject a run waiting for manual approval")):
+    for name, helptext in (
+        ("approve", "approve a run waiting for manual approval"),
+        ("reject", "reject a run waiting for manual approval"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("run", help="execution name (see `sagepipe runs`)")
         p.add_argument("--reason", required=(name == "reject"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -43,25 +44,40 @@ class Target:
         """A boto3 client for the target (twin: fixed test credentials on 127.0.0.1)."""
         cfg = Config(retries={"mode": "standard", "max_attempts": 5})
         if self.endpoint_url:
-            return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region, config=cfg,
-                                aws_access_key_id="testing", aws_secret_access_key="testing")
+            return boto3.client(
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name=self.region,
+                config=cfg,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
         return boto3.Session(profile_name=self.profile, region_name=self.region).client(service, config=cfg)
 
     @classmethod
-    def twin(cls, state_dir: Path = DEFAULT_STATE_DIR) -> "Target":
+    def twin(cls, state_dir: Path = DEFAULT_STATE_DIR) -> Target:
         """Read ``<state_dir>/twin.json`` written by ``sagepipe twin up``. Raises TargetError."""
         path = state_dir / "twin.json"
         if not path.exists():
-            raise TargetError(f"no running twin: {path} not found. Start one with `sagepipe twin up --state-dir {state_dir}`"
-                              " or pass --aws for a deployed stack.")
+            raise TargetError(
+                f"no running twin: {path} not found. Start one with `sagepipe twin up --state-dir {state_dir}`"
+                " or pass --aws for a deployed stack."
+            )
         info = json.loads(path.read_text())
-        return cls(data_bucket=info["data_bucket"], artifacts_bucket=info["artifacts_bucket"],
-                   state_machine_arn=info["state_machine_arn"], api_url=info["api_url"], region=info["region"],
-                   event_source=info.get("event_source", "sagepipe"), endpoint_url=info["aws_endpoint_url"],
-                   stack_name=info.get("stack_name", "sagepipe"), api_key=info.get("api_key"))
+        return cls(
+            data_bucket=info["data_bucket"],
+            artifacts_bucket=info["artifacts_bucket"],
+            state_machine_arn=info["state_machine_arn"],
+            api_url=info["api_url"],
+            region=info["region"],
+            event_source=info.get("event_source", "sagepipe"),
+            endpoint_url=info["aws_endpoint_url"],
+            stack_name=info.get("stack_name", "sagepipe"),
+            api_key=info.get("api_key"),
+        )
 
     @classmethod
-    def aws(cls, stack: str, region: str | None, profile: str | None) -> "Target":
+    def aws(cls, stack: str, region: str | None, profile: str | None) -> Target:
         """Resolve a deployed stack's outputs (CloudFormation DescribeStacks). Raises TargetError."""
         session = boto3.Session(profile_name=profile, region_name=region)
         try:
@@ -69,10 +85,17 @@ class Target:
         except Exception as exc:  # noqa: BLE001 - surfaced with the stack name
             raise TargetError(f"cannot read stack {stack!r}: {exc}") from exc
         out = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
-        return cls(data_bucket=out["DataBucketName"], artifacts_bucket=out["ArtifactsBucketName"],
-                   state_machine_arn=out["StateMachineArn"], api_url=out["ApiUrl"],
-                   region=session.region_name or "us-east-1", event_source=out.get("EventSource", "sagepipe"),
-                   profile=profile, stack_name=stack, api_key=_stack_api_key(session, out.get("ApiKeyId")))
+        return cls(
+            data_bucket=out["DataBucketName"],
+            artifacts_bucket=out["ArtifactsBucketName"],
+            state_machine_arn=out["StateMachineArn"],
+            api_url=out["ApiUrl"],
+            region=session.region_name or "us-east-1",
+            event_source=out.get("EventSource", "sagepipe"),
+            profile=profile,
+            stack_name=stack,
+            api_key=_stack_api_key(session, out.get("ApiKeyId")),
+        )
 
 
 def _stack_api_key(session: Any, key_id: str | None) -> str | None:
@@ -99,8 +122,12 @@ def upload(target: Target, file: Path, model: str, config: Path | None = None) -
     if config is not None:
         raw = config.read_bytes()
         parse_config(raw)  # raises InvalidConfigError with the bad fields
-        s3.put_object(Bucket=target.data_bucket, Key=f"datasets/{model}/{CONFIG_FILE_NAME}", Body=raw,
-                      ContentType="application/json")
+        s3.put_object(
+            Bucket=target.data_bucket,
+            Key=f"datasets/{model}/{CONFIG_FILE_NAME}",
+            Body=raw,
+            ContentType="application/json",
+        )
     key = f"datasets/{model}/{file.name}"
     s3.put_object(Bucket=target.data_bucket, Key=key, Body=file.read_bytes(), ContentType="text/csv")
     return key
@@ -140,19 +167,26 @@ def run_record(sfn: Any, execution: dict[str, Any]) -> dict[str, Any]:
     record = (out.get("evaluation") or {}).get("record") or {}
     test_metrics = ((record.get("metrics") or {}).get("test")) or {}
     row: dict[str, Any] = {
-        "execution_name": execution["name"], "status": desc["status"], "model": inp.get("model"),
+        "execution_name": execution["name"],
+        "status": desc["status"],
+        "model": inp.get("model"),
         "key": (inp.get("dataset") or {}).get("key"),
         "current_state": _current_state(sfn, execution["executionArn"]) if desc["status"] == "RUNNING" else None,
-        "metrics": test_metrics, "decision": record.get("decision"), "reason": record.get("reason"),
+        "metrics": test_metrics,
+        "decision": record.get("decision"),
+        "reason": record.get("reason"),
         "endpoint_config": (out.get("deployment") or {}).get("EndpointConfigName"),
-        "started": desc["startDate"].isoformat(), "stopped": desc["stopDate"].isoformat() if desc.get("stopDate") else None,
+        "started": desc["startDate"].isoformat(),
+        "stopped": desc["stopDate"].isoformat() if desc.get("stopDate") else None,
     }
     approval = out.get("approval") or {}
     if approval.get("approved") is False:
         row["decision"] = "rejected (approval)"
         row["reason"] = f"{approval.get('by')}: {approval.get('reason')}"
     if desc["status"] in {"FAILED", "TIMED_OUT", "ABORTED"}:
-        row["decision"] = row["decision"] or ("rejected" if desc.get("error") in {"InvalidDatasetError", "InvalidConfigError"} else "failed")
+        row["decision"] = row["decision"] or (
+            "rejected" if desc.get("error") in {"InvalidDatasetError", "InvalidConfigError"} else "failed"
+        )
         row["reason"] = f"{desc.get('error')}: {cause_text(desc.get('cause'))}"
     return row
 
@@ -173,41 +207,49 @@ def _pending_uploads(target: Target, model: str | None, names: set[str], grace_s
     """Keys of ``.csv`` data sets uploaded in the last ``grace_s`` seconds whose run has not started yet
     (the start is asynchronous: S3 → EventBridge → start function). The expected execution name is the
     one the start function derives (``sagepipe_core.naming.execution_name`` of model, key and ETag)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sagepipe_core.naming import execution_name
 
     s3 = target.client("s3")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     pending = []
     prefix = f"datasets/{model}/" if model else "datasets/"
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.data_bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
             parts = key.split("/")
-            if not key.lower().endswith(".csv") or len(parts) < 3 or (now - obj["LastModified"]).total_seconds() > grace_s:
+            if (
+                not key.lower().endswith(".csv")
+                or len(parts) < 3
+                or (now - obj["LastModified"]).total_seconds() > grace_s
+            ):
                 continue
             if execution_name(parts[1], key, obj["ETag"].strip('"')) not in names:
                 pending.append(key)
     return pending
 
 
-def wait_for_runs(target: Target, model: str | None = None, timeout_s: float = 1800, poll_s: float = 0.5) -> list[dict[str, Any]]:
+def wait_for_runs(
+    target: Target, model: str | None = None, timeout_s: float = 1800, poll_s: float = 0.5
+) -> list[dict[str, Any]]:
     """Block until no run (of ``model``) is RUNNING and every data set uploaded in the last two minutes
     has its run. Raises TimeoutError."""
     deadline = time.monotonic() + timeout_s
     while True:
         rows = list_runs(target, model)
         if not any(r["status"] == "RUNNING" for r in rows) and not _pending_uploads(
-                target, model, {r["execution_name"] for r in rows}):
+            target, model, {r["execution_name"] for r in rows}
+        ):
             return rows
         if time.monotonic() > deadline:
             raise TimeoutError(f"runs still in progress after {timeout_s:.0f}s")
         time.sleep(poll_s)
 
 
-def predict(target: Target, model: str, body: bytes, content_type: str, api_key: str | None = None,
-            timeout_s: float = 30) -> requests.Response:
+def predict(
+    target: Target, model: str, body: bytes, content_type: str, api_key: str | None = None, timeout_s: float = 30
+) -> requests.Response:
     """POST ``body`` to ``{api_url}/models/{model}/predictions``; returns the HTTP response. The API key is
     ``api_key`` or else the target's (twin.json / the stack's usage-plan key)."""
     api_key = api_key or target.api_key
@@ -239,5 +281,13 @@ def notifications(target: Target, model: str | None = None, execution: str | Non
 def decide_approval(target: Target, execution: str, approved: bool, reason: str, by: str) -> dict[str, Any]:
     """``sagepipe approve|reject``: update the model package and resume the waiting execution."""
     from sagepipe_core import approval
-    return approval.decide(target.client("s3"), target.client("stepfunctions"), bucket=target.artifacts_bucket,
-                           execution=execution, approved=approved, reason=reason, by=by)
+
+    return approval.decide(
+        target.client("s3"),
+        target.client("stepfunctions"),
+        bucket=target.artifacts_bucket,
+        execution=execution,
+        approved=approved,
+        reason=reason,
+        by=by,
+    )

@@ -55,7 +55,7 @@ def _progress(sfn: Any, arn: str, states: list[str]) -> tuple[Table, str]:
                 status[last[-1]] = "failed"
     desc = sfn.describe_execution(executionArn=arn)
     if desc["status"] == "SUCCEEDED":  # terminal states have no exit event
-        status = {name: "done" for name in status}
+        status = dict.fromkeys(status, "done")
     table = Table("state", "status", title=f"{desc['name']} - {desc['status']}")
     icons = {"done": "[green]done[/green]", "running": "[yellow]running[/yellow]", "failed": "[red]failed[/red]"}
     for name in states:
@@ -87,7 +87,11 @@ def _watch(target: Target, key: str, states: list[str], timeout_s: float = 300) 
                 raise DemoFailed(f"run for {key} still RUNNING after {timeout_s:.0f}s")
             time.sleep(0.25)
     console.print()
-    ex = next(e for e in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"] if e["executionArn"] == arn)
+    ex = next(
+        e
+        for e in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]
+        if e["executionArn"] == arn
+    )
     return client.run_record(sfn, ex)
 
 
@@ -112,7 +116,9 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
         console.rule("[bold]1. Start the local twin and upload the churn data (version 1)")
         info = twin.start()
         target = Target.twin(state)
-        console.print(f"  twin up in {time.monotonic() - t0:.1f}s: AWS endpoint {info.aws_endpoint_url}, API {info.api_url}")
+        console.print(
+            f"  twin up in {time.monotonic() - t0:.1f}s: AWS endpoint {info.aws_endpoint_url}, API {info.api_url}"
+        )
         text = (root / "examples" / "data" / "churn.csv").read_text()
         header, *rows = text.splitlines()
         holdout = rows[-HOLDOUT_ROWS:]
@@ -142,11 +148,21 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
         table = Table("#", "state", "intl plan", "service calls", "prediction", "p(yes)", "truth", "")
         for i, (row, p, t) in enumerate(zip(reader, preds, truth)):
             ok = "[green]ok[/green]" if p["label"] == t else "[red]miss[/red]"
-            table.add_row(str(i), row["state"], row["international_plan"], row["number_customer_service_calls"],
-                          p["label"], f"{p['probabilities'].get('yes', 0):.3f}", t, ok)
+            table.add_row(
+                str(i),
+                row["state"],
+                row["international_plan"],
+                row["number_customer_service_calls"],
+                p["label"],
+                f"{p['probabilities'].get('yes', 0):.3f}",
+                t,
+                ok,
+            )
         console.print(table)
         correct = sum(p["label"] == t for p, t in zip(preds, truth))
-        console.print(f"  {correct}/{len(truth)} correct on held-out rows (POST {target.api_url}/models/{MODEL}/predictions)")
+        console.print(
+            f"  {correct}/{len(truth)} correct on held-out rows (POST {target.api_url}/models/{MODEL}/predictions)"
+        )
 
         console.rule("[bold]5. Version 2 arrives: blue/green update while clients keep calling the API")
         sm = target.client("sagemaker")
@@ -193,5 +209,7 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
         twin.stop()
         if tmp:
             tmp.cleanup()
-    console.print(f"[green]demo succeeded[/green] in {time.monotonic() - t0:.1f}s; every process the twin started is stopped.")
+    console.print(
+        f"[green]demo succeeded[/green] in {time.monotonic() - t0:.1f}s; every process the twin started is stopped."
+    )
     return 0

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -58,14 +59,26 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fake credentials, us-east-1, Powertools settings, and everything inside ``moto.mock_aws()``."""
     from moto import mock_aws
 
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SAGEMAKER",
-                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL_SFN"):
+    for var in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SAGEMAKER",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+        "AWS_ENDPOINT_URL_SFN",
+    ):
         monkeypatch.delenv(var, raising=False)
     env = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "sagepipe",
-        "POWERTOOLS_SERVICE_NAME": "sagepipe", "POWERTOOLS_DEV": "false",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "sagepipe",
+        "POWERTOOLS_SERVICE_NAME": "sagepipe",
+        "POWERTOOLS_DEV": "false",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -1,5 +1,6 @@
 """Inference API (REST API stage ``v1``; contract: ``api/openapi.yaml``): ``POST /models/{model}/predictions``,
-``GET /models/{model}``, ``GET /health``. Glue only: the logic is ``sagepipe_core.predict``."""
+``GET /models/{model}``, ``GET /health``. Glue only: the logic is ``sagepipe_core.predict``.
+"""
 
 import os
 from typing import Any
@@ -15,14 +16,25 @@ from sagepipe_core import predict as core
 logger = Logger()
 SETTINGS = core.Settings.from_env(dict(os.environ))
 ORIGINS = [o.strip() for o in os.environ.get("CORS_ALLOW_ORIGINS", "*").split(",") if o.strip()] or ["*"]
-app = APIGatewayRestResolver(cors=CORSConfig(allow_origin=ORIGINS[0], extra_origins=ORIGINS[1:], max_age=600,
-                                             allow_headers=["Content-Type", "X-Api-Key", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"]))
+app = APIGatewayRestResolver(
+    cors=CORSConfig(
+        allow_origin=ORIGINS[0],
+        extra_origins=ORIGINS[1:],
+        max_age=600,
+        allow_headers=["Content-Type", "X-Api-Key", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
+    )
+)
 # read_timeout x attempts (20 s) < the function's Timeout (25 s) < API Gateway's 29 s: a slow model is a JSON 504.
 SESSION = get_session()
-RUNTIME = SESSION.create_client("sagemaker-runtime", config=Config(connect_timeout=2, read_timeout=20, retries={"total_max_attempts": 1}))
+RUNTIME = SESSION.create_client(
+    "sagemaker-runtime", config=Config(connect_timeout=2, read_timeout=20, retries={"total_max_attempts": 1})
+)
 _CONTROL = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
-LIVE = core.LiveModels(lambda: SESSION.create_client("sagemaker", config=_CONTROL),  # created on first use
-                       lambda: SESSION.create_client("s3", config=_CONTROL), SETTINGS.ttl_s)
+LIVE = core.LiveModels(
+    lambda: SESSION.create_client("sagemaker", config=_CONTROL),  # created on first use
+    lambda: SESSION.create_client("s3", config=_CONTROL),
+    SETTINGS.ttl_s,
+)
 
 
 @app.exception_handler(core.ApiError)
@@ -43,8 +55,12 @@ def predictions(model: str) -> dict[str, Any]:
     """Validate against the live version's schema, call its endpoint, return predictions + request id."""
     ev = app.current_event
     body = core.read_body(ev.body, ev.is_base64_encoded)
-    result = core.predict(RUNTIME, LIVE, SETTINGS, model=model, body=body, content_type=core.header(ev.headers, "content-type"))
-    logger.info("predicted", extra={"model": model, "version": result["version"], "instances": len(result["predictions"])})
+    result = core.predict(
+        RUNTIME, LIVE, SETTINGS, model=model, body=body, content_type=core.header(ev.headers, "content-type")
+    )
+    logger.info(
+        "predicted", extra={"model": model, "version": result["version"], "instances": len(result["predictions"])}
+    )
     return {**result, "request_id": ev.request_context.request_id}
 
 

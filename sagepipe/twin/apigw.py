@@ -47,10 +47,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway payload limit (10 MB)
@@ -160,7 +160,7 @@ class ApiFront:
         api_id: str = "twinapi",
         timeout_s: float = 29.0,
         cors: dict | None = None,
-        api_keys: "set[str] | frozenset[str] | None" = None,
+        api_keys: set[str] | frozenset[str] | None = None,
         iam_auth: bool = False,
     ) -> None:
         self.routes = list(routes)
@@ -192,8 +192,9 @@ class ApiFront:
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"apigw-{self.api_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"apigw-{self.api_id}", daemon=True
+        )
         self._thread.start()
         self.base_url = f"http://{self.host}:{self.port}/{self.stage}"
         return self.base_url
@@ -210,15 +211,24 @@ class ApiFront:
             self._thread = None
 
     # ------------------------------------------------------------------ event
-    def build_event(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
-                    resource: str, path_params: dict[str, str], source_ip: str, request_id: str) -> dict:
+    def build_event(
+        self,
+        method: str,
+        raw_path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        resource: str,
+        path_params: dict[str, str],
+        source_ip: str,
+        request_id: str,
+    ) -> dict:
         """Build the REST API v1 proxy event (dict) for one request.
 
         ``raw_path`` is the request target including the stage and query string.
         """
         split = urlsplit(raw_path)
         full_path = unquote(split.path)
-        path = full_path[len(self.stage) + 1:] or "/"
+        path = full_path[len(self.stage) + 1 :] or "/"
         single: dict[str, str] = {}
         multi: dict[str, list[str]] = {}
         names: dict[str, str] = {}
@@ -372,8 +382,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, request_id: str,
-              close: bool = False) -> None:
+    def _send(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, request_id: str, close: bool = False
+    ) -> None:
         self.send_response(status)
         names = {k.lower() for k, _ in headers}
         for k, v in headers:
@@ -398,8 +409,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str, error_type: str, request_id: str, close: bool = False) -> None:
         body = json.dumps({"message": message}).encode()
-        self._send(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)],
-                   body, request_id, close=close)
+        self._send(
+            status,
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)],
+            body,
+            request_id,
+            close=close,
+        )
 
     def _drain(self, length: int) -> None:
         """Discard (up to 4x the limit of) an over-long body so the client can read the 413."""
@@ -457,7 +473,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if not (full == prefix or full.startswith(prefix + "/")):
             self._error(403, "Forbidden", "ForbiddenException", request_id)
             return
-        path = full[len(prefix):] or "/"
+        path = full[len(prefix) :] or "/"
         found = match_route(api.routes, path)
         method = self.command.upper()
         if found is None:
@@ -482,8 +498,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         hdrs = list(self.headers.items())
         lower = {k.lower() for k, _ in hdrs}
         client_ip = self.client_address[0]
-        for k, v in (("X-Forwarded-For", client_ip), ("X-Forwarded-Port", str(api.port)),
-                     ("X-Forwarded-Proto", "http"), ("X-Amzn-Trace-Id", self._trace_id)):
+        for k, v in (
+            ("X-Forwarded-For", client_ip),
+            ("X-Forwarded-Port", str(api.port)),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Amzn-Trace-Id", self._trace_id),
+        ):
             if k.lower() not in lower:
                 hdrs.append((k, v))
         event = api.build_event(method, self.path, hdrs, body, resource, params, client_ip, request_id)

@@ -10,31 +10,36 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .apigw import Route
 from .lambda_runtime import FunctionSpec
 from .template import ACCOUNT_ID, Stack
 
-_TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                                   "Action": "sts:AssumeRole"}]}
-_SFN_TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
-                                                       "Action": "sts:AssumeRole"}]}
+_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+_SFN_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 @dataclass
 class Deployment:
     """What the twin needs after deploy: function specs, API routes, rule DLQs and unsupported resources."""
 
-    functions: dict[str, FunctionSpec] = field(default_factory=dict)        # FunctionName -> spec
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)  # FunctionName -> spec
     routes: list[Route] = field(default_factory=list)
     api_stage: str = "Prod"
     cors: dict[str, Any] | None = None
-    api_key: str | None = None            # x-api-key value when the API has Auth.ApiKeyRequired
-    iam_auth: bool = False                # Auth.DefaultAuthorizer AWS_IAM: requests must be SigV4-signed
-    dead_letter_queues: dict[str, str] = field(default_factory=dict)         # rule name -> queue ARN
+    api_key: str | None = None  # x-api-key value when the API has Auth.ApiKeyRequired
+    iam_auth: bool = False  # Auth.DefaultAuthorizer AWS_IAM: requests must be SigV4-signed
+    dead_letter_queues: dict[str, str] = field(default_factory=dict)  # rule name -> queue ARN
     unsupported: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -50,8 +55,9 @@ def _zip_placeholder() -> bytes:
 class Deployer:
     """Creates the stack's resources. ``clients(service)`` returns a boto3 client for the twin."""
 
-    def __init__(self, stack: Stack, clients: Callable[[str], Any], extra_env: dict[str, str],
-                 say: Callable[[str], None]) -> None:
+    def __init__(
+        self, stack: Stack, clients: Callable[[str], Any], extra_env: dict[str, str], say: Callable[[str], None]
+    ) -> None:
         self.stack, self.clients, self.extra_env, self.say = stack, clients, extra_env, say
         self.result = Deployment()
         self.layers: dict[str, Path] = {}
@@ -64,13 +70,23 @@ class Deployer:
         if props.get("VersioningConfiguration"):
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
         if props.get("BucketEncryption"):
-            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={  # CFN list -> API {"Rules": [...]}
-                "Rules": [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]}
-                          for r in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]]})
+            s3.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={  # CFN list -> API {"Rules": [...]}
+                    "Rules": [
+                        {"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]}
+                        for r in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+                    ]
+                },
+            )
         if props.get("PublicAccessBlockConfiguration"):
-            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
         if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
-            s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}})
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
         self.stack.physical[lid] = name
         self.stack.attributes[lid] = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
 
@@ -78,9 +94,13 @@ class Deployer:
         """Apply the bucket policy, minus TLS-only statements: the twin serves plain HTTP on 127.0.0.1,
         and moto evaluates ``aws:SecureTransport`` (it would deny every request). Reported on the console."""
         doc = dict(props["PolicyDocument"])
-        keep = [st for st in doc.get("Statement", []) if "aws:SecureTransport" not in json.dumps(st.get("Condition", {}))]
+        keep = [
+            st for st in doc.get("Statement", []) if "aws:SecureTransport" not in json.dumps(st.get("Condition", {}))
+        ]
         if len(keep) != len(doc.get("Statement", [])):
-            self.say(f"{lid}: TLS-only (aws:SecureTransport) statements recorded, not enforced (the twin is HTTP on 127.0.0.1)")
+            self.say(
+                f"{lid}: TLS-only (aws:SecureTransport) statements recorded, not enforced (the twin is HTTP on 127.0.0.1)"
+            )
         if keep:
             self.clients("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps({**doc, "Statement": keep}))
         self.stack.physical[lid] = props["Bucket"]
@@ -94,7 +114,9 @@ class Deployer:
 
     def queue_policy(self, lid: str, props: dict[str, Any]) -> None:
         for url in props["Queues"]:
-            self.clients("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+            self.clients("sqs").set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+            )
         self.stack.physical[lid] = lid
 
     def _role(self, name: str, trust: dict[str, Any], policies: list[dict[str, Any]]) -> str:
@@ -106,7 +128,9 @@ class Deployer:
 
     def role(self, lid: str, props: dict[str, Any]) -> None:
         name = props.get("RoleName") or self.stack.physical_name(lid, max_len=64)
-        arn = self._role(name, props["AssumeRolePolicyDocument"], [p["PolicyDocument"] for p in props.get("Policies", [])])
+        arn = self._role(
+            name, props["AssumeRolePolicyDocument"], [p["PolicyDocument"] for p in props.get("Policies", [])]
+        )
         self.stack.physical[lid] = name
         self.stack.attributes[lid] = {"Arn": arn, "RoleId": name}
 
@@ -130,16 +154,28 @@ class Deployer:
         name = props.get("FunctionName") or self.stack.physical_name(lid, max_len=64)
         role_arn = self._role(f"{name[:55]}-role", _TRUST, self._inline_policies(props))
         env = {k: str(v) for k, v in (props.get("Environment", {}).get("Variables", {}) or {}).items()}
-        lam.create_function(FunctionName=name, Runtime=props.get("Runtime", "python3.13"), Role=role_arn,
-                            Handler=props["Handler"], Code={"ZipFile": _zip_placeholder()},
-                            Timeout=int(props.get("Timeout", 3)), MemorySize=int(props.get("MemorySize", 128)),
-                            Environment={"Variables": env})
+        lam.create_function(
+            FunctionName=name,
+            Runtime=props.get("Runtime", "python3.13"),
+            Role=role_arn,
+            Handler=props["Handler"],
+            Code={"ZipFile": _zip_placeholder()},
+            Timeout=int(props.get("Timeout", 3)),
+            MemorySize=int(props.get("MemorySize", 128)),
+            Environment={"Variables": env},
+        )
         arn = f"arn:aws:lambda:{self.stack.region}:{ACCOUNT_ID}:function:{name}"
         layer_dirs = tuple(self.layers[a] for a in props.get("Layers", []) if a in self.layers)
         self.result.functions[name] = FunctionSpec(
-            name=name, code_dir=(self.stack.root / props["CodeUri"]).resolve(), handler=props["Handler"],
-            layer_dirs=layer_dirs, environment={**env, **self.extra_env}, timeout_s=float(props.get("Timeout", 3)),
-            memory_mb=int(props.get("MemorySize", 128)), arn=arn)
+            name=name,
+            code_dir=(self.stack.root / props["CodeUri"]).resolve(),
+            handler=props["Handler"],
+            layer_dirs=layer_dirs,
+            environment={**env, **self.extra_env},
+            timeout_s=float(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)),
+            arn=arn,
+        )
         self.stack.physical[lid] = name
         self.stack.attributes[lid] = {"Arn": arn}
         for event_id, event in (props.get("Events") or {}).items():
@@ -180,10 +216,15 @@ class Deployer:
         self.result.api_stage = props.get("StageName", "Prod")
         cors = props.get("Cors")
         if isinstance(cors, dict):
+
             def strip(v: Any) -> list[str]:
                 return [s.strip().strip("'") for s in str(v).split(",")] if v else []
-            self.result.cors = {"allow_origins": strip(cors.get("AllowOrigin")), "allow_methods": strip(cors.get("AllowMethods")),
-                                "allow_headers": strip(cors.get("AllowHeaders"))}
+
+            self.result.cors = {
+                "allow_origins": strip(cors.get("AllowOrigin")),
+                "allow_methods": strip(cors.get("AllowMethods")),
+                "allow_headers": strip(cors.get("AllowHeaders")),
+            }
         self.stack.physical[lid] = "twinapi"
         self._api_auth(lid, props.get("Auth") or {})
 
@@ -194,6 +235,7 @@ class Deployer:
         verified: IAM is not enforced by the twin). The SAM-generated ``<Api>ApiKey``/``<Api>UsagePlan``
         logical ids get physical ids so Outputs can Ref them. Usage-plan throttles/quotas are not emulated."""
         import secrets
+
         required = auth.get("ApiKeyRequired")
         if required is True or str(required).lower() == "true":
             self.result.api_key = "twin-" + secrets.token_hex(16)
@@ -219,15 +261,24 @@ class Deployer:
     def events_rule(self, lid: str, props: dict[str, Any]) -> None:
         events = self.clients("events")
         name = props.get("Name") or self.stack.physical_name(lid, max_len=64)
-        args: dict[str, Any] = {"Name": name, "State": props.get("State", "ENABLED"),
-                                "EventBusName": props.get("EventBusName", "default")}
+        args: dict[str, Any] = {
+            "Name": name,
+            "State": props.get("State", "ENABLED"),
+            "EventBusName": props.get("EventBusName", "default"),
+        }
         if "EventPattern" in props:
             args["EventPattern"] = json.dumps(props["EventPattern"])
         if "ScheduleExpression" in props:
             args["ScheduleExpression"] = props["ScheduleExpression"]
         arn = events.put_rule(**args)["RuleArn"]
-        targets = [{k: v for k, v in t.items() if k in {"Id", "Arn", "Input", "InputPath", "RoleArn", "DeadLetterConfig", "RetryPolicy"}}
-                   for t in props.get("Targets", [])]
+        targets = [
+            {
+                k: v
+                for k, v in t.items()
+                if k in {"Id", "Arn", "Input", "InputPath", "RoleArn", "DeadLetterConfig", "RetryPolicy"}
+            }
+            for t in props.get("Targets", [])
+        ]
         if targets:
             events.put_targets(Rule=name, EventBusName=args["EventBusName"], Targets=targets)
         self.stack.physical[lid] = name
@@ -243,8 +294,9 @@ class Deployer:
 
     def sns_topic_policy(self, lid: str, props: dict[str, Any]) -> None:
         for arn in props["Topics"]:
-            self.clients("sns").set_topic_attributes(TopicArn=arn, AttributeName="Policy",
-                                                     AttributeValue=json.dumps(props["PolicyDocument"]))
+            self.clients("sns").set_topic_attributes(
+                TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+            )
         self.stack.physical[lid] = lid
 
     def state_machine(self, lid: str, props: dict[str, Any]) -> None:
@@ -255,8 +307,9 @@ class Deployer:
             text = text.replace("${" + key + "}", str(value))
         json.loads(text)  # the substituted definition must still be JSON
         role_arn = self._role(f"{name[:55]}-role", _SFN_TRUST, self._inline_policies(props))
-        arn = sfn.create_state_machine(name=name, definition=text, roleArn=role_arn,
-                                       type=props.get("Type", "STANDARD"))["stateMachineArn"]
+        arn = sfn.create_state_machine(
+            name=name, definition=text, roleArn=role_arn, type=props.get("Type", "STANDARD")
+        )["stateMachineArn"]
         self.stack.physical[lid] = arn
         self.stack.attributes[lid] = {"Name": name, "Arn": arn}
 
@@ -264,13 +317,19 @@ class Deployer:
     def deploy(self) -> Deployment:
         """Create every resource in dependency order; resolve Outputs. Returns the :class:`Deployment`."""
         handlers: dict[str, Callable[[str, dict[str, Any]], None]] = {
-            "AWS::S3::Bucket": self.bucket, "AWS::S3::BucketPolicy": self.bucket_policy,
-            "AWS::SQS::Queue": self.queue, "AWS::SQS::QueuePolicy": self.queue_policy,
-            "AWS::IAM::Role": self.role, "AWS::Serverless::LayerVersion": self.layer,
-            "AWS::Serverless::Function": self.function, "AWS::Serverless::Api": self.api,
+            "AWS::S3::Bucket": self.bucket,
+            "AWS::S3::BucketPolicy": self.bucket_policy,
+            "AWS::SQS::Queue": self.queue,
+            "AWS::SQS::QueuePolicy": self.queue_policy,
+            "AWS::IAM::Role": self.role,
+            "AWS::Serverless::LayerVersion": self.layer,
+            "AWS::Serverless::Function": self.function,
+            "AWS::Serverless::Api": self.api,
             "AWS::Serverless::StateMachine": self.state_machine,
-            "AWS::Logs::LogGroup": self.log_group, "AWS::Logs::ResourcePolicy": self.logs_resource_policy,
-            "AWS::Events::Rule": self.events_rule, "AWS::SNS::Topic": self.sns_topic,
+            "AWS::Logs::LogGroup": self.log_group,
+            "AWS::Logs::ResourcePolicy": self.logs_resource_policy,
+            "AWS::Events::Rule": self.events_rule,
+            "AWS::SNS::Topic": self.sns_topic,
             "AWS::SNS::TopicPolicy": self.sns_topic_policy,
         }
         resources = self.stack.resources
@@ -292,7 +351,19 @@ class Deployer:
         return self.result
 
 
-HANDLED_TYPES = ("AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy",
-                 "AWS::IAM::Role", "AWS::Serverless::LayerVersion", "AWS::Serverless::Function",
-                 "AWS::Serverless::Api", "AWS::Serverless::StateMachine", "AWS::Logs::LogGroup",
-                 "AWS::Logs::ResourcePolicy", "AWS::Events::Rule", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy")
+HANDLED_TYPES = (
+    "AWS::S3::Bucket",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::Queue",
+    "AWS::SQS::QueuePolicy",
+    "AWS::IAM::Role",
+    "AWS::Serverless::LayerVersion",
+    "AWS::Serverless::Function",
+    "AWS::Serverless::Api",
+    "AWS::Serverless::StateMachine",
+    "AWS::Logs::LogGroup",
+    "AWS::Logs::ResourcePolicy",
+    "AWS::Events::Rule",
+    "AWS::SNS::Topic",
+    "AWS::SNS::TopicPolicy",
+)

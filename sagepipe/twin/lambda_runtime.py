@@ -32,9 +32,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 _WORKER_FILE = str(Path(__file__).with_name("lambda_worker.py"))
 _MARKER = b"\x1eSAGEPIPE-END "
@@ -106,14 +106,14 @@ class _Timeout(Exception):
 
 
 def _utc_now_iso() -> str:
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 class _Worker:
     """One warm worker subprocess plus its log-reader threads."""
 
-    def __init__(self, pool: "WorkerPool", spec: FunctionSpec) -> None:
+    def __init__(self, pool: WorkerPool, spec: FunctionSpec) -> None:
         self.pool = pool
         self.spec = spec
         self.lock = threading.Condition()
@@ -161,7 +161,7 @@ class _Worker:
         for raw in iter(stream.readline, b""):
             idx = raw.find(_MARKER)
             if idx >= 0:
-                rid = raw[idx + len(_MARKER):].rstrip(b"\n").rstrip(b"\x1e").decode("utf-8", "replace")
+                rid = raw[idx + len(_MARKER) :].rstrip(b"\n").rstrip(b"\x1e").decode("utf-8", "replace")
                 raw = raw[:idx]
                 if raw:
                     self._emit(raw.decode("utf-8", "replace").rstrip("\n"))
@@ -203,8 +203,8 @@ class _Worker:
             if len(self._rbuf) >= 4:
                 (n,) = struct.unpack(">I", self._rbuf[:4])
                 if len(self._rbuf) >= 4 + n:
-                    data = self._rbuf[4:4 + n]
-                    self._rbuf = self._rbuf[4 + n:]
+                    data = self._rbuf[4 : 4 + n]
+                    self._rbuf = self._rbuf[4 + n :]
                     return data
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -363,13 +363,14 @@ class WorkerPool:
         env.update({str(k): str(v) for k, v in (spec.environment or {}).items()})
         region = spec.region()
         code_dir = str(Path(spec.code_dir).resolve())
-        today = _dt.datetime.now(_dt.timezone.utc).strftime("%Y/%m/%d")
+        today = _dt.datetime.now(_dt.UTC).strftime("%Y/%m/%d")
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": spec.name,
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(int(spec.memory_mb)),
-                "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(spec.timeout_s)) if float(spec.timeout_s).is_integer()
+                "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(spec.timeout_s))
+                if float(spec.timeout_s).is_integer()
                 else str(spec.timeout_s),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
                 "AWS_LAMBDA_LOG_STREAM_NAME": f"{today}/[$LATEST]{uuid.uuid4().hex}",
@@ -476,8 +477,10 @@ class WorkerPool:
                 try:
                     init_err = worker.wait_ready()
                 except _Timeout:
-                    init_err = {"errorMessage": f"{_utc_now_iso()} {rid} Task timed out after "
-                                f"{INIT_TIMEOUT_S:.2f} seconds", "errorType": "Sandbox.Timedout"}
+                    init_err = {
+                        "errorMessage": f"{_utc_now_iso()} {rid} Task timed out after {INIT_TIMEOUT_S:.2f} seconds",
+                        "errorType": "Sandbox.Timedout",
+                    }
                 except _WorkerDied:
                     init_err = self._exit_error(worker, rid)
                 init_ms = worker.init_ms
@@ -517,7 +520,14 @@ class WorkerPool:
             worker._wait_markers(rid, 2.0)
             healthy = True
             return self._finish(
-                worker, spec, rid, body, bool(head.get("errored")), dur, init_ms, None,
+                worker,
+                spec,
+                rid,
+                body,
+                bool(head.get("errored")),
+                dur,
+                init_ms,
+                None,
                 max_rss_kb=int(head.get("maxRssKb") or 0),
             )
         finally:
@@ -538,11 +548,23 @@ class WorkerPool:
                 why = f"signal: {-rc}"
         else:
             why = f"exit status {rc}"
-        return {"errorMessage": f"RequestId: {rid} Error: Runtime exited with error: {why}",
-                "errorType": "Runtime.ExitError"}
+        return {
+            "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: {why}",
+            "errorType": "Runtime.ExitError",
+        }
 
-    def _finish(self, worker: _Worker, spec: FunctionSpec, rid: str, payload, errored: bool,
-                dur_ms: float, init_ms: float | None, status: str | None, max_rss_kb: int = 0) -> InvokeResult:
+    def _finish(
+        self,
+        worker: _Worker,
+        spec: FunctionSpec,
+        rid: str,
+        payload,
+        errored: bool,
+        dur_ms: float,
+        init_ms: float | None,
+        status: str | None,
+        max_rss_kb: int = 0,
+    ) -> InvokeResult:
         if isinstance(payload, dict):
             payload = json.dumps(payload).encode()
         worker._platform_line(f"END RequestId: {rid}")
@@ -555,8 +577,14 @@ class WorkerPool:
         if status:
             report += f"\tStatus: {status}"
         worker._platform_line(report)
-        return InvokeResult(payload=payload, errored=errored, logs=worker.take_logs(), duration_ms=dur_ms,
-                            request_id=rid, init_duration_ms=init_ms)
+        return InvokeResult(
+            payload=payload,
+            errored=errored,
+            logs=worker.take_logs(),
+            duration_ms=dur_ms,
+            request_id=rid,
+            init_duration_ms=init_ms,
+        )
 
     def shutdown(self) -> None:
         """Kill every worker (SIGKILL to each worker's process group) and close log files.

@@ -201,18 +201,14 @@ def _load_handler(handler: str):
     except ValueError as e:
         raise _FaultError("Runtime.MalformedHandlerName", f"Bad handler '{handler}': {e}") from None
     if modname.split(".")[0] in sys.builtin_module_names:
-        raise _FaultError(
-            "Runtime.BuiltInModuleConflict", f"Cannot use built-in module {modname} as a handler module"
-        )
+        raise _FaultError("Runtime.BuiltInModuleConflict", f"Cannot use built-in module {modname} as a handler module")
     try:
         mod = importlib.import_module(modname.replace("/", "."))
     except ImportError as e:
         raise _FaultError("Runtime.ImportModuleError", f"Unable to import module '{modname}': {e}") from None
     except SyntaxError as e:
         trace = [f'  File "{e.filename}" Line {e.lineno}\n    {e.text}']
-        raise _FaultError(
-            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}", trace
-        ) from None
+        raise _FaultError("Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}", trace) from None
     try:
         return getattr(mod, fname)
     except AttributeError:

@@ -31,6 +31,7 @@ After binding, ``{"port": N, "pid": P}`` is written atomically to ``--ready-file
 ``model_server listening on HOST:N`` is printed. SIGTERM/SIGINT shut the server down
 cleanly (exit 0).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,7 @@ def load_program(code_dir: str | Path, program: str):
     """
     path = Path(code_dir) / program
     if not path.is_file():
-        raise FileNotFoundError("inference program %s not found" % path)
+        raise FileNotFoundError(f"inference program {path} not found")
     sys.path.insert(0, str(Path(code_dir).resolve()))
     module_name = Path(program).stem
     spec = importlib.util.spec_from_file_location(module_name, str(path))
@@ -74,7 +75,7 @@ def load_program(code_dir: str | Path, program: str):
     spec.loader.exec_module(module)
     missing = [n for n in HANDLER_NAMES if not callable(getattr(module, n, None))]
     if missing:
-        raise AttributeError("%s does not define %s" % (program, ", ".join(missing)))
+        raise AttributeError("{} does not define {}".format(program, ", ".join(missing)))
     return module
 
 
@@ -113,7 +114,7 @@ def make_handler(module, model, default_accept: str):
         server_version = "sagepipe-twin-model-server/1"
 
         def log_message(self, fmt, *args):  # access log to stderr, compact
-            sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+            sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
         def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain"):
             self.send_response(status)
@@ -156,20 +157,20 @@ def make_handler(module, model, default_accept: str):
             elif path == "/invocations":
                 self._send(405, b"use POST /invocations")
             else:
-                self._send(404, ("no such path %s" % path).encode())
+                self._send(404, (f"no such path {path}").encode())
 
         do_HEAD = do_GET
 
         def do_POST(self):
             path = self.path.split("?", 1)[0]
             if path != "/invocations":
-                self._send(404, ("no such path %s" % path).encode())
+                self._send(404, (f"no such path {path}").encode())
                 return
             try:
                 body = self._read_body()
             except (ValueError, OSError) as exc:
                 self.close_connection = True
-                self._send(400, ("cannot read request body: %s" % exc).encode())
+                self._send(400, (f"cannot read request body: {exc}").encode())
                 return
             if body is None:
                 self.close_connection = True
@@ -211,8 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", default=None)
-    parser.add_argument("--parent-pid", type=int, default=None,
-                        help="exit when this process is gone (the twin was killed without a clean stop)")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit when this process is gone (the twin was killed without a clean stop)",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -221,18 +226,19 @@ def main(argv: list[str] | None = None) -> int:
         model = module.model_fn(args.model_dir)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        print("model_server: model loading failed: %s: %s" % (type(exc).__name__, exc), file=sys.stderr, flush=True)
+        print(f"model_server: model loading failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 2
     default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json"
     try:
         server = ThreadingHTTPServer((args.host, args.port), make_handler(module, model, default_accept))
     except OSError as exc:
-        print("model_server: cannot bind %s:%s: %s" % (args.host, args.port, exc), file=sys.stderr, flush=True)
+        print(f"model_server: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
         return 2
     server.daemon_threads = True
     port = server.server_address[1]
 
     if args.parent_pid:
+
         def watch_parent() -> None:
             while os.getppid() == args.parent_pid:
                 time.sleep(0.5)

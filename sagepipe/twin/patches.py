@@ -29,9 +29,10 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -91,6 +92,7 @@ class Patch:
 # ---------------------------------------------------------------------------------------- 1 jsonata
 def _jsonata_module() -> Any:
     import moto.stepfunctions.parser.asl.jsonata.jsonata as mod
+
     return mod
 
 
@@ -121,6 +123,7 @@ def _apply_jsonata() -> None:
 def _sfn_factory_modules() -> tuple[Any, Any]:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_factory
+
     return state_task_service_factory, state_task_factory
 
 
@@ -129,8 +132,11 @@ def _check_sfn_sagemaker() -> None:
     _require(factory, "state_task_service_for", ["service_name"])
     _require(task_factory, "state_task_service_for", ["service_name"])
     if "sagemaker" not in _require(factory, "_UNSUPPORTED_SERVICE_NAMES"):
-        raise MotoInternalsChanged("moto now handles the sagemaker Step Functions integration itself; drop the twin patch")
+        raise MotoInternalsChanged(
+            "moto now handles the sagemaker Step Functions integration itself; drop the twin patch"
+        )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback as cb
+
     _require(cb.StateTaskServiceCallback, "_build_sync_resolver", ["self", "env", "resource_runtime_part"])
     _require(cb.StateTaskServiceCallback, "_eval_service_task", ["self", "env", "resource_runtime_part"])
 
@@ -153,6 +159,7 @@ def _apply_sfn_sagemaker() -> None:
 # ------------------------------------------------------------------------------------ 3 lambda invoke
 def _check_lambda() -> None:
     from moto.awslambda.models import LambdaFunction
+
     _require(LambdaFunction, "_invoke_lambda", ["self", "event"])
     _require(LambdaFunction, "invoke", ["self", "body", "request_headers", "response_headers"])
 
@@ -167,29 +174,58 @@ def _apply_lambda() -> None:
 
 
 # ------------------------------------------------------------------------------------- 4 sagemaker
-_TRAINING_FIELDS = ("TrainingJobName", "HyperParameters", "AlgorithmSpecification", "RoleArn", "InputDataConfig",
-                    "OutputDataConfig", "ResourceConfig", "StoppingCondition", "Environment", "Tags")
+_TRAINING_FIELDS = (
+    "TrainingJobName",
+    "HyperParameters",
+    "AlgorithmSpecification",
+    "RoleArn",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+    "Environment",
+    "Tags",
+)
 
 
 def _check_sagemaker() -> None:
     from moto.sagemaker import exceptions
     from moto.sagemaker.models import FakeEndpoint, FakeTrainingJob, SageMakerModelBackend
     from moto.sagemaker.responses import SageMakerResponse
-    for name in ("create_training_job", "describe_training_job", "create_endpoint", "delete_endpoint",
-                 "create_endpoint_config", "create_model", "create_hyper_parameter_tuning_job",
-                 "describe_hyper_parameter_tuning_job"):
+
+    for name in (
+        "create_training_job",
+        "describe_training_job",
+        "create_endpoint",
+        "delete_endpoint",
+        "create_endpoint_config",
+        "create_model",
+        "create_hyper_parameter_tuning_job",
+        "describe_hyper_parameter_tuning_job",
+    ):
         _require(SageMakerResponse, name, ["self"])
-    if hasattr(SageMakerResponse, "update_endpoint") and not getattr(SageMakerResponse.update_endpoint, "_sagepipe", False):
+    if hasattr(SageMakerResponse, "update_endpoint") and not getattr(
+        SageMakerResponse.update_endpoint, "_sagepipe", False
+    ):
         raise MotoInternalsChanged("moto now implements UpdateEndpoint; re-check the twin's blue/green emulation")
     _require(SageMakerResponse, "sagemaker_backend")
     _require(SageMakerResponse, "_get_param", ["self", "param_name"])
     for name in ("training_jobs", "endpoints", "endpoint_configs", "_models", "hyper_parameter_tuning_jobs"):
         if name not in inspect.getsource(SageMakerModelBackend.__init__):
             raise MotoInternalsChanged(f"SageMakerModelBackend no longer keeps {name!r}")
-    for cls, attrs in ((FakeTrainingJob, ("training_job_status", "secondary_status", "final_metric_data_list",
-                                          "model_artifacts", "algorithm_specification")),
-                       (FakeEndpoint, ("endpoint_status", "endpoint_config_name", "failure_reason",
-                                       "production_variants"))):
+    for cls, attrs in (
+        (
+            FakeTrainingJob,
+            (
+                "training_job_status",
+                "secondary_status",
+                "final_metric_data_list",
+                "model_artifacts",
+                "algorithm_specification",
+            ),
+        ),
+        (FakeEndpoint, ("endpoint_status", "endpoint_config_name", "failure_reason", "production_variants")),
+    ):
         source = inspect.getsource(cls.__init__)
         for attr in attrs:
             if f"self.{attr}" not in source:
@@ -201,10 +237,15 @@ def _check_sagemaker() -> None:
 
 def _validate_name(kind: str, name: str | None) -> None:
     from moto.sagemaker.exceptions import ValidationError
+
     if not name or not SAGEMAKER_NAME_RE.match(name):
-        raise ValidationError(message=(f"1 validation error detected: Value '{name}' at '{kind}' failed to satisfy "
-                                       "constraint: Member must satisfy regular expression pattern: "
-                                       "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"))
+        raise ValidationError(
+            message=(
+                f"1 validation error detected: Value '{name}' at '{kind}' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: "
+                "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+            )
+        )
 
 
 def _apply_sagemaker() -> None:
@@ -212,17 +253,29 @@ def _apply_sagemaker() -> None:
     from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
     from moto.sagemaker.responses import SageMakerResponse
 
-    orig = _APPLIED.setdefault("sagemaker.original", {
-        n: getattr(SageMakerResponse, n) for n in ("create_training_job", "create_endpoint", "delete_endpoint",
-                                                   "create_endpoint_config", "create_model",
-                                                   "create_hyper_parameter_tuning_job")})
+    orig = _APPLIED.setdefault(
+        "sagemaker.original",
+        {
+            n: getattr(SageMakerResponse, n)
+            for n in (
+                "create_training_job",
+                "create_endpoint",
+                "delete_endpoint",
+                "create_endpoint_config",
+                "create_model",
+                "create_hyper_parameter_tuning_job",
+            )
+        },
+    )
 
     def create_training_job(self: Any) -> Any:
         request = copy.deepcopy({k: self._get_param(k) for k in _TRAINING_FIELDS if self._get_param(k) is not None})
         name = request.get("TrainingJobName")
         _validate_name("trainingJobName", name)
         if name in self.sagemaker_backend.training_jobs:
-            raise ResourceInUseException(message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})")
+            raise ResourceInUseException(
+                message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})"
+            )
         result = orig["create_training_job"](self)
         twin().training.start(self.sagemaker_backend.training_jobs[name], request)
         return result
@@ -230,12 +283,18 @@ def _apply_sagemaker() -> None:
     def create_hyper_parameter_tuning_job(self: Any) -> Any:
         name = self._get_param("HyperParameterTuningJobName")
         if not name or not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$", name):
-            raise ValidationError(message=f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' "
-                                          "failed to satisfy constraint: Member must have length less than or equal to 32")
+            raise ValidationError(
+                message=f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' "
+                "failed to satisfy constraint: Member must have length less than or equal to 32"
+            )
         if name in self.sagemaker_backend.hyper_parameter_tuning_jobs:
             raise ResourceInUseException(message=f"Hyperparameter tuning job {name} already exists")
-        request = copy.deepcopy({k: self._get_param(k) for k in ("HyperParameterTuningJobName", "HyperParameterTuningJobConfig",
-                                                                 "TrainingJobDefinition")})
+        request = copy.deepcopy(
+            {
+                k: self._get_param(k)
+                for k in ("HyperParameterTuningJobName", "HyperParameterTuningJobConfig", "TrainingJobDefinition")
+            }
+        )
         result = orig["create_hyper_parameter_tuning_job"](self)
         twin().tuning.start(self.sagemaker_backend.hyper_parameter_tuning_jobs[name], request)
         return result
@@ -246,7 +305,9 @@ def _apply_sagemaker() -> None:
         if job is None:
             raise ValidationError(message=f"Requested resource not found: training job {name}")
         if job.training_job_status != "InProgress":
-            raise ValidationError(message=f"The request was rejected because the training job is in status {job.training_job_status}.")
+            raise ValidationError(
+                message=f"The request was rejected because the training job is in status {job.training_job_status}."
+            )
         job.training_job_status = "Stopping"
         twin().training.stop(name)
         return EmptyResult()
@@ -255,14 +316,18 @@ def _apply_sagemaker() -> None:
         name = self._get_param("ModelName")
         _validate_name("modelName", name)
         if name in self.sagemaker_backend._models:
-            raise ValidationError(message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".')
+            raise ValidationError(
+                message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".'
+            )
         return orig["create_model"](self)
 
     def create_endpoint_config(self: Any) -> Any:
         name = self._get_param("EndpointConfigName")
         _validate_name("endpointConfigName", name)
         if name in self.sagemaker_backend.endpoint_configs:
-            raise ValidationError(message=f'Cannot create already existing endpoint configuration "{self.sagemaker_backend.endpoint_configs[name].arn}".')
+            raise ValidationError(
+                message=f'Cannot create already existing endpoint configuration "{self.sagemaker_backend.endpoint_configs[name].arn}".'
+            )
         return orig["create_endpoint_config"](self)
 
     def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -275,7 +340,9 @@ def _apply_sagemaker() -> None:
         name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
         _validate_name("endpointName", name)
         if name in self.sagemaker_backend.endpoints:
-            raise ValidationError(message=f'Cannot create already existing endpoint "{self.sagemaker_backend.endpoints[name].arn}".')
+            raise ValidationError(
+                message=f'Cannot create already existing endpoint "{self.sagemaker_backend.endpoints[name].arn}".'
+            )
         result = orig["create_endpoint"](self)
         _, model = _model_for(self.sagemaker_backend, config_name)
         twin().hosting.create(self.sagemaker_backend.endpoints[name], model)
@@ -285,11 +352,11 @@ def _apply_sagemaker() -> None:
         name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
         endpoint = self.sagemaker_backend.endpoints.get(name)
         if endpoint is None:
-            raise ValidationError(message=f"Could not find endpoint \"{name}\".")
+            raise ValidationError(message=f'Could not find endpoint "{name}".')
         if endpoint.endpoint_status != "InService":
-            raise ValidationError(message=f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+            raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
         if config_name not in self.sagemaker_backend.endpoint_configs:
-            raise ValidationError(message=f"Could not find endpoint configuration \"{config_name}\".")
+            raise ValidationError(message=f'Could not find endpoint configuration "{config_name}".')
         variants, model = _model_for(self.sagemaker_backend, config_name)
         twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
         return ActionResult({"EndpointArn": endpoint.arn})
@@ -315,6 +382,7 @@ def _apply_sagemaker() -> None:
 # ---------------------------------------------------------------------------------- 5 runtime
 def _check_runtime() -> None:
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
     _require(SageMakerRuntimeResponse, "invoke_endpoint", ["self"])
     _require(SageMakerRuntimeResponse, "_get_params", ["self"])
 
@@ -326,25 +394,38 @@ def _runtime_error(status: int, code: str, message: str, **extra: Any) -> tuple[
 
 
 def _apply_runtime() -> None:
-    from .sagemaker import InvokeFailure
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    from .sagemaker import InvokeFailure
 
     def invoke_endpoint(self: Any) -> Any:
         name = self.path.rstrip("/").split("/")[-2]
         from moto.sagemaker.models import sagemaker_backends
+
         backend = sagemaker_backends[self.current_account][self.region]
         body = self.body if isinstance(self.body, bytes) else (self.body or "").encode()
         if len(body) > MAX_INVOKE_PAYLOAD:
-            return _runtime_error(400, "ValidationError", f"Request payload of {len(body)} bytes exceeds the InvokeEndpoint limit of {MAX_INVOKE_PAYLOAD} bytes.")
+            return _runtime_error(
+                400,
+                "ValidationError",
+                f"Request payload of {len(body)} bytes exceeds the InvokeEndpoint limit of {MAX_INVOKE_PAYLOAD} bytes.",
+            )
         if name not in backend.endpoints:
-            return _runtime_error(400, "ValidationError", f"Endpoint {name} of account {self.current_account} not found.")
+            return _runtime_error(
+                400, "ValidationError", f"Endpoint {name} of account {self.current_account} not found."
+            )
         try:
-            status, data, ctype = twin().hosting.invoke(name, body, self.headers.get("Content-Type"), self.headers.get("Accept"))
+            status, data, ctype = twin().hosting.invoke(
+                name, body, self.headers.get("Content-Type"), self.headers.get("Accept")
+            )
         except InvokeFailure as exc:
             extra = {}
             if exc.original_status is not None:
-                extra = {"OriginalStatusCode": exc.original_status, "OriginalMessage": exc.original_message or "",
-                         "LogStreamArn": f"arn:aws:logs:{self.region}:{self.current_account}:log-group:/aws/sagemaker/Endpoints/{name}"}
+                extra = {
+                    "OriginalStatusCode": exc.original_status,
+                    "OriginalMessage": exc.original_message or "",
+                    "LogStreamArn": f"arn:aws:logs:{self.region}:{self.current_account}:log-group:/aws/sagemaker/Endpoints/{name}",
+                }
             return _runtime_error(exc.status, exc.code, exc.message, **extra)
         endpoint = backend.endpoints[name]
         variant = (endpoint.production_variants or [{}])[0].get("VariantName", "AllTraffic")
@@ -356,8 +437,10 @@ def _apply_runtime() -> None:
 # --------------------------------------------------------------------------------- 6 events targets
 def _check_events() -> None:
     from moto.events.models import Rule
+
     _require(Rule, "send_to_targets", ["self", "original_event", "transform_input"])
     from moto.events.models import EventPattern
+
     _require(EventPattern, "load", ["raw_pattern"])
     _require(EventPattern, "matches_event", ["self", "event"])
 
@@ -377,13 +460,18 @@ def _apply_events() -> None:
             service = target["Arn"].split(":")[2]
             try:
                 event = original_event
-                if transform_input and (target.get("Input") or target.get("InputPath") or target.get("InputTransformer")):
+                if transform_input and (
+                    target.get("Input") or target.get("InputPath") or target.get("InputTransformer")
+                ):
                     if target.get("Input"):
                         event = json.loads(target["Input"])
                     elif target.get("InputTransformer"):
                         tr = target["InputTransformer"]
-                        event = EventTemplateParser.parse(input_template=tr.get("InputTemplate"),
-                                                          input_paths_map=tr.get("InputPathsMap", {}), event=original_event)
+                        event = EventTemplateParser.parse(
+                            input_template=tr.get("InputTemplate"),
+                            input_paths_map=tr.get("InputPathsMap", {}),
+                            event=original_event,
+                        )
                 if service in {"lambda", "states"}:
                     twin().deliver(self, target, event)
                 else:
@@ -400,6 +488,7 @@ def _apply_events() -> None:
 # -------------------------------------------------------------------------------- 7 s3 -> eventbridge
 def _check_s3_eventbridge() -> None:
     import moto.s3.notifications as notifications
+
     _require(notifications, "_send_event_bridge_message", ["account_id", "bucket", "event_name", "key"])
     if "_send_event_bridge_message(" not in inspect.getsource(notifications.send_event):
         raise MotoInternalsChanged("moto.s3.notifications.send_event no longer calls _send_event_bridge_message")
@@ -410,18 +499,32 @@ def _apply_s3_eventbridge() -> None:
 
     def _send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
         from moto.events.models import events_backends
+
         detail_type = notifications._detail_type(event_name)
         event = {
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.s3",
-            "account": account_id, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": bucket.region_name, "resources": [bucket.arn],
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": "aws.s3",
+            "account": account_id,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": bucket.region_name,
+            "resources": [bucket.arn],
             "detail": {
-                "version": "0", "bucket": {"name": bucket.name},
-                "object": {"key": quote_plus(key.name, safe="/"), "size": key.size, "etag": key.etag.replace('"', ""),
-                           **({"version-id": key.version_id} if key.version_id and key.version_id != "null" else {}),
-                           "sequencer": uuid.uuid4().hex[:18].upper()},
-                "request-id": uuid.uuid4().hex[:16].upper(), "requester": account_id,
-                "source-ip-address": "127.0.0.1", "reason": event_name.split(":")[-1]},
+                "version": "0",
+                "bucket": {"name": bucket.name},
+                "object": {
+                    "key": quote_plus(key.name, safe="/"),
+                    "size": key.size,
+                    "etag": key.etag.replace('"', ""),
+                    **({"version-id": key.version_id} if key.version_id and key.version_id != "null" else {}),
+                    "sequencer": uuid.uuid4().hex[:18].upper(),
+                },
+                "request-id": uuid.uuid4().hex[:16].upper(),
+                "requester": account_id,
+                "source-ip-address": "127.0.0.1",
+                "reason": event_name.split(":")[-1],
+            },
         }
         backend = events_backends[account_id][bucket.region_name]
         bus = backend.event_buses.get("default")
@@ -441,10 +544,12 @@ _PARSE_LOCK = threading.Lock()
 def _check_asl_parse() -> None:
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
     _require(AmazonStateLanguageParser, "parse", ["definition"])
     if not isinstance(Preprocessor.__dict__.get("_query_language_per_scope"), list):
-        raise MotoInternalsChanged("moto's ASL Preprocessor no longer shares a class-level scope stack; "
-                                   "the twin's parse lock may be dropped")
+        raise MotoInternalsChanged(
+            "moto's ASL Preprocessor no longer shares a class-level scope stack; the twin's parse lock may be dropped"
+        )
 
 
 def _apply_asl_parse() -> None:
@@ -461,18 +566,38 @@ def _apply_asl_parse() -> None:
 
 PATCHES: tuple[Patch, ...] = (
     Patch("jsonata", "moto.stepfunctions.parser.asl.jsonata.jsonata._eval_jsonata", _check_jsonata, _apply_jsonata),
-    Patch("sfn_sagemaker", "state_task_service_factory.state_task_service_for (+ state_task_factory)",
-          _check_sfn_sagemaker, _apply_sfn_sagemaker),
+    Patch(
+        "sfn_sagemaker",
+        "state_task_service_factory.state_task_service_for (+ state_task_factory)",
+        _check_sfn_sagemaker,
+        _apply_sfn_sagemaker,
+    ),
     Patch("lambda_invoke", "moto.awslambda.models.LambdaFunction._invoke_lambda", _check_lambda, _apply_lambda),
-    Patch("sagemaker_api", "moto.sagemaker.responses.SageMakerResponse (training, endpoints, UpdateEndpoint)",
-          _check_sagemaker, _apply_sagemaker),
-    Patch("sagemaker_runtime", "moto.sagemakerruntime.responses.SageMakerRuntimeResponse.invoke_endpoint",
-          _check_runtime, _apply_runtime),
+    Patch(
+        "sagemaker_api",
+        "moto.sagemaker.responses.SageMakerResponse (training, endpoints, UpdateEndpoint)",
+        _check_sagemaker,
+        _apply_sagemaker,
+    ),
+    Patch(
+        "sagemaker_runtime",
+        "moto.sagemakerruntime.responses.SageMakerRuntimeResponse.invoke_endpoint",
+        _check_runtime,
+        _apply_runtime,
+    ),
     Patch("events_targets", "moto.events.models.Rule.send_to_targets", _check_events, _apply_events),
-    Patch("s3_eventbridge", "moto.s3.notifications._send_event_bridge_message", _check_s3_eventbridge,
-          _apply_s3_eventbridge),
-    Patch("asl_parse_lock", "moto.stepfunctions.parser.asl.parse.asl_parser.AmazonStateLanguageParser.parse",
-          _check_asl_parse, _apply_asl_parse),
+    Patch(
+        "s3_eventbridge",
+        "moto.s3.notifications._send_event_bridge_message",
+        _check_s3_eventbridge,
+        _apply_s3_eventbridge,
+    ),
+    Patch(
+        "asl_parse_lock",
+        "moto.stepfunctions.parser.asl.parse.asl_parser.AmazonStateLanguageParser.parse",
+        _check_asl_parse,
+        _apply_asl_parse,
+    ),
 )
 
 

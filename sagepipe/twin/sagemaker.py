@@ -23,10 +23,11 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .training import TrainingResult, run_training_job
 
@@ -36,7 +37,7 @@ INVOKE_TIMEOUT_S = 60.0  # InvokeEndpoint's model response limit
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class TrainingManager:
@@ -46,8 +47,13 @@ class TrainingManager:
 
     LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
-    def __init__(self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink,
-                 logs_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        work_root: Path,
+        s3_factory: Callable[[], Any],
+        log_sink: LogSink,
+        logs_factory: Callable[[], Any] | None = None,
+    ) -> None:
         self.work_root = work_root
         self.s3_factory = s3_factory
         self.logs_factory = logs_factory
@@ -66,7 +72,9 @@ class TrainingManager:
         job.final_metric_data_list = None
         job.training_end_time = None
         job.model_artifacts = None
-        job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get("MetricDefinitions", [])
+        job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get(
+            "MetricDefinitions", []
+        )
         self.logs[name] = []
         stop = threading.Event()
         self.stop_events[name] = stop
@@ -118,8 +126,11 @@ class TrainingManager:
         logs.create_log_stream(logGroupName=self.LOG_GROUP, logStreamName=stream)
         now = int(time.time() * 1000)
         for i in range(0, len(lines), 5000):  # PutLogEvents: at most 10,000 events per call
-            logs.put_log_events(logGroupName=self.LOG_GROUP, logStreamName=stream,
-                                logEvents=[{"timestamp": now, "message": line or " "} for line in lines[i:i + 5000]])
+            logs.put_log_events(
+                logGroupName=self.LOG_GROUP,
+                logStreamName=stream,
+                logEvents=[{"timestamp": now, "message": line or " "} for line in lines[i : i + 5000]],
+            )
 
     def stop(self, name: str) -> None:
         """StopTrainingJob: signal the running script (SIGTERM, grace, SIGKILL)."""
@@ -170,8 +181,14 @@ class EndpointState:
 class InvokeFailure(Exception):
     """InvokeEndpoint failure: ``code`` is the AWS error code (ValidationError, ModelError)."""
 
-    def __init__(self, code: str, message: str, status: int, original_status: int | None = None,
-                 original_message: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int,
+        original_status: int | None = None,
+        original_message: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
         self.original_status, self.original_message = original_status, original_message
@@ -180,8 +197,9 @@ class InvokeFailure(Exception):
 class HostingManager:
     """Model-server processes per endpoint (see module docstring)."""
 
-    def __init__(self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink,
-                 python: str = sys.executable) -> None:
+    def __init__(
+        self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink, python: str = sys.executable
+    ) -> None:
         self.work_root = work_root
         self.s3_factory = s3_factory
         self.log_sink = log_sink
@@ -211,10 +229,31 @@ class HostingManager:
         env.update({k: str(v) for k, v in env_vars.items()})
         env["SM_MODEL_DIR"] = str(model_dir)
         proc = subprocess.Popen(
-            [self.python, "-u", "-m", "sagepipe.twin.model_server", "--model-dir", str(model_dir),
-             "--code-dir", str(code_dir), "--program", program, "--host", "127.0.0.1", "--port", "0",
-             "--ready-file", str(ready), "--parent-pid", str(os.getpid())],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                self.python,
+                "-u",
+                "-m",
+                "sagepipe.twin.model_server",
+                "--model-dir",
+                str(model_dir),
+                "--code-dir",
+                str(code_dir),
+                "--program",
+                program,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--ready-file",
+                str(ready),
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         prefix = f"endpoint:{endpoint_name}/{config_name}"
         started = time.monotonic()
         output: list[str] = []
@@ -278,8 +317,14 @@ class HostingManager:
 
         threading.Thread(target=run, name=f"create-{endpoint.endpoint_name}", daemon=True).start()
 
-    def update(self, endpoint: Any, new_config_name: str, new_variants: list[dict[str, Any]],
-               model: dict[str, Any], process_variants: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    def update(
+        self,
+        endpoint: Any,
+        new_config_name: str,
+        new_variants: list[dict[str, Any]],
+        model: dict[str, Any],
+        process_variants: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    ) -> None:
         """UpdateEndpoint (blue/green): the old version serves until the new one answers /ping.
 
         On failure the old EndpointConfigName stays live, status returns to InService and
@@ -293,7 +338,9 @@ class HostingManager:
                 try:
                     new = self._start_server(endpoint.endpoint_name, new_config_name, model)
                 except Exception as exc:  # noqa: BLE001
-                    endpoint.failure_reason = (f"Update to EndpointConfig {new_config_name} failed and was rolled back: {exc}")
+                    endpoint.failure_reason = (
+                        f"Update to EndpointConfig {new_config_name} failed and was rolled back: {exc}"
+                    )
                     endpoint.endpoint_status = "InService"
                     endpoint.last_modified_time = _now()
                     return
@@ -314,7 +361,9 @@ class HostingManager:
         if state and state.live:
             state.live.stop()
 
-    def invoke(self, endpoint_name: str, body: bytes, content_type: str | None, accept: str | None) -> tuple[int, bytes, str]:
+    def invoke(
+        self, endpoint_name: str, body: bytes, content_type: str | None, accept: str | None
+    ) -> tuple[int, bytes, str]:
         """POST /invocations on the live process. Returns ``(200, body, content_type)``.
 
         Raises :class:`InvokeFailure` (ValidationError when not InService; ModelError with the
@@ -335,11 +384,14 @@ class HostingManager:
             ctype = resp.getheader("Content-Type") or "application/json"
             conn.close()
         except OSError as exc:
-            raise InvokeFailure("ModelError", f"Received server error (500) from primary: {exc}", 424, 500, str(exc)) from exc
+            raise InvokeFailure(
+                "ModelError", f"Received server error (500) from primary: {exc}", 424, 500, str(exc)
+            ) from exc
         if status != 200:
             text = data.decode("utf-8", "replace")
-            raise InvokeFailure("ModelError", f"Received client error ({status}) from primary with message \"{text}\".",
-                                424, status, text)
+            raise InvokeFailure(
+                "ModelError", f'Received client error ({status}) from primary with message "{text}".', 424, status, text
+            )
         return 200, data, ctype
 
     def pids(self) -> list[int]:
@@ -373,6 +425,7 @@ class TuningManager:
     def sample(ranges: dict[str, list[dict[str, Any]]], rng: Any) -> dict[str, str]:
         """One draw from ``ParameterRanges`` (values as strings, as SageMaker passes tuned values)."""
         import math
+
         out: dict[str, str] = {}
         for r in ranges.get("CategoricalParameterRanges", []):
             out[r["Name"]] = rng.choice(r["Values"])
@@ -389,6 +442,7 @@ class TuningManager:
     def start(self, job: Any, request: dict[str, Any]) -> None:
         """Run ``request`` for moto's tuning job object ``job`` (mutated in place) in a thread."""
         import random
+
         name = request["HyperParameterTuningJobName"]
         job.hyper_parameter_tuning_job_status = "InProgress"
         job.best_training_job = None
@@ -410,24 +464,52 @@ class TuningManager:
                 tuned = self.sample(cfg.get("ParameterRanges", {}), rng)
                 child = f"{name}-{i + 1:03d}-{rng.getrandbits(32):08x}"
                 self.log_sink(f"tuning:{name}", f"training job {child} with {tuned}")
-                sm.create_training_job(TrainingJobName=child, HyperParameters={**definition.get("StaticHyperParameters", {}), **tuned},
-                                       AlgorithmSpecification=definition["AlgorithmSpecification"], RoleArn=definition["RoleArn"],
-                                       InputDataConfig=definition["InputDataConfig"], OutputDataConfig=definition["OutputDataConfig"],
-                                       ResourceConfig=definition["ResourceConfig"], StoppingCondition=definition["StoppingCondition"])
+                sm.create_training_job(
+                    TrainingJobName=child,
+                    HyperParameters={**definition.get("StaticHyperParameters", {}), **tuned},
+                    AlgorithmSpecification=definition["AlgorithmSpecification"],
+                    RoleArn=definition["RoleArn"],
+                    InputDataConfig=definition["InputDataConfig"],
+                    OutputDataConfig=definition["OutputDataConfig"],
+                    ResourceConfig=definition["ResourceConfig"],
+                    StoppingCondition=definition["StoppingCondition"],
+                )
                 while True:
                     desc = sm.describe_training_job(TrainingJobName=child)
                     if desc["TrainingJobStatus"] in {"Completed", "Failed", "Stopped"}:
                         break
                     time.sleep(0.3)
                 status = desc["TrainingJobStatus"]
-                counters["Completed" if status == "Completed" else "Stopped" if status == "Stopped" else "NonRetryableError"] += 1
-                value = next((m["Value"] for m in desc.get("FinalMetricDataList", []) if m["MetricName"] == objective["MetricName"]), None)
-                results.append({"name": child, "arn": desc["TrainingJobArn"], "status": status, "tuned": tuned, "value": value,
-                                "created": desc["CreationTime"], "ended": desc.get("TrainingEndTime")})
+                counters[
+                    "Completed" if status == "Completed" else "Stopped" if status == "Stopped" else "NonRetryableError"
+                ] += 1
+                value = next(
+                    (
+                        m["Value"]
+                        for m in desc.get("FinalMetricDataList", [])
+                        if m["MetricName"] == objective["MetricName"]
+                    ),
+                    None,
+                )
+                results.append(
+                    {
+                        "name": child,
+                        "arn": desc["TrainingJobArn"],
+                        "status": status,
+                        "tuned": tuned,
+                        "value": value,
+                        "created": desc["CreationTime"],
+                        "ended": desc.get("TrainingEndTime"),
+                    }
+                )
                 self.log_sink(f"tuning:{name}", f"{child}: {status}, {objective['MetricName']} = {value}")
             scored = [r for r in results if r["status"] == "Completed" and r["value"] is not None]
             job.training_job_status_counters = counters
-            job.objective_status_counters = {"Succeeded": len(scored), "Pending": 0, "Failed": len(results) - len(scored)}
+            job.objective_status_counters = {
+                "Succeeded": len(scored),
+                "Pending": 0,
+                "Failed": len(results) - len(scored),
+            }
             job.hyper_parameter_tuning_end_time = job.last_modified_time = _now()
             if not scored:
                 job.failure_reason = "No training job completed with the objective metric " + objective["MetricName"]
@@ -435,11 +517,20 @@ class TuningManager:
                 return
             best = (max if maximize else min)(scored, key=lambda r: r["value"])
             job.best_training_job = job.OverallBestTrainingJob = {
-                "TrainingJobName": best["name"], "TrainingJobArn": best["arn"], "TuningJobName": name,
-                "CreationTime": best["created"], "TrainingEndTime": best["ended"], "TrainingJobStatus": "Completed",
-                "TunedHyperParameters": best["tuned"], "ObjectiveStatus": "Succeeded",
-                "FinalHyperParameterTuningJobObjectiveMetric": {"Type": objective["Type"], "MetricName": objective["MetricName"],
-                                                                "Value": best["value"]}}
+                "TrainingJobName": best["name"],
+                "TrainingJobArn": best["arn"],
+                "TuningJobName": name,
+                "CreationTime": best["created"],
+                "TrainingEndTime": best["ended"],
+                "TrainingJobStatus": "Completed",
+                "TunedHyperParameters": best["tuned"],
+                "ObjectiveStatus": "Succeeded",
+                "FinalHyperParameterTuningJobObjectiveMetric": {
+                    "Type": objective["Type"],
+                    "MetricName": objective["MetricName"],
+                    "Value": best["value"],
+                },
+            }
             job.hyper_parameter_tuning_job_status = "Completed"
 
         thread = threading.Thread(target=run, name=f"tuning-{name}", daemon=True)

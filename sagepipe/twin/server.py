@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 import requests
@@ -65,9 +66,16 @@ class Twin:
     """Runs sagepipe on one machine. ``parameter_overrides`` are template parameters (``PollSeconds``
     defaults to 1 here so deploy polling is quick); ``echo`` prints function/training/model logs."""
 
-    def __init__(self, root: Path, state_dir: Path, *, stack_name: str = "sagepipe",
-                 parameter_overrides: dict[str, str] | None = None, echo: bool = True,
-                 say: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        state_dir: Path,
+        *,
+        stack_name: str = "sagepipe",
+        parameter_overrides: dict[str, str] | None = None,
+        echo: bool = True,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = root.resolve()
         self.state_dir = state_dir.resolve()
         self.stack_name = stack_name
@@ -92,8 +100,13 @@ class Twin:
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` on the twin (parameter validation on)."""
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
-                            config=Config(retries={"mode": "standard", "max_attempts": 3}), **CREDENTIALS)
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}),
+            **CREDENTIALS,
+        )
 
     # --------------------------------------------------------------------------- lifecycle
     def start(self) -> TwinInfo:
@@ -107,8 +120,9 @@ class Twin:
         default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
         self.endpoint = f"http://127.0.0.1:{port}"
         self.pool = WorkerPool(log_sink=self.log, log_dir=self.state_dir / "logs")
-        self.training = TrainingManager(self.state_dir / "training", lambda: self.client("s3"), self.log,
-                                        lambda: self.client("logs"))
+        self.training = TrainingManager(
+            self.state_dir / "training", lambda: self.client("s3"), self.log, lambda: self.client("logs")
+        )
         self.hosting = HostingManager(self.state_dir / "endpoints", lambda: self.client("s3"), self.log)
         self.tuning = TuningManager(lambda: self.client("sagemaker"), self.log)
         patches.apply_all(self)
@@ -118,26 +132,50 @@ class Twin:
         # moto's backends are process-global: a twin started after another in the same process (tests)
         # must not see the first one's resources.
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
-        stack = Stack(self.stack_name, load_template(self.root / "template.yaml"), self.root, REGION,
-                      dict(self.parameter_overrides))
-        extra_env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_SESSION_TOKEN": "testing", "POWERTOOLS_TRACE_DISABLED": "true",
-                     "POWERTOOLS_DEV": "false"}
+        stack = Stack(
+            self.stack_name,
+            load_template(self.root / "template.yaml"),
+            self.root,
+            REGION,
+            dict(self.parameter_overrides),
+        )
+        extra_env = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+        }
         self.deployment = Deployer(stack, self.client, extra_env, self.say).deploy()
         self.functions = self.deployment.functions
         outputs = self.deployment.outputs
         codebundle.publish(self.client("s3"), outputs["ArtifactsBucketName"], self.root / "model")
-        self.api = ApiFront(self.deployment.routes, self._invoke_by_name, stage=self.deployment.api_stage,
-                            cors=self.deployment.cors, iam_auth=self.deployment.iam_auth,
-                            api_keys={self.deployment.api_key} if self.deployment.api_key else None)
+        self.api = ApiFront(
+            self.deployment.routes,
+            self._invoke_by_name,
+            stage=self.deployment.api_stage,
+            cors=self.deployment.cors,
+            iam_auth=self.deployment.iam_auth,
+            api_keys={self.deployment.api_key} if self.deployment.api_key else None,
+        )
         api_url = self.api.start()
         self._spawn(self._scheduler, "scheduler")
-        self.info = TwinInfo(aws_endpoint_url=self.endpoint, api_url=api_url, data_bucket=outputs["DataBucketName"],
-                             artifacts_bucket=outputs["ArtifactsBucketName"], state_machine_arn=outputs["StateMachineArn"],
-                             region=REGION, stack_name=self.stack_name, event_source=outputs.get("EventSource", "sagepipe"),
-                             state_dir=str(self.state_dir), pid=os.getpid(),
-                             api_key=self.deployment.api_key)
+        self.info = TwinInfo(
+            aws_endpoint_url=self.endpoint,
+            api_url=api_url,
+            data_bucket=outputs["DataBucketName"],
+            artifacts_bucket=outputs["ArtifactsBucketName"],
+            state_machine_arn=outputs["StateMachineArn"],
+            region=REGION,
+            stack_name=self.stack_name,
+            event_source=outputs.get("EventSource", "sagepipe"),
+            state_dir=str(self.state_dir),
+            pid=os.getpid(),
+            api_key=self.deployment.api_key,
+        )
         tmp = self.state_dir / "twin.json.tmp"
         tmp.write_text(json.dumps(asdict(self.info), indent=2))
         tmp.replace(self.state_dir / "twin.json")
@@ -182,9 +220,16 @@ class Twin:
         """moto ``_invoke_lambda`` replacement: run the real handler. Returns ``(payload, errored, logs)``."""
         spec = self.functions.get(function.function_name)
         if spec is None:
-            body = {"errorType": "ResourceNotFoundException", "errorMessage": f"{function.function_name} is not a template function"}
+            body = {
+                "errorType": "ResourceNotFoundException",
+                "errorMessage": f"{function.function_name} is not a template function",
+            }
             return json.dumps(body), True, ""
-        payload = event if isinstance(event, bytes) else (event.encode() if isinstance(event, str) else json.dumps(event).encode())
+        payload = (
+            event
+            if isinstance(event, bytes)
+            else (event.encode() if isinstance(event, str) else json.dumps(event).encode())
+        )
         result = self.pool.invoke(spec, payload)
         return result.payload.decode("utf-8"), result.errored, result.logs
 
@@ -204,7 +249,7 @@ class Twin:
             name = arn.split(":function:")[1].split(":")[0]
             last = ""
             for attempt in range(1 + ASYNC_INVOKE_RETRIES):
-                if attempt and self._stop.wait(min(2 ** attempt, 4)):
+                if attempt and self._stop.wait(min(2**attempt, 4)):
                     return
                 try:
                     result = self.pool.invoke(self.functions[name], json.dumps(event).encode())
@@ -224,14 +269,20 @@ class Twin:
         if dlq:
             sqs = self.client("sqs")
             url = sqs.get_queue_url(QueueName=dlq.rsplit(":", 1)[1])["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event),
-                             MessageAttributes={"ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:256]},
-                                                "RULE_ARN": {"DataType": "String", "StringValue": target["Arn"]}})
+            sqs.send_message(
+                QueueUrl=url,
+                MessageBody=json.dumps(event),
+                MessageAttributes={
+                    "ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:256]},
+                    "RULE_ARN": {"DataType": "String", "StringValue": target["Arn"]},
+                },
+            )
 
     # ------------------------------------------------------------------------- scheduler
     def _scheduler(self) -> None:
         """Fire enabled ``rate(...)`` schedule rules (cron expressions are reported, not fired)."""
         from moto.events.models import events_backends
+
         last: dict[str, float] = {}
         warned: set[str] = set()
         while not self._stop.wait(1.0):
@@ -256,8 +307,17 @@ class Twin:
     def fire_schedule(self, rule: Any) -> None:
         """Send a "Scheduled Event" from ``rule`` to its targets now (also used by tests and the CLI)."""
         import uuid
-        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                 "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "region": REGION, "resources": [rule.arn], "detail": {}}
+
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": REGION,
+            "resources": [rule.arn],
+            "detail": {},
+        }
         for target in list(rule.targets):
             self.deliver(rule, target, event)

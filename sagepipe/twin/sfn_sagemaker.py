@@ -13,8 +13,9 @@ service factory to return :class:`StateTaskServiceSageMaker` instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Final
+from typing import Any, Final
 
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -33,8 +34,11 @@ from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 _SYNC_DESCRIBE: Final[dict[str, tuple[str, str, str]]] = {
     # start action -> (describe action, name parameter, status field)
     "create_training_job": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
-    "create_hyper_parameter_tuning_job": ("describe_hyper_parameter_tuning_job", "HyperParameterTuningJobName",
-                                          "HyperParameterTuningJobStatus"),
+    "create_hyper_parameter_tuning_job": (
+        "describe_hyper_parameter_tuning_job",
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobStatus",
+    ),
 }
 _TERMINAL_OK: Final[set[str]] = {"Completed"}
 _TERMINAL_BAD: Final[set[str]] = {"Failed", "Stopped"}
@@ -60,18 +64,21 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
             raise ValueError(f"sagemaker:{self.resource.api_action}.sync is not a Step Functions integration")
 
     def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
-        return boto_client_for(service="sagemaker", region=resource_runtime_part.region,
-                               state_credentials=state_credentials)
+        return boto_client_for(
+            service="sagemaker", region=resource_runtime_part.region, state_credentials=state_credentials
+        )
 
-    def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
-                           state_credentials: Any) -> None:
+    def _eval_service_task(
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+    ) -> None:
         client = self._client(resource_runtime_part, state_credentials)
         response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
         response.pop("ResponseMetadata", None)
         env.stack.append(json_safe(response))
 
-    def _build_sync_resolver(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
-                             state_credentials: Any) -> Callable[[], Any]:
+    def _build_sync_resolver(
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+    ) -> Callable[[], Any]:
         describe, name_param, status_field = _SYNC_DESCRIBE[self._get_boto_service_action()]
         env.stack.pop()  # the Create response
         client = self._client(resource_runtime_part, state_credentials)
@@ -85,12 +92,21 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
                 return json_safe(job)
             if status in _TERMINAL_BAD:
                 error = StatesErrorNameType.StatesTaskFailed.to_name()
-                raise FailureEventException(FailureEvent(
-                    env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
-                        resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type(),
-                        error=error, cause=json.dumps(json_safe(job))))))
+                raise FailureEventException(
+                    FailureEvent(
+                        env=env,
+                        error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                        event_type=HistoryEventType.TaskFailed,
+                        event_details=EventDetails(
+                            taskFailedEventDetails=TaskFailedEventDetails(
+                                resource=self._get_sfn_resource(),
+                                resourceType=self._get_sfn_resource_type(),
+                                error=error,
+                                cause=json.dumps(json_safe(job)),
+                            )
+                        ),
+                    )
+                )
             return None
 
         return resolver

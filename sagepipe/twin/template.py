@@ -11,9 +11,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -36,11 +37,29 @@ def _tag(tag: str) -> Callable[[yaml.Loader, yaml.Node], dict[str, Any]]:
         else:
             value = loader.construct_mapping(node, deep=True)
         return {"Ref": value} if tag == "Ref" else {f"Fn::{tag}": value}
+
     return construct
 
 
-for _name in ("Ref", "GetAtt", "Sub", "Join", "Select", "Split", "If", "Equals", "Not", "And", "Or",
-              "FindInMap", "Base64", "GetAZs", "ImportValue", "Condition", "Cidr"):
+for _name in (
+    "Ref",
+    "GetAtt",
+    "Sub",
+    "Join",
+    "Select",
+    "Split",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "FindInMap",
+    "Base64",
+    "GetAZs",
+    "ImportValue",
+    "Condition",
+    "Cidr",
+):
     _CfnLoader.add_constructor(f"!{_name}", _tag(_name))
 
 
@@ -71,7 +90,7 @@ class Stack:
     root: Path
     region: str = "us-east-1"
     parameter_overrides: dict[str, str] = field(default_factory=dict)
-    physical: dict[str, str] = field(default_factory=dict)      # logical id -> Ref value
+    physical: dict[str, str] = field(default_factory=dict)  # logical id -> Ref value
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)  # logical id -> {Attr: value}
 
     @property
@@ -101,10 +120,15 @@ class Stack:
 
     def pseudo(self, name: str) -> str | None:
         """Pseudo parameters (``AWS::Region`` ...)."""
-        return {"AWS::Region": self.region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
-                "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": self.name,
-                "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.name}/twin",
-                "AWS::NoValue": NO_VALUE}.get(name)
+        return {
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": self.name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.name}/twin",
+            "AWS::NoValue": NO_VALUE,
+        }.get(name)
 
     def ref(self, name: str) -> Any:
         """Resolve ``Ref name``. Raises KeyError when the target is not deployed yet."""
@@ -124,7 +148,7 @@ class Stack:
 
     def _condition_value(self, expr: Any) -> Any:
         if isinstance(expr, dict) and len(expr) == 1:
-            (key, arg), = expr.items()
+            ((key, arg),) = expr.items()
             if key == "Fn::Equals":
                 a, b = (self._condition_value(x) for x in arg)
                 return str(a) == str(b)
@@ -150,7 +174,7 @@ class Stack:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Fn::If":
                 return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
             if key == "Ref":
@@ -160,6 +184,7 @@ class Stack:
                 return self.get_att(parts[0], parts[1])
             if key == "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+
                 def sub(m: re.Match[str]) -> str:
                     token = m.group(1)
                     if token in extra:
@@ -168,6 +193,7 @@ class Stack:
                         lid, attr = token.split(".", 1)
                         return str(self.get_att(lid, attr))
                     return str(self.ref(token))
+
                 return re.sub(r"\$\{([^}!][^}]*)\}", sub, text)
             if key == "Fn::Join":
                 return str(arg[0]).join(str(self.resolve(v)) for v in arg[1])

@@ -32,6 +32,7 @@ Differences from AWS that callers must know:
   basename). ManifestFile / AugmentedManifestFile and Pipe/FastFile modes are rejected.
 * ``requirements.txt`` in the source dir is NOT installed (no network); a log line says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,9 +45,9 @@ import sys
 import tarfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 CURRENT_HOST = "algo-1"
 FAILURE_REASON_MAX = 1024  # DescribeTrainingJob FailureReason max length
@@ -100,11 +101,11 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         ValueError: not an ``s3://`` URI or no bucket.
     """
     if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise ValueError("not an S3 URI: %r" % (uri,))
+        raise ValueError(f"not an S3 URI: {uri!r}")
     rest = uri[5:]
     bucket, _, key = rest.partition("/")
     if not bucket:
-        raise ValueError("S3 URI has no bucket: %r" % uri)
+        raise ValueError(f"S3 URI has no bucket: {uri!r}")
     return bucket, key
 
 
@@ -168,29 +169,29 @@ class _Transitions:
             try:
                 self.on_status(status, message)
             except Exception as exc:  # a callback must not break the job
-                self.log("twin: on_status callback raised %r" % exc)
+                self.log(f"twin: on_status callback raised {exc!r}")
 
 
 def _download_channel(s3_client, channel: dict, dest: Path) -> int:
     name = channel.get("ChannelName")
     source = (channel.get("DataSource") or {}).get("S3DataSource")
     if not source:
-        raise _JobError("ClientError: channel %r has no DataSource.S3DataSource (only S3 is emulated)" % name)
+        raise _JobError(f"ClientError: channel {name!r} has no DataSource.S3DataSource (only S3 is emulated)")
     data_type = source.get("S3DataType", "S3Prefix")
     if data_type != "S3Prefix":
-        raise _JobError("ClientError: channel %r: S3DataType %s is not supported by the twin" % (name, data_type))
+        raise _JobError(f"ClientError: channel {name!r}: S3DataType {data_type} is not supported by the twin")
     mode = channel.get("InputMode")
     if mode not in (None, "File"):
-        raise _JobError("ClientError: channel %r: InputMode %s is not supported by the twin" % (name, mode))
+        raise _JobError(f"ClientError: channel {name!r}: InputMode {mode} is not supported by the twin")
     uri = source.get("S3Uri", "")
     try:
         bucket, prefix = parse_s3_uri(uri)
     except ValueError as exc:
-        raise _JobError("ClientError: channel %r: %s" % (name, exc))
+        raise _JobError(f"ClientError: channel {name!r}: {exc}")
     not_found = (
-        'ClientError: No S3 objects found under S3 URL "%s" given in input data source. Please ensure that the '
+        f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source. Please ensure that the '
         "bucket exists in the selected region, that objects exist under that S3 prefix, and that the role has "
-        '"s3:ListBucket" permissions on bucket "%s".' % (uri, bucket)
+        f'"s3:ListBucket" permissions on bucket "{bucket}".'
     )
     dest.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -201,10 +202,10 @@ def _download_channel(s3_client, channel: dict, dest: Path) -> int:
                 key = obj["Key"]
                 if key.endswith("/"):
                     continue
-                rel = key[len(prefix):].lstrip("/") or key.rsplit("/", 1)[-1]
+                rel = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
                 target = (dest / rel).resolve()
                 if dest.resolve() not in target.parents:
-                    raise _JobError("ClientError: S3 key %r escapes the channel directory" % key)
+                    raise _JobError(f"ClientError: S3 key {key!r} escapes the channel directory")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3_client.download_file(bucket, key, str(target))
                 count += 1
@@ -214,7 +215,7 @@ def _download_channel(s3_client, channel: dict, dest: Path) -> int:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
         if code in ("NoSuchBucket", "404", "NoSuchKey"):
             raise _JobError(not_found)
-        raise _JobError("ClientError: channel %r: cannot download %s: %s" % (name, uri, exc))
+        raise _JobError(f"ClientError: channel {name!r}: cannot download {uri}: {exc}")
     if count == 0:
         raise _JobError(not_found)
     return count
@@ -229,7 +230,7 @@ def _safe_extract(archive: Path, dest: Path) -> None:
             root = dest.resolve()
             for m in tar.getmembers():
                 if not (dest / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
-                    raise _JobError("ClientError: unsafe member %r in source archive" % m.name)
+                    raise _JobError(f"ClientError: unsafe member {m.name!r} in source archive")
             tar.extractall(dest)
 
 
@@ -335,10 +336,10 @@ def run_training_job(
             try:
                 re.compile(d["Regex"])
             except (re.error, KeyError, TypeError) as exc:
-                raise _JobError("ClientError: invalid MetricDefinitions entry %r: %s" % (d, exc))
+                raise _JobError(f"ClientError: invalid MetricDefinitions entry {d!r}: {exc}")
         mode = (request.get("AlgorithmSpecification") or {}).get("TrainingInputMode", "File")
         if mode != "File":
-            raise _JobError("ClientError: TrainingInputMode %s is not supported by the twin" % mode)
+            raise _JobError(f"ClientError: TrainingInputMode {mode} is not supported by the twin")
         raw_hps = {str(k): str(v) for k, v in (request.get("HyperParameters") or {}).items()}
         hps = {k: decode_hyperparameter(v) for k, v in raw_hps.items()}
         submit_dir = hps.get("sagemaker_submit_directory")
@@ -351,7 +352,7 @@ def run_training_job(
         try:
             out_bucket, out_prefix = parse_s3_uri((request.get("OutputDataConfig") or {}).get("S3OutputPath", ""))
         except ValueError as exc:
-            raise _JobError("ClientError: OutputDataConfig.S3OutputPath: %s" % exc)
+            raise _JobError(f"ClientError: OutputDataConfig.S3OutputPath: {exc}")
         max_runtime = float((request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or DEFAULT_MAX_RUNTIME)
 
         # ---- /opt/ml layout ------------------------------------------------------------
@@ -385,9 +386,9 @@ def run_training_job(
         input_config = {
             c.get("ChannelName"): {
                 "TrainingInputMode": "File",
-                "S3DistributionType": (c.get("DataSource") or {}).get("S3DataSource", {}).get(
-                    "S3DistributionType", "FullyReplicated"
-                ),
+                "S3DistributionType": (c.get("DataSource") or {})
+                .get("S3DataSource", {})
+                .get("S3DistributionType", "FullyReplicated"),
                 "RecordWrapperType": c.get("RecordWrapperType", "None"),
                 **({"ContentType": c["ContentType"]} if c.get("ContentType") else {}),
             }
@@ -403,7 +404,7 @@ def run_training_job(
         for c in channels:
             cname = c.get("ChannelName")
             if not cname or not re.fullmatch(r"[A-Za-z0-9.\-_]+", str(cname)):
-                raise _JobError("ClientError: invalid ChannelName %r" % (cname,))
+                raise _JobError(f"ClientError: invalid ChannelName {cname!r}")
             n = _download_channel(s3_client, c, data_dir / cname)
             channel_dirs[cname] = data_dir / cname
             log("twin: channel %s: downloaded %d object(s)" % (cname, n))
@@ -416,9 +417,9 @@ def run_training_job(
         except _JobError:
             raise
         except Exception as exc:
-            raise _JobError("ClientError: cannot fetch sagemaker_submit_directory %s: %s" % (submit_dir, exc))
+            raise _JobError(f"ClientError: cannot fetch sagemaker_submit_directory {submit_dir}: {exc}")
         if not (code_dir / str(program)).is_file():
-            raise _JobError("ClientError: sagemaker_program %s not found in %s" % (program, submit_dir))
+            raise _JobError(f"ClientError: sagemaker_program {program} not found in {submit_dir}")
         if (code_dir / "requirements.txt").is_file():
             log("twin: requirements.txt found but NOT installed (the twin runs offline in the local venv)")
 
@@ -427,7 +428,7 @@ def run_training_job(
         user_hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
         user_args: list[str] = []
         for k, v in user_hps.items():
-            user_args += ["--%s" % k, _hp_to_str(v)]
+            user_args += [f"--{k}", _hp_to_str(v)]
         num_cpus = os.cpu_count() or 1
         env = dict(os.environ)
         env.update(
@@ -479,13 +480,13 @@ def run_training_job(
             }
         )
         for cname, cdir in channel_dirs.items():
-            env["SM_CHANNEL_%s" % cname.upper()] = str(cdir)
+            env[f"SM_CHANNEL_{cname.upper()}"] = str(cdir)
         for k, v in user_hps.items():
-            env["SM_HP_%s" % k.upper()] = _hp_to_str(v)
+            env[f"SM_HP_{k.upper()}"] = _hp_to_str(v)
         env.update({str(k): str(v) for k, v in (request.get("Environment") or {}).items()})
 
         cmd = [sys.executable, str(program), *user_args]
-        log("Invoking script with the following command: %s" % " ".join(cmd))
+        log("Invoking script with the following command: {}".format(" ".join(cmd)))
         stderr_lines: list[str] = []
         started = time.monotonic()
         try:
@@ -499,7 +500,7 @@ def run_training_job(
                 start_new_session=True,
             )
         except OSError as exc:
-            raise _JobError("AlgorithmError: cannot start %s: %s" % (program, exc))
+            raise _JobError(f"AlgorithmError: cannot start {program}: {exc}")
 
         def pump(stream, sink):
             for raw in iter(stream.readline, b""):
@@ -528,7 +529,7 @@ def run_training_job(
             elif stop_event is not None and stop_event.is_set():
                 stop_kind = "Stopped"
             if stop_kind:
-                log("twin: %s: sending SIGTERM to the training process" % stop_kind)
+                log(f"twin: {stop_kind}: sending SIGTERM to the training process")
                 _kill_tree(proc, stop_grace_seconds)
                 break
         for t in readers:
@@ -547,26 +548,26 @@ def run_training_job(
         if stop_kind is not None:
             transitions.enter("Stopping", "Stopping the training job")
         transitions.enter("Uploading", "Uploading generated training model")
-        base = "%s/%s/output" % (out_prefix.rstrip("/"), name) if out_prefix.strip("/") else "%s/output" % name
+        base = "{}/{}/output".format(out_prefix.rstrip("/"), name) if out_prefix.strip("/") else f"{name}/output"
         base = base.lstrip("/")
         try:
             if stop_kind is None or any(model_dir.iterdir()):
                 model_tar = root / "model.tar.gz"
                 _tar_dir(model_dir, model_tar)
                 s3_client.upload_file(str(model_tar), out_bucket, base + "/model.tar.gz")
-                model_artifacts = "s3://%s/%s/model.tar.gz" % (out_bucket, base)
+                model_artifacts = f"s3://{out_bucket}/{base}/model.tar.gz"
             out_tar = root / "output.tar.gz"
             _tar_dir(output_data_dir, out_tar)
             s3_client.upload_file(str(out_tar), out_bucket, base + "/output.tar.gz")
-            output_data = "s3://%s/%s/output.tar.gz" % (out_bucket, base)
+            output_data = f"s3://{out_bucket}/{base}/output.tar.gz"
         except Exception as exc:
-            raise _JobError("ClientError: cannot upload model artifacts to s3://%s/%s: %s" % (out_bucket, base, exc))
+            raise _JobError(f"ClientError: cannot upload model artifacts to s3://{out_bucket}/{base}: {exc}")
 
         if stop_kind == "MaxRuntimeExceeded":
             return finish(
                 "Stopped",
                 "MaxRuntimeExceeded",
-                "Training job stopped: it exceeded MaxRuntimeInSeconds (%g s)" % max_runtime,
+                f"Training job stopped: it exceeded MaxRuntimeInSeconds ({max_runtime:g} s)",
                 "MaxRuntimeInSeconds exceeded",
             )
         if stop_kind == "Stopped":
@@ -574,7 +575,7 @@ def run_training_job(
         return finish("Completed", "Completed", "Training job completed", None)
     except _JobError as exc:
         reason = str(exc)
-        return finish("Failed", "Failed", "Training job failed. Reason: %s" % reason, reason)
+        return finish("Failed", "Failed", f"Training job failed. Reason: {reason}", reason)
     except Exception as exc:  # defensive: run_training_job never raises
-        reason = "InternalServerError: twin training emulation crashed: %s: %s" % (type(exc).__name__, exc)
+        reason = f"InternalServerError: twin training emulation crashed: {type(exc).__name__}: {exc}"
         return finish("Failed", "Failed", reason, reason)

@@ -6,8 +6,9 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -35,8 +36,9 @@ def running_twin(tmp_path_factory: pytest.TempPathFactory, **parameter_overrides
     process it started is still alive."""
     from sagepipe.twin.server import Twin
 
-    t = Twin(ROOT, tmp_path_factory.mktemp("twin"), echo=False, say=lambda m: None,
-             parameter_overrides=parameter_overrides)
+    t = Twin(
+        ROOT, tmp_path_factory.mktemp("twin"), echo=False, say=lambda m: None, parameter_overrides=parameter_overrides
+    )
     t.start()
     try:
         yield t

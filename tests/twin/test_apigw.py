@@ -54,9 +54,18 @@ def fake():
 
 @pytest.fixture()
 def front(fake):
-    api = ApiFront(ROUTES, fake, stage="Prod", timeout_s=1.0,
-                   cors={"allow_origins": ["http://ui.local"], "allow_methods": ["GET", "POST", "OPTIONS"],
-                         "allow_headers": ["Content-Type", "X-Api-Key"], "max_age": 600})
+    api = ApiFront(
+        ROUTES,
+        fake,
+        stage="Prod",
+        timeout_s=1.0,
+        cors={
+            "allow_origins": ["http://ui.local"],
+            "allow_methods": ["GET", "POST", "OPTIONS"],
+            "allow_headers": ["Content-Type", "X-Api-Key"],
+            "max_age": 600,
+        },
+    )
     base = api.start()
     yield api, base
     api.stop()
@@ -67,7 +76,7 @@ def _req(base: str, method: str, path: str, body: bytes | None = None, headers=N
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     try:
         conn.putrequest(method, u.path + path, skip_accept_encoding=True)
-        for k, v in (headers or []):
+        for k, v in headers or []:
             conn.putheader(k, v)
         if body is not None:
             conn.putheader("Content-Length", str(len(body)))
@@ -96,18 +105,35 @@ def test_match_route_precedence():
 def test_event_shape(front, fake):
     api, base = front
     status, headers, body = _req(
-        base, "POST", "/models/churn%20v1/predictions?x=1&y=a&y=b&e=",
+        base,
+        "POST",
+        "/models/churn%20v1/predictions?x=1&y=a&y=b&e=",
         body=b'{"rows": [[1, 2]]}',
-        headers=[("Content-Type", "application/json"), ("X-Multi", "one"), ("X-Multi", "two"),
-                 ("User-Agent", "pytest-ua")],
+        headers=[
+            ("Content-Type", "application/json"),
+            ("X-Multi", "one"),
+            ("X-Multi", "two"),
+            ("User-Agent", "pytest-ua"),
+        ],
     )
     assert status == 200, body
     assert json.loads(body) == {"fn": "predict"}
     name, ev = fake.events[-1]
     assert name == "predict"
-    assert set(ev) == {"resource", "path", "httpMethod", "headers", "multiValueHeaders",
-                       "queryStringParameters", "multiValueQueryStringParameters", "pathParameters",
-                       "stageVariables", "requestContext", "body", "isBase64Encoded"}
+    assert set(ev) == {
+        "resource",
+        "path",
+        "httpMethod",
+        "headers",
+        "multiValueHeaders",
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+        "pathParameters",
+        "stageVariables",
+        "requestContext",
+        "body",
+        "isBase64Encoded",
+    }
     assert ev["resource"] == "/models/{model}/predictions"
     assert ev["path"] == "/models/churn v1/predictions"
     assert ev["httpMethod"] == "POST"
@@ -163,8 +189,7 @@ def test_binary_body_base64(front, fake):
     assert fake.events[-1][1]["isBase64Encoded"] is True
     _req(base, "PUT", "/files/a", body=b"abc", headers=[("Content-Type", "image/png")])
     assert fake.events[-1][1]["isBase64Encoded"] is True
-    _req(base, "PUT", "/files/a", body=b"a=1&b=2",
-         headers=[("Content-Type", "application/x-www-form-urlencoded")])
+    _req(base, "PUT", "/files/a", body=b"a=1&b=2", headers=[("Content-Type", "application/x-www-form-urlencoded")])
     ev = fake.events[-1][1]
     assert ev["body"] == "a=1&b=2" and ev["isBase64Encoded"] is False
 
@@ -172,13 +197,15 @@ def test_binary_body_base64(front, fake):
 def test_response_mapping(front, fake):
     _, base = front
     png = b"\x89PNG\r\n\x1a\n\x00\x01"
-    fake.reply = lambda ev: _ok({
-        "statusCode": 201,
-        "headers": {"Content-Type": "image/png", "X-Single": "s", "X-Both": "from-headers"},
-        "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"], "X-Both": ["m1", "m2"]},
-        "body": base64.b64encode(png).decode(),
-        "isBase64Encoded": True,
-    })
+    fake.reply = lambda ev: _ok(
+        {
+            "statusCode": 201,
+            "headers": {"Content-Type": "image/png", "X-Single": "s", "X-Both": "from-headers"},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"], "X-Both": ["m1", "m2"]},
+            "body": base64.b64encode(png).decode(),
+            "isBase64Encoded": True,
+        }
+    )
     status, headers, body = _req(base, "GET", "/health")
     assert status == 201
     assert body == png
@@ -206,15 +233,18 @@ def test_unknown_route_and_method_403(front, fake):
     assert not fake.events
 
 
-@pytest.mark.parametrize("reply", [
-    InvokeResult(payload=b'"just a string"', errored=False, logs="", duration_ms=1),
-    InvokeResult(payload=b'{"body": "no status"}', errored=False, logs="", duration_ms=1),
-    InvokeResult(payload=b'{"statusCode": "abc"}', errored=False, logs="", duration_ms=1),
-    InvokeResult(payload=b'{"statusCode": 200, "body": {"not": "a string"}}', errored=False, logs="",
-                 duration_ms=1),
-    InvokeResult(payload=b'{"errorMessage": "x", "errorType": "ValueError"}', errored=True, logs="",
-                 duration_ms=1),
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        InvokeResult(payload=b'"just a string"', errored=False, logs="", duration_ms=1),
+        InvokeResult(payload=b'{"body": "no status"}', errored=False, logs="", duration_ms=1),
+        InvokeResult(payload=b'{"statusCode": "abc"}', errored=False, logs="", duration_ms=1),
+        InvokeResult(
+            payload=b'{"statusCode": 200, "body": {"not": "a string"}}', errored=False, logs="", duration_ms=1
+        ),
+        InvokeResult(payload=b'{"errorMessage": "x", "errorType": "ValueError"}', errored=True, logs="", duration_ms=1),
+    ],
+)
 def test_502(front, fake, reply):
     _, base = front
     fake.reply = lambda ev: reply
@@ -239,8 +269,13 @@ def test_504_on_slow_integration(front, fake):
 
 def test_413_request_too_long(front, fake):
     _, base = front
-    status, _, body = _req(base, "POST", "/models/m/predictions", body=b"x" * (10 * 1024 * 1024 + 1),
-                           headers=[("Content-Type", "application/json")])
+    status, _, body = _req(
+        base,
+        "POST",
+        "/models/m/predictions",
+        body=b"x" * (10 * 1024 * 1024 + 1),
+        headers=[("Content-Type", "application/json")],
+    )
     assert status == 413 and json.loads(body) == {"message": "Request Too Long"}
     # a header-only request announcing a huge body is refused without reading it
     u = urllib.parse.urlsplit(base)
@@ -252,8 +287,12 @@ def test_413_request_too_long(front, fake):
 
 def test_cors_preflight(front, fake):
     _, base = front
-    status, headers, _ = _req(base, "OPTIONS", "/models/m1/predictions",
-                              headers=[("Origin", "http://ui.local"), ("Access-Control-Request-Method", "POST")])
+    status, headers, _ = _req(
+        base,
+        "OPTIONS",
+        "/models/m1/predictions",
+        headers=[("Origin", "http://ui.local"), ("Access-Control-Request-Method", "POST")],
+    )
     assert status == 200
     assert _h(headers, "Access-Control-Allow-Origin") == ["http://ui.local"]
     assert _h(headers, "Access-Control-Allow-Methods") == ["GET,POST,OPTIONS"]
@@ -269,7 +308,8 @@ def test_cors_preflight(front, fake):
 def test_end_to_end_with_worker_pool(tmp_path):
     code = tmp_path / "fn"
     code.mkdir()
-    (code / "app.py").write_text(textwrap.dedent('''
+    (code / "app.py").write_text(
+        textwrap.dedent("""
         import json
         def lambda_handler(event, context):
             if event["path"] == "/boom":
@@ -277,12 +317,14 @@ def test_end_to_end_with_worker_pool(tmp_path):
             return {"statusCode": 200, "headers": {"Content-Type": "application/json"},
                     "body": json.dumps({"model": (event["pathParameters"] or {}).get("model"),
                                         "rid": context.aws_request_id})}
-    '''))
+    """)
+    )
     pool = WorkerPool(log_sink=lambda n, line: None)
-    spec = FunctionSpec(name="predict", code_dir=Path(code), handler="app.lambda_handler", environment={},
-                        timeout_s=5)
-    api = ApiFront([Route("POST", "/models/{model}/predictions", "predict"), Route("GET", "/boom", "predict")],
-                   lambda name, payload: pool.invoke(spec, payload))
+    spec = FunctionSpec(name="predict", code_dir=Path(code), handler="app.lambda_handler", environment={}, timeout_s=5)
+    api = ApiFront(
+        [Route("POST", "/models/{model}/predictions", "predict"), Route("GET", "/boom", "predict")],
+        lambda name, payload: pool.invoke(spec, payload),
+    )
     base = api.start()
     try:
         status, _, body = _req(base, "POST", "/models/m7/predictions", body=b"{}")

@@ -4,7 +4,6 @@ SIGTERM/SIGINT stopping every process the twin started."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -35,14 +34,20 @@ def _descendants(pid: int) -> set[int]:
 
 
 def _cli(state: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SAGEPIPE, *args, "--state-dir", str(state)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*SAGEPIPE, *args, "--state-dir", str(state)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_twin_up_serves_the_cli_and_stops_everything_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
     state = tmp_path / "state"
-    proc = subprocess.Popen([*SAGEPIPE, "twin", "up", "--state-dir", str(state), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*SAGEPIPE, "twin", "up", "--state-dir", str(state), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (state / "twin.json").exists():
@@ -86,9 +91,18 @@ def test_commands_without_a_twin_say_how_to_start_one(tmp_path: Path) -> None:
     bad_config = tmp_path / "bad.json"
     bad_config.write_text(json.dumps({"problem_type": "ternary"}))
     (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "twin.json").write_text(json.dumps({"data_bucket": "b", "artifacts_bucket": "a", "state_machine_arn": "x",
-                                                          "api_url": "http://127.0.0.1:9", "region": "us-east-1",
-                                                          "aws_endpoint_url": "http://127.0.0.1:9"}))
+    (tmp_path / "s" / "twin.json").write_text(
+        json.dumps(
+            {
+                "data_bucket": "b",
+                "artifacts_bucket": "a",
+                "state_machine_arn": "x",
+                "api_url": "http://127.0.0.1:9",
+                "region": "us-east-1",
+                "aws_endpoint_url": "http://127.0.0.1:9",
+            }
+        )
+    )
     data = tmp_path / "d.csv"
     data.write_text("a,b\n1,2\n")
     res = _cli(tmp_path / "s", "upload", str(data), "--model", "m", "--config", str(bad_config))

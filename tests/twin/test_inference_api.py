@@ -8,7 +8,6 @@ import csv
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,7 +42,9 @@ def live(twin: Any, target: Target, tmp_path_factory: pytest.TempPathFactory) ->
     return {"header": header, "rows": rows, "held_out": rows[-50:], "tmp": path.parent}
 
 
-def _post(target: Target, body: Any, ct: str = "application/json", model: str = "churn", **kw: Any) -> requests.Response:
+def _post(
+    target: Target, body: Any, ct: str = "application/json", model: str = "churn", **kw: Any
+) -> requests.Response:
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     headers = {"Content-Type": ct, "x-api-key": target.api_key, **kw.pop("headers", {})}
     return requests.post(f"{target.api_url}/models/{model}/predictions", data=data, headers=headers, timeout=30, **kw)
@@ -59,8 +60,12 @@ def test_api_key_is_required(live: dict[str, Any], target: Target) -> None:
 
 
 def test_predict_json_and_csv(live: dict[str, Any], target: Target) -> None:
-    resp = client.predict(target, "churn", json.dumps({"instances": _records(live["held_out"][:5], live["header"])}).encode(),
-                          "application/json")
+    resp = client.predict(
+        target,
+        "churn",
+        json.dumps({"instances": _records(live["held_out"][:5], live["header"])}).encode(),
+        "application/json",
+    )
     assert resp.status_code == 200, resp.text
     doc = resp.json()
     assert len(doc["predictions"]) == 5 and set(doc["predictions"][0]["probabilities"]) == {"no", "yes"}
@@ -80,12 +85,21 @@ def test_get_model_and_health(live: dict[str, Any], target: Target) -> None:
     assert requests.get(f"{target.api_url}/health", headers=key, timeout=10).json()["status"] == "ok"
 
 
-@pytest.mark.parametrize("case, status, code", [
-    ("no_content_type", 415, "unsupported_media_type"), ("text_plain", 415, "unsupported_media_type"),
-    ("empty", 400, "empty_body"), ("malformed", 400, "malformed_json"), ("no_instances", 400, "missing_instances"),
-    ("too_large", 413, "payload_too_large"), ("too_many", 400, "too_many_instances"),
-    ("unknown_field", 422, "invalid_instances"), ("bad_model_name", 400, "invalid_model_name"),
-    ("unknown_model", 404, "model_not_found")])
+@pytest.mark.parametrize(
+    "case, status, code",
+    [
+        ("no_content_type", 415, "unsupported_media_type"),
+        ("text_plain", 415, "unsupported_media_type"),
+        ("empty", 400, "empty_body"),
+        ("malformed", 400, "malformed_json"),
+        ("no_instances", 400, "missing_instances"),
+        ("too_large", 413, "payload_too_large"),
+        ("too_many", 400, "too_many_instances"),
+        ("unknown_field", 422, "invalid_instances"),
+        ("bad_model_name", 400, "invalid_model_name"),
+        ("unknown_model", 404, "model_not_found"),
+    ],
+)
 def test_error_classes_over_http(live: dict[str, Any], target: Target, case: str, status: int, code: str) -> None:
     rec = _records(live["held_out"][:1], live["header"])[0]
     url = f"{target.api_url}/models/churn/predictions"
@@ -106,17 +120,32 @@ def test_error_classes_over_http(live: dict[str, Any], target: Target, case: str
     assert resp.headers["Content-Type"].startswith("application/json")
     assert resp.json()["error"]["code"] == code
     if case == "unknown_field":
-        assert resp.json()["error"]["errors"] == [{"index": 1, "field": "colour", "code": "unknown_feature",
-                                                   "message": "'colour' is not a feature of this model version"}]
+        assert resp.json()["error"]["errors"] == [
+            {
+                "index": 1,
+                "field": "colour",
+                "code": "unknown_feature",
+                "message": "'colour' is not a feature of this model version",
+            }
+        ]
 
 
 def test_cors_preflight_and_response_headers(live: dict[str, Any], target: Target) -> None:
     origin = {"Origin": "https://app.example.com"}
-    pre = requests.options(f"{target.api_url}/models/churn/predictions", timeout=10,
-                           headers={**origin, "Access-Control-Request-Method": "POST",
-                                    "Access-Control-Request-Headers": "content-type,x-api-key"})
+    pre = requests.options(
+        f"{target.api_url}/models/churn/predictions",
+        timeout=10,
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-api-key",
+        },
+    )
     assert pre.status_code == 200 and pre.headers["Access-Control-Allow-Origin"] == "*"
-    assert "POST" in pre.headers["Access-Control-Allow-Methods"] and "X-Api-Key" in pre.headers["Access-Control-Allow-Headers"]
+    assert (
+        "POST" in pre.headers["Access-Control-Allow-Methods"]
+        and "X-Api-Key" in pre.headers["Access-Control-Allow-Headers"]
+    )
     resp = requests.get(f"{target.api_url}/health", headers={**origin, "x-api-key": target.api_key}, timeout=10)
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
@@ -128,8 +157,12 @@ def test_1000_requests_at_16_concurrent_without_errors(live: dict[str, Any], tar
     def one(i: int) -> int:
         if not hasattr(local, "s"):
             local.s = requests.Session()
-        return local.s.post(f"{target.api_url}/models/churn/predictions", data=bodies[i % len(bodies)], timeout=30,
-                            headers={"Content-Type": "application/json", "x-api-key": target.api_key}).status_code
+        return local.s.post(
+            f"{target.api_url}/models/churn/predictions",
+            data=bodies[i % len(bodies)],
+            timeout=30,
+            headers={"Content-Type": "application/json", "x-api-key": target.api_key},
+        ).status_code
 
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(one, range(1000)))
@@ -141,13 +174,21 @@ def test_schemathesis_contract(live: dict[str, Any], target: Target) -> None:
     content type, headers and body as ``api/openapi.yaml`` documents."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
-    from schemathesis.checks import load_all_checks
-    from schemathesis.checks import CHECKS
+    from schemathesis.checks import CHECKS, load_all_checks
 
     load_all_checks()
-    checks = [c for c in CHECKS.get_all() if c.__name__ in {"not_a_server_error", "status_code_conformance",
-                                                             "content_type_conformance", "response_schema_conformance",
-                                                             "response_headers_conformance"}]
+    checks = [
+        c
+        for c in CHECKS.get_all()
+        if c.__name__
+        in {
+            "not_a_server_error",
+            "status_code_conformance",
+            "content_type_conformance",
+            "response_schema_conformance",
+            "response_headers_conformance",
+        }
+    ]
     assert len(checks) == 5
     schema = schemathesis.openapi.from_path(ROOT / "api" / "openapi.yaml")
     session = requests.Session()
@@ -155,11 +196,14 @@ def test_schemathesis_contract(live: dict[str, Any], target: Target) -> None:
     for result in schema.get_all_operations():
         op = result.ok()
 
-        @settings(max_examples=60, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=60, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(case=op.as_strategy())
         def run(case: Any) -> None:
-            resp = case.call(base_url=target.api_url, session=session, headers={"x-api-key": target.api_key}, timeout=30)
+            resp = case.call(
+                base_url=target.api_url, session=session, headers={"x-api-key": target.api_key}, timeout=30
+            )
             statuses.append(resp.status_code)
             assert resp.status_code < 500, (case.path, resp.status_code, resp.text[:300])
             case.validate_response(resp, checks=checks)
@@ -177,8 +221,11 @@ def test_schema_drift_follows_the_live_version(live: dict[str, Any], target: Tar
     without = _records(live["held_out"][:2], header, drop=DROPPED)
     before = _post(target, {"instances": with_a}).json()
     assert _post(target, {"instances": without}).json()["error"]["errors"][0] == {
-        "index": 0, "field": DROPPED, "code": "missing_feature",
-        "message": f"feature {DROPPED!r} is required (training saw no missing values)"}
+        "index": 0,
+        "field": DROPPED,
+        "code": "missing_feature",
+        "message": f"feature {DROPPED!r} is required (training saw no missing values)",
+    }
     cols = header.split(",")
     drop = cols.index(DROPPED)
     keep = lambda line: ",".join(v for i, v in enumerate(line.split(",")) if i != drop)  # noqa: E731
@@ -196,7 +243,9 @@ def test_schema_drift_follows_the_live_version(live: dict[str, Any], target: Tar
     assert resp.json()["version"] != before["version"]
     rejected = _post(target, {"instances": with_a})
     assert rejected.status_code == 422
-    assert {(e["index"], e["field"], e["code"]) for e in rejected.json()["error"]["errors"]} == \
-        {(0, DROPPED, "unknown_feature"), (1, DROPPED, "unknown_feature")}
+    assert {(e["index"], e["field"], e["code"]) for e in rejected.json()["error"]["errors"]} == {
+        (0, DROPPED, "unknown_feature"),
+        (1, DROPPED, "unknown_feature"),
+    }
     info = requests.get(f"{target.api_url}/models/churn", headers={"x-api-key": target.api_key}, timeout=10).json()
     assert DROPPED not in info["schema"]["feature_order"] and info["version"] == resp.json()["version"]

@@ -15,7 +15,7 @@ from sagepipe.twin.lambda_runtime import FunctionSpec, InvokeResult, WorkerPool
 
 pytestmark = pytest.mark.twin
 
-APP = '''
+APP = """
 import json, os, sys, time, logging, subprocess
 import shared
 print("init-phase print")
@@ -58,7 +58,7 @@ def lambda_handler(event, context):
         logging.getLogger().error("via-logging")
         return None
     return {"default": True}
-'''
+"""
 
 
 def _write(path: Path, text: str) -> None:
@@ -99,8 +99,15 @@ def pool(tmp_path_factory, sink_lines):
 
 
 def _spec(code, layer, name="fn", timeout=3.0, env=None):
-    return FunctionSpec(name=name, code_dir=code, handler="app.lambda_handler", layer_dirs=(layer,),
-                        environment=env or {"MY_VAR": "hello"}, timeout_s=timeout, memory_mb=256)
+    return FunctionSpec(
+        name=name,
+        code_dir=code,
+        handler="app.lambda_handler",
+        layer_dirs=(layer,),
+        environment=env or {"MY_VAR": "hello"},
+        timeout_s=timeout,
+        memory_mb=256,
+    )
 
 
 def _call(pool, spec, event) -> tuple[InvokeResult, dict]:
@@ -143,8 +150,15 @@ def test_none_return_is_null(pool, fixture_dirs):
 def test_environment(pool, fixture_dirs, monkeypatch):
     code, layer, _ = fixture_dirs
     monkeypatch.setenv("SAGEPIPE_SECRET_PARENT_VAR", "leak")
-    spec = FunctionSpec(name="envfn", code_dir=code, handler="app.lambda_handler", layer_dirs=(layer,),
-                        environment={"MY_VAR": "hello", "AWS_REGION": "eu-west-1"}, timeout_s=7, memory_mb=512)
+    spec = FunctionSpec(
+        name="envfn",
+        code_dir=code,
+        handler="app.lambda_handler",
+        layer_dirs=(layer,),
+        environment={"MY_VAR": "hello", "AWS_REGION": "eu-west-1"},
+        timeout_s=7,
+        memory_mb=512,
+    )
     res, body = _call(pool, spec, {"action": "env"})
     env = body["env"]
     assert env["MY_VAR"] == "hello"
@@ -243,8 +257,9 @@ def test_worker_crash_is_exit_error(pool, fixture_dirs):
 
 def test_import_error(pool, fixture_dirs):
     _, layer, bad = fixture_dirs
-    spec = FunctionSpec(name="badfn", code_dir=bad, handler="app.lambda_handler", layer_dirs=(),
-                        environment={}, timeout_s=3)
+    spec = FunctionSpec(
+        name="badfn", code_dir=bad, handler="app.lambda_handler", layer_dirs=(), environment={}, timeout_s=3
+    )
     res, err = _call(pool, spec, {})
     assert res.errored
     assert err["errorType"] == "Runtime.ImportModuleError"
@@ -253,8 +268,9 @@ def test_import_error(pool, fixture_dirs):
     spec2 = FunctionSpec(name="badfn2", code_dir=bad, handler="nomodule.handler", environment={}, timeout_s=3)
     _, err2 = _call(pool, spec2, {})
     assert err2["errorType"] == "Runtime.ImportModuleError"
-    spec3 = FunctionSpec(name="badfn3", code_dir=fixture_dirs[0], handler="app.nope", layer_dirs=(layer,),
-                         environment={}, timeout_s=3)
+    spec3 = FunctionSpec(
+        name="badfn3", code_dir=fixture_dirs[0], handler="app.nope", layer_dirs=(layer,), environment={}, timeout_s=3
+    )
     _, err3 = _call(pool, spec3, {})
     assert err3["errorType"] == "Runtime.HandlerNotFound"
 
@@ -285,8 +301,10 @@ def test_concurrent_invokes(pool, fixture_dirs):
     code, layer, _ = fixture_dirs
     spec = _spec(code, layer, name="concfn")
     results: list = [None] * 8
+
     def run(i):
         results[i] = _call(pool, spec, {"action": "sleep", "s": 0.4})
+
     threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
     t0 = time.monotonic()
     for t in threads:

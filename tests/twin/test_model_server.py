@@ -1,4 +1,5 @@
 """sagepipe.twin.model_server: the SageMaker hosting-container emulation, as a real process."""
+
 from __future__ import annotations
 
 import http.client
@@ -28,10 +29,20 @@ def model_dir(tmp_path_factory):
     for name, frame in (("train", train), ("test", test)):
         (tmp / name).mkdir()
         frame.to_csv(tmp / name / f"{name}.csv", index=False)
-    env = {**os.environ, "SM_MODEL_DIR": str(tmp / "model"), "SM_CHANNEL_TRAIN": str(tmp / "train"),
-           "SM_CHANNEL_TEST": str(tmp / "test"), "SM_OUTPUT_DIR": str(tmp)}
-    proc = subprocess.run([sys.executable, str(REPO / "model" / "train.py"), "--target", "churn", "--max_iter", "50"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "SM_MODEL_DIR": str(tmp / "model"),
+        "SM_CHANNEL_TRAIN": str(tmp / "train"),
+        "SM_CHANNEL_TEST": str(tmp / "test"),
+        "SM_OUTPUT_DIR": str(tmp),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "model" / "train.py"), "--target", "churn", "--max_iter", "50"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return tmp / "model", test
 
@@ -41,10 +52,27 @@ def start_server(model_dir: Path, ready: Path, extra_env: dict | None = None, co
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sagepipe.twin.model_server", "--model-dir", str(model_dir),
-         "--code-dir", str(code_dir or model_dir / "code"), "--program", "inference.py",
-         "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sagepipe.twin.model_server",
+            "--model-dir",
+            str(model_dir),
+            "--code-dir",
+            str(code_dir or model_dir / "code"),
+            "--program",
+            "inference.py",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     return proc, started
 
@@ -55,9 +83,9 @@ def wait_ready(proc, ready: Path, timeout: float = 30.0) -> dict:
         if ready.exists():
             return json.loads(ready.read_text())
         if proc.poll() is not None:
-            raise AssertionError("server exited %s: %s" % (proc.returncode, proc.stderr.read()))
+            raise AssertionError(f"server exited {proc.returncode}: {proc.stderr.read()}")
         time.sleep(0.02)
-    raise AssertionError("server not ready in %ss" % timeout)
+    raise AssertionError(f"server not ready in {timeout}s")
 
 
 def request(port: int, method: str, path: str, body: bytes | str = b"", headers: dict | None = None):
@@ -88,29 +116,30 @@ def test_ready_file_and_ping(server):
     assert server["port"] > 0 and server["pid"] > 0
     status, ctype, body = request(server["port"], "GET", "/ping")
     assert status == 200 and body == b"" and ctype
-    print("model server start-to-ready: %.3fs" % server["ready_seconds"])
+    print("model server start-to-ready: {:.3f}s".format(server["ready_seconds"]))
 
 
 def test_invocations_json_and_csv(server, model_dir):
     _, test = model_dir
     features = test.drop(columns=["churn"]).iloc[:3]
     payload = json.dumps({"instances": features.to_dict("records")})
-    status, ctype, body = request(server["port"], "POST", "/invocations", payload,
-                                  {"Content-Type": "application/json"})
+    status, ctype, body = request(server["port"], "POST", "/invocations", payload, {"Content-Type": "application/json"})
     assert status == 200 and ctype == "application/json", body
     preds = json.loads(body)["predictions"]
     assert len(preds) == 3 and all(p["label"] in ("no", "yes") for p in preds)
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-9 for p in preds)
 
     csv_body = features.to_csv(index=False, header=False)
-    status, ctype, body = request(server["port"], "POST", "/invocations", csv_body,
-                                  {"Content-Type": "text/csv", "Accept": "text/csv"})
+    status, ctype, body = request(
+        server["port"], "POST", "/invocations", csv_body, {"Content-Type": "text/csv", "Accept": "text/csv"}
+    )
     assert status == 200 and ctype == "text/csv"
     assert body.decode().splitlines() == [p["label"] for p in preds]
 
     # no Accept / */* -> application/json
-    status, ctype, body = request(server["port"], "POST", "/invocations", csv_body,
-                                  {"Content-Type": "text/csv", "Accept": "*/*"})
+    status, ctype, body = request(
+        server["port"], "POST", "/invocations", csv_body, {"Content-Type": "text/csv", "Accept": "*/*"}
+    )
     assert status == 200 and ctype == "application/json" and json.loads(body)["predictions"] == preds
 
 
@@ -128,7 +157,7 @@ def test_latency(server, model_dir):
         assert resp.status == 200
     conn.close()
     times.sort()
-    print("single-row latency p50=%.1fms p90=%.1fms" % (times[15] * 1e3, times[27] * 1e3))
+    print(f"single-row latency p50={times[15] * 1e3:.1f}ms p90={times[27] * 1e3:.1f}ms")
     assert times[15] < 0.5
 
 
@@ -138,8 +167,12 @@ def test_latency(server, model_dir):
         ("1,2\n", {"Content-Type": "text/csv"}, 400, "row 1 has 2 values"),
         ("{oops", {"Content-Type": "application/json"}, 400, "malformed JSON"),
         ("x", {"Content-Type": "text/plain"}, 415, "unsupported content type"),
-        ('{"instances": [{"state": "KS"}]}', {"Content-Type": "application/json", "Accept": "application/xml"},
-         415, "unsupported accept"),
+        (
+            '{"instances": [{"state": "KS"}]}',
+            {"Content-Type": "application/json", "Accept": "application/xml"},
+            415,
+            "unsupported accept",
+        ),
     ],
 )
 def test_error_mapping(server, body, headers, expected, fragment):
@@ -215,13 +248,22 @@ def test_server_exits_when_its_parent_is_killed(model_dir, tmp_path):
     """A twin killed with SIGKILL cannot stop its model servers: each watches its parent and exits."""
     model_dir = model_dir[0]
     ready = tmp_path / "ready.json"
-    parent = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess, sys, os, time\n"
-        f"p = subprocess.Popen([sys.executable, '-m', 'sagepipe.twin.model_server', '--model-dir', {str(model_dir)!r},"
-        f" '--code-dir', {str(model_dir / 'code')!r}, '--ready-file', {str(ready)!r}, '--parent-pid', str(os.getpid())],"
-        " start_new_session=True)\n"
-        "print(p.pid, flush=True)\n"
-        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import subprocess, sys, os, time\n"
+                f"p = subprocess.Popen([sys.executable, '-m', 'sagepipe.twin.model_server', '--model-dir', {str(model_dir)!r},"
+                f" '--code-dir', {str(model_dir / 'code')!r}, '--ready-file', {str(ready)!r}, '--parent-pid', str(os.getpid())],"
+                " start_new_session=True)\n"
+                "print(p.pid, flush=True)\n"
+                "time.sleep(120)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child = int(parent.stdout.readline())
     deadline = time.monotonic() + 30
     while not ready.exists() and time.monotonic() < deadline:

@@ -41,7 +41,9 @@ def _instances(header: str, rows: list[str]) -> list[dict[str, str]]:
 def champion(twin: Any, target: Target, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Version 1 of the churn model, trained, gated and deployed."""
     header, rows = _rows(4000)
-    key = client.upload(target, _write(tmp_path_factory.mktemp("d"), "churn-v1.csv", header, rows), "churn", CHURN_CONFIG)
+    key = client.upload(
+        target, _write(tmp_path_factory.mktemp("d"), "churn-v1.csv", header, rows), "churn", CHURN_CONFIG
+    )
     [desc] = wait_for_key(target, key)
     return {"key": key, "desc": desc, "output": json.loads(desc.get("output") or "{}")}
 
@@ -55,11 +57,15 @@ def test_full_flow_trains_deploys_and_serves_over_http(champion: dict[str, Any],
     assert ep["EndpointConfigName"] == champion["output"]["deployment"]["EndpointConfigName"]
     header, rows = _rows()
     held_out = rows[-10:]  # never uploaded
-    resp = client.predict(target, "churn", json.dumps({"instances": _instances(header, held_out)}).encode(), "application/json")
+    resp = client.predict(
+        target, "churn", json.dumps({"instances": _instances(header, held_out)}).encode(), "application/json"
+    )
     assert resp.status_code == 200, resp.text
     preds = resp.json()["predictions"]
     assert len(preds) == 10
-    assert all(set(p["probabilities"]) == {"no", "yes"} and abs(sum(p["probabilities"].values()) - 1) < 1e-6 for p in preds)
+    assert all(
+        set(p["probabilities"]) == {"no", "yes"} and abs(sum(p["probabilities"].values()) - 1) < 1e-6 for p in preds
+    )
     truth = [r.split(",")[-1] for r in held_out]
     assert sum(p["label"] == t for p, t in zip(preds, truth)) >= 7
     csv_body = "\n".join(r.rsplit(",", 1)[0] for r in held_out).encode()
@@ -82,7 +88,8 @@ def test_unknown_model_is_a_json_404(champion: dict[str, Any], target: Target) -
 
 
 def test_model_below_threshold_is_not_deployed_and_champion_keeps_serving(
-        champion: dict[str, Any], target: Target, tmp_path: Path) -> None:
+    champion: dict[str, Any], target: Target, tmp_path: Path
+) -> None:
     before = endpoint(target, "churn")["EndpointConfigName"]
     config = json.loads(CHURN_CONFIG.read_text()) | {"threshold": 0.999}
     cfg = tmp_path / "strict.json"
@@ -92,7 +99,9 @@ def test_model_below_threshold_is_not_deployed_and_champion_keeps_serving(
     try:
         [desc] = wait_for_key(target, key)
     finally:  # restore the demo config for the tests that follow
-        target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/churn/sagepipe.json", Body=CHURN_CONFIG.read_bytes())
+        target.client("s3").put_object(
+            Bucket=target.data_bucket, Key="datasets/churn/sagepipe.json", Body=CHURN_CONFIG.read_bytes()
+        )
     out = json.loads(desc["output"])
     assert desc["status"] == "SUCCEEDED"
     assert out["evaluation"]["record"]["decision"] == "reject"
@@ -100,12 +109,15 @@ def test_model_below_threshold_is_not_deployed_and_champion_keeps_serving(
     assert "deployment" not in out
     assert endpoint(target, "churn")["EndpointConfigName"] == before
     header, all_rows = _rows()
-    resp = client.predict(target, "churn", json.dumps({"instances": _instances(header, all_rows[-1:])}).encode(), "application/json")
+    resp = client.predict(
+        target, "churn", json.dumps({"instances": _instances(header, all_rows[-1:])}).encode(), "application/json"
+    )
     assert resp.status_code == 200
 
 
 def test_training_script_that_raises_fails_the_run_and_leaves_the_endpoint(
-        champion: dict[str, Any], target: Target, tmp_path: Path) -> None:
+    champion: dict[str, Any], target: Target, tmp_path: Path
+) -> None:
     before = endpoint(target, "churn")["EndpointConfigName"]
     broken = tmp_path / "model"
     broken.mkdir()
@@ -126,32 +138,55 @@ def test_training_script_that_raises_fails_the_run_and_leaves_the_endpoint(
     assert ep["EndpointConfigName"] == before and ep["EndpointStatus"] == "InService"
     job = json.loads(desc["cause"])["TrainingJobName"]  # the Cause is the DescribeTrainingJob response
     logs = target.client("logs")
-    [stream] = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{job}/")["logStreams"]
-    messages = [e["message"] for e in logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
-                                                          logStreamName=stream["logStreamName"])["events"]]
+    [stream] = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{job}/")[
+        "logStreams"
+    ]
+    messages = [
+        e["message"]
+        for e in logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream["logStreamName"])[
+            "events"
+        ]
+    ]
     assert any("feature store unreachable" in m for m in messages)
 
 
-def test_same_upload_event_twice_gives_one_execution(champion: dict[str, Any], twin: Any, target: Target, tmp_path: Path) -> None:
+def test_same_upload_event_twice_gives_one_execution(
+    champion: dict[str, Any], twin: Any, target: Target, tmp_path: Path
+) -> None:
     header, rows = _rows(1200)
     path = _write(tmp_path, "churn-dup.csv", header, rows)
     key = client.upload(target, path, "churn")
     client.upload(target, path, "churn")  # byte-identical content under the same key: same ETag
     head = target.client("s3").head_object(Bucket=target.data_bucket, Key=key)
-    event = {"version": "0", "id": "redelivered-1", "detail-type": "Object Created", "source": "aws.s3",
-             "account": "123456789012", "time": "2026-11-29T00:00:00Z", "region": "us-east-1", "resources": [],
-             "detail": {"bucket": {"name": target.data_bucket},
-                        "object": {"key": key, "size": head["ContentLength"], "etag": head["ETag"].strip('"')},
-                        "reason": "PutObject"}}
+    event = {
+        "version": "0",
+        "id": "redelivered-1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-29T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "bucket": {"name": target.data_bucket},
+            "object": {"key": key, "size": head["ContentLength"], "etag": head["ETag"].strip('"')},
+            "reason": "PutObject",
+        },
+    }
     start = next(n for n in twin.functions if "StartFunction" in n)
     lam = target.client("lambda")
-    results = [json.loads(lam.invoke(FunctionName=start, Payload=json.dumps(event).encode())["Payload"].read()) for _ in range(2)]
+    results = [
+        json.loads(lam.invoke(FunctionName=start, Payload=json.dumps(event).encode())["Payload"].read())
+        for _ in range(2)
+    ]
     assert [r["results"][0]["status"] for r in results] == ["already_started", "already_started"]
     descs = wait_for_key(target, key)
     assert len(descs) == 1
 
 
-def test_malformed_csv_is_quarantined_with_reason_and_nothing_is_lost(champion: dict[str, Any], target: Target, tmp_path: Path) -> None:
+def test_malformed_csv_is_quarantined_with_reason_and_nothing_is_lost(
+    champion: dict[str, Any], target: Target, tmp_path: Path
+) -> None:
     path = tmp_path / "bad;semicolons.csv"
     path.write_text("a;b;churn\n1;2;yes\n3;4;no\n")
     key = client.upload(target, path, "churn")

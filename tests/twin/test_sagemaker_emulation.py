@@ -51,22 +51,38 @@ def test_runtime_errors_are_the_ones_aws_returns(deployed: dict[str, Any], targe
     with pytest.raises(ClientError) as big:
         rt.invoke_endpoint(EndpointName=name, Body=b"x" * (6 * 1024 * 1024 + 1), ContentType="text/csv")
     assert big.value.response["Error"]["Code"] == "ValidationError"
-    ok = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv",
-                            Body=churn_rows(4990, 4991)[1][0].rsplit(",", 1)[0].encode())
+    ok = rt.invoke_endpoint(
+        EndpointName=name, ContentType="text/csv", Body=churn_rows(4990, 4991)[1][0].rsplit(",", 1)[0].encode()
+    )
     assert ok["InvokedProductionVariant"] == "AllTraffic" and json.loads(ok["Body"].read())["predictions"][0]["label"]
 
 
-def test_update_is_blue_green_and_refused_while_in_progress(twin: Any, deployed: dict[str, Any], target: Target) -> None:
+def test_update_is_blue_green_and_refused_while_in_progress(
+    twin: Any, deployed: dict[str, Any], target: Target
+) -> None:
     sm = target.client("sagemaker")
     name = deployed["deployment"]["EndpointName"]
     old_config = endpoint(target, "sm")["EndpointConfigName"]
     old_pid = twin.hosting.endpoints[name].live.process.pid
     model = sm.describe_endpoint_config(EndpointConfigName=old_config)["ProductionVariants"][0]["ModelName"]
-    sm.create_endpoint_config(EndpointConfigName="sm-blue-green", ProductionVariants=[
-        {"VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint_config(
+        EndpointConfigName="sm-blue-green",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
     with pytest.raises(ClientError) as dup:
-        sm.create_endpoint_config(EndpointConfigName="sm-blue-green", ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        sm.create_endpoint_config(
+            EndpointConfigName="sm-blue-green",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": model,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+        )
     assert "already existing" in dup.value.response["Error"]["Message"]
     sm.update_endpoint(EndpointName=name, EndpointConfigName="sm-blue-green")
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
@@ -102,6 +118,15 @@ def test_delete_endpoint_stops_its_process(twin: Any, deployed: dict[str, Any], 
 def test_sagemaker_name_rules_are_enforced(target: Target, bad: str) -> None:
     sm = target.client("sagemaker")
     with pytest.raises(ClientError) as err:
-        sm.create_endpoint_config(EndpointConfigName=bad, ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        sm.create_endpoint_config(
+            EndpointConfigName=bad,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "m",
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+        )
     assert err.value.response["Error"]["Code"] == "ValidationException"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +16,17 @@ import pytest
 from sagepipe import client, codebundle
 from sagepipe.client import Target
 
-from .conftest import (ROOT, churn_config, churn_rows, endpoint, executions_for, record, running_twin, wait_for_key,
-                       write_csv)
+from .conftest import (
+    ROOT,
+    churn_config,
+    churn_rows,
+    endpoint,
+    executions_for,
+    record,
+    running_twin,
+    wait_for_key,
+    write_csv,
+)
 
 pytestmark = pytest.mark.twin
 
@@ -30,8 +38,15 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield t
 
 
-def _run(target: Target, tmp: Path, model: str, name: str, rows: tuple[int, int | None], config: Path | None = None,
-         drop_column: str | None = None) -> dict[str, Any]:
+def _run(
+    target: Target,
+    tmp: Path,
+    model: str,
+    name: str,
+    rows: tuple[int, int | None],
+    config: Path | None = None,
+    drop_column: str | None = None,
+) -> dict[str, Any]:
     header, data = churn_rows(*rows)
     if drop_column:
         cols = header.split(",")
@@ -83,41 +98,59 @@ def gate_champion(target: Target, tmp_path_factory: pytest.TempPathFactory) -> d
     return run
 
 
-def test_worse_challenger_is_not_deployed_and_champion_keeps_serving(gate_champion: dict[str, Any], target: Target, tmp_path: Path) -> None:
+def test_worse_challenger_is_not_deployed_and_champion_keeps_serving(
+    gate_champion: dict[str, Any], target: Target, tmp_path: Path
+) -> None:
     before = endpoint(target, "gate")["EndpointConfigName"]
-    cfg = churn_config(tmp_path, tolerance=0.0, threshold=0.5,
-                       hyperparameters={"max_iter": 1, "learning_rate": 0.01, "max_leaf_nodes": 2})
+    cfg = churn_config(
+        tmp_path,
+        tolerance=0.0,
+        threshold=0.5,
+        hyperparameters={"max_iter": 1, "learning_rate": 0.01, "max_leaf_nodes": 2},
+    )
     run = _run(target, tmp_path, "gate", "worse.csv", (1000, 4000), cfg)
     d = _decision(run)
     assert run["desc"]["status"] == "SUCCEEDED" and d["decision"] == "reject", d
     assert d["rule"] == "champion:tolerance" and d["champion_status"] == "scored"
     assert d["challenger"] < d["champion"]
     assert endpoint(target, "gate")["EndpointConfigName"] == before and _serves(target, "gate")
-    record("worse challenger", f"rejected ({d['challenger']:.4f} vs champion {d['champion']:.4f}); champion still serving")
+    record(
+        "worse challenger", f"rejected ({d['challenger']:.4f} vs champion {d['champion']:.4f}); champion still serving"
+    )
 
 
-def test_equal_within_tolerance_challenger_is_deployed(gate_champion: dict[str, Any], target: Target, tmp_path: Path) -> None:
+def test_equal_within_tolerance_challenger_is_deployed(
+    gate_champion: dict[str, Any], target: Target, tmp_path: Path
+) -> None:
     run = _run(target, tmp_path, "gate", "equal.csv", (500, 3500), churn_config(tmp_path, tolerance=0.05))
     d = _decision(run)
     assert run["desc"]["status"] == "SUCCEEDED" and d["decision"] == "deploy", d
     assert d["rule"] == "champion" and abs(d["challenger"] - d["champion"]) <= 0.05
     ep = endpoint(target, "gate")
-    assert ep["EndpointConfigName"] == run["output"]["deployment"]["EndpointConfigName"] and ep["EndpointStatus"] == "InService"
-    record("equal-within-tolerance challenger", f"deployed (gain {d['challenger'] - d['champion']:+.4f}, tolerance 0.05)")
+    assert (
+        ep["EndpointConfigName"] == run["output"]["deployment"]["EndpointConfigName"]
+        and ep["EndpointStatus"] == "InService"
+    )
+    record(
+        "equal-within-tolerance challenger", f"deployed (gain {d['challenger'] - d['champion']:+.4f}, tolerance 0.05)"
+    )
 
 
 def test_nan_metric_is_rejected(gate_champion: dict[str, Any], target: Target, tmp_path: Path, bundle: Any) -> None:
     before = endpoint(target, "gate")["EndpointConfigName"]
-    bundle(train_suffix=(
-        "import json, os, runpy, sys\n"
-        "sys.argv[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'real_train.py')\n"
-        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-        "except SystemExit as exc:\n    if exc.code:\n        raise\n"
-        "path = os.path.join(os.environ['SM_MODEL_DIR'], 'evaluation.json')\n"
-        "report = json.load(open(path))\n"
-        "report['metrics']['test']['auc'] = float('nan')\n"
-        "open(path, 'w').write(json.dumps(report))\n"
-        "print('[metric] test:auc=nan')\n"))
+    bundle(
+        train_suffix=(
+            "import json, os, runpy, sys\n"
+            "sys.argv[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'real_train.py')\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as exc:\n    if exc.code:\n        raise\n"
+            "path = os.path.join(os.environ['SM_MODEL_DIR'], 'evaluation.json')\n"
+            "report = json.load(open(path))\n"
+            "report['metrics']['test']['auc'] = float('nan')\n"
+            "open(path, 'w').write(json.dumps(report))\n"
+            "print('[metric] test:auc=nan')\n"
+        )
+    )
     run = _run(target, tmp_path, "gate", "nan.csv", (200, 3200), churn_config(tmp_path, tolerance=0.05))
     d = _decision(run)
     assert run["desc"]["status"] == "SUCCEEDED" and d["decision"] == "reject" and d["rule"] == "fail_closed", d
@@ -127,10 +160,19 @@ def test_nan_metric_is_rejected(gate_champion: dict[str, Any], target: Target, t
 
 
 @pytest.mark.parametrize("policy", ["reject", "threshold_only"])
-def test_schema_change_follows_the_policy(gate_champion: dict[str, Any], target: Target, tmp_path: Path, policy: str) -> None:
+def test_schema_change_follows_the_policy(
+    gate_champion: dict[str, Any], target: Target, tmp_path: Path, policy: str
+) -> None:
     before = endpoint(target, "gate")["EndpointConfigName"]
-    run = _run(target, tmp_path, "gate", f"schema-{policy}.csv", (0, 3000),
-               churn_config(tmp_path, tolerance=0.05, incompatible_champion=policy), drop_column="state")
+    run = _run(
+        target,
+        tmp_path,
+        "gate",
+        f"schema-{policy}.csv",
+        (0, 3000),
+        churn_config(tmp_path, tolerance=0.05, incompatible_champion=policy),
+        drop_column="state",
+    )
     d = _decision(run)
     assert d["champion_status"] == "incompatible", d
     after = endpoint(target, "gate")["EndpointConfigName"]
@@ -147,8 +189,11 @@ def _wait_for_state(target: Target, key: str, state: str, timeout_s: float = 120
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for ex in executions_for(target, key):
-            names = [e["stateEnteredEventDetails"]["name"] for e in sfn.get_execution_history(
-                executionArn=ex["executionArn"], maxResults=1000)["events"] if "stateEnteredEventDetails" in e]
+            names = [
+                e["stateEnteredEventDetails"]["name"]
+                for e in sfn.get_execution_history(executionArn=ex["executionArn"], maxResults=1000)["events"]
+                if "stateEnteredEventDetails" in e
+            ]
             if state in names:
                 return ex["name"]
         time.sleep(0.5)
@@ -162,7 +207,9 @@ def _approval_run(target: Target, tmp: Path, name: str, rows: tuple[int, int], t
     s3 = target.client("s3")
     execution = _wait_for_state(target, key, "RequestApproval")
     deadline = time.monotonic() + 30
-    while not s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix=f"approvals/appr/{execution}.json").get("KeyCount"):
+    while not s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix=f"approvals/appr/{execution}.json").get(
+        "KeyCount"
+    ):
         assert time.monotonic() < deadline, "approval request was not stored"
         time.sleep(0.1)
     return key, execution
@@ -235,7 +282,9 @@ def test_model_failing_ping_after_update_is_rolled_back(target: Target, tmp_path
     arn = rolled[0]["detail"]["model_package_arn"]
     pkg = target.client("sagemaker").describe_model_package(ModelPackageName=arn)
     assert pkg["ModelApprovalStatus"] == "Rejected" and pkg["ApprovalDescription"].startswith("rolled back")
-    record("model whose /ping fails after the update", "rolled back: old config live, Rolled Back event, package Rejected")
+    record(
+        "model whose /ping fails after the update", "rolled back: old config live, Rolled Back event, package Rejected"
+    )
 
 
 def test_two_runs_for_one_model_at_once_are_serialised(target: Target, tmp_path: Path) -> None:
@@ -244,16 +293,25 @@ def test_two_runs_for_one_model_at_once_are_serialised(target: Target, tmp_path:
     _, b = churn_rows(2000, 4000)
     target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/conc/sagepipe.json", Body=cfg.read_bytes())
     with ThreadPoolExecutor(2) as pool:
-        keys = list(pool.map(lambda item: client.upload(target, write_csv(tmp_path, item[0], header, item[1]), "conc"),
-                             [("a.csv", a), ("b.csv", b)]))
+        keys = list(
+            pool.map(
+                lambda item: client.upload(target, write_csv(tmp_path, item[0], header, item[1]), "conc"),
+                [("a.csv", a), ("b.csv", b)],
+            )
+        )
     descs = [wait_for_key(target, k)[0] for k in keys]
     assert [d["status"] for d in descs] == ["SUCCEEDED", "SUCCEEDED"], [d.get("cause") for d in descs]
     configs = [json.loads(d["output"])["deployment"]["EndpointConfigName"] for d in descs]
     ep = endpoint(target, "conc")
     assert ep["EndpointStatus"] == "InService" and ep["EndpointConfigName"] in configs and "FailureReason" not in ep
     sfn = target.client("stepfunctions")
-    busy = sum(1 for d in descs for e in sfn.get_execution_history(executionArn=d["executionArn"], maxResults=1000)["events"]
-               if "EndpointBusyError" in json.dumps(e.get("lambdaFunctionFailedEventDetails") or e.get("taskFailedEventDetails") or {}))
+    busy = sum(
+        1
+        for d in descs
+        for e in sfn.get_execution_history(executionArn=d["executionArn"], maxResults=1000)["events"]
+        if "EndpointBusyError"
+        in json.dumps(e.get("lambdaFunctionFailedEventDetails") or e.get("taskFailedEventDetails") or {})
+    )
     last = max(descs, key=lambda d: d["stopDate"])
     assert ep["EndpointConfigName"] == json.loads(last["output"])["deployment"]["EndpointConfigName"]
     record("two runs for one model at once", f"both deployed one after the other ({busy} busy retries); last one live")
@@ -265,16 +323,37 @@ def test_twenty_duplicate_deliveries_give_one_run(twin: Any, target: Target, tmp
     cfg = churn_config(tmp_path, threshold=0.999)
     key = client.upload(target, write_csv(tmp_path, "dup.csv", header, rows), "dups", cfg)
     head = target.client("s3").head_object(Bucket=target.data_bucket, Key=key)
-    event = {"version": "0", "id": "dup-1", "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
-             "time": "2026-11-29T00:00:00Z", "region": "us-east-1", "resources": [],
-             "detail": {"bucket": {"name": target.data_bucket},
-                        "object": {"key": key.replace(" ", "+"), "size": head["ContentLength"], "etag": head["ETag"].strip('"'),
-                                   "version-id": head["VersionId"]}, "reason": "PutObject"}}
+    event = {
+        "version": "0",
+        "id": "dup-1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-29T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "bucket": {"name": target.data_bucket},
+            "object": {
+                "key": key.replace(" ", "+"),
+                "size": head["ContentLength"],
+                "etag": head["ETag"].strip('"'),
+                "version-id": head["VersionId"],
+            },
+            "reason": "PutObject",
+        },
+    }
     start = next(n for n in twin.functions if "StartFunction" in n)
     lam = target.client("lambda")
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: json.loads(lam.invoke(FunctionName=start, Payload=json.dumps(event).encode())["Payload"].read()),
-                                range(20)))
+        results = list(
+            pool.map(
+                lambda _: json.loads(
+                    lam.invoke(FunctionName=start, Payload=json.dumps(event).encode())["Payload"].read()
+                ),
+                range(20),
+            )
+        )
     assert all(r["results"][0]["execution_name"] == results[0]["results"][0]["execution_name"] for r in results)
     assert len(wait_for_key(target, key)) == 1
     record("20 duplicate deliveries", "1 run")
@@ -284,7 +363,7 @@ def test_ten_distinct_versions_uploaded_together_give_ten_runs(target: Target, t
     header, rows = churn_rows()
     cfg = churn_config(tmp_path, threshold=0.999)
     target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/bulk/sagepipe.json", Body=cfg.read_bytes())
-    files = [write_csv(tmp_path, f"part-{i}.csv", header, rows[i * 300:(i + 1) * 300 + 100]) for i in range(10)]
+    files = [write_csv(tmp_path, f"part-{i}.csv", header, rows[i * 300 : (i + 1) * 300 + 100]) for i in range(10)]
     with ThreadPoolExecutor(10) as pool:
         keys = list(pool.map(lambda f: client.upload(target, f, "bulk"), files))
     descs = [wait_for_key(target, k, timeout_s=300) for k in keys]
@@ -308,15 +387,18 @@ BAD_DATA = {
 def test_bad_data_is_quarantined_with_the_right_reason(target: Target, tmp_path: Path, check: str) -> None:
     path = tmp_path / f"bad-{check}.csv"
     path.write_bytes(BAD_DATA[check])  # "empty" is a zero-byte object: a file, not a folder placeholder
-    target.client("s3").put_object(Bucket=target.data_bucket, Key="datasets/bad/sagepipe.json",
-                                   Body=json.dumps({"target": "churn"}).encode())
+    target.client("s3").put_object(
+        Bucket=target.data_bucket, Key="datasets/bad/sagepipe.json", Body=json.dumps({"target": "churn"}).encode()
+    )
     key = client.upload(target, path, "bad")
     [desc] = wait_for_key(target, key)
     assert desc["status"] == "FAILED" and desc["error"] == "InvalidDatasetError"
     reason = json.loads(json.loads(desc["cause"])["errorMessage"])
     assert reason["check"] == check
     s3 = target.client("s3")
-    stored = json.loads(s3.get_object(Bucket=target.artifacts_bucket, Key=f"quarantine/bad/{desc['name']}/reason.json")["Body"].read())
+    stored = json.loads(
+        s3.get_object(Bucket=target.artifacts_bucket, Key=f"quarantine/bad/{desc['name']}/reason.json")["Body"].read()
+    )
     assert stored["check"] == check and stored["source"]["key"] == key
     assert s3.get_object(Bucket=target.data_bucket, Key=key)["Body"].read() == path.read_bytes()
     kinds = {e["detail-type"] for e in client.notifications(target, "bad", desc["name"])}
@@ -337,7 +419,9 @@ def test_a_data_set_under_an_invalid_model_name_is_quarantined_not_lost(target: 
 
 
 # ----------------------------------------------------------------------------- retraining
-def test_retrain_requested_event_and_schedule_retrain_the_latest_data(twin: Any, target: Target, tmp_path: Path) -> None:
+def test_retrain_requested_event_and_schedule_retrain_the_latest_data(
+    twin: Any, target: Target, tmp_path: Path
+) -> None:
     header, rows = churn_rows(0, 1000)
     cfg = churn_config(tmp_path, threshold=0.999)
     first = client.upload(target, write_csv(tmp_path, "a-old.csv", header, rows), "retrain", cfg)
@@ -346,12 +430,20 @@ def test_retrain_requested_event_and_schedule_retrain_the_latest_data(twin: Any,
     latest = client.upload(target, write_csv(tmp_path, "b-new.csv", header, rows[:900]), "retrain")
     wait_for_key(target, latest)
     events = target.client("events")
-    resp = events.put_events(Entries=[{"Source": target.event_source, "DetailType": "Retrain Requested",
-                                       "Detail": json.dumps({"model": "retrain"})}])
+    resp = events.put_events(
+        Entries=[
+            {
+                "Source": target.event_source,
+                "DetailType": "Retrain Requested",
+                "Detail": json.dumps({"model": "retrain"}),
+            }
+        ]
+    )
     assert resp["FailedEntryCount"] == 0
     rule = next(r for r in events.list_rules()["Rules"] if "RetrainSchedule" in r["Name"])
     assert rule["State"] == "DISABLED"  # disabled by default
     from moto.events.models import events_backends
+
     twin.fire_schedule(events_backends["123456789012"]["us-east-1"].event_buses["default"].rules[rule["Name"]])
     sfn = target.client("stepfunctions")
     deadline = time.monotonic() + 120
@@ -371,17 +463,28 @@ def test_retrain_requested_event_and_schedule_retrain_the_latest_data(twin: Any,
 
 # ----------------------------------------------------------------------------------- tuning
 def test_a_tuning_run_with_three_jobs_takes_the_best(target: Target, tmp_path: Path) -> None:
-    cfg = churn_config(tmp_path, threshold=0.5, tuning={
-        "parameter_ranges": {"learning_rate": {"type": "continuous", "min_value": 0.02, "max_value": 0.3, "scaling": "Logarithmic"},
-                             "max_leaf_nodes": {"type": "integer", "min_value": 4, "max_value": 31}},
-        "max_jobs": 3, "strategy": "Random"})
+    cfg = churn_config(
+        tmp_path,
+        threshold=0.5,
+        tuning={
+            "parameter_ranges": {
+                "learning_rate": {"type": "continuous", "min_value": 0.02, "max_value": 0.3, "scaling": "Logarithmic"},
+                "max_leaf_nodes": {"type": "integer", "min_value": 4, "max_value": 31},
+            },
+            "max_jobs": 3,
+            "strategy": "Random",
+        },
+    )
     run = _run(target, tmp_path, "tune", "tune.csv", (0, 2500), cfg)
     assert run["desc"]["status"] == "SUCCEEDED", run["desc"].get("cause")
     out = run["output"]
     tuning_job = out["tuned"]["HyperParameterTuningJobName"]
     assert len(tuning_job) <= 32
     sm = target.client("sagemaker")
-    children = [j["TrainingJobName"] for j in sm.list_training_jobs(NameContains=tuning_job, MaxResults=100)["TrainingJobSummaries"]]
+    children = [
+        j["TrainingJobName"]
+        for j in sm.list_training_jobs(NameContains=tuning_job, MaxResults=100)["TrainingJobSummaries"]
+    ]
     assert len(children) == 3
     scores = {}
     for child in children:

@@ -1,4 +1,5 @@
 """sagepipe.twin.training.run_training_job against moto S3 (in-process) with the real model/ code."""
+
 from __future__ import annotations
 
 import io
@@ -61,8 +62,9 @@ def tar_bytes(files: dict[str, bytes]) -> bytes:
 @pytest.fixture(scope="module")
 def s3():
     with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
         client.create_bucket(Bucket=BUCKET)
         df = pd.read_csv(CHURN, dtype=str, keep_default_na=False)
         splits = {"train": df.iloc[:3500], "validation": df.iloc[3500:4250], "test": df.iloc[4250:]}
@@ -74,8 +76,9 @@ def s3():
                 client.put_object(Bucket=BUCKET, Key=f"data/{name}/{name}.csv", Body=frame.to_csv(index=False))
         source = {n: (REPO / "model" / n).read_bytes() for n in ("train.py", "inference.py")}
         client.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tar_bytes(source))
-        client.put_object(Bucket=BUCKET, Key="code/toy.tar.gz",
-                          Body=tar_bytes({k: v.encode() for k, v in TOY_SCRIPTS.items()}))
+        client.put_object(
+            Bucket=BUCKET, Key="code/toy.tar.gz", Body=tar_bytes({k: v.encode() for k, v in TOY_SCRIPTS.items()})
+        )
         yield client
 
 
@@ -95,9 +98,11 @@ def make_request(name: str, program: str = "train.py", source: str = "code/sourc
             "sagemaker_region": '"us-east-1"',
         },
         "InputDataConfig": [
-            {"ChannelName": ch, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                               "S3Uri": f"s3://{BUCKET}/data/{ch}"}},
-             "ContentType": "text/csv"}
+            {
+                "ChannelName": ch,
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/{ch}"}},
+                "ContentType": "text/csv",
+            }
             for ch in ("train", "validation", "test")
         ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models/"},
@@ -114,8 +119,9 @@ def completed(s3, tmp_path_factory):
     statuses, logs = [], []
     work = tmp_path_factory.mktemp("jobs")
     t = time.monotonic()
-    result = run_training_job(make_request("churn-job-1"), s3, work,
-                              on_status=lambda s, m: statuses.append((s, m)), on_log=logs.append)
+    result = run_training_job(
+        make_request("churn-job-1"), s3, work, on_status=lambda s, m: statuses.append((s, m)), on_log=logs.append
+    )
     return result, statuses, logs, work, time.monotonic() - t
 
 
@@ -133,7 +139,7 @@ def test_completed_job(completed, s3):
     assert result.model_artifacts == f"s3://{BUCKET}/models/churn-job-1/output/model.tar.gz"
     assert any(line.startswith("[metric] validation:auc=") for line in logs)
     assert logs == result.log_lines
-    print("twin training job wall time %.2fs (script %.2fs)" % (seconds, result.training_seconds))
+    print(f"twin training job wall time {seconds:.2f}s (script {result.training_seconds:.2f}s)")
 
 
 def test_final_metrics_and_artifacts(completed, s3):
@@ -166,8 +172,7 @@ def test_opt_ml_layout(completed):
 
 
 def test_environment_contract(s3, tmp_path):
-    req = make_request("env-job", program="envdump.py", source="code/toy.tar.gz",
-                       Environment={"MY_ENV": "hello"})
+    req = make_request("env-job", program="envdump.py", source="code/toy.tar.gz", Environment={"MY_ENV": "hello"})
     result = run_training_job(req, s3, tmp_path)
     assert result.status == "Completed", result.failure_reason
     obj = s3.get_object(Bucket=BUCKET, Key="models/env-job/output/model.tar.gz")["Body"].read()

@@ -26,14 +26,30 @@ def churn_schema_json() -> str:
     feats = []
     for name in order:
         if name in CATEGORICAL:
-            feats.append({"name": name, "type": "categorical", "nullable": False,
-                          "categories": sorted({r[name] for r in rows})})
+            feats.append(
+                {"name": name, "type": "categorical", "nullable": False, "categories": sorted({r[name] for r in rows})}
+            )
         else:
             vals = [float(r[name]) for r in rows]
-            feats.append({"name": name, "type": "numeric", "nullable": name == "number_vmail_messages",
-                          "min": min(vals), "max": max(vals)})
-    return json.dumps({"schema_version": 1, "target": "churn", "problem_type": "binary", "labels": ["no", "yes"],
-                       "features": feats, "feature_order": order})
+            feats.append(
+                {
+                    "name": name,
+                    "type": "numeric",
+                    "nullable": name == "number_vmail_messages",
+                    "min": min(vals),
+                    "max": max(vals),
+                }
+            )
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "target": "churn",
+            "problem_type": "binary",
+            "labels": ["no", "yes"],
+            "features": feats,
+            "feature_order": order,
+        }
+    )
 
 
 def churn_schema(drop: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -58,16 +74,26 @@ def model_tarball(schema: dict[str, Any], evaluation: dict[str, Any] | None = No
     """A model.tar.gz holding a fake model.joblib, schema.json and evaluation.json."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (("model.joblib", b"\0" * 1024), ("schema.json", json.dumps(schema).encode()),
-                           ("evaluation.json", json.dumps(evaluation or {"metrics": {"test": {"auc": 0.91}}}).encode())):
+        for name, data in (
+            ("model.joblib", b"\0" * 1024),
+            ("schema.json", json.dumps(schema).encode()),
+            ("evaluation.json", json.dumps(evaluation or {"metrics": {"test": {"auc": 0.91}}}).encode()),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
-def deploy_version(s3: Any, sm: Any, version: str, schema: dict[str, Any], endpoint: str = "sagepipe-churn",
-                   evaluation: dict[str, Any] | None = None, create_bucket: bool = True) -> None:
+def deploy_version(
+    s3: Any,
+    sm: Any,
+    version: str,
+    schema: dict[str, Any],
+    endpoint: str = "sagepipe-churn",
+    evaluation: dict[str, Any] | None = None,
+    create_bucket: bool = True,
+) -> None:
     """Put a model version in moto and point ``endpoint`` at it (delete + create: moto has no UpdateEndpoint)."""
     if create_bucket:
         try:
@@ -76,10 +102,22 @@ def deploy_version(s3: Any, sm: Any, version: str, schema: dict[str, Any], endpo
             pass
     key = f"models/churn/{version}/output/model.tar.gz"
     s3.put_object(Bucket=ARTIFACTS, Key=key, Body=model_tarball(schema, evaluation))
-    sm.create_model(ModelName=version, ExecutionRoleArn=ROLE,
-                    PrimaryContainer={"Image": "sklearn", "ModelDataUrl": f"s3://{ARTIFACTS}/{key}"})
-    sm.create_endpoint_config(EndpointConfigName=version, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": version, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_model(
+        ModelName=version,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "sklearn", "ModelDataUrl": f"s3://{ARTIFACTS}/{key}"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=version,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": version,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
     try:
         sm.delete_endpoint(EndpointName=endpoint)
     except Exception:  # noqa: BLE001 - first version

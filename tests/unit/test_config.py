@@ -33,8 +33,9 @@ def test_empty_document_is_defaults(raw):
     assert parse_config(raw) == ModelConfig()
 
 
-@pytest.mark.parametrize("problem, metric, threshold", [("binary", "auc", 0.75), ("multiclass", "macro_f1", 0.5),
-                                                        ("regression", "r2", 0.5)])
+@pytest.mark.parametrize(
+    "problem, metric, threshold", [("binary", "auc", 0.75), ("multiclass", "macro_f1", 0.5), ("regression", "r2", 0.5)]
+)
 def test_default_metric_per_problem_type(problem, metric, threshold):
     c = parse_config({"problem_type": problem})
     assert c.gate_metric == metric == DEFAULT_METRIC[problem]
@@ -55,8 +56,17 @@ def test_higher_is_better_override():
     assert c.maximize is False
 
 
-@pytest.mark.parametrize("problem, metric", [("binary", "rmse"), ("binary", "macro_f1"), ("regression", "auc"),
-                                             ("multiclass", "f1"), ("binary", "AUC"), ("binary", "nope")])
+@pytest.mark.parametrize(
+    "problem, metric",
+    [
+        ("binary", "rmse"),
+        ("binary", "macro_f1"),
+        ("regression", "auc"),
+        ("multiclass", "f1"),
+        ("binary", "AUC"),
+        ("binary", "nope"),
+    ],
+)
 def test_bad_metric_for_problem_type(problem, metric):
     with pytest.raises(InvalidConfigError) as info:
         parse_config({"problem_type": problem, "metric": metric})
@@ -72,9 +82,14 @@ def test_every_listed_metric_valid_for_its_problem(problem):
         assert c.maximize is HIGHER_IS_BETTER[metric]
 
 
-@pytest.mark.parametrize("split", [{"train": 0.7, "validation": 0.2, "test": 0.2},
-                                   {"train": 0.5, "validation": 0.1, "test": 0.1},
-                                   {"train": 0.8, "validation": 0.1, "test": 0.2}])
+@pytest.mark.parametrize(
+    "split",
+    [
+        {"train": 0.7, "validation": 0.2, "test": 0.2},
+        {"train": 0.5, "validation": 0.1, "test": 0.1},
+        {"train": 0.8, "validation": 0.1, "test": 0.2},
+    ],
+)
 def test_split_must_sum_to_one(split):
     with pytest.raises(InvalidConfigError) as info:
         parse_config({"split": split})
@@ -87,8 +102,13 @@ def test_split_that_sums_to_one_accepted():
     assert c.split.seed == 7
 
 
-@pytest.mark.parametrize("split, field", [({"train": 1.0, "validation": 0.0, "test": 0.0}, "split.train"),
-                                          ({"train": 0.9, "validation": 0.15, "test": -0.05}, "split.test")])
+@pytest.mark.parametrize(
+    "split, field",
+    [
+        ({"train": 1.0, "validation": 0.0, "test": 0.0}, "split.train"),
+        ({"train": 0.9, "validation": 0.15, "test": -0.05}, "split.test"),
+    ],
+)
 def test_split_fraction_bounds(split, field):
     with pytest.raises(InvalidConfigError) as info:
         parse_config({"split": split})
@@ -109,12 +129,26 @@ def test_ordinary_hyperparameters_accepted():
 
 def test_details_list_every_bad_field():
     with pytest.raises(InvalidConfigError) as info:
-        parse_config({"problem_type": "ternary", "min_rows": 1, "tolerance": -1, "unknown_key": 1,
-                      "training": {"instance_type": "m5.large", "instance_count": 2},
-                      "endpoint": {"instance_count": 0}})
+        parse_config(
+            {
+                "problem_type": "ternary",
+                "min_rows": 1,
+                "tolerance": -1,
+                "unknown_key": 1,
+                "training": {"instance_type": "m5.large", "instance_count": 2},
+                "endpoint": {"instance_count": 0},
+            }
+        )
     fields = set(_fields(info.value))
-    assert {"problem_type", "min_rows", "tolerance", "unknown_key", "training.instance_type",
-            "training.instance_count", "endpoint.instance_count"} <= fields
+    assert {
+        "problem_type",
+        "min_rows",
+        "tolerance",
+        "unknown_key",
+        "training.instance_type",
+        "training.instance_count",
+        "endpoint.instance_count",
+    } <= fields
     doc = json.loads(str(info.value))
     assert doc["reason"] == "invalid_config" and doc["errors"]
 

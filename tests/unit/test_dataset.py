@@ -22,7 +22,9 @@ DEFAULT = parse_config(None)
 def make_csv(n: int = 60, header: str = "age,plan,score,label", labels=("yes", "no"), row=None) -> bytes:
     lines = [header]
     for i in range(n):
-        lines.append(row(i) if row else f"{20 + i % 50},{'basic' if i % 3 else 'pro'},{i * 0.5},{labels[i % len(labels)]}")
+        lines.append(
+            row(i) if row else f"{20 + i % 50},{'basic' if i % 3 else 'pro'},{i * 0.5},{labels[i % len(labels)]}"
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -167,8 +169,10 @@ def test_constant_column():
 
 
 def test_column_with_one_value_and_blanks_is_not_constant():
-    data = ds.parse_and_validate(make_csv(row=lambda i: f"{i},{'x' if i % 2 else ''},{i},{('yes', 'no')[i % 3 == 0]}"),
-                                 parse_config({"min_rows_per_class": 5}))
+    data = ds.parse_and_validate(
+        make_csv(row=lambda i: f"{i},{'x' if i % 2 else ''},{i},{('yes', 'no')[i % 3 == 0]}"),
+        parse_config({"min_rows_per_class": 5}),
+    )
     assert {r[1] for r in data.rows} == {"x", ""}  # one value plus blanks: informative, accepted
 
 
@@ -217,8 +221,12 @@ def test_split_keeps_original_order(churn):
 def test_split_stable_when_rows_added(churn):
     """A row keeps its split when the data set grows (except near the cut points), so rows that trained the
     champion do not leak into the next version's test split."""
-    first = ds.Dataset(header=churn.header, rows=churn.rows[:4000], target=churn.target,
-                       class_counts=dict(Counter(r[-1] for r in churn.rows[:4000])))
+    first = ds.Dataset(
+        header=churn.header,
+        rows=churn.rows[:4000],
+        target=churn.target,
+        class_counts=dict(Counter(r[-1] for r in churn.rows[:4000])),
+    )
     before = {tuple(r): name for name, rows in ds.split(first, DEFAULT).items() for r in rows}
     after = {tuple(r): name for name, rows in ds.split(churn, DEFAULT).items() for r in rows}
     moved = [r for r in before if before[r] != after[r]]
@@ -258,6 +266,7 @@ def test_to_csv_round_trip():
     assert body.startswith(b"id,text,multi\n")
     import csv
     import io
+
     assert list(csv.reader(io.StringIO(body.decode(), newline="")))[1:] == rows
 
 
@@ -271,10 +280,19 @@ def test_quarantine_copies_exact_version_and_writes_reason(aws):
     v1 = s3.put_object(Bucket="data", Key=key, Body=b"bad;data\n1;2\n")["VersionId"]
     s3.put_object(Bucket="data", Key=key, Body=b"newer,version\n")
     err = fail(b"bad;data\n1;2\n")
-    where = ds.quarantine(s3, source_bucket="data", key=key, version_id=v1, artifacts_bucket="artifacts",
-                          prefix="quarantine/churn/exec-1", error=err)
-    assert where == {"object": "s3://artifacts/quarantine/churn/exec-1/churn - Copy (2).csv",
-                     "reason": "s3://artifacts/quarantine/churn/exec-1/reason.json"}
+    where = ds.quarantine(
+        s3,
+        source_bucket="data",
+        key=key,
+        version_id=v1,
+        artifacts_bucket="artifacts",
+        prefix="quarantine/churn/exec-1",
+        error=err,
+    )
+    assert where == {
+        "object": "s3://artifacts/quarantine/churn/exec-1/churn - Copy (2).csv",
+        "reason": "s3://artifacts/quarantine/churn/exec-1/reason.json",
+    }
     copied = s3.get_object(Bucket="artifacts", Key="quarantine/churn/exec-1/churn - Copy (2).csv")["Body"].read()
     assert copied == b"bad;data\n1;2\n"  # the exact version, not the newest
     reason = json.loads(s3.get_object(Bucket="artifacts", Key="quarantine/churn/exec-1/reason.json")["Body"].read())

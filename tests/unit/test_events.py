@@ -7,10 +7,10 @@ import copy
 import json
 
 import pytest
-from tests.conftest import load_event
 
 from sagepipe_core.errors import InvalidEventError
 from sagepipe_core.events import DataVersion, RetrainRequest, Skip, decode_key, normalize
+from tests.conftest import load_event
 
 pytestmark = pytest.mark.unit
 
@@ -37,12 +37,15 @@ def _classic(key: str, size: int | None = 100, name: str = "ObjectCreated:Put") 
     return ev
 
 
-@pytest.mark.parametrize("raw, decoded", [
-    ("datasets/churn/churn+-+Copy+%282%29.csv", "datasets/churn/churn - Copy (2).csv"),
-    ("datasets/churn/c%2B%2B.csv", "datasets/churn/c++.csv"),
-    ("datasets/churn/100%25.csv", "datasets/churn/100%.csv"),
-    ("datasets/churn/%C3%BCber.csv", "datasets/churn/über.csv"),
-])
+@pytest.mark.parametrize(
+    "raw, decoded",
+    [
+        ("datasets/churn/churn+-+Copy+%282%29.csv", "datasets/churn/churn - Copy (2).csv"),
+        ("datasets/churn/c%2B%2B.csv", "datasets/churn/c++.csv"),
+        ("datasets/churn/100%25.csv", "datasets/churn/100%.csv"),
+        ("datasets/churn/%C3%BCber.csv", "datasets/churn/über.csv"),
+    ],
+)
 @pytest.mark.parametrize("shape", [_eb, _classic])
 def test_key_decoded_exactly_once(shape, raw, decoded):
     assert decode_key(raw) == decoded
@@ -55,10 +58,16 @@ def test_key_decoded_exactly_once(shape, raw, decoded):
 def test_eventbridge_sample_event():
     [item] = _norm(load_event("start_s3_eventbridge.json"))
     assert isinstance(item, DataVersion)
-    assert item == DataVersion(bucket="sagepipe-data-123456789012", key="datasets/churn/churn - Copy (2).csv",
-                               etag="b1946ac92492d2347c6235b4d2611184", version_id="IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
-                               size=452312, model="churn", trigger="s3:ObjectCreated:PutObject",
-                               identity="b1946ac92492d2347c6235b4d2611184")
+    assert item == DataVersion(
+        bucket="sagepipe-data-123456789012",
+        key="datasets/churn/churn - Copy (2).csv",
+        etag="b1946ac92492d2347c6235b4d2611184",
+        version_id="IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+        size=452312,
+        model="churn",
+        trigger="s3:ObjectCreated:PutObject",
+        identity="b1946ac92492d2347c6235b4d2611184",
+    )
 
 
 def test_classic_sample_event_carries_complete_multipart_upload():
@@ -91,7 +100,9 @@ def test_empty_csv_is_a_data_version_not_a_folder(shape):
 
 
 @pytest.mark.parametrize("shape", [_eb, _classic])
-@pytest.mark.parametrize("key", ["datasets/churn/sagepipe.json", "datasets/churn/data.parquet", "datasets/churn/data.csv.gz"])
+@pytest.mark.parametrize(
+    "key", ["datasets/churn/sagepipe.json", "datasets/churn/data.parquet", "datasets/churn/data.csv.gz"]
+)
 def test_non_csv_skipped(shape, key):
     [item] = _norm(shape(key))
     assert isinstance(item, Skip)
@@ -99,8 +110,16 @@ def test_non_csv_skipped(shape, key):
 
 
 @pytest.mark.parametrize("shape", [_eb, _classic])
-@pytest.mark.parametrize("key", ["quarantine/churn/x/churn.csv", "runs/churn/x/splits/train/train.csv",
-                                 "models/churn/x.csv", "code/a.csv", "reports/a.csv"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "quarantine/churn/x/churn.csv",
+        "runs/churn/x/splits/train/train.csv",
+        "models/churn/x.csv",
+        "code/a.csv",
+        "reports/a.csv",
+    ],
+)
 def test_output_prefixes_skipped(shape, key):
     [item] = _norm(shape(key))
     assert isinstance(item, Skip)
@@ -152,7 +171,9 @@ def test_schedule_without_scheduled_model_is_invalid():
 
 def test_retrain_requested_event():
     [item] = _norm(load_event("start_retrain_requested.json"))
-    assert item == RetrainRequest(model="churn", trigger="retrain-request", request_id="0b6e1c2a-7d6f-4f4e-9a55-3c1f0e5b2d11")
+    assert item == RetrainRequest(
+        model="churn", trigger="retrain-request", request_id="0b6e1c2a-7d6f-4f4e-9a55-3c1f0e5b2d11"
+    )
 
 
 @pytest.mark.parametrize("detail", [{}, {"model": ""}, {"model": 3}, {"model": "a/b"}])
@@ -170,9 +191,17 @@ def test_retrain_from_other_source_is_invalid():
         _norm(ev)
 
 
-@pytest.mark.parametrize("event", [{}, {"foo": 1}, {"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification"},
-                                   {"Records": [{"notS3": {}}]}, {"Records": [{"s3": {"bucket": {}}}]},
-                                   {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}}}])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"foo": 1},
+        {"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification"},
+        {"Records": [{"notS3": {}}]},
+        {"Records": [{"s3": {"bucket": {}}}]},
+        {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}}},
+    ],
+)
 def test_unknown_shapes_raise(event):
     with pytest.raises(InvalidEventError) as info:
         _norm(event)
@@ -190,10 +219,19 @@ def test_execution_input_byte_identical_for_same_event():
     assert a.execution_input(poll_seconds=30, max_polls=240) == b.execution_input(poll_seconds=30, max_polls=240)
     assert a.execution_name == b.execution_name
     doc = json.loads(a.execution_input(poll_seconds=30, max_polls=240))
-    assert doc == {"dataset": {"bucket": "sagepipe-data-123456789012", "key": "datasets/churn/churn - Copy (2).csv",
-                               "etag": "b1946ac92492d2347c6235b4d2611184", "version_id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
-                               "size": 452312},
-                   "model": "churn", "trigger": "s3:ObjectCreated:PutObject", "poll_seconds": 30, "max_polls": 240}
+    assert doc == {
+        "dataset": {
+            "bucket": "sagepipe-data-123456789012",
+            "key": "datasets/churn/churn - Copy (2).csv",
+            "etag": "b1946ac92492d2347c6235b4d2611184",
+            "version_id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+            "size": 452312,
+        },
+        "model": "churn",
+        "trigger": "s3:ObjectCreated:PutObject",
+        "poll_seconds": 30,
+        "max_polls": 240,
+    }
 
 
 def test_redelivery_with_different_envelope_same_execution():

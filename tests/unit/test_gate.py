@@ -18,7 +18,7 @@ def cfg(**overrides):
 
 
 def report(value, champion=None, metric="auc"):
-    doc = {"metrics": {"train": {metric: 0.99}, "test": {metric: value} if value is not ...  else {}}}
+    doc = {"metrics": {"train": {metric: 0.99}, "test": {metric: value} if value is not ... else {}}}
     if champion is not None:
         doc["champion"] = champion
     return doc
@@ -72,10 +72,17 @@ def test_non_finite_metric_in_report_rejects(bad):
     json.dumps(d, allow_nan=False)
 
 
-@pytest.mark.parametrize("final", [[], None, [{"MetricName": "test:auc", "Value": float("nan")}],
-                                   [{"MetricName": "validation:auc", "Value": 0.9}],
-                                   [{"MetricName": "test:auc"}],
-                                   [{"MetricName": "test:auc", "Value": float("inf")}]])
+@pytest.mark.parametrize(
+    "final",
+    [
+        [],
+        None,
+        [{"MetricName": "test:auc", "Value": float("nan")}],
+        [{"MetricName": "validation:auc", "Value": 0.9}],
+        [{"MetricName": "test:auc"}],
+        [{"MetricName": "test:auc", "Value": float("inf")}],
+    ],
+)
 def test_nan_or_absent_final_metric_rejects(final):
     d = decide(config=cfg(), evaluation=report(0.9), final_metrics=final)
     assert_reject(d, "fail_closed")
@@ -143,9 +150,16 @@ def test_incompatible_champion_threshold_only_still_needs_threshold():
     assert_reject(d, "threshold")
 
 
-@pytest.mark.parametrize("champ", [{"status": "error", "reason": "model.tar.gz unreadable"}, {"status": "weird"},
-                                   {"status": "scored", "metrics": {"test": {"auc": float("nan")}}},
-                                   {"status": "scored", "metrics": {}}, {"status": "scored"}])
+@pytest.mark.parametrize(
+    "champ",
+    [
+        {"status": "error", "reason": "model.tar.gz unreadable"},
+        {"status": "weird"},
+        {"status": "scored", "metrics": {"test": {"auc": float("nan")}}},
+        {"status": "scored", "metrics": {}},
+        {"status": "scored"},
+    ],
+)
 def test_champion_error_rejects(champ):
     assert_reject(run(cfg(), 0.9, champion=champ), "fail_closed")
 

@@ -18,10 +18,10 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
-from tests.conftest import ACCOUNT, REGION, load_event
 
 from sagepipe_core import naming
 from sagepipe_core.errors import EndpointBusyError, InvalidDatasetError
+from tests.conftest import ACCOUNT, REGION, load_event
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +33,7 @@ ARTIFACTS = "sagepipe-artifacts-123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagepipe-sagemaker"
 SM_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 EXEC_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-NOW = dt.datetime(2024, 11, 18, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 11, 18, tzinfo=dt.UTC)
 EP_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/sagepipe-churn"
 EPC_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/churn"
 
@@ -46,16 +46,32 @@ def stack(aws, monkeypatch):
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     iam = boto3.client("iam")
-    role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
-                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    role = iam.create_role(
+        RoleName="sfn",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
     sfn = boto3.client("stepfunctions")
     arn = sfn.create_state_machine(name="TrainingPipeline", definition=ASL.read_text(), roleArn=role)["stateMachineArn"]
-    env = {"STATE_MACHINE_ARN": arn, "DATA_BUCKET": DATA, "ARTIFACTS_BUCKET": ARTIFACTS,
-           "SCHEDULED_MODEL_NAME": "churn", "RESOURCE_PREFIX": "sagepipe", "APP_SOURCE": "sagepipe",
-           "POLL_SECONDS": "1", "MAX_POLLS": "5", "MODEL_CODE_S3_URI": f"s3://{ARTIFACTS}/code/sourcedir.tar.gz",
-           "INFERENCE_IMAGE": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
-           "SAGEMAKER_ROLE_ARN": ROLE}
+    env = {
+        "STATE_MACHINE_ARN": arn,
+        "DATA_BUCKET": DATA,
+        "ARTIFACTS_BUCKET": ARTIFACTS,
+        "SCHEDULED_MODEL_NAME": "churn",
+        "RESOURCE_PREFIX": "sagepipe",
+        "APP_SOURCE": "sagepipe",
+        "POLL_SECONDS": "1",
+        "MAX_POLLS": "5",
+        "MODEL_CODE_S3_URI": f"s3://{ARTIFACTS}/code/sourcedir.tar.gz",
+        "INFERENCE_IMAGE": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
+        "SAGEMAKER_ROLE_ARN": ROLE,
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return {"s3": s3, "sfn": sfn, "state_machine_arn": arn}
@@ -89,8 +105,13 @@ def test_start_redelivery_after_run_finished_is_already_started(stack, load_hand
     assert len(_executions(stack)) == 1
 
 
-@pytest.mark.parametrize("name, key", [("start_s3_eventbridge.json", "datasets/churn/churn - Copy (2).csv"),
-                                       ("start_s3_notification.json", "datasets/churn/c++.csv")])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("start_s3_eventbridge.json", "datasets/churn/churn - Copy (2).csv"),
+        ("start_s3_notification.json", "datasets/churn/c++.csv"),
+    ],
+)
 def test_start_decodes_keys_and_passes_input(stack, load_handler, lambda_context, name, key):
     app = load_handler("start")
     [result] = app.lambda_handler(load_event(name), lambda_context)["results"]
@@ -141,6 +162,7 @@ def test_start_retrain_resolves_latest_csv(stack, load_handler, lambda_context):
 
 def test_start_unknown_event_raises(stack, load_handler, lambda_context):
     from sagepipe_core.errors import InvalidEventError
+
     app = load_handler("start")
     with pytest.raises(InvalidEventError):
         app.lambda_handler({"source": "aws.ec2", "detail-type": "x", "id": "1"}, lambda_context)
@@ -210,6 +232,7 @@ def test_validate_malformed_csv_quarantined(stack, load_handler, lambda_context)
 
 def test_validate_invalid_config_quarantined(stack, load_handler, lambda_context):
     from sagepipe_core.errors import InvalidConfigError
+
     s3 = stack["s3"]
     s3.put_object(Bucket=DATA, Key="datasets/churn/sagepipe.json", Body=b'{"metric": "rmse"}')
     event = _validate_event(s3, "datasets/churn/churn.csv", CHURN.read_bytes())
@@ -217,8 +240,9 @@ def test_validate_invalid_config_quarantined(stack, load_handler, lambda_context
     with pytest.raises(InvalidConfigError) as info:
         app.lambda_handler(event, lambda_context)
     assert info.value.details["errors"]
-    reason = json.loads(s3.get_object(Bucket=ARTIFACTS,
-                                      Key=f"quarantine/churn/{event['execution_name']}/reason.json")["Body"].read())
+    reason = json.loads(
+        s3.get_object(Bucket=ARTIFACTS, Key=f"quarantine/churn/{event['execution_name']}/reason.json")["Body"].read()
+    )
     assert reason["reason"] == "invalid_config"
 
 
@@ -238,23 +262,29 @@ def _model_tar(evaluation: dict | None) -> bytes:
 
 def _training_job(name: str, artifacts: str, final: list[dict]) -> dict:
     return {
-        "TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
-        "ModelArtifacts": {"S3ModelArtifacts": artifacts}, "TrainingJobStatus": "Completed",
+        "TrainingJobName": name,
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
+        "ModelArtifacts": {"S3ModelArtifacts": artifacts},
+        "TrainingJobStatus": "Completed",
         "SecondaryStatus": "Completed",
         "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 3600}, "CreationTime": NOW,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "CreationTime": NOW,
         "FinalMetricDataList": [{"MetricName": m, "Value": v, "Timestamp": NOW} for m, v in final],
     }
 
 
-@pytest.mark.parametrize("report_auc, job_metrics, decision, rule", [
-    (None, [("test:auc", 0.9)], "reject", "fail_closed"),
-    (0.9, [("test:accuracy", 0.9)], "reject", "fail_closed"),
-    (float("nan"), [("test:auc", float("nan"))], "reject", "fail_closed"),
-    (0.9, [("test:auc", float("nan"))], "reject", "fail_closed"),
-    (0.9, [("train:auc", 0.99), ("test:auc", 0.9)], "deploy", "threshold"),
-])
+@pytest.mark.parametrize(
+    "report_auc, job_metrics, decision, rule",
+    [
+        (None, [("test:auc", 0.9)], "reject", "fail_closed"),
+        (0.9, [("test:accuracy", 0.9)], "reject", "fail_closed"),
+        (float("nan"), [("test:auc", float("nan"))], "reject", "fail_closed"),
+        (0.9, [("test:auc", float("nan"))], "reject", "fail_closed"),
+        (0.9, [("train:auc", 0.99), ("test:auc", 0.9)], "deploy", "threshold"),
+    ],
+)
 def test_evaluate(stack, load_handler, lambda_context, report_auc, job_metrics, decision, rule):
     event = load_event("evaluate.json")
     job_name, artifacts = event["training"]["TrainingJobName"], event["training"]["ModelArtifacts"]
@@ -264,8 +294,9 @@ def test_evaluate(stack, load_handler, lambda_context, report_auc, job_metrics, 
     stack["s3"].put_object(Bucket=bucket, Key=key, Body=_model_tar(evaluation))
     app = load_handler("evaluate")
     with Stubber(app.SM) as stub:
-        stub.add_response("describe_training_job", _training_job(job_name, artifacts, job_metrics),
-                          {"TrainingJobName": job_name})
+        stub.add_response(
+            "describe_training_job", _training_job(job_name, artifacts, job_metrics), {"TrainingJobName": job_name}
+        )
         out = app.lambda_handler(event, lambda_context)
         stub.assert_no_pending_responses()
     assert out["decision"] == decision and out["deploy"] is (decision == "deploy") and out["rule"] == rule
@@ -302,21 +333,43 @@ def test_evaluate_nan_in_report_output_is_json_safe(stack, load_handler, lambda_
 
 # --------------------------------------------------------------------------------------- deploy
 def _endpoint(status: str, config: str) -> dict:
-    return {"EndpointName": "sagepipe-churn", "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/sagepipe-churn",
-            "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": NOW, "LastModifiedTime": NOW}
+    return {
+        "EndpointName": "sagepipe-churn",
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/sagepipe-churn",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": NOW,
+        "LastModifiedTime": NOW,
+    }
 
 
 def _expect_model_and_config(stub, event):
     names = event["names"]
-    stub.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{names['ModelName']}"},
-                      {"ModelName": names["ModelName"], "ExecutionRoleArn": ROLE,
-                       "PrimaryContainer": {"Image": ANY, "ModelDataUrl": event["training"]["ModelArtifacts"],
-                                            "Environment": ANY}})
-    stub.add_response("create_endpoint_config", {"EndpointConfigArn": EPC_ARN},
-                      {"EndpointConfigName": names["EndpointConfigName"],
-                       "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": names["ModelName"],
-                                               "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
-                                               "InitialVariantWeight": 1.0}]})
+    stub.add_response(
+        "create_model",
+        {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{names['ModelName']}"},
+        {
+            "ModelName": names["ModelName"],
+            "ExecutionRoleArn": ROLE,
+            "PrimaryContainer": {"Image": ANY, "ModelDataUrl": event["training"]["ModelArtifacts"], "Environment": ANY},
+        },
+    )
+    stub.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": EPC_ARN},
+        {
+            "EndpointConfigName": names["EndpointConfigName"],
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": names["ModelName"],
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
+        },
+    )
 
 
 def test_deploy_creates_endpoint(stack, load_handler, lambda_context):
@@ -324,11 +377,17 @@ def test_deploy_creates_endpoint(stack, load_handler, lambda_context):
     app = load_handler("deploy")
     with Stubber(app.SM) as stub:
         _expect_model_and_config(stub, event)
-        stub.add_client_error("describe_endpoint", "ValidationException",
-                              "Could not find endpoint \"arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagepipe-churn\".",
-                              expected_params={"EndpointName": "sagepipe-churn"})
-        stub.add_response("create_endpoint", {"EndpointArn": EP_ARN},
-                          {"EndpointName": "sagepipe-churn", "EndpointConfigName": event["names"]["EndpointConfigName"]})
+        stub.add_client_error(
+            "describe_endpoint",
+            "ValidationException",
+            'Could not find endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagepipe-churn".',
+            expected_params={"EndpointName": "sagepipe-churn"},
+        )
+        stub.add_response(
+            "create_endpoint",
+            {"EndpointArn": EP_ARN},
+            {"EndpointName": "sagepipe-churn", "EndpointConfigName": event["names"]["EndpointConfigName"]},
+        )
         out = app.lambda_handler(event, lambda_context)
         stub.assert_no_pending_responses()
     assert out["action"] == "create" and out["previous_endpoint_config_name"] is None
@@ -340,10 +399,19 @@ def test_deploy_updates_endpoint_blue_green(stack, load_handler, lambda_context)
     app = load_handler("deploy")
     with Stubber(app.SM) as stub:
         _expect_model_and_config(stub, event)
-        stub.add_response("describe_endpoint", _endpoint("InService", "churn-0000000000"), {"EndpointName": "sagepipe-churn"})
-        stub.add_response("update_endpoint", {"EndpointArn": EP_ARN},
-                          {"EndpointName": "sagepipe-churn", "EndpointConfigName": event["names"]["EndpointConfigName"],
-                           "RetainAllVariantProperties": False, "DeploymentConfig": ANY})
+        stub.add_response(
+            "describe_endpoint", _endpoint("InService", "churn-0000000000"), {"EndpointName": "sagepipe-churn"}
+        )
+        stub.add_response(
+            "update_endpoint",
+            {"EndpointArn": EP_ARN},
+            {
+                "EndpointName": "sagepipe-churn",
+                "EndpointConfigName": event["names"]["EndpointConfigName"],
+                "RetainAllVariantProperties": False,
+                "DeploymentConfig": ANY,
+            },
+        )
         out = app.lambda_handler(event, lambda_context)
         stub.assert_no_pending_responses()
     assert out["action"] == "update" and out["previous_endpoint_config_name"] == "churn-0000000000"
@@ -384,9 +452,12 @@ def test_deploy_idempotent_create_model_on_retry(stack, load_handler, lambda_con
     event = load_event("deploy.json")
     app = load_handler("deploy")
     with Stubber(app.SM) as stub:
-        stub.add_client_error("create_model", "ValidationException", "Cannot create already existing model \"arn:x\".")
-        stub.add_client_error("create_endpoint_config", "ValidationException",
-                              "Cannot create already existing endpoint configuration \"arn:x\".")
+        stub.add_client_error("create_model", "ValidationException", 'Cannot create already existing model "arn:x".')
+        stub.add_client_error(
+            "create_endpoint_config",
+            "ValidationException",
+            'Cannot create already existing endpoint configuration "arn:x".',
+        )
         stub.add_response("describe_endpoint", _endpoint("InService", "old"))
         stub.add_response("update_endpoint", {"EndpointArn": EP_ARN})
         assert app.lambda_handler(event, lambda_context)["action"] == "update"
@@ -412,11 +483,16 @@ def predict_stack(stack):
     """Issue 5: the predict function validates against the live version's schema.json, so a churn version
     is deployed in moto (the full error matrix is tests/unit/test_predict_api.py)."""
     from tests.unit.predict_helpers import churn_schema, deploy_version
+
     deploy_version(boto3.client("s3"), boto3.client("sagemaker"), "churn-v1", churn_schema(), create_bucket=False)
 
 
-def _predict_event(body: str | None = None, content_type: str | None = "application/json", model: str = "churn",
-                   base64_body: bool = False) -> dict:
+def _predict_event(
+    body: str | None = None,
+    content_type: str | None = "application/json",
+    model: str = "churn",
+    base64_body: bool = False,
+) -> dict:
     event = load_event("predict_rest.json")
     if body is not None:
         event["body"] = body
@@ -437,16 +513,27 @@ def _predict_event(body: str | None = None, content_type: str | None = "applicat
 def _ok(stub, expected_body: bytes | None = None, endpoint: str = "sagepipe-churn"):
     payload = json.dumps({"predictions": [{"label": "no", "probability": 0.12}]}).encode()
     expected_body = None if expected_body is None else _normalised(expected_body)
-    params = {"EndpointName": endpoint, "ContentType": "application/json", "Accept": "application/json",
-              "Body": expected_body if expected_body is not None else ANY}
-    stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(payload), len(payload)),
-                                          "ContentType": "application/json", "InvokedProductionVariant": "AllTraffic"},
-                      params)
+    params = {
+        "EndpointName": endpoint,
+        "ContentType": "application/json",
+        "Accept": "application/json",
+        "Body": expected_body if expected_body is not None else ANY,
+    }
+    stub.add_response(
+        "invoke_endpoint",
+        {
+            "Body": StreamingBody(io.BytesIO(payload), len(payload)),
+            "ContentType": "application/json",
+            "InvokedProductionVariant": "AllTraffic",
+        },
+        params,
+    )
 
 
 def _normalised(body: bytes) -> bytes:
     """What the predict function sends on: the records validated and normalised (numbers as floats)."""
     from tests.unit.predict_helpers import churn_schema
+
     types = {f["name"]: f["type"] for f in churn_schema()["features"]}
     recs = [{k: float(v) if types[k] == "numeric" else v for k, v in r.items()} for r in json.loads(body)["instances"]]
     return json.dumps({"instances": recs}, separators=(",", ":")).encode()
@@ -500,9 +587,13 @@ def test_predict_csv_content_type(predict_stack, load_handler, lambda_context):
 def test_predict_unknown_model_404(predict_stack, load_handler, lambda_context):
     app = load_handler("predict")
     with Stubber(app.RUNTIME) as stub:
-        stub.add_client_error("invoke_endpoint", "ValidationError",
-                              "Endpoint sagepipe-nope of account 123456789012 not found.", 400,
-                              expected_params={"EndpointName": "sagepipe-nope", "ContentType": ANY, "Accept": ANY, "Body": ANY})
+        stub.add_client_error(
+            "invoke_endpoint",
+            "ValidationError",
+            "Endpoint sagepipe-nope of account 123456789012 not found.",
+            400,
+            expected_params={"EndpointName": "sagepipe-nope", "ContentType": ANY, "Accept": ANY, "Body": ANY},
+        )
         status, body, _ = _call(app, _predict_event(model="nope"), lambda_context)
     assert status == 404 and body["error"]["code"] == "model_not_found" and body["error"]["model"] == "nope"
 
@@ -540,9 +631,16 @@ def test_predict_null_body_400(predict_stack, load_handler, lambda_context):
     assert status == 400 and body["error"]["code"] == "empty_body"
 
 
-@pytest.mark.parametrize("raw, code", [('{"instances": [', "malformed_json"), ("{'a': 1}", "malformed_json"),
-                                       ('{"rows": []}', "missing_instances"), ('{"instances": []}', "missing_instances"),
-                                       ("[1, 2]", "missing_instances")])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        ('{"instances": [', "malformed_json"),
+        ("{'a': 1}", "malformed_json"),
+        ('{"rows": []}', "missing_instances"),
+        ('{"instances": []}', "missing_instances"),
+        ("[1, 2]", "missing_instances"),
+    ],
+)
 def test_predict_bad_json_400(predict_stack, load_handler, lambda_context, raw, code):
     app = load_handler("predict")
     with Stubber(app.RUNTIME):
@@ -558,13 +656,25 @@ def test_predict_body_too_large_413(predict_stack, load_handler, lambda_context)
     assert status == 413 and body["error"]["code"] == "payload_too_large"
 
 
-@pytest.mark.parametrize("original, status, code", [(400, 422, "model_rejected_input"), (415, 422, "model_rejected_input"),
-                                                    (500, 502, "model_error"), (503, 502, "model_error")])
+@pytest.mark.parametrize(
+    "original, status, code",
+    [
+        (400, 422, "model_rejected_input"),
+        (415, 422, "model_rejected_input"),
+        (500, 502, "model_error"),
+        (503, 502, "model_error"),
+    ],
+)
 def test_predict_model_error_mapping(predict_stack, load_handler, lambda_context, original, status, code):
     app = load_handler("predict")
     with Stubber(app.RUNTIME) as stub:
-        stub.add_client_error("invoke_endpoint", "ModelError", "Received client error from model", 424,
-                              modeled_fields={"OriginalStatusCode": original, "OriginalMessage": "column missing: plan"})
+        stub.add_client_error(
+            "invoke_endpoint",
+            "ModelError",
+            "Received client error from model",
+            424,
+            modeled_fields={"OriginalStatusCode": original, "OriginalMessage": "column missing: plan"},
+        )
         got, body, _ = _call(app, _predict_event(), lambda_context)
     assert got == status and body["error"]["code"] == code and body["error"]["model_status"] == original
 

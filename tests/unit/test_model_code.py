@@ -1,4 +1,5 @@
 """model/train.py (run as a subprocess, SageMaker script-mode contract) and model/inference.py."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -105,12 +106,29 @@ def base(tmp_path_factory, data):
     tmp = tmp_path_factory.mktemp("base")
     channels = write_splits(tmp / "data", splits)
     # JSON-encoded values as the SageMaker SDK sends them, plus ignored sagemaker_* ones
-    args = ["--target", '"churn"', "--problem_type", '"binary"', "--seed", "0",
-            "--sagemaker_program", '"train.py"', "--max_iter", "200"]
+    args = [
+        "--target",
+        '"churn"',
+        "--problem_type",
+        '"binary"',
+        "--seed",
+        "0",
+        "--sagemaker_program",
+        '"train.py"',
+        "--max_iter",
+        "200",
+    ]
     proc, model_dir, out_dir, seconds = run_train(tmp, channels, args, sm_hps={"target": "churn"})
     assert proc.returncode == 0, proc.stderr
-    return {"tmp": tmp, "channels": channels, "proc": proc, "model_dir": model_dir, "out_dir": out_dir,
-            "seconds": seconds, "splits": splits}
+    return {
+        "tmp": tmp,
+        "channels": channels,
+        "proc": proc,
+        "model_dir": model_dir,
+        "out_dir": out_dir,
+        "seconds": seconds,
+        "splits": splits,
+    }
 
 
 def test_metric_lines_exact_format(base):
@@ -119,7 +137,9 @@ def test_metric_lines_exact_format(base):
     for line in lines:
         assert METRIC_LINE.match(line), line
     metrics = metric_lines(base["proc"].stdout)
-    assert set(metrics) == {(s, n) for s in ("train", "validation", "test") for n in ("auc", "accuracy", "f1", "logloss")}
+    assert set(metrics) == {
+        (s, n) for s in ("train", "validation", "test") for n in ("auc", "accuracy", "f1", "logloss")
+    }
     # the MetricDefinitions regex the pipeline registers
     m = re.search(r"\[metric\] validation:auc=([-+0-9.eE]+|nan)", base["proc"].stdout)
     assert m and float(m.group(1)) == metrics[("validation", "auc")]
@@ -191,8 +211,9 @@ def test_champion_incompatible_when_feature_dropped(base, data, tmp_path):
 def test_champion_error_on_corrupt_archive(base, tmp_path):
     (tmp_path / "champion").mkdir()
     (tmp_path / "champion" / "model.tar.gz").write_bytes(b"not a tarball")
-    proc, model_dir, _, _ = run_train(tmp_path, base["channels"], ["--target", "churn", "--max_iter", "20"],
-                                      champion=tmp_path / "champion")
+    proc, model_dir, _, _ = run_train(
+        tmp_path, base["channels"], ["--target", "churn", "--max_iter", "20"], champion=tmp_path / "champion"
+    )
     assert proc.returncode == 0, proc.stderr
     champ = json.loads((model_dir / "evaluation.json").read_text())["champion"]
     assert champ["status"] == "error" and "ReadError" in champ["reason"]
@@ -217,9 +238,15 @@ def test_missing_target_hyperparameter_fails(base, tmp_path):
     env_extra = {"SM_OUTPUT_FAILURE": str(failure)}
     proc = subprocess.run(
         [sys.executable, str(TRAIN_PY), "--seed", "1"],
-        env={**os.environ, **env_extra, "SM_CHANNEL_TRAIN": str(base["channels"]["train"]),
-             "SM_MODEL_DIR": str(tmp_path / "m")},
-        capture_output=True, text=True, timeout=60,
+        env={
+            **os.environ,
+            **env_extra,
+            "SM_CHANNEL_TRAIN": str(base["channels"]["train"]),
+            "SM_MODEL_DIR": str(tmp_path / "m"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1
     assert "'target'" in failure.read_text()
@@ -229,7 +256,8 @@ def test_regression_and_multiclass(data, tmp_path):
     _, splits = data
     channels = write_splits(tmp_path / "data", splits)
     proc, model_dir, _, _ = run_train(
-        tmp_path / "reg", channels,
+        tmp_path / "reg",
+        channels,
         ["--target", "total_day_charge", "--problem_type", "regression", "--max_iter", "50"],
     )
     assert proc.returncode == 0, proc.stderr
@@ -252,7 +280,9 @@ def test_regression_and_multiclass(data, tmp_path):
 # ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def inference(base):
-    spec = importlib.util.spec_from_file_location("sagepipe_test_inference", base["model_dir"] / "code" / "inference.py")
+    spec = importlib.util.spec_from_file_location(
+        "sagepipe_test_inference", base["model_dir"] / "code" / "inference.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module, module.model_fn(str(base["model_dir"]))
@@ -320,7 +350,11 @@ def test_inference_json(base, inference):
         ('{"rows": []}', "application/json", "instances"),
         ('{"instances": []}', "application/json", "non-empty"),
         ('{"instances": [{"bogus": 1}]}', "application/json", "unknown features: bogus"),
-        ('{"instances": [{"account_length": "abc"}]}', "application/json", "feature 'account_length': expected a number"),
+        (
+            '{"instances": [{"account_length": "abc"}]}',
+            "application/json",
+            "feature 'account_length': expected a number",
+        ),
         (b"\xff\xfe", "text/csv", "UTF-8"),
     ],
 )

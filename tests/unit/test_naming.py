@@ -15,13 +15,31 @@ SM_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 EXEC_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 HASH_SUFFIX = re.compile(r"-[0-9a-f]{10}$")
 
-ALPHABET = ("abcXYZ0189-_. /+%()ü€漢字🙂\t\n\0" "----____")
+ALPHABET = "abcXYZ0189-_. /+%()ü€漢字🙂\t\n\0----____"
 
 
 def _strings(n: int = 400, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
-    out = ["a", "A", "0", "-", "_", "", "é", "🙂" * 5, "-a-", "a" * 63, "a" * 64, "a-" * 40, "x" * 300,
-           "churn", "churn - Copy (2)", "c++", "datasets/churn/churn.csv", "ab" + "-" * 70 + "cd"]
+    out = [
+        "a",
+        "A",
+        "0",
+        "-",
+        "_",
+        "",
+        "é",
+        "🙂" * 5,
+        "-a-",
+        "a" * 63,
+        "a" * 64,
+        "a-" * 40,
+        "x" * 300,
+        "churn",
+        "churn - Copy (2)",
+        "c++",
+        "datasets/churn/churn.csv",
+        "ab" + "-" * 70 + "cd",
+    ]
     for _ in range(n):
         length = rng.choice([1, 2, 5, 20, 62, 63, 64, 79, 80, 81, 120, 300])
         out.append("".join(rng.choice(ALPHABET) for _ in range(length)))
@@ -90,12 +108,20 @@ def test_execution_name_truncates_long_model_with_hash():
 def test_distinct_identities_give_distinct_execution_names():
     names = set()
     for model in ("churn", "churn2"):
-        for key in ("datasets/x/a.csv", "datasets/x/a.CSV", "datasets/x/b.csv", "datasets/x/a b.csv", "datasets/x/a+b.csv"):
+        for key in (
+            "datasets/x/a.csv",
+            "datasets/x/a.CSV",
+            "datasets/x/b.csv",
+            "datasets/x/a b.csv",
+            "datasets/x/a+b.csv",
+        ):
             for identity in ("e1", "e2", "retrain-request:1", "schedule:1"):
                 names.add(naming.execution_name(model, key, identity))
     assert len(names) == 2 * 5 * 4
     # keys that sanitise to the same readable part still differ by hash
-    assert naming.execution_name("m", "datasets/m/a b.csv", "e") != naming.execution_name("m", "datasets/m/a_b.csv", "e")
+    assert naming.execution_name("m", "datasets/m/a b.csv", "e") != naming.execution_name(
+        "m", "datasets/m/a_b.csv", "e"
+    )
 
 
 def test_version_names_valid_deterministic_and_unique():

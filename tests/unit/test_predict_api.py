@@ -5,7 +5,6 @@ model version (moto S3 + SageMaker), schema drift, CORS, logs, and the OpenAPI c
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import json
 import re
@@ -17,8 +16,9 @@ import yaml
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+
 from tests.conftest import load_event
-from tests.unit.predict_helpers import ARTIFACTS, churn_record, churn_schema, deploy_version
+from tests.unit.predict_helpers import churn_record, churn_schema, deploy_version
 
 pytestmark = pytest.mark.unit
 
@@ -29,15 +29,27 @@ REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 @pytest.fixture()
 def api(aws, monkeypatch, load_handler):
     """The predict handler with churn version ``v1`` live in moto (cache TTL 0 so every call re-checks)."""
-    for k, v in {"RESOURCE_PREFIX": "sagepipe", "MAX_BATCH_SIZE": "100", "MODEL_CACHE_TTL_SECONDS": "0",
-                 "CORS_ALLOW_ORIGINS": "https://app.example.com,https://admin.example.com"}.items():
+    for k, v in {
+        "RESOURCE_PREFIX": "sagepipe",
+        "MAX_BATCH_SIZE": "100",
+        "MODEL_CACHE_TTL_SECONDS": "0",
+        "CORS_ALLOW_ORIGINS": "https://app.example.com,https://admin.example.com",
+    }.items():
         monkeypatch.setenv(k, v)
     deploy_version(boto3.client("s3"), boto3.client("sagemaker"), "churn-v1", churn_schema())
     return load_handler("predict")
 
 
-def event(body=None, content_type="application/json", model="churn", method="POST", resource=None, path=None,
-          b64=False, headers=None):
+def event(
+    body=None,
+    content_type="application/json",
+    model="churn",
+    method="POST",
+    resource=None,
+    path=None,
+    b64=False,
+    headers=None,
+):
     """A REST v1 proxy event derived from ``events/predict_rest.json``."""
     ev = load_event("predict_rest.json")
     ev["httpMethod"] = ev["requestContext"]["httpMethod"] = method
@@ -72,10 +84,20 @@ def call(app, ev, ctx):
 def ok_response(stub, n=1, expect_body=ANY):
     preds = [{"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}}] * n
     payload = json.dumps({"predictions": preds}).encode()
-    stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(payload), len(payload)),
-                                          "ContentType": "application/json", "InvokedProductionVariant": "AllTraffic"},
-                      {"EndpointName": "sagepipe-churn", "ContentType": "application/json",
-                       "Accept": "application/json", "Body": expect_body})
+    stub.add_response(
+        "invoke_endpoint",
+        {
+            "Body": StreamingBody(io.BytesIO(payload), len(payload)),
+            "ContentType": "application/json",
+            "InvokedProductionVariant": "AllTraffic",
+        },
+        {
+            "EndpointName": "sagepipe-churn",
+            "ContentType": "application/json",
+            "Accept": "application/json",
+            "Body": expect_body,
+        },
+    )
 
 
 def assert_error(status, body, want_status, code):
@@ -92,8 +114,13 @@ def test_sample_event_predicts_with_version_and_request_id(api, lambda_context):
         stub.assert_no_pending_responses()
     assert status == 200, body
     assert body["predictions"][0] == {"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}}
-    assert (body["model"], body["version"], body["endpoint"], body["endpoint_config"], body["variant"]) == \
-        ("churn", "churn-v1", "sagepipe-churn", "churn-v1", "AllTraffic")
+    assert (body["model"], body["version"], body["endpoint"], body["endpoint_config"], body["variant"]) == (
+        "churn",
+        "churn-v1",
+        "sagepipe-churn",
+        "churn-v1",
+        "AllTraffic",
+    )
     assert body["request_id"] == REQUEST_ID and hdrs["content-type"] == "application/json"
 
 
@@ -160,10 +187,18 @@ def test_empty_body_400(api, lambda_context, raw):
     assert_error(status, body, 400, "empty_body")
 
 
-@pytest.mark.parametrize("raw, code", [('{"instances": [', "malformed_json"), ("{'a': 1}", "malformed_json"),
-                                       ('{"rows": []}', "missing_instances"), ('{"instances": []}', "missing_instances"),
-                                       ('{"instances": {}}', "missing_instances"), ("[1, 2]", "missing_instances"),
-                                       ("null", "missing_instances")])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        ('{"instances": [', "malformed_json"),
+        ("{'a': 1}", "malformed_json"),
+        ('{"rows": []}', "missing_instances"),
+        ('{"instances": []}', "missing_instances"),
+        ('{"instances": {}}', "missing_instances"),
+        ("[1, 2]", "missing_instances"),
+        ("null", "missing_instances"),
+    ],
+)
 def test_malformed_json_or_missing_key_400(api, lambda_context, raw, code):
     with Stubber(api.RUNTIME):
         status, body, _ = call(api, event(raw), lambda_context)
@@ -212,8 +247,16 @@ def test_missing_feature_422_unless_training_saw_missing(api, lambda_context):
     assert _violations(api, lambda_context, [nullable_missing, rec]) == [(1, "total_day_minutes", "missing_feature")]
 
 
-@pytest.mark.parametrize("field, value", [("account_length", "abc"), ("account_length", True), ("account_length", [1]),
-                                          ("state", {"a": 1}), ("international_plan", False)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("account_length", "abc"),
+        ("account_length", True),
+        ("account_length", [1]),
+        ("state", {"a": 1}),
+        ("international_plan", False),
+    ],
+)
 def test_wrong_type_422(api, lambda_context, field, value):
     assert _violations(api, lambda_context, [{**churn_record(0), field: value}]) == [(0, field, "wrong_type")]
 
@@ -234,12 +277,16 @@ def test_unseen_category_mapped_to_unknown_by_policy(api, lambda_context, monkey
     with Stubber(app.RUNTIME) as stub:
         ok_response(stub)
         status, body, _ = call(app, event({"instances": [{**churn_record(0), "state": "ZZ"}]}), lambda_context)
-    assert status == 200 and body["warnings"] == [{"index": 0, "field": "state", "code": "unseen_category_mapped_to_unknown"}]
+    assert status == 200 and body["warnings"] == [
+        {"index": 0, "field": "state", "code": "unseen_category_mapped_to_unknown"}
+    ]
 
 
 def test_every_error_names_index_and_field_and_no_values(api, lambda_context):
     secret = "SECRET-VALUE-123"
-    got = _violations(api, lambda_context, [churn_record(0), {**churn_record(1), "state": secret, "account_length": secret}])
+    got = _violations(
+        api, lambda_context, [churn_record(0), {**churn_record(1), "state": secret, "account_length": secret}]
+    )
     assert sorted(got) == [(1, "account_length", "wrong_type"), (1, "state", "unseen_category")]
 
 
@@ -251,12 +298,24 @@ def test_csv_wrong_value_count_422(api, lambda_context):
 
 
 # ------------------------------------------------------------------------------ downstream errors
-@pytest.mark.parametrize("original, status, code", [(400, 422, "model_rejected_input"), (415, 422, "model_rejected_input"),
-                                                    (500, 502, "model_error"), (503, 502, "model_error")])
+@pytest.mark.parametrize(
+    "original, status, code",
+    [
+        (400, 422, "model_rejected_input"),
+        (415, 422, "model_rejected_input"),
+        (500, 502, "model_error"),
+        (503, 502, "model_error"),
+    ],
+)
 def test_model_error_mapping(api, lambda_context, original, status, code):
     with Stubber(api.RUNTIME) as stub:
-        stub.add_client_error("invoke_endpoint", "ModelError", "Received client error from model", 424,
-                              modeled_fields={"OriginalStatusCode": original, "OriginalMessage": "column missing: plan"})
+        stub.add_client_error(
+            "invoke_endpoint",
+            "ModelError",
+            "Received client error from model",
+            424,
+            modeled_fields={"OriginalStatusCode": original, "OriginalMessage": "column missing: plan"},
+        )
         got, body, _ = call(api, event({"instances": [churn_record(0)]}), lambda_context)
     assert_error(got, body, status, code)
     assert body["error"]["model_status"] == original
@@ -264,11 +323,17 @@ def test_model_error_mapping(api, lambda_context, original, status, code):
         assert body["error"]["message"] == "column missing: plan"  # the container's message
 
 
-@pytest.mark.parametrize("code, message, status, api_code, retry_after", [
-    ("ThrottlingException", "Rate exceeded", 429, "throttled", "1"),
-    ("ValidationError", "Endpoint sagepipe-churn of account 1 not found.", 503, "model_unavailable", "30"),
-], ids=["throttled-429", "endpoint-gone-at-invoke-503"])
-def test_runtime_errors_map_to_status_with_retry_after(api, lambda_context, code, message, status, api_code, retry_after):
+@pytest.mark.parametrize(
+    "code, message, status, api_code, retry_after",
+    [
+        ("ThrottlingException", "Rate exceeded", 429, "throttled", "1"),
+        ("ValidationError", "Endpoint sagepipe-churn of account 1 not found.", 503, "model_unavailable", "30"),
+    ],
+    ids=["throttled-429", "endpoint-gone-at-invoke-503"],
+)
+def test_runtime_errors_map_to_status_with_retry_after(
+    api, lambda_context, code, message, status, api_code, retry_after
+):
     with Stubber(api.RUNTIME) as stub:
         stub.add_client_error("invoke_endpoint", code, message, 400)
         got, body, hdrs = call(api, event({"instances": [churn_record(0)]}), lambda_context)
@@ -278,9 +343,17 @@ def test_runtime_errors_map_to_status_with_retry_after(api, lambda_context, code
 
 def test_endpoint_not_in_service_503_with_retry_after(api, lambda_context):
     with Stubber(api.LIVE.sm) as sm, Stubber(api.RUNTIME):
-        sm.add_response("describe_endpoint", {"EndpointName": "sagepipe-churn", "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagepipe-churn",
-                                              "EndpointConfigName": "churn-v1", "EndpointStatus": "Creating",
-                                              "CreationTime": "2024-01-01", "LastModifiedTime": "2024-01-01"})
+        sm.add_response(
+            "describe_endpoint",
+            {
+                "EndpointName": "sagepipe-churn",
+                "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagepipe-churn",
+                "EndpointConfigName": "churn-v1",
+                "EndpointStatus": "Creating",
+                "CreationTime": "2024-01-01",
+                "LastModifiedTime": "2024-01-01",
+            },
+        )
         status, body, hdrs = call(api, event({"instances": [churn_record(0)]}), lambda_context)
     assert_error(status, body, 503, "model_unavailable")
     assert hdrs["retry-after"] == "30" and body["error"]["endpoint_status"] == "Creating"
@@ -296,6 +369,7 @@ def test_no_endpoint_for_model_404(api, lambda_context):
 def test_read_timeout_is_json_504(api, lambda_context, monkeypatch):
     def slow(**_):
         raise ReadTimeoutError(endpoint_url="https://runtime.sagemaker")
+
     monkeypatch.setattr(api.RUNTIME, "invoke_endpoint", slow)
     status, body, _ = call(api, event({"instances": [churn_record(0)]}), lambda_context)
     assert_error(status, body, 504, "model_timeout")
@@ -345,8 +419,12 @@ def test_cors_headers_for_allowed_origins(api, lambda_context, origin, allowed):
 
 
 def test_cors_preflight(api, lambda_context):
-    ev = event(None, None, method="OPTIONS", headers={"Origin": "https://app.example.com",
-                                                     "Access-Control-Request-Method": "POST"})
+    ev = event(
+        None,
+        None,
+        method="OPTIONS",
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"},
+    )
     status, _, hdrs = call(api, ev, lambda_context)
     assert status in (200, 204)
     assert hdrs["access-control-allow-origin"] == "https://app.example.com"
@@ -375,8 +453,13 @@ def test_schema_drift_follows_the_live_version(api, lambda_context):
         ok_response(stub)
         assert call(api, event({"instances": [with_a]}), lambda_context)[0] == 200
     assert _violations(api, lambda_context, [without]) == [(0, "total_day_charge", "missing_feature")]
-    deploy_version(boto3.client("s3"), boto3.client("sagemaker"), "churn-v2", churn_schema(drop=("total_day_charge",)),
-                   create_bucket=False)
+    deploy_version(
+        boto3.client("s3"),
+        boto3.client("sagemaker"),
+        "churn-v2",
+        churn_schema(drop=("total_day_charge",)),
+        create_bucket=False,
+    )
     with Stubber(api.RUNTIME):
         status, body, _ = call(api, event({"instances": [with_a]}), lambda_context)
     assert_error(status, body, 422, "invalid_instances")
@@ -417,18 +500,28 @@ def _openapi():
 def test_openapi_paths_equal_template_api_events():
     tpl = yaml.load((REPO / "template.yaml").read_text(), Loader=_Loader)
     events = tpl["Resources"]["PredictFunction"]["Properties"]["Events"]
-    routes = {(e["Properties"]["Path"], e["Properties"]["Method"].lower()) for e in events.values() if e["Type"] == "Api"}
+    routes = {
+        (e["Properties"]["Path"], e["Properties"]["Method"].lower()) for e in events.values() if e["Type"] == "Api"
+    }
     doc = _openapi()
-    documented = {(p, m) for p, ops in doc["paths"].items() for m in ops if m in {"get", "post", "put", "delete", "patch"}}
+    documented = {
+        (p, m) for p, ops in doc["paths"].items() for m in ops if m in {"get", "post", "put", "delete", "patch"}
+    }
     assert routes == documented
     assert doc["openapi"].startswith("3.")
 
 
 def test_openapi_documents_every_status_the_code_returns():
     src = (REPO / "layers" / "core" / "sagepipe_core" / "predict.py").read_text()
-    code_statuses = {int(s) for s in re.findall(r"ApiError\((\d{3})", src)}
+    code_statuses = {int(s) for s in re.findall(r"ApiError\(\s*(\d{3})", src)}
     post = _openapi()["paths"]["/models/{model}/predictions"]["post"]["responses"]
     documented = {int(s) for s in post if s.isdigit()}
     gateway = {403}  # API Gateway itself: missing/invalid API key or IAM signature
     assert code_statuses | {200} | gateway <= documented, sorted(code_statuses - documented)
-    assert documented - code_statuses - {200} - gateway == set() or documented - code_statuses <= {200, 403, 404, 429, 504}
+    assert documented - code_statuses - {200} - gateway == set() or documented - code_statuses <= {
+        200,
+        403,
+        404,
+        429,
+        504,
+    }

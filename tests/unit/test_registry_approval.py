@@ -30,19 +30,40 @@ def _model_tar(evaluation: dict, schema: dict) -> bytes:
 def test_register_creates_group_once_and_a_package_with_lineage_and_metrics(aws: None) -> None:
     s3, sm = boto3.client("s3"), boto3.client("sagemaker")
     s3.create_bucket(Bucket="art")
-    s3.put_object(Bucket="art", Key="models/churn/job/output/model.tar.gz",
-                  Body=_model_tar({"metrics": {"test": {"auc": 0.93}}}, {"features": []}))
+    s3.put_object(
+        Bucket="art",
+        Key="models/churn/job/output/model.tar.gz",
+        Body=_model_tar({"metrics": {"test": {"auc": 0.93}}}, {"features": []}),
+    )
     group = registry.ensure_group(sm, "sagepipe", "churn")
     assert registry.ensure_group(sm, "sagepipe", "churn") == group == "sagepipe-churn"
-    reports = registry.publish_reports(s3, "s3://art/models/churn/job/output/model.tar.gz", "art", "models/churn/job/registry")
-    assert reports == {"evaluation": "s3://art/models/churn/job/registry/evaluation.json",
-                       "schema": "s3://art/models/churn/job/registry/schema.json"}
-    decision = {"rule": "threshold", "reason": "x" * 400, "metric": "auc", "challenger": 0.93, "champion": None,
-                "metrics": {"test": {"auc": 0.93}}}
-    arn = registry.register(sm, group=group, image="img", model_data_url="s3://art/models/churn/job/output/model.tar.gz",
-                            approval="manual", instance_type="ml.m5.large",
-                            lineage={"data_key": "datasets/churn/a.csv", "data_etag": "e", "training_job": "job"},
-                            decision=decision, reports=reports, execution="run-1")
+    reports = registry.publish_reports(
+        s3, "s3://art/models/churn/job/output/model.tar.gz", "art", "models/churn/job/registry"
+    )
+    assert reports == {
+        "evaluation": "s3://art/models/churn/job/registry/evaluation.json",
+        "schema": "s3://art/models/churn/job/registry/schema.json",
+    }
+    decision = {
+        "rule": "threshold",
+        "reason": "x" * 400,
+        "metric": "auc",
+        "challenger": 0.93,
+        "champion": None,
+        "metrics": {"test": {"auc": 0.93}},
+    }
+    arn = registry.register(
+        sm,
+        group=group,
+        image="img",
+        model_data_url="s3://art/models/churn/job/output/model.tar.gz",
+        approval="manual",
+        instance_type="ml.m5.large",
+        lineage={"data_key": "datasets/churn/a.csv", "data_etag": "e", "training_job": "job"},
+        decision=decision,
+        reports=reports,
+        execution="run-1",
+    )
     pkg = sm.describe_model_package(ModelPackageName=arn)
     assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
     meta = pkg["CustomerMetadataProperties"]
@@ -57,13 +78,26 @@ def test_approval_decide_resumes_the_execution_once(aws: None) -> None:
     s3, events = boto3.client("s3"), boto3.client("events")
     s3.create_bucket(Bucket="art")
     arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagepipe-churn/1"
-    detail = approval.request(s3, events, bucket="art", task_token="tok-1", model="churn", execution="run-1",
-                              registered={"ModelPackageArn": arn}, decision={"reason": "ok"}, source="sagepipe", bus="default")
+    detail = approval.request(
+        s3,
+        events,
+        bucket="art",
+        task_token="tok-1",
+        model="churn",
+        execution="run-1",
+        registered={"ModelPackageArn": arn},
+        decision={"reason": "ok"},
+        source="sagepipe",
+        bus="default",
+    )
     assert "task_token" not in json.dumps(detail) and "sagepipe approve run-1" in detail["how_to_decide"]
     sfn = boto3.client("stepfunctions")
     with Stubber(sfn) as stub:
-        stub.add_response("send_task_success", {}, {"taskToken": "tok-1", "output": json.dumps(
-            {"approved": False, "reason": "bias", "by": "ana"})})
+        stub.add_response(
+            "send_task_success",
+            {},
+            {"taskToken": "tok-1", "output": json.dumps({"approved": False, "reason": "bias", "by": "ana"})},
+        )
         out = approval.decide(s3, sfn, bucket="art", execution="run-1", approved=False, reason="bias", by="ana")
         stub.assert_no_pending_responses()
     assert out["approved"] is False and out["model_package_arn"] == arn
@@ -80,8 +114,11 @@ def test_approval_for_an_unknown_run_or_an_ended_task_is_a_clear_error(aws: None
     s3.create_bucket(Bucket="art")
     with pytest.raises(approval.ApprovalError, match="no approval was requested"):
         approval.decide(s3, sfn, bucket="art", execution="nope", approved=True, reason="", by="me")
-    s3.put_object(Bucket="art", Key="approvals/churn/run-2.json",
-                  Body=json.dumps({"model": "churn", "task_token": "t", "model_package_arn": "arn"}).encode())
+    s3.put_object(
+        Bucket="art",
+        Key="approvals/churn/run-2.json",
+        Body=json.dumps({"model": "churn", "task_token": "t", "model_package_arn": "arn"}).encode(),
+    )
     with Stubber(sfn) as stub:
         stub.add_client_error("send_task_success", "TaskTimedOut", "timed out")
         with pytest.raises(approval.ApprovalError, match="no longer waiting"):
@@ -95,15 +132,27 @@ def test_rollback_alarms_are_bound_to_the_endpoint(aws: None) -> None:
     alarms = {a["AlarmName"]: a for a in cw.describe_alarms(AlarmNames=names)["MetricAlarms"]}
     assert alarms[names[0]]["Threshold"] == 3 and alarms[names[0]]["MetricName"] == "Invocation5XXErrors"
     assert alarms[names[1]]["Threshold"] == 250_000  # ModelLatency is in microseconds
-    assert {d["Name"]: d["Value"] for d in alarms[names[1]]["Dimensions"]} == {"EndpointName": "sagepipe-churn",
-                                                                              "VariantName": "AllTraffic"}
+    assert {d["Name"]: d["Value"] for d in alarms[names[1]]["Dimensions"]} == {
+        "EndpointName": "sagepipe-churn",
+        "VariantName": "AllTraffic",
+    }
     assert deploy.deployment_config(names)["AutoRollbackConfiguration"]["Alarms"] == [{"AlarmName": n} for n in names]
 
 
 def _deploy(sm: object) -> dict:
-    return deploy.start_deployment(sm, endpoint_name="sagepipe-churn", model_name="m2", endpoint_config_name="c2",
-                                   image="img", model_data_url="s3://a/m.tar.gz", role_arn="arn:aws:iam::123456789012:role/r",
-                                   instance_type="ml.m5.large", instance_count=1, alarm_names=["a"], region="us-east-1")
+    return deploy.start_deployment(
+        sm,
+        endpoint_name="sagepipe-churn",
+        model_name="m2",
+        endpoint_config_name="c2",
+        image="img",
+        model_data_url="s3://a/m.tar.gz",
+        role_arn="arn:aws:iam::123456789012:role/r",
+        instance_type="ml.m5.large",
+        instance_count=1,
+        alarm_names=["a"],
+        region="us-east-1",
+    )
 
 
 @pytest.mark.parametrize("race", ["create", "update"])
@@ -111,21 +160,35 @@ def test_a_concurrent_deploy_of_the_same_model_is_retried_not_failed(race: str) 
     sm = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(sm) as stub:
         stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m2"})
-        stub.add_response("create_endpoint_config", {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c2"})
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c2"},
+        )
         if race == "create":
             stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint")
-            stub.add_client_error("create_endpoint", "ValidationException", 'Cannot create already existing endpoint "x".')
+            stub.add_client_error(
+                "create_endpoint", "ValidationException", 'Cannot create already existing endpoint "x".'
+            )
         else:
-            stub.add_response("describe_endpoint", {"EndpointName": "sagepipe-churn", "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagepipe-churn",
-                                                    "EndpointConfigName": "c1", "EndpointStatus": "InService",
-                                                    "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"})
+            stub.add_response(
+                "describe_endpoint",
+                {
+                    "EndpointName": "sagepipe-churn",
+                    "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagepipe-churn",
+                    "EndpointConfigName": "c1",
+                    "EndpointStatus": "InService",
+                    "CreationTime": "2026-01-01T00:00:00Z",
+                    "LastModifiedTime": "2026-01-01T00:00:00Z",
+                },
+            )
             stub.add_client_error("update_endpoint", "ValidationException", 'Cannot update in-progress endpoint "x".')
         with pytest.raises(EndpointBusyError):
             _deploy(sm)
 
 
-def test_register_and_approval_handlers_run_on_their_sample_events(load_handler, lambda_context,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_register_and_approval_handlers_run_on_their_sample_events(
+    load_handler, lambda_context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.conftest import load_event
 
     s3, sm = boto3.client("s3"), boto3.client("sagemaker")
@@ -136,8 +199,13 @@ def test_register_and_approval_handlers_run_on_their_sample_events(load_handler,
     monkeypatch.setenv("ARTIFACTS_BUCKET", bucket)
     registered = load_handler("register").lambda_handler(event, lambda_context)
     assert registered["approval"] == "manual" and registered["ModelPackageGroupName"] == "sagepipe-churn"
-    assert sm.describe_model_package(ModelPackageName=registered["ModelPackageArn"])["ModelApprovalStatus"] == "PendingManualApproval"
+    assert (
+        sm.describe_model_package(ModelPackageName=registered["ModelPackageArn"])["ModelApprovalStatus"]
+        == "PendingManualApproval"
+    )
     approval_event = load_event("approval.json") | {"registered": registered}
     detail = load_handler("approval").lambda_handler(approval_event, lambda_context)
-    stored = json.loads(s3.get_object(Bucket=bucket, Key=f"approvals/churn/{approval_event['execution_name']}.json")["Body"].read())
+    stored = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"approvals/churn/{approval_event['execution_name']}.json")["Body"].read()
+    )
     assert stored["task_token"] == approval_event["task_token"] and detail["outcome"] == "approval_needed"

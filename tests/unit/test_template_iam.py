@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -73,8 +74,17 @@ def _text(value: Any) -> str:
 
 # ------------------------------------------------------------------------------- least privilege
 def test_template_parses(resources):
-    for name in ("DataBucket", "ArtifactsBucket", "TrainingPipeline", "StartFunction", "ValidateFunction",
-                 "EvaluateFunction", "DeployFunction", "PredictFunction", "SageMakerExecutionRole"):
+    for name in (
+        "DataBucket",
+        "ArtifactsBucket",
+        "TrainingPipeline",
+        "StartFunction",
+        "ValidateFunction",
+        "EvaluateFunction",
+        "DeployFunction",
+        "PredictFunction",
+        "SageMakerExecutionRole",
+    ):
         assert name in resources
 
 
@@ -84,7 +94,11 @@ def test_no_wildcard_allow_actions(template):
         if st["Effect"] != "Allow":
             continue
         for action in _as_list(st.get("Action", [])):
-            if action == "*" or action in {"sagemaker:*", "s3:*", "iam:*", "states:*", "lambda:*"} or action.endswith(":*"):
+            if (
+                action == "*"
+                or action in {"sagemaker:*", "s3:*", "iam:*", "states:*", "lambda:*"}
+                or action.endswith(":*")
+            ):
                 bad.append((st.get("Sid"), action))
         assert "NotAction" not in st, st
     assert bad == []
@@ -115,12 +129,22 @@ def test_state_machine_sync_integration_permissions(resources):
     sts = list(_statements(policies))
     rule = [st for st in sts if "StepFunctionsGetEventsForSageMakerTrainingJobsRule" in _text(st.get("Resource"))]
     assert rule, "no statement on the managed rule StepFunctionsGetEventsForSageMakerTrainingJobsRule"
-    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= {a for st in rule for a in _as_list(st["Action"])}
+    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= {
+        a for st in rule for a in _as_list(st["Action"])
+    }
     actions = {a for st in sts for a in _as_list(st["Action"])}
-    assert {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
-            "sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:DescribeEndpoint", "iam:PassRole",
-            "sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
-            "sagemaker:StopHyperParameterTuningJob"} <= actions
+    assert {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+        "sagemaker:AddTags",
+        "sagemaker:ListTags",
+        "sagemaker:DescribeEndpoint",
+        "iam:PassRole",
+        "sagemaker:CreateHyperParameterTuningJob",
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:StopHyperParameterTuningJob",
+    } <= actions
     tuning_rule = [st for st in sts if "StepFunctionsGetEventsForSageMakerTuningJobsRule" in _text(st.get("Resource"))]
     assert tuning_rule, "no statement on the managed rule StepFunctionsGetEventsForSageMakerTuningJobsRule"
 
@@ -148,14 +172,20 @@ def test_bucket_hardening(resources, bucket):
     sse = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] in {"AES256", "aws:kms", "aws:kms:dsse"}
     pab = p["PublicAccessBlockConfiguration"]
-    assert all(pab[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    assert all(
+        pab[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+    )
 
 
 @pytest.mark.parametrize("bucket", BUCKETS)
 def test_bucket_policy_denies_insecure_transport(resources, bucket):
     doc = _bucket_policy(resources, bucket)
-    deny = [st for st in doc["Statement"] if st["Effect"] == "Deny"
-            and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)]
+    deny = [
+        st
+        for st in doc["Statement"]
+        if st["Effect"] == "Deny"
+        and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+    ]
     assert deny, doc
     st = deny[0]
     assert st["Principal"] == "*" and "s3:*" in _as_list(st["Action"])
@@ -164,21 +194,45 @@ def test_bucket_policy_denies_insecure_transport(resources, bucket):
 
 
 def test_only_data_bucket_sends_to_eventbridge(resources):
-    flags = {name: r["Properties"].get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {})
-             .get("EventBridgeEnabled", False)
-             for name, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    flags = {
+        name: r["Properties"]
+        .get("NotificationConfiguration", {})
+        .get("EventBridgeConfiguration", {})
+        .get("EventBridgeEnabled", False)
+        for name, r in resources.items()
+        if r["Type"] == "AWS::S3::Bucket"
+    }
     assert flags == {"DataBucket": True, "ArtifactsBucket": False}
 
 
 # ------------------------------------------------------------- code ↔ IAM (boto3 calls granted)
 #: What the SAM policy templates used in template.yaml grant (samtranslator policy_templates.json).
 SAM_POLICY_TEMPLATES = {
-    "S3ReadPolicy": ("BucketName", {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion",
-                                    "s3:GetLifecycleConfiguration"}),
+    "S3ReadPolicy": (
+        "BucketName",
+        {
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:GetBucketLocation",
+            "s3:GetObjectVersion",
+            "s3:GetLifecycleConfiguration",
+        },
+    ),
     "S3WritePolicy": ("BucketName", {"s3:PutObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}),
-    "S3CrudPolicy": ("BucketName", {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion",
-                                    "s3:PutObject", "s3:PutObjectAcl", "s3:GetLifecycleConfiguration",
-                                    "s3:PutLifecycleConfiguration", "s3:DeleteObject"}),
+    "S3CrudPolicy": (
+        "BucketName",
+        {
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:GetBucketLocation",
+            "s3:GetObjectVersion",
+            "s3:PutObject",
+            "s3:PutObjectAcl",
+            "s3:GetLifecycleConfiguration",
+            "s3:PutLifecycleConfiguration",
+            "s3:DeleteObject",
+        },
+    ),
     "StepFunctionsExecutionPolicy": ("StateMachineName", {"states:StartExecution"}),
     "LambdaInvokePolicy": ("FunctionName", {"lambda:InvokeFunction"}),
     "EventBridgePutEventsPolicy": ("EventBusName", {"events:PutEvents"}),
@@ -216,33 +270,61 @@ OPERATOR_CALLS = {("sfn", "send_task_success"), ("sm", "update_model_package")}
 
 #: Which function makes which calls, and on which bucket (logical id) the S3 calls land.
 FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
-    "StartFunction": {("sfn", "start_execution"): None, ("sfn", "describe_execution"): None,
-                      ("s3", "list_objects_v2"): "DataBucket",
-                      ("s3", "head_object"): "DataBucket"},
-    "ValidateFunction": {("s3", "get_object"): "DataBucket", ("s3", "head_object"): "DataBucket",
-                         ("s3", "put_object"): "ArtifactsBucket", ("sm", "describe_endpoint"): None,
-                         ("sm", "describe_endpoint_config"): None, ("sm", "describe_model"): None,
-                         ("s3", "copy_object"): None},  # buckets per action: COPY_GRANTS
+    "StartFunction": {
+        ("sfn", "start_execution"): None,
+        ("sfn", "describe_execution"): None,
+        ("s3", "list_objects_v2"): "DataBucket",
+        ("s3", "head_object"): "DataBucket",
+    },
+    "ValidateFunction": {
+        ("s3", "get_object"): "DataBucket",
+        ("s3", "head_object"): "DataBucket",
+        ("s3", "put_object"): "ArtifactsBucket",
+        ("sm", "describe_endpoint"): None,
+        ("sm", "describe_endpoint_config"): None,
+        ("sm", "describe_model"): None,
+        ("s3", "copy_object"): None,
+    },  # buckets per action: COPY_GRANTS
     "EvaluateFunction": {("s3", "get_object"): "ArtifactsBucket", ("sm", "describe_training_job"): None},
-    "DeployFunction": {("sm", "create_model"): None, ("sm", "create_endpoint_config"): None,
-                       ("sm", "create_endpoint"): None, ("sm", "update_endpoint"): None,
-                       ("sm", "describe_endpoint"): None, ("cw", "put_metric_alarm"): None},
-    "RegisterFunction": {("s3", "get_object"): "ArtifactsBucket", ("s3", "put_object"): "ArtifactsBucket",
-                         ("sm", "describe_model_package_group"): None, ("sm", "create_model_package_group"): None,
-                         ("sm", "create_model_package"): None},
+    "DeployFunction": {
+        ("sm", "create_model"): None,
+        ("sm", "create_endpoint_config"): None,
+        ("sm", "create_endpoint"): None,
+        ("sm", "update_endpoint"): None,
+        ("sm", "describe_endpoint"): None,
+        ("cw", "put_metric_alarm"): None,
+    },
+    "RegisterFunction": {
+        ("s3", "get_object"): "ArtifactsBucket",
+        ("s3", "put_object"): "ArtifactsBucket",
+        ("sm", "describe_model_package_group"): None,
+        ("sm", "create_model_package_group"): None,
+        ("sm", "create_model_package"): None,
+    },
     "ApprovalFunction": {("s3", "put_object"): "ArtifactsBucket"},
-    "PredictFunction": {("runtime", "invoke_endpoint"): None, ("sm", "describe_endpoint"): None,
-                        ("sm", "describe_endpoint_config"): None, ("sm", "describe_model"): None,
-                        ("s3", "get_object"): "ArtifactsBucket"},
+    "PredictFunction": {
+        ("runtime", "invoke_endpoint"): None,
+        ("sm", "describe_endpoint"): None,
+        ("sm", "describe_endpoint_config"): None,
+        ("sm", "describe_model"): None,
+        ("s3", "get_object"): "ArtifactsBucket",
+    },
 }
 #: quarantine: CopyObject (with VersionId) reads the source version in the data bucket and writes the
 #: artifacts bucket.
-COPY_GRANTS = {"ValidateFunction": [("s3:GetObjectVersion", "DataBucket"), ("s3:GetObject", "DataBucket"),
-                                    ("s3:PutObject", "ArtifactsBucket")]}
+COPY_GRANTS = {
+    "ValidateFunction": [
+        ("s3:GetObjectVersion", "DataBucket"),
+        ("s3:GetObject", "DataBucket"),
+        ("s3:PutObject", "ArtifactsBucket"),
+    ]
+}
 #: GetObject/HeadObject with VersionId need s3:GetObjectVersion; a missing sagepipe.json must come back as
 #: NoSuchKey (not AccessDenied), which needs s3:ListBucket on the data bucket.
-EXTRA_GRANTS = {"ValidateFunction": [("s3:ListBucket", "DataBucket"), ("s3:GetObjectVersion", "DataBucket")],
-                "StartFunction": [("s3:GetObjectVersion", "DataBucket")]}
+EXTRA_GRANTS = {
+    "ValidateFunction": [("s3:ListBucket", "DataBucket"), ("s3:GetObjectVersion", "DataBucket")],
+    "StartFunction": [("s3:GetObjectVersion", "DataBucket")],
+}
 
 
 def _core_calls() -> set[tuple[str, str]]:
@@ -357,13 +439,16 @@ def test_handlers_dependencies_are_deployed(template, resources):
         assert "aws_lambda_powertools" in code and any(r.startswith("aws-lambda-powertools") for r in reqs), lid
         needs_pydantic = re.search(r"sagepipe_core\.(steps|config)", code) is not None
         if needs_pydantic:
-            assert any(r.startswith("pydantic==") for r in reqs), f"{lid} imports the config but its layers lack pydantic"
+            assert any(r.startswith("pydantic==") for r in reqs), (
+                f"{lid} imports the config but its layers lack pydantic"
+            )
         else:
             assert not any(r.startswith("pydantic") for r in reqs), f"{lid} carries pydantic it never imports"
 
 
 def test_asl_catch_names_are_core_error_classes():
     from sagepipe_core import errors
+
     asl = (REPO / "statemachines" / "training_pipeline.asl.json").read_text()
     for name in ("InvalidDatasetError", "InvalidConfigError", "EndpointBusyError"):
         assert f'"{name}"' in asl
@@ -372,9 +457,11 @@ def test_asl_catch_names_are_core_error_classes():
 
 def test_function_env_matches_settings(resources):
     """Every env var ``Settings.from_env`` needs for a step is set on the function that runs it."""
-    need = {"StartFunction": {"STATE_MACHINE_ARN", "DATA_BUCKET", "SCHEDULED_MODEL_NAME", "POLL_SECONDS", "MAX_POLLS"},
-            "ValidateFunction": {"ARTIFACTS_BUCKET", "MODEL_CODE_S3_URI"},
-            "DeployFunction": {"INFERENCE_IMAGE", "SAGEMAKER_ROLE_ARN"}}
+    need = {
+        "StartFunction": {"STATE_MACHINE_ARN", "DATA_BUCKET", "SCHEDULED_MODEL_NAME", "POLL_SECONDS", "MAX_POLLS"},
+        "ValidateFunction": {"ARTIFACTS_BUCKET", "MODEL_CODE_S3_URI"},
+        "DeployFunction": {"INFERENCE_IMAGE", "SAGEMAKER_ROLE_ARN"},
+    }
     for function, names in need.items():
         env = set(resources[function]["Properties"]["Environment"]["Variables"])
         assert names <= env, (function, names - env)
@@ -387,12 +474,18 @@ def test_state_machine_is_granted_every_service_call_in_its_asl(resources):
     needed = set()
     for state in asl["States"].values():
         resource = state.get("Resource", "")
-        m = re.match(r"arn:aws:states:::(?:aws-sdk:)?(sagemaker|events):(\w+?)(?:\.sync|\.waitForTaskToken)?$", resource)
+        m = re.match(
+            r"arn:aws:states:::(?:aws-sdk:)?(sagemaker|events):(\w+?)(?:\.sync|\.waitForTaskToken)?$", resource
+        )
         if m:
             service, action = m.groups()
             needed.add(f"{service}:{action[0].upper()}{action[1:]}")
-    assert {"sagemaker:CreateTrainingJob", "sagemaker:DescribeEndpoint", "sagemaker:UpdateModelPackage",
-            "events:PutEvents"} <= needed
+    assert {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:UpdateModelPackage",
+        "events:PutEvents",
+    } <= needed
     granted = {a for a, _ in _grants(resources["TrainingPipeline"])}
     assert needed - granted == set()
 
@@ -424,8 +517,13 @@ def test_every_task_retries_and_every_failure_is_notified():
             assert [c["Next"] for c in state["Catch"]] == ["PipelineFailed"]
             continue
         for catch in state["Catch"]:
-            assert reaches_notify(catch["Next"], set()), f"{name}: a failure caught to {catch['Next']} is never notified"
+            assert reaches_notify(catch["Next"], set()), (
+                f"{name}: a failure caught to {catch['Next']} is never notified"
+            )
     terminals = {n for n, s in states.items() if s["Type"] in {"Succeed", "Fail"}}
-    targets = {s.get("Next") for s in states.values()} | {c["Next"] for s in states.values() for c in s.get("Catch", []) + s.get("Choices", [])} \
+    targets = (
+        {s.get("Next") for s in states.values()}
+        | {c["Next"] for s in states.values() for c in s.get("Catch", []) + s.get("Choices", [])}
         | {s.get("Default") for s in states.values()}
+    )
     assert terminals <= targets, f"unreachable terminal states: {terminals - targets}"

@@ -31,20 +31,44 @@ def _key(model: str, execution: str) -> str:
     return f"approvals/{model}/{execution}.json"
 
 
-def request(s3: Any, events: Any, *, bucket: str, task_token: str, model: str, execution: str,
-            registered: dict[str, Any], decision: dict[str, Any], source: str, bus: str) -> dict[str, Any]:
+def request(
+    s3: Any,
+    events: Any,
+    *,
+    bucket: str,
+    task_token: str,
+    model: str,
+    execution: str,
+    registered: dict[str, Any],
+    decision: dict[str, Any],
+    source: str,
+    bus: str,
+) -> dict[str, Any]:
     """Store the task token and announce the pending approval (EventBridge "Pipeline Approval Needed").
 
-    Returns the event detail sent (without the token)."""
-    record = {"model": model, "execution": execution, "task_token": task_token,
-              "model_package_arn": registered["ModelPackageArn"], "decision": decision}
-    s3.put_object(Bucket=bucket, Key=_key(model, execution), Body=json.dumps(record).encode(),
-                  ContentType="application/json")
-    detail = {"model": model, "execution": execution, "outcome": "approval_needed",
-              "model_package_arn": registered["ModelPackageArn"], "decision": decision,
-              "how_to_decide": f"sagepipe approve {execution}  |  sagepipe reject {execution} --reason '...'"}
-    resp = events.put_events(Entries=[{"Source": source, "DetailType": APPROVAL_NEEDED, "EventBusName": bus,
-                                       "Detail": json.dumps(detail)}])
+    Returns the event detail sent (without the token).
+    """
+    record = {
+        "model": model,
+        "execution": execution,
+        "task_token": task_token,
+        "model_package_arn": registered["ModelPackageArn"],
+        "decision": decision,
+    }
+    s3.put_object(
+        Bucket=bucket, Key=_key(model, execution), Body=json.dumps(record).encode(), ContentType="application/json"
+    )
+    detail = {
+        "model": model,
+        "execution": execution,
+        "outcome": "approval_needed",
+        "model_package_arn": registered["ModelPackageArn"],
+        "decision": decision,
+        "how_to_decide": f"sagepipe approve {execution}  |  sagepipe reject {execution} --reason '...'",
+    }
+    resp = events.put_events(
+        Entries=[{"Source": source, "DetailType": APPROVAL_NEEDED, "EventBusName": bus, "Detail": json.dumps(detail)}]
+    )
     if resp.get("FailedEntryCount"):
         raise ApprovalError("could not send the Approval Needed event", entries=resp.get("Entries"))
     return detail
@@ -64,7 +88,8 @@ def decide(s3: Any, sfn: Any, *, bucket: str, execution: str, approved: bool, re
     ``approvals/<model>/<execution>.decision.json``.
 
     Raises :class:`ApprovalError` when there is no pending approval, it was already decided, or the task
-    already ended (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``)."""
+    already ended (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``).
+    """
     record = find(s3, bucket, execution)
     decision_key = _key(record["model"], execution).removesuffix(".json") + ".decision.json"
     try:
@@ -73,15 +98,20 @@ def decide(s3: Any, sfn: Any, *, bucket: str, execution: str, approved: bool, re
         if exc.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
             raise
     else:
-        raise ApprovalError(f"run {execution} was already {'approved' if earlier['approved'] else 'rejected'} "
-                            f"by {earlier['by']}", execution=execution, decision=earlier)
+        raise ApprovalError(
+            f"run {execution} was already {'approved' if earlier['approved'] else 'rejected'} by {earlier['by']}",
+            execution=execution,
+            decision=earlier,
+        )
     output = {"approved": approved, "reason": reason, "by": by}
     try:
         sfn.send_task_success(taskToken=record["task_token"], output=json.dumps(output))
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         if code in {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}:
-            raise ApprovalError(f"run {execution} is no longer waiting for approval ({code})", execution=execution) from exc
+            raise ApprovalError(
+                f"run {execution} is no longer waiting for approval ({code})", execution=execution
+            ) from exc
         raise
     s3.put_object(Bucket=bucket, Key=decision_key, Body=json.dumps(output).encode(), ContentType="application/json")
     return {**output, "execution": execution, "model_package_arn": record["model_package_arn"]}

@@ -26,8 +26,14 @@ METRICS: dict[str, tuple[str, ...]] = {
 }
 #: True where a larger value is better.
 HIGHER_IS_BETTER: dict[str, bool] = {
-    "auc": True, "accuracy": True, "f1": True, "macro_f1": True, "r2": True,
-    "logloss": False, "rmse": False, "mae": False,
+    "auc": True,
+    "accuracy": True,
+    "f1": True,
+    "macro_f1": True,
+    "r2": True,
+    "logloss": False,
+    "rmse": False,
+    "mae": False,
 }
 DEFAULT_METRIC: dict[str, str] = {"binary": "auc", "multiclass": "macro_f1", "regression": "r2"}
 DEFAULT_THRESHOLD: dict[str, float] = {"auc": 0.75, "macro_f1": 0.5, "r2": 0.5}
@@ -46,7 +52,7 @@ class SplitConfig(_Strict):
     seed: int = 42
 
     @model_validator(mode="after")
-    def _sums_to_one(self) -> "SplitConfig":
+    def _sums_to_one(self) -> SplitConfig:
         if not math.isclose(self.train + self.validation + self.test, 1.0, abs_tol=1e-6):
             raise ValueError("split fractions train + validation + test must sum to 1")
         return self
@@ -70,7 +76,8 @@ class EndpointResources(_Strict):
 
 class ParameterRange(_Strict):
     """One tuned hyperparameter (HyperParameterTuningJobConfig.ParameterRanges): ``integer`` and
-    ``continuous`` take ``min_value``/``max_value`` (and ``scaling``), ``categorical`` takes ``values``."""
+    ``continuous`` take ``min_value``/``max_value`` (and ``scaling``), ``categorical`` takes ``values``.
+    """
 
     type: Literal["integer", "continuous", "categorical"]
     min_value: float | None = None
@@ -79,7 +86,7 @@ class ParameterRange(_Strict):
     scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
 
     @model_validator(mode="after")
-    def _bounds(self) -> "ParameterRange":
+    def _bounds(self) -> ParameterRange:
         if self.type == "categorical":
             if not self.values:
                 raise ValueError("a categorical range needs values")
@@ -90,7 +97,8 @@ class ParameterRange(_Strict):
 
 class TuningConfig(_Strict):
     """Optional hyperparameter tuning (CreateHyperParameterTuningJob): ranges, the objective
-    (``<split>:<metric>``; default ``validation:<gate metric>``), job limits and the strategy."""
+    (``<split>:<metric>``; default ``validation:<gate metric>``), job limits and the strategy.
+    """
 
     parameter_ranges: dict[str, ParameterRange] = Field(min_length=1)
     objective: str | None = Field(None, pattern=r"^(train|validation):[a-z0-9_]+$")
@@ -138,7 +146,7 @@ class ModelConfig(_Strict):
     tuning: TuningConfig | None = None
 
     @model_validator(mode="after")
-    def _metric_fits_problem(self) -> "ModelConfig":
+    def _metric_fits_problem(self) -> ModelConfig:
         if self.metric is not None and self.metric not in METRICS[self.problem_type]:
             raise ValueError(
                 f"metric {self.metric!r} is not reported for {self.problem_type}; "
@@ -147,12 +155,18 @@ class ModelConfig(_Strict):
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise ValueError("threshold must be a finite number")
         if self.threshold is None and self.gate_metric not in DEFAULT_THRESHOLD:
-            raise ValueError(f"threshold is required for metric {self.gate_metric!r} (defaults exist only for "
-                             f"{sorted(DEFAULT_THRESHOLD)})")
+            raise ValueError(
+                f"threshold is required for metric {self.gate_metric!r} (defaults exist only for "
+                f"{sorted(DEFAULT_THRESHOLD)})"
+            )
         for key in [*self.hyperparameters, *(self.tuning.parameter_ranges if self.tuning else {})]:
             if key in {"target", "problem_type", "seed"} or key.startswith("sagemaker_"):
                 raise ValueError(f"hyperparameter {key!r} is reserved")
-        if self.tuning and self.tuning.objective and self.tuning.objective.split(":")[1] not in METRICS[self.problem_type]:
+        if (
+            self.tuning
+            and self.tuning.objective
+            and self.tuning.objective.split(":")[1] not in METRICS[self.problem_type]
+        ):
             raise ValueError(f"tuning objective {self.tuning.objective!r} is not reported for {self.problem_type}")
         return self
 
@@ -178,8 +192,9 @@ class ModelConfig(_Strict):
     def resolved(self, target: str) -> dict[str, Any]:
         """The config as the state machine carries it: JSON-safe, every default filled in."""
         data = self.model_dump()
-        data.update(target=target, metric=self.gate_metric, threshold=self.gate_threshold,
-                     higher_is_better=self.maximize)
+        data.update(
+            target=target, metric=self.gate_metric, threshold=self.gate_threshold, higher_is_better=self.maximize
+        )
         return data
 
 
@@ -201,7 +216,6 @@ def parse_config(raw: bytes | str | dict[str, Any] | None) -> ModelConfig:
         return ModelConfig.model_validate(data)
     except ValidationError as exc:
         errors = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "(root)", "error": err["msg"]}
-            for err in exc.errors()
+            {"field": ".".join(str(p) for p in err["loc"]) or "(root)", "error": err["msg"]} for err in exc.errors()
         ]
         raise InvalidConfigError(f"{CONFIG_FILE_NAME} is not valid", check="config", errors=errors) from exc

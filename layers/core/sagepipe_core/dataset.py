@@ -38,8 +38,12 @@ class Dataset:
 
     def summary(self) -> dict[str, Any]:
         """``{"rows", "columns", "target", "class_counts"}`` for the run record."""
-        return {"rows": len(self.rows), "columns": len(self.header), "target": self.target,
-                "class_counts": self.class_counts}
+        return {
+            "rows": len(self.rows),
+            "columns": len(self.header),
+            "target": self.target,
+            "class_counts": self.class_counts,
+        }
 
 
 def _fail(check: str, message: str, **details: Any) -> InvalidDatasetError:
@@ -73,8 +77,7 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
     if "," not in first_line:
         found = [d for d in _OTHER_DELIMITERS if d in first_line]
         if found:
-            raise _fail("delimiter", f"header uses {found[0]!r} as delimiter; sagepipe expects ','",
-                        delimiter=found[0])
+            raise _fail("delimiter", f"header uses {found[0]!r} as delimiter; sagepipe expects ','", delimiter=found[0])
     try:
         records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
     except csv.Error as exc:
@@ -89,38 +92,55 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
         raise _fail("duplicate_columns", f"duplicate column names: {dupes}", columns=dupes)
     ragged = [i + 2 for i, r in enumerate(rows) if len(r) != len(header)]
     if ragged:
-        raise _fail("ragged_rows", f"{len(ragged)} row(s) do not have {len(header)} fields",
-                    rows=len(ragged), first_lines=ragged[:10])
+        raise _fail(
+            "ragged_rows",
+            f"{len(ragged)} row(s) do not have {len(header)} fields",
+            rows=len(ragged),
+            first_lines=ragged[:10],
+        )
     target = config.target or header[-1]
     if target not in header:
-        raise _fail("missing_target_column", f"target column {target!r} is not in the header",
-                    column=target, header=header)
+        raise _fail(
+            "missing_target_column", f"target column {target!r} is not in the header", column=target, header=header
+        )
     t = header.index(target)
     missing = sum(1 for r in rows if not r[t].strip())
     if missing:
-        raise _fail("missing_labels", f"{missing} row(s) have no value in target column {target!r}",
-                    column=target, rows=missing)
+        raise _fail(
+            "missing_labels", f"{missing} row(s) have no value in target column {target!r}", column=target, rows=missing
+        )
     if len(rows) < config.min_rows:
-        raise _fail("too_few_rows", f"{len(rows)} data rows; at least {config.min_rows} are required",
-                    rows=len(rows), min_rows=config.min_rows)
+        raise _fail(
+            "too_few_rows",
+            f"{len(rows)} data rows; at least {config.min_rows} are required",
+            rows=len(rows),
+            min_rows=config.min_rows,
+        )
     counts: dict[str, int] = {}
     if config.problem_type == "regression":
         bad = sum(1 for r in rows if not _is_number(r[t]))
         if bad:
-            raise _fail("non_numeric_target", f"{bad} target value(s) are not finite numbers",
-                        column=target, rows=bad)
+            raise _fail("non_numeric_target", f"{bad} target value(s) are not finite numbers", column=target, rows=bad)
     else:
         counts = dict(sorted(Counter(r[t].strip() for r in rows).items()))
         need = 2 if config.problem_type == "binary" else 3
         if len(counts) < need or (config.problem_type == "binary" and len(counts) > 2):
-            raise _fail("too_few_classes" if len(counts) < need else "too_many_classes",
-                        f"{config.problem_type} needs {'exactly 2' if need == 2 else 'at least 3'} classes; "
-                        f"found {len(counts)}", column=target, class_counts=counts)
+            raise _fail(
+                "too_few_classes" if len(counts) < need else "too_many_classes",
+                f"{config.problem_type} needs {'exactly 2' if need == 2 else 'at least 3'} classes; "
+                f"found {len(counts)}",
+                column=target,
+                class_counts=counts,
+            )
         small = {k: v for k, v in counts.items() if v < config.min_rows_per_class}
         if small:
-            raise _fail("too_few_rows_per_class",
-                        f"classes below {config.min_rows_per_class} rows: {small}", column=target,
-                        class_counts=counts, min_rows_per_class=config.min_rows_per_class)
+            raise _fail(
+                "too_few_rows_per_class",
+                f"classes below {config.min_rows_per_class} rows: {small}",
+                column=target,
+                class_counts=counts,
+                min_rows_per_class=config.min_rows_per_class,
+            )
     for i, name in enumerate(header):
         if i == t:
             continue
@@ -128,8 +148,13 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
         if values == {""}:
             raise _fail("empty_column", f"column {name!r} is empty in every row", column=name, rows=len(rows))
         if len(values - {""}) == 1 and "" not in values:
-            raise _fail("constant_column", f"column {name!r} has the same value in every row",
-                        column=name, rows=len(rows), value=next(iter(values)))
+            raise _fail(
+                "constant_column",
+                f"column {name!r} has the same value in every row",
+                column=name,
+                rows=len(rows),
+                value=next(iter(values)),
+            )
     return Dataset(header=header, rows=rows, target=target, class_counts=counts)
 
 
@@ -184,8 +209,16 @@ def to_csv(header: list[str], rows: list[list[str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def quarantine(s3: Any, *, source_bucket: str, key: str, version_id: str | None, artifacts_bucket: str,
-               prefix: str, error: InvalidDatasetError | Any) -> dict[str, str]:
+def quarantine(
+    s3: Any,
+    *,
+    source_bucket: str,
+    key: str,
+    version_id: str | None,
+    artifacts_bucket: str,
+    prefix: str,
+    error: InvalidDatasetError | Any,
+) -> dict[str, str]:
     """Copy the rejected object to ``s3://<artifacts>/<prefix>/<file>`` and write ``reason.json`` beside it.
 
     ``prefix`` is ``quarantine/<model>/<execution name>``. Uses S3 CopyObject (with the exact
@@ -197,8 +230,11 @@ def quarantine(s3: Any, *, source_bucket: str, key: str, version_id: str | None,
         source["VersionId"] = version_id
     dest_key = f"{prefix}/{key.rsplit('/', 1)[-1]}"
     s3.copy_object(Bucket=artifacts_bucket, Key=dest_key, CopySource=source)
-    reason = {"source": {"bucket": source_bucket, "key": key, "version_id": version_id},
-              **error.to_dict()}
-    s3.put_object(Bucket=artifacts_bucket, Key=f"{prefix}/reason.json",
-                  Body=json.dumps(reason, indent=2, sort_keys=True).encode(), ContentType="application/json")
+    reason = {"source": {"bucket": source_bucket, "key": key, "version_id": version_id}, **error.to_dict()}
+    s3.put_object(
+        Bucket=artifacts_bucket,
+        Key=f"{prefix}/reason.json",
+        Body=json.dumps(reason, indent=2, sort_keys=True).encode(),
+        ContentType="application/json",
+    )
     return {"object": f"s3://{artifacts_bucket}/{dest_key}", "reason": f"s3://{artifacts_bucket}/{prefix}/reason.json"}

@@ -20,18 +20,21 @@ BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Delet
 def _already_exists(exc: ClientError) -> bool:
     msg = exc.response.get("Error", {}).get("Message", "")
     return exc.response.get("Error", {}).get("Code") == "ValidationException" and (
-        "already exist" in msg.lower() or "already existing" in msg.lower())
+        "already exist" in msg.lower() or "already existing" in msg.lower()
+    )
 
 
 def _not_found(exc: ClientError) -> bool:
     msg = exc.response.get("Error", {}).get("Message", "").lower()
     return exc.response.get("Error", {}).get("Code") == "ValidationException" and (
-        "could not find" in msg or "does not exist" in msg or "not found" in msg)
+        "could not find" in msg or "does not exist" in msg or "not found" in msg
+    )
 
 
 def deployment_config(alarm_names: list[str]) -> dict[str, Any]:
     """UpdateEndpoint ``DeploymentConfig``: all-at-once blue/green traffic shift with a 5 minute bake
-    (``TerminationWaitInSeconds``) and auto-rollback on ``alarm_names`` (CloudWatch alarms)."""
+    (``TerminationWaitInSeconds``) and auto-rollback on ``alarm_names`` (CloudWatch alarms).
+    """
     cfg: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
@@ -49,24 +52,54 @@ def ensure_rollback_alarms(cw: Any, endpoint_name: str, *, latency_ms: float, er
     (``Invocation5XXErrors`` Sum ≥ ``errors_5xx`` in a minute) and ``<endpoint>-model-latency``
     (``ModelLatency`` p99 > ``latency_ms``, in microseconds as SageMaker reports it, 2 of 3 minutes).
     Namespace ``AWS/SageMaker``, dimensions EndpointName + VariantName ``AllTraffic`` (SageMaker docs,
-    "Monitor Amazon SageMaker AI with Amazon CloudWatch"). Returns the alarm names."""
+    "Monitor Amazon SageMaker AI with Amazon CloudWatch"). Returns the alarm names.
+    """
     dims = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": "AllTraffic"}]
     errors, latency = f"{endpoint_name}-invocation-5xx", f"{endpoint_name}-model-latency"
-    cw.put_metric_alarm(AlarmName=errors, Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Dimensions=dims,
-                        Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=float(errors_5xx),
-                        ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
-                        AlarmDescription="sagepipe auto-rollback: invocation 5xx errors on the endpoint")
-    cw.put_metric_alarm(AlarmName=latency, Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=dims,
-                        ExtendedStatistic="p99", Period=60, EvaluationPeriods=3, DatapointsToAlarm=2,
-                        Threshold=float(latency_ms) * 1000.0, ComparisonOperator="GreaterThanThreshold",
-                        TreatMissingData="notBreaching",
-                        AlarmDescription="sagepipe auto-rollback: model latency p99 on the endpoint")
+    cw.put_metric_alarm(
+        AlarmName=errors,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Dimensions=dims,
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=float(errors_5xx),
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+        AlarmDescription="sagepipe auto-rollback: invocation 5xx errors on the endpoint",
+    )
+    cw.put_metric_alarm(
+        AlarmName=latency,
+        Namespace="AWS/SageMaker",
+        MetricName="ModelLatency",
+        Dimensions=dims,
+        ExtendedStatistic="p99",
+        Period=60,
+        EvaluationPeriods=3,
+        DatapointsToAlarm=2,
+        Threshold=float(latency_ms) * 1000.0,
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+        AlarmDescription="sagepipe auto-rollback: model latency p99 on the endpoint",
+    )
     return [errors, latency]
 
 
-def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_config_name: str,
-                     image: str, model_data_url: str, role_arn: str, instance_type: str,
-                     instance_count: int, alarm_names: list[str], region: str) -> dict[str, Any]:
+def start_deployment(
+    sm: Any,
+    *,
+    endpoint_name: str,
+    model_name: str,
+    endpoint_config_name: str,
+    image: str,
+    model_data_url: str,
+    role_arn: str,
+    instance_type: str,
+    instance_count: int,
+    alarm_names: list[str],
+    region: str,
+) -> dict[str, Any]:
     """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
 
     Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action": "create"|"update"|"noop",
@@ -77,24 +110,44 @@ def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_c
     """
     try:
         sm.create_model(
-            ModelName=model_name, ExecutionRoleArn=role_arn,
-            PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url, "Environment": {
-                "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": region}})
+            ModelName=model_name,
+            ExecutionRoleArn=role_arn,
+            PrimaryContainer={
+                "Image": image,
+                "ModelDataUrl": model_data_url,
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    "SAGEMAKER_REGION": region,
+                },
+            },
+        )
     except ClientError as exc:
         if not _already_exists(exc):
             raise
     try:
         sm.create_endpoint_config(
             EndpointConfigName=endpoint_config_name,
-            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": model_name,
-                                 "InitialInstanceCount": instance_count, "InstanceType": instance_type,
-                                 "InitialVariantWeight": 1.0}])
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": model_name,
+                    "InitialInstanceCount": instance_count,
+                    "InstanceType": instance_type,
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
+        )
     except ClientError as exc:
         if not _already_exists(exc):
             raise
-    out = {"EndpointName": endpoint_name, "EndpointConfigName": endpoint_config_name, "ModelName": model_name,
-           "previous_endpoint_config_name": None}
+    out = {
+        "EndpointName": endpoint_name,
+        "EndpointConfigName": endpoint_config_name,
+        "ModelName": model_name,
+        "previous_endpoint_config_name": None,
+    }
     try:
         current = sm.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as exc:
@@ -104,8 +157,9 @@ def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_c
             sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name)
         except ClientError as race:  # another run created it first: retry, and update it then
             if _already_exists(race):
-                raise EndpointBusyError(f"endpoint {endpoint_name} was created by another run", endpoint=endpoint_name,
-                                        status="Creating") from race
+                raise EndpointBusyError(
+                    f"endpoint {endpoint_name} was created by another run", endpoint=endpoint_name, status="Creating"
+                ) from race
             raise
         return {**out, "action": "create"}
     status, live = current["EndpointStatus"], current.get("EndpointConfigName")
@@ -113,24 +167,31 @@ def start_deployment(sm: Any, *, endpoint_name: str, model_name: str, endpoint_c
     if status in BUSY_STATUSES:
         raise EndpointBusyError(f"endpoint {endpoint_name} is {status}", endpoint=endpoint_name, status=status)
     if status == "Failed":
-        raise DeploymentFailedError(f"endpoint {endpoint_name} is Failed: {current.get('FailureReason')}",
-                                    endpoint=endpoint_name)
+        raise DeploymentFailedError(
+            f"endpoint {endpoint_name} is Failed: {current.get('FailureReason')}", endpoint=endpoint_name
+        )
     if live == endpoint_config_name:
         return {**out, "action": "noop"}
     try:
-        sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name,
-                           RetainAllVariantProperties=False, DeploymentConfig=deployment_config(alarm_names))
+        sm.update_endpoint(
+            EndpointName=endpoint_name,
+            EndpointConfigName=endpoint_config_name,
+            RetainAllVariantProperties=False,
+            DeploymentConfig=deployment_config(alarm_names),
+        )
     except ClientError as exc:  # another run's update started between our Describe and Update
         if "in-progress" in exc.response.get("Error", {}).get("Message", "").lower():
-            raise EndpointBusyError(f"endpoint {endpoint_name} is being updated by another run",
-                                    endpoint=endpoint_name, status="Updating") from exc
+            raise EndpointBusyError(
+                f"endpoint {endpoint_name} is being updated by another run", endpoint=endpoint_name, status="Updating"
+            ) from exc
         raise
     return {**out, "action": "update"}
 
 
 def production_model_data_url(sm: Any, endpoint_name: str) -> tuple[str | None, str | None]:
     """The champion: ``(EndpointConfigName, ModelDataUrl)`` of the model the endpoint serves now, or
-    ``(None, None)`` if there is no endpoint. DescribeEndpoint → DescribeEndpointConfig → DescribeModel."""
+    ``(None, None)`` if there is no endpoint. DescribeEndpoint → DescribeEndpointConfig → DescribeModel.
+    """
     try:
         ep = sm.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as exc:

@@ -51,9 +51,14 @@ class DataVersion:
 
     def execution_input(self, **extra: Any) -> str:
         """The StartExecution ``input``: canonical JSON (sorted keys), no timestamps or request ids,
-        so redeliveries produce byte-identical input."""
-        doc = {"dataset": {k: v for k, v in asdict(self).items() if k not in {"model", "trigger", "identity"}},
-               "model": self.model, "trigger": self.trigger, **extra}
+        so redeliveries produce byte-identical input.
+        """
+        doc = {
+            "dataset": {k: v for k, v in asdict(self).items() if k not in {"model", "trigger", "identity"}},
+            "model": self.model,
+            "trigger": self.trigger,
+            **extra,
+        }
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
@@ -79,8 +84,9 @@ def decode_key(raw: str) -> str:
     return unquote_plus(raw)
 
 
-def classify_key(bucket: str, key: str, size: int | None, etag: str, version_id: str | None,
-                 trigger: str) -> DataVersion | Skip:
+def classify_key(
+    bucket: str, key: str, size: int | None, etag: str, version_id: str | None, trigger: str
+) -> DataVersion | Skip:
     """Turn one created object into a :class:`DataVersion`, or a :class:`Skip` saying why not.
 
     Skips: keys under the stack's output prefixes, keys outside ``datasets/<model>/``, "folder" keys
@@ -92,18 +98,28 @@ def classify_key(bucket: str, key: str, size: int | None, etag: str, version_id:
         return Skip("key is under an output prefix written by the stack (no recursive triggers)", key)
     if not key.startswith(DATASETS_PREFIX):
         return Skip("key is outside datasets/", key)
-    parts = key[len(DATASETS_PREFIX):].split("/", 1)
+    parts = key[len(DATASETS_PREFIX) :].split("/", 1)
     if len(parts) < 2 or not parts[0] or not parts[1]:
         return Skip("key is not of the form datasets/<model>/<file>.csv", key)
     if key.endswith("/"):
         return Skip("zero-byte folder placeholder (key ends in /)", key)
     if not key.lower().endswith(".csv"):
         return Skip("not a .csv object", key)
-    return DataVersion(bucket=bucket, key=key, etag=etag.strip('"'), version_id=version_id or None,
-                       size=size, model=parts[0], trigger=trigger, identity=etag.strip('"'))
+    return DataVersion(
+        bucket=bucket,
+        key=key,
+        etag=etag.strip('"'),
+        version_id=version_id or None,
+        size=size,
+        model=parts[0],
+        trigger=trigger,
+        identity=etag.strip('"'),
+    )
 
 
-def normalize(event: dict[str, Any], *, app_source: str, scheduled_model: str | None) -> list[DataVersion | Skip | RetrainRequest]:
+def normalize(
+    event: dict[str, Any], *, app_source: str, scheduled_model: str | None
+) -> list[DataVersion | Skip | RetrainRequest]:
     """Normalise any accepted trigger event into a list of items (classic S3 events may hold several records).
 
     Raises :class:`InvalidEventError` for shapes that are none of the accepted ones.
@@ -120,8 +136,16 @@ def normalize(event: dict[str, Any], *, app_source: str, scheduled_model: str | 
                     out.append(Skip(f"event {name} is not an object creation"))
                     continue
                 obj = s3["object"]
-                out.append(classify_key(s3["bucket"]["name"], decode_key(obj["key"]), obj.get("size"),
-                                        obj.get("eTag", ""), obj.get("versionId"), f"s3:{name}"))
+                out.append(
+                    classify_key(
+                        s3["bucket"]["name"],
+                        decode_key(obj["key"]),
+                        obj.get("size"),
+                        obj.get("eTag", ""),
+                        obj.get("versionId"),
+                        f"s3:{name}",
+                    )
+                )
             except (KeyError, TypeError) as exc:
                 raise InvalidEventError(f"S3 notification record lacks {exc}") from exc
         return out
@@ -132,9 +156,16 @@ def normalize(event: dict[str, Any], *, app_source: str, scheduled_model: str | 
             return [Skip(f"detail-type {detail_type!r} is not Object Created")]
         try:
             obj = detail["object"]
-            return [classify_key(detail["bucket"]["name"], decode_key(obj["key"]), obj.get("size"),
-                                 obj.get("etag") or obj.get("eTag", ""), obj.get("version-id"),
-                                 f"s3:ObjectCreated:{detail.get('reason', 'PutObject')}")]
+            return [
+                classify_key(
+                    detail["bucket"]["name"],
+                    decode_key(obj["key"]),
+                    obj.get("size"),
+                    obj.get("etag") or obj.get("eTag", ""),
+                    obj.get("version-id"),
+                    f"s3:ObjectCreated:{detail.get('reason', 'PutObject')}",
+                )
+            ]
         except (KeyError, TypeError) as exc:
             raise InvalidEventError(f"S3 EventBridge event lacks {exc}") from exc
     if source == "aws.events" and detail_type == "Scheduled Event":
@@ -155,16 +186,26 @@ def latest_data_version(s3: Any, bucket: str, request: RetrainRequest) -> DataVe
     The identity is ``<request_id>`` so every firing runs once. Raises :class:`DatasetNotFoundError`.
     """
     newest: dict[str, Any] | None = None
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{DATASETS_PREFIX}{request.model}/"):
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{DATASETS_PREFIX}{request.model}/"
+    ):
         for obj in page.get("Contents", []):
             if obj["Key"].lower().endswith(".csv") and obj["Size"] > 0:
                 if newest is None or (obj["LastModified"], obj["Key"]) > (newest["LastModified"], newest["Key"]):
                     newest = obj
     if newest is None:
-        raise DatasetNotFoundError(f"no .csv data set under s3://{bucket}/{DATASETS_PREFIX}{request.model}/",
-                                   model=request.model)
+        raise DatasetNotFoundError(
+            f"no .csv data set under s3://{bucket}/{DATASETS_PREFIX}{request.model}/", model=request.model
+        )
     head = s3.head_object(Bucket=bucket, Key=newest["Key"])
     etag = newest["ETag"].strip('"')
-    return DataVersion(bucket=bucket, key=newest["Key"], etag=etag, version_id=head.get("VersionId"),
-                       size=newest["Size"], model=request.model, trigger=request.trigger,
-                       identity=f"{request.trigger}:{request.request_id}")
+    return DataVersion(
+        bucket=bucket,
+        key=newest["Key"],
+        etag=etag,
+        version_id=head.get("VersionId"),
+        size=newest["Size"],
+        model=request.model,
+        trigger=request.trigger,
+        identity=f"{request.trigger}:{request.request_id}",
+    )

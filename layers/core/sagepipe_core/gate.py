@@ -28,8 +28,13 @@ def final_metric(final_metric_data_list: list[dict[str, Any]] | None, name: str)
     return None
 
 
-def decide(*, config: dict[str, Any], evaluation: dict[str, Any] | None,
-           final_metrics: list[dict[str, Any]] | None, evaluation_error: str | None = None) -> dict[str, Any]:
+def decide(
+    *,
+    config: dict[str, Any],
+    evaluation: dict[str, Any] | None,
+    final_metrics: list[dict[str, Any]] | None,
+    evaluation_error: str | None = None,
+) -> dict[str, Any]:
     """Decide whether the challenger may be deployed.
 
     ``config`` is the resolved per-model config (``metric``, ``threshold``, ``higher_is_better``,
@@ -50,11 +55,23 @@ def decide(*, config: dict[str, Any], evaluation: dict[str, Any] | None,
     metric = config["metric"]
     maximize = bool(config["higher_is_better"])
     threshold = float(config["threshold"])
-    record: dict[str, Any] = {"metric": metric, "higher_is_better": maximize, "threshold": threshold,
-                              "challenger": None, "champion": None, "champion_status": None}
+    record: dict[str, Any] = {
+        "metric": metric,
+        "higher_is_better": maximize,
+        "threshold": threshold,
+        "challenger": None,
+        "champion": None,
+        "champion_status": None,
+    }
 
     def result(deploy: bool, rule: str, reason: str) -> dict[str, Any]:
-        return {**record, "deploy": deploy, "decision": "deploy" if deploy else "reject", "rule": rule, "reason": reason}
+        return {
+            **record,
+            "deploy": deploy,
+            "decision": "deploy" if deploy else "reject",
+            "rule": rule,
+            "reason": reason,
+        }
 
     if evaluation is None:
         return result(False, "fail_closed", f"evaluation report unavailable: {evaluation_error or 'missing'}")
@@ -63,7 +80,11 @@ def decide(*, config: dict[str, Any], evaluation: dict[str, Any] | None,
     record["challenger"] = report_value
     if report_value is None:
         raw = ((evaluation.get("metrics") or {}).get("test") or {}).get(metric, "absent")
-        return result(False, "fail_closed", f"challenger test {metric} is missing or not finite in the evaluation report (value: {raw})")
+        return result(
+            False,
+            "fail_closed",
+            f"challenger test {metric} is missing or not finite in the evaluation report (value: {raw})",
+        )
     if job_value is None:
         return result(False, "fail_closed", f"training job reported no finite test:{metric} in FinalMetricDataList")
     if not math.isclose(job_value, report_value, rel_tol=1e-4, abs_tol=1e-6):
@@ -71,17 +92,25 @@ def decide(*, config: dict[str, Any], evaluation: dict[str, Any] | None,
     meets = report_value >= threshold if maximize else report_value <= threshold
     if not meets:
         op = ">=" if maximize else "<="
-        return result(False, "threshold", f"challenger test {metric} {report_value:.4f} does not meet threshold {op} {threshold}")
+        return result(
+            False, "threshold", f"challenger test {metric} {report_value:.4f} does not meet threshold {op} {threshold}"
+        )
     champ = evaluation.get("champion") or {"status": "absent"}
     status = champ.get("status", "absent")
     record["champion_status"] = status
     if status == "absent":
-        return result(True, "threshold", f"no champion; challenger test {metric} {report_value:.4f} meets threshold {threshold}")
+        return result(
+            True, "threshold", f"no champion; challenger test {metric} {report_value:.4f} meets threshold {threshold}"
+        )
     if status == "incompatible":
         policy = config.get("incompatible_champion", "threshold_only")
         why = champ.get("reason") or "schema changed"
         if policy == "threshold_only":
-            return result(True, "incompatible_champion:threshold_only", f"champion incompatible ({why}); judged on threshold alone: {report_value:.4f} meets {threshold}")
+            return result(
+                True,
+                "incompatible_champion:threshold_only",
+                f"champion incompatible ({why}); judged on threshold alone: {report_value:.4f} meets {threshold}",
+            )
         return result(False, "incompatible_champion:reject", f"champion incompatible ({why}); policy rejects")
     if status != "scored":
         return result(False, "fail_closed", f"champion could not be scored: {champ.get('reason') or status}")
@@ -92,7 +121,19 @@ def decide(*, config: dict[str, Any], evaluation: dict[str, Any] | None,
     gain = (report_value - champ_value) if maximize else (champ_value - report_value)
     tolerance, min_improvement = float(config.get("tolerance", 0.0)), float(config.get("min_improvement", 0.0))
     if min_improvement > 0 and gain < min_improvement:
-        return result(False, "champion:min_improvement", f"challenger {report_value:.4f} vs champion {champ_value:.4f}: gain {gain:.4f} < min_improvement {min_improvement}")
+        return result(
+            False,
+            "champion:min_improvement",
+            f"challenger {report_value:.4f} vs champion {champ_value:.4f}: gain {gain:.4f} < min_improvement {min_improvement}",
+        )
     if gain < -tolerance - 1e-12:
-        return result(False, "champion:tolerance", f"challenger {report_value:.4f} is worse than champion {champ_value:.4f} by {-gain:.4f} > tolerance {tolerance}")
-    return result(True, "champion", f"challenger {report_value:.4f} vs champion {champ_value:.4f}: gain {gain:+.4f} within rules (tolerance {tolerance}, min_improvement {min_improvement})")
+        return result(
+            False,
+            "champion:tolerance",
+            f"challenger {report_value:.4f} is worse than champion {champ_value:.4f} by {-gain:.4f} > tolerance {tolerance}",
+        )
+    return result(
+        True,
+        "champion",
+        f"challenger {report_value:.4f} vs champion {champ_value:.4f}: gain {gain:+.4f} within rules (tolerance {tolerance}, min_improvement {min_improvement})",
+    )

@@ -7,7 +7,8 @@ Logger ``inject_lambda_context`` with a correlation id, Tracer ``capture_lambda_
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -24,10 +25,14 @@ Handler = Callable[[dict[str, Any], Any], Any]
 def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[Handler], Handler]:
     """Decorate a handler with the logger context (correlation id from ``correlation_id_path``, a JMESPath
     into the event: the execution name for state-machine steps, the event ``id`` for EventBridge),
-    X-Ray tracing and EMF metrics flushing."""
+    X-Ray tracing and EMF metrics flushing.
+    """
+
     def wrap(fn: Handler) -> Handler:
         return logger.inject_lambda_context(correlation_id_path=correlation_id_path)(
-            tracer.capture_lambda_handler(metrics.log_metrics(fn)))
+            tracer.capture_lambda_handler(metrics.log_metrics(fn))
+        )
+
     return wrap
 
 

@@ -78,7 +78,8 @@ def _per_model_name(prefix: str, model: str) -> str:
     """``<prefix>-<model>`` when that is already a canonical SageMaker name (lower-case letters, digits,
     single hyphens); otherwise the cleaned name plus a hash of ``model``, so that models whose names
     clean to the same text (``churn_v2``, ``churn-v2``, ``Churn-V2``) never share a resource.
-    SageMaker names are case-insensitive and its ARNs lower-case, hence the lower-casing."""
+    SageMaker names are case-insensitive and its ARNs lower-case, hence the lower-casing.
+    """
     base = f"{prefix}-{model}"
     clean = sagemaker_name(base.lower())
     if clean == base and len(clean) <= SAGEMAKER_NAME_MAX:

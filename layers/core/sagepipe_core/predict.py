@@ -20,12 +20,12 @@ import base64
 import binascii
 import gzip
 import json
-import re
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
@@ -76,13 +76,17 @@ class Settings:
     ttl_s: float = 10.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str]) -> "Settings":
+    def from_env(cls, env: dict[str, str]) -> Settings:
         """Read the settings; raises ``ValueError`` on a bad value (a deploy error, not a request error)."""
         unseen = env.get("UNSEEN_CATEGORY_POLICY", UNSEEN_REJECT)
         if unseen not in (UNSEEN_REJECT, UNSEEN_MAP):
             raise ValueError(f"UNSEEN_CATEGORY_POLICY must be {UNSEEN_REJECT} or {UNSEEN_MAP}, got {unseen!r}")
-        return cls(prefix=env.get("RESOURCE_PREFIX", "sagepipe"), max_instances=int(env.get("MAX_BATCH_SIZE", "100")),
-                   unseen=unseen, ttl_s=float(env.get("MODEL_CACHE_TTL_SECONDS", "10")))
+        return cls(
+            prefix=env.get("RESOURCE_PREFIX", "sagepipe"),
+            max_instances=int(env.get("MAX_BATCH_SIZE", "100")),
+            unseen=unseen,
+            ttl_s=float(env.get("MODEL_CACHE_TTL_SECONDS", "10")),
+        )
 
 
 # ----------------------------------------------------------------------------------------- request
@@ -108,7 +112,8 @@ def check_model_name(model: str) -> None:
 
 def read_body(body: str | None, is_base64: bool | None) -> bytes:
     """The raw request body of a REST (v1) / HTTP (v2) proxy event; base64 bodies are decoded.
-    Raises 400 ``invalid_base64``."""
+    Raises 400 ``invalid_base64``.
+    """
     if body is None:
         return b""
     if is_base64:
@@ -150,7 +155,9 @@ def parse_instances(body: bytes, mt: str, schema: ModelSchema | None, max_instan
         try:
             doc = json.loads(text)
         except ValueError as exc:
-            raise ApiError(400, "malformed_json", f"body is not valid JSON (line {getattr(exc, 'lineno', '?')})") from exc
+            raise ApiError(
+                400, "malformed_json", f"body is not valid JSON (line {getattr(exc, 'lineno', '?')})"
+            ) from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list) or not doc["instances"]:
             raise ApiError(400, "missing_instances", 'body must be {"instances": [{feature: value, ...}, ...]}')
         instances = doc["instances"]
@@ -162,8 +169,12 @@ def parse_instances(body: bytes, mt: str, schema: ModelSchema | None, max_instan
         if not instances:
             raise ApiError(400, "missing_instances", "CSV body has no data rows")
     if len(instances) > max_instances:
-        raise ApiError(400, "too_many_instances", f"{len(instances)} instances; the limit is {max_instances} per request",
-                       {"limit": max_instances})
+        raise ApiError(
+            400,
+            "too_many_instances",
+            f"{len(instances)} instances; the limit is {max_instances} per request",
+            {"limit": max_instances},
+        )
     return instances
 
 
@@ -193,7 +204,8 @@ def _client_error_code(exc: ClientError) -> str:
 
 def _read_artifact(s3: Any, url: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``s3://bucket/key/model.tar.gz`` → (``schema.json``, ``evaluation.json`` or None). Streams the tarball
-    and stops once both members are read."""
+    and stops once both members are read.
+    """
     if not url.startswith("s3://") or "/" not in url[5:]:
         raise ApiError(503, "model_unavailable", "the live model has no S3 artifact", headers={"Retry-After": "30"})
     bucket, key = url[5:].split("/", 1)
@@ -224,8 +236,8 @@ class LiveModels:
 
     def __init__(self, sm: Any, s3: Any, ttl_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._sm, self._s3, self.ttl_s, self.clock = sm, s3, ttl_s, clock
-        self._checked: dict[str, tuple[float, str, str]] = {}   # endpoint -> (checked at, config, status)
-        self._versions: dict[str, LiveVersion] = {}             # endpoint config -> version
+        self._checked: dict[str, tuple[float, str, str]] = {}  # endpoint -> (checked at, config, status)
+        self._versions: dict[str, LiveVersion] = {}  # endpoint config -> version
         self._lock = threading.Lock()
 
     @staticmethod
@@ -261,12 +273,19 @@ class LiveModels:
             if seen and seen[1] in self._versions:  # SageMaker control plane trouble: serve the cached version
                 return self._versions[seen[1]]
             if code in THROTTLE_CODES:
-                raise ApiError(429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"}) from exc
+                raise ApiError(
+                    429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"}
+                ) from exc
             raise
         status, config = ep.get("EndpointStatus", ""), ep.get("EndpointConfigName", "")
         if status not in SERVING_STATUSES or not config:
-            raise ApiError(503, "model_unavailable", f"the endpoint for model {model!r} is {status or 'not ready'}",
-                           {"model": model, "endpoint_status": status}, headers={"Retry-After": "30"})
+            raise ApiError(
+                503,
+                "model_unavailable",
+                f"the endpoint for model {model!r} is {status or 'not ready'}",
+                {"model": model, "endpoint_status": status},
+                headers={"Retry-After": "30"},
+            )
         with self._lock:
             self._checked[endpoint] = (now, config, status)
             cached = self._versions.get(config)
@@ -286,12 +305,20 @@ class LiveModels:
             raw_schema, evaluation = _read_artifact(self.s3, url)
             schema = ModelSchema.parse(raw_schema)
         except (SchemaError, tarfile.TarError, gzip.BadGzipFile, EOFError, ValueError, KeyError) as exc:
-            raise ApiError(502, "model_error", "the live model version has no readable schema.json",
-                           {"model": model}) from exc
-        return LiveVersion(model=model, endpoint=endpoint, endpoint_config=config, model_name=model_name,
-                           model_data_url=url, schema=schema, evaluation=evaluation,
-                           deployed_at=_iso(ep.get("LastModifiedTime") or cfg.get("CreationTime")),
-                           status=str(ep.get("EndpointStatus")))
+            raise ApiError(
+                502, "model_error", "the live model version has no readable schema.json", {"model": model}
+            ) from exc
+        return LiveVersion(
+            model=model,
+            endpoint=endpoint,
+            endpoint_config=config,
+            model_name=model_name,
+            model_data_url=url,
+            schema=schema,
+            evaluation=evaluation,
+            deployed_at=_iso(ep.get("LastModifiedTime") or cfg.get("CreationTime")),
+            status=str(ep.get("EndpointStatus")),
+        )
 
 
 # ------------------------------------------------------------------------------------- operations
@@ -302,20 +329,30 @@ def _runtime_error(exc: ClientError, model: str) -> ApiError:
     if code == "ModelError":
         original = int(exc.response.get("OriginalStatusCode") or 500)
         if 400 <= original < 500:
-            return ApiError(422, "model_rejected_input", str(exc.response.get("OriginalMessage") or msg)[:1000],
-                            {"model_status": original})
+            return ApiError(
+                422,
+                "model_rejected_input",
+                str(exc.response.get("OriginalMessage") or msg)[:1000],
+                {"model_status": original},
+            )
         return ApiError(502, "model_error", "the model failed to answer", {"model_status": original})
     if code in THROTTLE_CODES or "Throttl" in code:
         return ApiError(429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"})
     if code in {"ServiceUnavailable", "InternalFailure", "ModelNotReadyException"} or code in VALIDATION_CODES:
         detail = "not found" if "not found" in msg.lower() else "not in service"
-        return ApiError(503, "model_unavailable", f"the endpoint for model {model!r} is {detail}", {"model": model},
-                        headers={"Retry-After": "30"})
+        return ApiError(
+            503,
+            "model_unavailable",
+            f"the endpoint for model {model!r} is {detail}",
+            {"model": model},
+            headers={"Retry-After": "30"},
+        )
     return ApiError(502, "model_error", f"SageMaker answered {code or 'an error'}")
 
 
-def predict(runtime: Any, live: LiveModels, settings: Settings, *, model: str, body: bytes,
-            content_type: str | None) -> dict[str, Any]:
+def predict(
+    runtime: Any, live: LiveModels, settings: Settings, *, model: str, body: bytes, content_type: str | None
+) -> dict[str, Any]:
     """``POST /models/{model}/predictions``: check, validate against the live schema, invoke.
 
     Returns ``{"predictions": [{"label", "probabilities": {label: p}} | {"value"}], "model", "version",
@@ -333,18 +370,24 @@ def predict(runtime: Any, live: LiveModels, settings: Settings, *, model: str, b
     try:
         records, warnings = validate_records(version.schema, instances, unseen=settings.unseen)
     except RecordErrors as exc:
-        raise ApiError(422, "invalid_instances", f"{exc.total} field(s) do not match the schema of model version "
-                       f"{version.model_name}", {"errors": exc.errors, "error_count": exc.total,
-                                                 "version": version.model_name}) from exc
+        raise ApiError(
+            422,
+            "invalid_instances",
+            f"{exc.total} field(s) do not match the schema of model version {version.model_name}",
+            {"errors": exc.errors, "error_count": exc.total, "version": version.model_name},
+        ) from exc
     payload = json.dumps({"instances": records}, separators=(",", ":")).encode()
     try:
-        resp = runtime.invoke_endpoint(EndpointName=version.endpoint, ContentType="application/json",
-                                       Accept="application/json", Body=payload)
+        resp = runtime.invoke_endpoint(
+            EndpointName=version.endpoint, ContentType="application/json", Accept="application/json", Body=payload
+        )
         raw = resp["Body"].read()
     except (ReadTimeoutError, ConnectTimeoutError) as exc:
         raise ApiError(504, "model_timeout", "the model did not answer in time") from exc
     except EndpointConnectionError as exc:
-        raise ApiError(503, "model_unavailable", "the model endpoint could not be reached", headers={"Retry-After": "5"}) from exc
+        raise ApiError(
+            503, "model_unavailable", "the model endpoint could not be reached", headers={"Retry-After": "5"}
+        ) from exc
     except ClientError as exc:
         raise _runtime_error(exc, model) from exc
     try:
@@ -354,8 +397,14 @@ def predict(runtime: Any, live: LiveModels, settings: Settings, *, model: str, b
             raise TypeError
     except (ValueError, KeyError, TypeError) as exc:
         raise ApiError(502, "model_error", "the model returned an unexpected answer") from exc
-    out = {"predictions": predictions, "model": model, "version": version.model_name, "endpoint": version.endpoint,
-           "endpoint_config": version.endpoint_config, "variant": resp.get("InvokedProductionVariant")}
+    out = {
+        "predictions": predictions,
+        "model": model,
+        "version": version.model_name,
+        "endpoint": version.endpoint,
+        "endpoint_config": version.endpoint_config,
+        "variant": resp.get("InvokedProductionVariant"),
+    }
     if warnings:
         out["warnings"] = warnings[:50]
     return out
@@ -364,12 +413,24 @@ def predict(runtime: Any, live: LiveModels, settings: Settings, *, model: str, b
 def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]:
     """``GET /models/{model}``: the live version. Returns ``{"model", "version", "endpoint", "endpoint_config",
     "status", "deployed_at", "problem_type", "labels", "metrics", "schema"}`` (``metrics``: the test-split
-    metrics of ``evaluation.json``). Raises :class:`ApiError` 400/404/503/429/502 as :class:`LiveModels`."""
+    metrics of ``evaluation.json``). Raises :class:`ApiError` 400/404/503/429/502 as :class:`LiveModels`.
+    """
     check_model_name(model)
     v = live.get(settings.prefix, model)
     metrics = ((v.evaluation or {}).get("metrics") or {}).get("test") or {}
-    return {"model": model, "version": v.model_name, "endpoint": v.endpoint, "endpoint_config": v.endpoint_config,
-            "status": v.status, "deployed_at": v.deployed_at, "problem_type": v.schema.problem_type,
-            "labels": list(v.schema.labels) if v.schema.labels else None, "metrics": metrics,
-            "schema": {"features": v.schema.raw.get("features", []), "feature_order": list(v.schema.feature_order),
-                       "target": v.schema.target}}
+    return {
+        "model": model,
+        "version": v.model_name,
+        "endpoint": v.endpoint,
+        "endpoint_config": v.endpoint_config,
+        "status": v.status,
+        "deployed_at": v.deployed_at,
+        "problem_type": v.schema.problem_type,
+        "labels": list(v.schema.labels) if v.schema.labels else None,
+        "metrics": metrics,
+        "schema": {
+            "features": v.schema.raw.get("features", []),
+            "feature_order": list(v.schema.feature_order),
+            "target": v.schema.target,
+        },
+    }

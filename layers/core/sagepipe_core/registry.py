@@ -9,7 +9,6 @@ Follows the SageMaker API reference: CreateModelPackageGroup, CreateModelPackage
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from typing import Any
 
@@ -22,7 +21,7 @@ _MAX_VALUE = 256
 
 def _fit(value: Any) -> str:
     text = str(value)
-    return text if len(text) <= _MAX_VALUE else f"{text[:_MAX_VALUE - 12]}…{short_hash(text, length=10)}"
+    return text if len(text) <= _MAX_VALUE else f"{text[: _MAX_VALUE - 12]}…{short_hash(text, length=10)}"
 
 
 def ensure_group(sm: Any, prefix: str, model: str) -> str:
@@ -34,8 +33,9 @@ def ensure_group(sm: Any, prefix: str, model: str) -> str:
         if exc.response["Error"]["Code"] not in {"ValidationException", "ResourceNotFound"}:
             raise
         try:
-            sm.create_model_package_group(ModelPackageGroupName=name,
-                                          ModelPackageGroupDescription=f"sagepipe model {model}")
+            sm.create_model_package_group(
+                ModelPackageGroupName=name, ModelPackageGroupDescription=f"sagepipe model {model}"
+            )
         except ClientError as race:
             if "already exist" not in race.response["Error"].get("Message", "").lower():
                 raise
@@ -44,7 +44,8 @@ def ensure_group(sm: Any, prefix: str, model: str) -> str:
 
 def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> dict[str, str]:
     """Copy ``evaluation.json`` and ``schema.json`` out of ``model.tar.gz`` to plain S3 objects under
-    ``prefix`` (ModelMetrics needs S3 URIs). Returns ``{"evaluation": uri, "schema": uri}``."""
+    ``prefix`` (ModelMetrics needs S3 URIs). Returns ``{"evaluation": uri, "schema": uri}``.
+    """
     src_bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
     raw = s3.get_object(Bucket=src_bucket, Key=key)["Body"].read()
     out: dict[str, str] = {}
@@ -59,14 +60,31 @@ def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> d
     return out
 
 
-def register(sm: Any, *, group: str, image: str, model_data_url: str, approval: str, instance_type: str,
-             lineage: dict[str, Any], decision: dict[str, Any], reports: dict[str, str], execution: str) -> str:
+def register(
+    sm: Any,
+    *,
+    group: str,
+    image: str,
+    model_data_url: str,
+    approval: str,
+    instance_type: str,
+    lineage: dict[str, Any],
+    decision: dict[str, Any],
+    reports: dict[str, str],
+    execution: str,
+) -> str:
     """CreateModelPackage in ``group``. ``approval`` ``auto`` → ``Approved``; ``manual`` →
-    ``PendingManualApproval``. Returns the ModelPackageArn."""
-    metadata = {**{k: _fit(v) for k, v in lineage.items() if v is not None},
-                "gate_rule": _fit(decision.get("rule")), "gate_reason": _fit(decision.get("reason")),
-                "gate_metric": _fit(decision.get("metric")), "challenger": _fit(decision.get("challenger")),
-                "champion": _fit(decision.get("champion")), "execution": _fit(execution)}
+    ``PendingManualApproval``. Returns the ModelPackageArn.
+    """
+    metadata = {
+        **{k: _fit(v) for k, v in lineage.items() if v is not None},
+        "gate_rule": _fit(decision.get("rule")),
+        "gate_reason": _fit(decision.get("reason")),
+        "gate_metric": _fit(decision.get("metric")),
+        "challenger": _fit(decision.get("challenger")),
+        "champion": _fit(decision.get("champion")),
+        "execution": _fit(execution),
+    }
     for split, values in (decision.get("metrics") or {}).items():
         for name, value in (values or {}).items():
             if len(metadata) < 50:
@@ -76,22 +94,32 @@ def register(sm: Any, *, group: str, image: str, model_data_url: str, approval: 
         "ModelPackageDescription": _fit(f"{execution}: {decision.get('reason')}"),
         "ModelApprovalStatus": "Approved" if approval == "auto" else "PendingManualApproval",
         "InferenceSpecification": {
-            "Containers": [{"Image": image, "ModelDataUrl": model_data_url,
-                            "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
-                                            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}}],
+            "Containers": [
+                {
+                    "Image": image,
+                    "ModelDataUrl": model_data_url,
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": "inference.py",
+                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    },
+                }
+            ],
             "SupportedContentTypes": ["text/csv", "application/json"],
             "SupportedResponseMIMETypes": ["application/json", "text/csv"],
-            "SupportedRealtimeInferenceInstanceTypes": [instance_type]},
+            "SupportedRealtimeInferenceInstanceTypes": [instance_type],
+        },
         "CustomerMetadataProperties": metadata,
         "MetadataProperties": {"GeneratedBy": _fit(execution)},
     }
     if "evaluation" in reports:
-        args["ModelMetrics"] = {"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                                "S3Uri": reports["evaluation"]}}}
+        args["ModelMetrics"] = {
+            "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": reports["evaluation"]}}
+        }
     return sm.create_model_package(**args)["ModelPackageArn"]
 
 
 def set_status(sm: Any, package_arn: str, status: str, description: str) -> None:
     """UpdateModelPackage ``ModelApprovalStatus`` (Approved | Rejected) with a reason."""
-    sm.update_model_package(ModelPackageArn=package_arn, ModelApprovalStatus=status,
-                            ApprovalDescription=_fit(description)[:1024])
+    sm.update_model_package(
+        ModelPackageArn=package_arn, ModelApprovalStatus=status, ApprovalDescription=_fit(description)[:1024]
+    )

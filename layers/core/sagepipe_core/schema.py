@@ -24,8 +24,29 @@ from typing import Any
 
 #: pandas.read_csv's default NA tokens: training read its CSV with them, so they mean "missing" here too
 #: (the same set as ``model/inference.py``).
-NA_TOKENS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
+NA_TOKENS = frozenset(
+    [
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    ]
+)
 MAX_REPORTED_ERRORS = 50
 UNSEEN_REJECT = "reject"
 UNSEEN_MAP = "map_to_unknown"
@@ -38,7 +59,8 @@ class SchemaError(ValueError):
 @dataclass(frozen=True)
 class Feature:
     """One feature of the schema: ``type`` is ``numeric`` or ``categorical``; ``categories`` is a
-    frozenset of the training values (categorical only)."""
+    frozenset of the training values (categorical only).
+    """
 
     name: str
     type: str
@@ -60,25 +82,37 @@ class ModelSchema:
     raw: dict[str, Any] = field(compare=False, repr=False)
 
     @classmethod
-    def parse(cls, doc: Any) -> "ModelSchema":
+    def parse(cls, doc: Any) -> ModelSchema:
         """Parse a ``schema.json`` document. Raises :class:`SchemaError`."""
         if not isinstance(doc, dict) or doc.get("schema_version") != 1:
-            raise SchemaError(f"unsupported schema_version {doc.get('schema_version') if isinstance(doc, dict) else doc!r}")
+            raise SchemaError(
+                f"unsupported schema_version {doc.get('schema_version') if isinstance(doc, dict) else doc!r}"
+            )
         try:
             feats = {}
             for f in doc["features"]:
                 if f["type"] not in ("numeric", "categorical"):
                     raise SchemaError(f"feature {f['name']!r} has unknown type {f['type']!r}")
-                feats[f["name"]] = Feature(name=f["name"], type=f["type"], nullable=bool(f.get("nullable", False)),
-                                           categories=frozenset(str(c) for c in f.get("categories") or ()),
-                                           min=f.get("min"), max=f.get("max"))
+                feats[f["name"]] = Feature(
+                    name=f["name"],
+                    type=f["type"],
+                    nullable=bool(f.get("nullable", False)),
+                    categories=frozenset(str(c) for c in f.get("categories") or ()),
+                    min=f.get("min"),
+                    max=f.get("max"),
+                )
             order = tuple(doc["feature_order"])
             if set(order) != set(feats):
                 raise SchemaError("feature_order does not list the features")
             labels = doc.get("labels")
-            return cls(target=doc.get("target"), problem_type=doc["problem_type"],
-                       labels=tuple(str(x) for x in labels) if labels else None, features=feats,
-                       feature_order=order, raw=doc)
+            return cls(
+                target=doc.get("target"),
+                problem_type=doc["problem_type"],
+                labels=tuple(str(x) for x in labels) if labels else None,
+                features=feats,
+                feature_order=order,
+                raw=doc,
+            )
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"schema.json is malformed: {exc!r}") from exc
 
@@ -114,10 +148,12 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() in NA_TOKENS)
 
 
-def _check_value(feat: Feature, value: Any, index: int, out: _Collector, unseen: str,
-                 warnings: list[dict[str, Any]]) -> Any:
+def _check_value(
+    feat: Feature, value: Any, index: int, out: _Collector, unseen: str, warnings: list[dict[str, Any]]
+) -> Any:
     """One field → its normalised value (or ``None`` after recording an error). No value is echoed in
-    messages (feature values are not logged or reflected by default)."""
+    messages (feature values are not logged or reflected by default).
+    """
     name = feat.name
     if _is_missing(value):
         if not feat.nullable:
@@ -156,7 +192,9 @@ def _check_value(feat: Feature, value: Any, index: int, out: _Collector, unseen:
     return text
 
 
-def validate_records(schema: ModelSchema, records: list[Any], *, unseen: str = UNSEEN_REJECT) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def validate_records(
+    schema: ModelSchema, records: list[Any], *, unseen: str = UNSEEN_REJECT
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Check ``records`` (JSON objects, or lists of values in ``feature_order``) against ``schema``.
 
     Returns ``(normalised_records, warnings)``: each record is ``{feature: float | str | None}`` in
@@ -171,7 +209,12 @@ def validate_records(schema: ModelSchema, records: list[Any], *, unseen: str = U
     for i, rec in enumerate(records):
         if isinstance(rec, list):
             if len(rec) != len(order):
-                out.add(i, None, "wrong_value_count", f"record has {len(rec)} values, expected {len(order)} in feature_order")
+                out.add(
+                    i,
+                    None,
+                    "wrong_value_count",
+                    f"record has {len(rec)} values, expected {len(order)} in feature_order",
+                )
                 continue
             rec = dict(zip(order, rec))
         elif not isinstance(rec, dict):
@@ -189,7 +232,8 @@ def validate_records(schema: ModelSchema, records: list[Any], *, unseen: str = U
 def parse_csv(schema: ModelSchema, text: str) -> list[Any]:
     """CSV body → records. The first row is a header if it names exactly the schema's features (any order,
     the target column allowed); otherwise every row is values in ``feature_order``. Blank lines are
-    skipped. Returns dicts (with a header) or lists (without). Raises ``ValueError`` (malformed CSV)."""
+    skipped. Returns dicts (with a header) or lists (without). Raises ``ValueError`` (malformed CSV).
+    """
     rows = [r for r in csv.reader(io.StringIO(text), strict=True) if r and any(c.strip() for c in r)]
     if not rows:
         return []

@@ -17,8 +17,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import dataset as ds
 from . import approval, deploy, gate, naming, registry, training
+from . import dataset as ds
 from .config import CONFIG_FILE_NAME, parse_config
 from .errors import InvalidConfigError, InvalidDatasetError, SagepipeError
 from .events import DataVersion, RetrainRequest, Skip, latest_data_version, normalize
@@ -48,26 +48,32 @@ class Settings:
     region: str = "us-east-1"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Read ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
         ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
         ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated, extra alarms),
         ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME`` and
-        ``AWS_REGION``; missing ones take the defaults above."""
+        ``AWS_REGION``; missing ones take the defaults above.
+        """
         e = os.environ if env is None else env
         return cls(
-            state_machine_arn=e.get("STATE_MACHINE_ARN", ""), data_bucket=e.get("DATA_BUCKET", ""),
-            artifacts_bucket=e.get("ARTIFACTS_BUCKET", ""), app_source=e.get("APP_SOURCE", "sagepipe"),
+            state_machine_arn=e.get("STATE_MACHINE_ARN", ""),
+            data_bucket=e.get("DATA_BUCKET", ""),
+            artifacts_bucket=e.get("ARTIFACTS_BUCKET", ""),
+            app_source=e.get("APP_SOURCE", "sagepipe"),
             resource_prefix=e.get("RESOURCE_PREFIX", "sagepipe"),
             scheduled_model=e.get("SCHEDULED_MODEL_NAME") or None,
-            poll_seconds=int(e.get("POLL_SECONDS", "30")), max_polls=int(e.get("MAX_POLLS", "240")),
+            poll_seconds=int(e.get("POLL_SECONDS", "30")),
+            max_polls=int(e.get("MAX_POLLS", "240")),
             model_code_uri=e.get("MODEL_CODE_S3_URI", ""),
-            inference_image=e.get("INFERENCE_IMAGE", ""), sagemaker_role_arn=e.get("SAGEMAKER_ROLE_ARN", ""),
+            inference_image=e.get("INFERENCE_IMAGE", ""),
+            sagemaker_role_arn=e.get("SAGEMAKER_ROLE_ARN", ""),
             alarm_names=[a for a in e.get("ROLLBACK_ALARM_NAMES", "").split(",") if a],
             event_bus=e.get("EVENT_BUS_NAME", "default"),
             rollback_latency_ms=float(e.get("ROLLBACK_LATENCY_MS", "1000")),
             rollback_5xx=int(e.get("ROLLBACK_5XX_ERRORS", "1")),
-            region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")))
+            region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")),
+        )
 
 
 # --------------------------------------------------------------------------------------- start
@@ -87,22 +93,26 @@ def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) 
             log.info("skipping event: %s", item.reason, extra={"key": item.key, "skip_reason": item.reason})
             results.append({"status": "skipped", "reason": item.reason, "key": item.key})
             continue
-        version: DataVersion = (latest_data_version(s3, settings.data_bucket, item)
-                                if isinstance(item, RetrainRequest) else item)
+        version: DataVersion = (
+            latest_data_version(s3, settings.data_bucket, item) if isinstance(item, RetrainRequest) else item
+        )
         name = version.execution_name
         payload = version.execution_input(poll_seconds=settings.poll_seconds, max_polls=settings.max_polls)
         arn = f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
         status = "already_started" if _execution_exists(sfn, arn) else "started"
         if status == "started":
             try:
-                arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)["executionArn"]
+                arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)[
+                    "executionArn"
+                ]
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
                     raise
                 status = "already_started"
         log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
-        results.append({"status": status, "execution_name": name, "execution_arn": arn, "key": version.key,
-                        "model": version.model})
+        results.append(
+            {"status": status, "execution_name": name, "execution_arn": arn, "key": version.key, "model": version.model}
+        )
     return results
 
 
@@ -129,8 +139,9 @@ def _load_config(s3: Any, bucket: str, model: str) -> tuple[Any, bytes | None]:
     return parse_config(raw), raw
 
 
-def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm: Any,
-                  settings: Settings) -> dict[str, Any]:
+def validate_data(
+    execution: dict[str, Any], *, execution_name: str, s3: Any, sm: Any, settings: Settings
+) -> dict[str, Any]:
     """ValidateData step: load the config, check the CSV, write the splits, find the champion and
     build the CreateTrainingJob request.
 
@@ -144,17 +155,29 @@ def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm
     prefix = f"runs/{model}/{execution_name}"
 
     def reject(err: SagepipeError) -> None:
-        where = ds.quarantine(s3, source_bucket=d["bucket"], key=d["key"], version_id=d.get("version_id"),
-                              artifacts_bucket=settings.artifacts_bucket,
-                              prefix=f"quarantine/{model}/{execution_name}", error=err)
+        where = ds.quarantine(
+            s3,
+            source_bucket=d["bucket"],
+            key=d["key"],
+            version_id=d.get("version_id"),
+            artifacts_bucket=settings.artifacts_bucket,
+            prefix=f"quarantine/{model}/{execution_name}",
+            error=err,
+        )
         err.details["quarantine"] = where
         log.warning("data set rejected: %s", err.message, extra={"reason": err.to_dict()})
         raise type(err)(err.message, reason=err.reason, **err.details)
 
     if not naming.MODEL_NAME_RE.match(model):
-        reject(InvalidDatasetError(f"model name {model!r} must match {naming.MODEL_NAME_RE.pattern} (it names the "
-                                   "endpoint and the API path)", reason="invalid_model_name", check="invalid_model_name",
-                                   model=model))
+        reject(
+            InvalidDatasetError(
+                f"model name {model!r} must match {naming.MODEL_NAME_RE.pattern} (it names the "
+                "endpoint and the API path)",
+                reason="invalid_model_name",
+                check="invalid_model_name",
+                model=model,
+            )
+        )
     try:
         config, _ = _load_config(s3, d["bucket"], model)
     except InvalidConfigError as err:
@@ -165,8 +188,14 @@ def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm
         get["VersionId"] = d["version_id"]
     head = s3.head_object(**get)
     if head["ContentLength"] > config.max_dataset_bytes:
-        reject(InvalidDatasetError(f"object is {head['ContentLength']} bytes; limit is {config.max_dataset_bytes}",
-                                   reason="too_large", check="too_large", bytes=head["ContentLength"]))
+        reject(
+            InvalidDatasetError(
+                f"object is {head['ContentLength']} bytes; limit is {config.max_dataset_bytes}",
+                reason="too_large",
+                check="too_large",
+                bytes=head["ContentLength"],
+            )
+        )
     body = s3.get_object(**get)["Body"].read()
     try:
         data = ds.parse_and_validate(body, config)
@@ -178,18 +207,30 @@ def validate_data(execution: dict[str, Any], *, execution_name: str, s3: Any, sm
     rows_per_split: dict[str, int] = {}
     for name, rows in ds.split(data, config).items():
         key = f"{prefix}/splits/{name}/{name}.csv"
-        s3.put_object(Bucket=settings.artifacts_bucket, Key=key, Body=ds.to_csv(data.header, rows), ContentType="text/csv")
+        s3.put_object(
+            Bucket=settings.artifacts_bucket, Key=key, Body=ds.to_csv(data.header, rows), ContentType="text/csv"
+        )
         split_prefixes[name] = f"s3://{settings.artifacts_bucket}/{prefix}/splits/{name}/"
         rows_per_split[name] = len(rows)
     endpoint = naming.endpoint_name(settings.resource_prefix, model)
     champion_config, champion_url = deploy.production_model_data_url(sm, endpoint)
     names = naming.version_names(model, execution_name)
     request = training.build_request(
-        job_name=names["TrainingJobName"], config=resolved, split_prefixes=split_prefixes,
-        champion_model_data_url=champion_url, output_path=f"s3://{settings.artifacts_bucket}/models/{model}/",
-        code_uri=settings.model_code_uri, region=settings.region)
-    tuning = (training.build_tuning_request(job_name=naming.tuning_job_name(model, execution_name), training=request,
-                                            config=resolved) if resolved.get("tuning") else None)
+        job_name=names["TrainingJobName"],
+        config=resolved,
+        split_prefixes=split_prefixes,
+        champion_model_data_url=champion_url,
+        output_path=f"s3://{settings.artifacts_bucket}/models/{model}/",
+        code_uri=settings.model_code_uri,
+        region=settings.region,
+    )
+    tuning = (
+        training.build_tuning_request(
+            job_name=naming.tuning_job_name(model, execution_name), training=request, config=resolved
+        )
+        if resolved.get("tuning")
+        else None
+    )
     return {
         "model": model,
         "tuning": tuning,
@@ -230,8 +271,7 @@ def evaluate_model(state: dict[str, Any], *, s3: Any, sm: Any) -> dict[str, Any]
         error = f"{type(exc).__name__}: {exc}"
     job = sm.describe_training_job(TrainingJobName=state["training"]["TrainingJobName"])
     final = [{"MetricName": m["MetricName"], "Value": m["Value"]} for m in job.get("FinalMetricDataList", [])]
-    decision = gate.decide(config=state["config"], evaluation=evaluation, final_metrics=final,
-                           evaluation_error=error)
+    decision = gate.decide(config=state["config"], evaluation=evaluation, final_metrics=final, evaluation_error=error)
     decision["metrics"] = json_safe((evaluation or {}).get("metrics"))
     log.info("gate decision: %s (%s)", decision["decision"], decision["reason"], extra={"decision": decision})
     return decision
@@ -252,16 +292,28 @@ def json_safe(value: Any) -> Any:
 def deploy_model(state: dict[str, Any], *, sm: Any, cw: Any, settings: Settings) -> dict[str, Any]:
     """Deploy step: the endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
     :func:`deploy.start_deployment` for the run's names and the endpoint config in
-    ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``."""
+    ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``.
+    """
     names, ep = state["names"], state["config"]["endpoint"]
-    alarms = deploy.ensure_rollback_alarms(cw, names["EndpointName"], latency_ms=settings.rollback_latency_ms,
-                                           errors_5xx=settings.rollback_5xx) + settings.alarm_names
+    alarms = (
+        deploy.ensure_rollback_alarms(
+            cw, names["EndpointName"], latency_ms=settings.rollback_latency_ms, errors_5xx=settings.rollback_5xx
+        )
+        + settings.alarm_names
+    )
     return deploy.start_deployment(
-        sm, endpoint_name=names["EndpointName"], model_name=names["ModelName"],
-        endpoint_config_name=names["EndpointConfigName"], image=settings.inference_image,
-        model_data_url=state["training"]["ModelArtifacts"], role_arn=settings.sagemaker_role_arn,
-        instance_type=ep["instance_type"], instance_count=ep["instance_count"],
-        alarm_names=alarms, region=settings.region)
+        sm,
+        endpoint_name=names["EndpointName"],
+        model_name=names["ModelName"],
+        endpoint_config_name=names["EndpointConfigName"],
+        image=settings.inference_image,
+        model_data_url=state["training"]["ModelArtifacts"],
+        role_arn=settings.sagemaker_role_arn,
+        instance_type=ep["instance_type"],
+        instance_count=ep["instance_count"],
+        alarm_names=alarms,
+        region=settings.region,
+    )
 
 
 # ------------------------------------------------------------------------------------ register
@@ -274,17 +326,35 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
     """
     model, trained, run = state["model"], state["trained"], state["run"]
     group = registry.ensure_group(sm, settings.resource_prefix, model)
-    reports = registry.publish_reports(s3, trained["ModelArtifacts"], settings.artifacts_bucket,
-                                       f"models/{model}/{trained['TrainingJobName']}/registry")
-    lineage = {"data_bucket": run["dataset"]["bucket"], "data_key": run["dataset"]["key"],
-               "data_etag": run["dataset"]["etag"], "data_version_id": run["dataset"].get("version_id"),
-               "split_train": run["splits"]["train"], "split_validation": run["splits"]["validation"],
-               "split_test": run["splits"]["test"], "training_job": trained["TrainingJobName"],
-               "schema": reports.get("schema")}
-    arn = registry.register(sm, group=group, image=settings.inference_image, model_data_url=trained["ModelArtifacts"],
-                            approval=state["config"]["approval"], instance_type=state["config"]["endpoint"]["instance_type"],
-                            lineage=lineage, decision=state["decision"], reports=reports,
-                            execution=state["execution_name"])
+    reports = registry.publish_reports(
+        s3,
+        trained["ModelArtifacts"],
+        settings.artifacts_bucket,
+        f"models/{model}/{trained['TrainingJobName']}/registry",
+    )
+    lineage = {
+        "data_bucket": run["dataset"]["bucket"],
+        "data_key": run["dataset"]["key"],
+        "data_etag": run["dataset"]["etag"],
+        "data_version_id": run["dataset"].get("version_id"),
+        "split_train": run["splits"]["train"],
+        "split_validation": run["splits"]["validation"],
+        "split_test": run["splits"]["test"],
+        "training_job": trained["TrainingJobName"],
+        "schema": reports.get("schema"),
+    }
+    arn = registry.register(
+        sm,
+        group=group,
+        image=settings.inference_image,
+        model_data_url=trained["ModelArtifacts"],
+        approval=state["config"]["approval"],
+        instance_type=state["config"]["endpoint"]["instance_type"],
+        lineage=lineage,
+        decision=state["decision"],
+        reports=reports,
+        execution=state["execution_name"],
+    )
     log.info("registered %s in %s", arn, group, extra={"model_package_arn": arn})
     return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "approval": state["config"]["approval"]}
 
@@ -292,7 +362,17 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
 def request_approval(state: dict[str, Any], *, s3: Any, events: Any, settings: Settings) -> dict[str, Any]:
     """RequestApproval step (``lambda:invoke.waitForTaskToken``): store the token, send "Approval Needed".
 
-    The execution resumes when ``sagepipe approve|reject`` calls SendTaskSuccess (or times out)."""
-    return approval.request(s3, events, bucket=settings.artifacts_bucket, task_token=state["task_token"],
-                            model=state["model"], execution=state["execution_name"], registered=state["registered"],
-                            decision=state["decision"], source=settings.app_source, bus=settings.event_bus)
+    The execution resumes when ``sagepipe approve|reject`` calls SendTaskSuccess (or times out).
+    """
+    return approval.request(
+        s3,
+        events,
+        bucket=settings.artifacts_bucket,
+        task_token=state["task_token"],
+        model=state["model"],
+        execution=state["execution_name"],
+        registered=state["registered"],
+        decision=state["decision"],
+        source=settings.app_source,
+        bus=settings.event_bus,
+    )

@@ -26,7 +26,8 @@ def metric_definitions(problem_type: str) -> list[dict[str, str]]:
     """
     return [
         {"Name": f"{split}:{m}", "Regex": rf"\[metric\] {split}:{m}={_NUMBER}"}
-        for split in (*SPLITS, "champion_test") for m in METRICS[problem_type]
+        for split in (*SPLITS, "champion_test")
+        for m in METRICS[problem_type]
     ]
 
 
@@ -44,20 +45,33 @@ def hyperparameters(config: dict[str, Any], *, code_uri: str, region: str) -> di
     return {k: json.dumps(v) for k, v in hp.items()}
 
 
-def build_request(*, job_name: str, config: dict[str, Any], split_prefixes: dict[str, str],
-                  champion_model_data_url: str | None, output_path: str, code_uri: str,
-                  region: str) -> dict[str, Any]:
+def build_request(
+    *,
+    job_name: str,
+    config: dict[str, Any],
+    split_prefixes: dict[str, str],
+    champion_model_data_url: str | None,
+    output_path: str,
+    code_uri: str,
+    region: str,
+) -> dict[str, Any]:
     """Fields of CreateTrainingJob the state machine passes through (the image and role come from
     ``DefinitionSubstitutions``): ``TrainingJobName``, ``HyperParameters``, ``MetricDefinitions``,
     ``InputDataConfig`` (channels train / validation / test, plus ``champion`` holding the production
     model's ``model.tar.gz`` when there is one), ``OutputDataConfig``, ``ResourceConfig``,
     ``StoppingCondition``.
     """
+
     def channel(name: str, uri: str) -> dict[str, Any]:
-        return {"ChannelName": name, "ContentType": "text/csv" if name != CHAMPION_CHANNEL else "application/x-tar",
-                "InputMode": "File", "CompressionType": "None",
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                                "S3DataDistributionType": "FullyReplicated"}}}
+        return {
+            "ChannelName": name,
+            "ContentType": "text/csv" if name != CHAMPION_CHANNEL else "application/x-tar",
+            "InputMode": "File",
+            "CompressionType": "None",
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+            },
+        }
 
     channels = [channel(s, split_prefixes[s]) for s in SPLITS]
     if champion_model_data_url:
@@ -69,8 +83,11 @@ def build_request(*, job_name: str, config: dict[str, Any], split_prefixes: dict
         "MetricDefinitions": metric_definitions(config["problem_type"]),
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": output_path},
-        "ResourceConfig": {"InstanceType": res["instance_type"], "InstanceCount": res["instance_count"],
-                           "VolumeSizeInGB": res["volume_size_gb"]},
+        "ResourceConfig": {
+            "InstanceType": res["instance_type"],
+            "InstanceCount": res["instance_count"],
+            "VolumeSizeInGB": res["volume_size_gb"],
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": res["max_runtime_seconds"]},
     }
 
@@ -79,30 +96,51 @@ def build_tuning_request(*, job_name: str, training: dict[str, Any], config: dic
     """Fields of CreateHyperParameterTuningJob built from the training request ``training`` and
     ``config["tuning"]``: ``HyperParameterTuningJobName`` (≤ 32 chars), ``HyperParameterTuningJobConfig``
     (strategy, objective ``validation:<gate metric>`` by default, resource limits, parameter ranges) and
-    the ``TrainingJobDefinition`` parts taken by path (``StaticHyperParameters`` excludes tuned names)."""
+    the ``TrainingJobDefinition`` parts taken by path (``StaticHyperParameters`` excludes tuned names).
+    """
     tuning = config["tuning"]
     objective = tuning.get("objective") or f"validation:{config['metric']}"
     name = objective.split(":")[1]
     maximize = config["higher_is_better"] if name == config["metric"] else HIGHER_IS_BETTER_BY_NAME[name]
-    ranges: dict[str, list[dict[str, Any]]] = {"IntegerParameterRanges": [], "ContinuousParameterRanges": [],
-                                               "CategoricalParameterRanges": []}
+    ranges: dict[str, list[dict[str, Any]]] = {
+        "IntegerParameterRanges": [],
+        "ContinuousParameterRanges": [],
+        "CategoricalParameterRanges": [],
+    }
     for param, r in tuning["parameter_ranges"].items():
         if r["type"] == "categorical":
             ranges["CategoricalParameterRanges"].append({"Name": param, "Values": [str(v) for v in r["values"]]})
         elif r["type"] == "integer":
-            ranges["IntegerParameterRanges"].append({"Name": param, "MinValue": str(int(r["min_value"])),
-                                                     "MaxValue": str(int(r["max_value"])), "ScalingType": r["scaling"]})
+            ranges["IntegerParameterRanges"].append(
+                {
+                    "Name": param,
+                    "MinValue": str(int(r["min_value"])),
+                    "MaxValue": str(int(r["max_value"])),
+                    "ScalingType": r["scaling"],
+                }
+            )
         else:
-            ranges["ContinuousParameterRanges"].append({"Name": param, "MinValue": str(r["min_value"]),
-                                                        "MaxValue": str(r["max_value"]), "ScalingType": r["scaling"]})
+            ranges["ContinuousParameterRanges"].append(
+                {
+                    "Name": param,
+                    "MinValue": str(r["min_value"]),
+                    "MaxValue": str(r["max_value"]),
+                    "ScalingType": r["scaling"],
+                }
+            )
     static = {k: v for k, v in training["HyperParameters"].items() if k not in tuning["parameter_ranges"]}
     return {
         "HyperParameterTuningJobName": job_name,
         "HyperParameterTuningJobConfig": {
             "Strategy": tuning["strategy"],
-            "HyperParameterTuningJobObjective": {"Type": "Maximize" if maximize else "Minimize", "MetricName": objective},
-            "ResourceLimits": {"MaxNumberOfTrainingJobs": tuning["max_jobs"],
-                               "MaxParallelTrainingJobs": tuning["max_parallel_jobs"]},
+            "HyperParameterTuningJobObjective": {
+                "Type": "Maximize" if maximize else "Minimize",
+                "MetricName": objective,
+            },
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": tuning["max_jobs"],
+                "MaxParallelTrainingJobs": tuning["max_parallel_jobs"],
+            },
             "ParameterRanges": ranges,
             "TrainingJobEarlyStoppingType": "Off",
         },
