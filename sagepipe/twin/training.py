@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 CURRENT_HOST = "algo-1"
 FAILURE_REASON_MAX = 1024  # DescribeTrainingJob FailureReason max length
@@ -56,6 +57,8 @@ STDERR_TAIL_LINES = 10
 
 StatusCallback = Callable[[str, str], None]
 LogCallback = Callable[[str], None]
+# inputdataconfig.json: {ChannelName: {TrainingInputMode, S3DistributionType, RecordWrapperType, ContentType?}}
+InputDataConfig = dict[str | None, dict[str, Any]]
 
 
 @dataclass
@@ -81,9 +84,9 @@ class TrainingResult:
 
     status: str
     failure_reason: str | None
-    final_metrics: list[dict]
+    final_metrics: list[dict[str, Any]]
     model_artifacts: str | None
-    secondary_status_transitions: list[dict]
+    secondary_status_transitions: list[dict[str, Any]]
     log_lines: list[str]
     training_seconds: float
     secondary_status: str = ""
@@ -109,7 +112,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def decode_hyperparameter(value: str):
+def decode_hyperparameter(value: str) -> Any:
     """Decode one HyperParameters value like the training toolkit (JSON, else raw str)."""
     try:
         return json.loads(value)
@@ -117,11 +120,11 @@ def decode_hyperparameter(value: str):
         return value
 
 
-def _hp_to_str(value) -> str:
+def _hp_to_str(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def parse_final_metrics(metric_definitions: list[dict], lines: list[str]) -> list[dict]:
+def parse_final_metrics(metric_definitions: list[dict[str, Any]], lines: list[str]) -> list[dict[str, Any]]:
     """Evaluate MetricDefinitions regexes over log lines.
 
     Args:
@@ -154,7 +157,7 @@ def parse_final_metrics(metric_definitions: list[dict], lines: list[str]) -> lis
 
 class _Transitions:
     def __init__(self, on_status: StatusCallback | None, log: Callable[[str], None]):
-        self.items: list[dict] = []
+        self.items: list[dict[str, Any]] = []
         self.on_status = on_status
         self.log = log
 
@@ -172,7 +175,7 @@ class _Transitions:
                 self.log(f"twin: on_status callback raised {exc!r}")
 
 
-def _download_channel(s3_client, channel: dict, dest: Path) -> int:
+def _download_channel(s3_client: Any, channel: dict[str, Any], dest: Path) -> int:
     name = channel.get("ChannelName")
     source = (channel.get("DataSource") or {}).get("S3DataSource")
     if not source:
@@ -187,7 +190,7 @@ def _download_channel(s3_client, channel: dict, dest: Path) -> int:
     try:
         bucket, prefix = parse_s3_uri(uri)
     except ValueError as exc:
-        raise _JobError(f"ClientError: channel {name!r}: {exc}")
+        raise _JobError(f"ClientError: channel {name!r}: {exc}") from exc
     not_found = (
         f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source. Please ensure that the '
         "bucket exists in the selected region, that objects exist under that S3 prefix, and that the role has "
@@ -214,8 +217,8 @@ def _download_channel(s3_client, channel: dict, dest: Path) -> int:
     except Exception as exc:  # botocore ClientError (NoSuchBucket, AccessDenied...)
         code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
         if code in ("NoSuchBucket", "404", "NoSuchKey"):
-            raise _JobError(not_found)
-        raise _JobError(f"ClientError: channel {name!r}: cannot download {uri}: {exc}")
+            raise _JobError(not_found) from exc
+        raise _JobError(f"ClientError: channel {name!r}: cannot download {uri}: {exc}") from exc
     if count == 0:
         raise _JobError(not_found)
     return count
@@ -241,7 +244,7 @@ def _tar_dir(src: Path, dest: Path) -> None:
             tar.add(str(child), arcname=child.name)
 
 
-def _kill_tree(proc: subprocess.Popen, grace: float) -> None:
+def _kill_tree(proc: subprocess.Popen[bytes], grace: float) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
@@ -257,8 +260,8 @@ def _kill_tree(proc: subprocess.Popen, grace: float) -> None:
 
 
 def run_training_job(
-    request: dict,
-    s3_client,
+    request: dict[str, Any],
+    s3_client: Any,
     work_root: Path,
     on_status: StatusCallback | None = None,
     on_log: LogCallback | None = None,
@@ -291,52 +294,89 @@ def run_training_job(
         ``AlgorithmError: ...`` failure_reason.
     """
     name = str(request.get("TrainingJobName") or "unnamed-training-job")
-    log_lines: list[str] = []
-    lock = threading.Lock()
+    job = _JobRun(on_status, on_log)
+    job.transitions.enter("Starting", "Preparing the instances for training")
+    job.metric_defs = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+    try:
+        spec = _JobSpec.from_request(name, request, job.metric_defs)
+        return _run(job, spec, s3_client, Path(work_root), stop_event, stop_grace_seconds)
+    except _JobError as exc:
+        reason = str(exc)
+        return job.finish("Failed", "Failed", f"Training job failed. Reason: {reason}", reason)
+    except Exception as exc:  # defensive: run_training_job never raises
+        reason = f"InternalServerError: twin training emulation crashed: {type(exc).__name__}: {exc}"
+        return job.finish("Failed", "Failed", reason, reason)
 
-    def log(line: str) -> None:
-        with lock:
-            log_lines.append(line)
-        if on_log is not None:
+
+class _JobRun:
+    """What one run accumulates for its :class:`TrainingResult`: log lines, transitions, outputs."""
+
+    def __init__(self, on_status: StatusCallback | None, on_log: LogCallback | None):
+        self.on_log = on_log
+        self.metric_defs: list[Any] = []  # AlgorithmSpecification.MetricDefinitions
+        self.log_lines: list[str] = []
+        self.lock = threading.Lock()
+        self.transitions = _Transitions(on_status, self.log)
+        self.training_seconds = 0.0
+        self.model_artifacts: str | None = None
+        self.output_data: str | None = None
+
+    def log(self, line: str) -> None:
+        """Record one log line; called from the reader threads too (hence the lock)."""
+        with self.lock:
+            self.log_lines.append(line)
+        if self.on_log is not None:
             try:
-                on_log(line)
-            except Exception:
+                self.on_log(line)
+            except Exception:  # a log callback must not break the job
                 pass
 
-    transitions = _Transitions(on_status, log)
-    transitions.enter("Starting", "Preparing the instances for training")
-    training_seconds = 0.0
-    model_artifacts = None
-    output_data = None
-    final_metrics: list[dict] = []
-    metric_defs = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
-
-    def finish(status, secondary, message, reason) -> TrainingResult:
-        transitions.enter(secondary, message, terminal=True)
+    def finish(self, status: str, secondary: str, message: str, reason: str | None) -> TrainingResult:
+        """Enter the terminal secondary status and build the result (FailureReason cut to 1024 chars)."""
+        self.transitions.enter(secondary, message, terminal=True)
         if reason is not None and len(reason) > FAILURE_REASON_MAX:
             reason = reason[: FAILURE_REASON_MAX - 3] + "..."
         try:
-            metrics = parse_final_metrics(metric_defs, log_lines)
+            metrics = parse_final_metrics(self.metric_defs, self.log_lines)
         except re.error:
             metrics = []
         return TrainingResult(
             status=status,
             failure_reason=reason,
             final_metrics=metrics,
-            model_artifacts=model_artifacts,
-            secondary_status_transitions=transitions.items,
-            log_lines=log_lines,
-            training_seconds=training_seconds,
+            model_artifacts=self.model_artifacts,
+            secondary_status_transitions=self.transitions.items,
+            log_lines=self.log_lines,
+            training_seconds=self.training_seconds,
             secondary_status=secondary,
-            output_data=output_data,
+            output_data=self.output_data,
         )
 
-    try:
+
+@dataclass
+class _JobSpec:
+    """The validated parts of a CreateTrainingJob request that the run uses."""
+
+    name: str
+    raw_hps: dict[str, str]
+    hps: dict[str, Any]  # JSON-decoded like the toolkit, see decode_hyperparameter
+    submit_dir: Any  # decoded hyperparameters: a str when the request is well formed
+    program: Any
+    out_bucket: str
+    out_prefix: str
+    max_runtime: float
+    channels: list[dict[str, Any]]
+    resource: dict[str, Any]
+    environment: dict[str, Any]
+
+    @classmethod
+    def from_request(cls, name: str, request: dict[str, Any], metric_defs: list[Any]) -> _JobSpec:
+        """Check what the twin can run; raises _JobError (a ``ClientError: ...`` FailureReason)."""
         for d in metric_defs:
             try:
                 re.compile(d["Regex"])
             except (re.error, KeyError, TypeError) as exc:
-                raise _JobError(f"ClientError: invalid MetricDefinitions entry {d!r}: {exc}")
+                raise _JobError(f"ClientError: invalid MetricDefinitions entry {d!r}: {exc}") from exc
         mode = (request.get("AlgorithmSpecification") or {}).get("TrainingInputMode", "File")
         if mode != "File":
             raise _JobError(f"ClientError: TrainingInputMode {mode} is not supported by the twin")
@@ -352,230 +392,367 @@ def run_training_job(
         try:
             out_bucket, out_prefix = parse_s3_uri((request.get("OutputDataConfig") or {}).get("S3OutputPath", ""))
         except ValueError as exc:
-            raise _JobError(f"ClientError: OutputDataConfig.S3OutputPath: {exc}")
+            raise _JobError(f"ClientError: OutputDataConfig.S3OutputPath: {exc}") from exc
         max_runtime = float((request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or DEFAULT_MAX_RUNTIME)
-
-        # ---- /opt/ml layout ------------------------------------------------------------
-        root = Path(work_root) / name
-        if root.exists():
-            shutil.rmtree(root)
-        config_dir = root / "input" / "config"
-        data_dir = root / "input" / "data"
-        model_dir = root / "model"
-        output_dir = root / "output"
-        output_data_dir = output_dir / "data"
-        code_dir = root / "code"
-        for d in (config_dir, data_dir, model_dir, output_data_dir, code_dir, output_dir / "intermediate"):
-            d.mkdir(parents=True, exist_ok=True)
-        channels = request.get("InputDataConfig") or []
-        resource = request.get("ResourceConfig") or {}
-        resource_config = {
-            "current_host": CURRENT_HOST,
-            "current_instance_type": resource.get("InstanceType", "local"),
-            "current_group_name": "homogeneousCluster",
-            "hosts": [CURRENT_HOST],
-            "instance_groups": [
-                {
-                    "instance_group_name": "homogeneousCluster",
-                    "instance_type": resource.get("InstanceType", "local"),
-                    "hosts": [CURRENT_HOST],
-                }
-            ],
-            "network_interface_name": "eth0",
-        }
-        input_config = {
-            c.get("ChannelName"): {
-                "TrainingInputMode": "File",
-                "S3DistributionType": (c.get("DataSource") or {})
-                .get("S3DataSource", {})
-                .get("S3DistributionType", "FullyReplicated"),
-                "RecordWrapperType": c.get("RecordWrapperType", "None"),
-                **({"ContentType": c["ContentType"]} if c.get("ContentType") else {}),
-            }
-            for c in channels
-        }
-        (config_dir / "hyperparameters.json").write_text(json.dumps(raw_hps, indent=2))
-        (config_dir / "inputdataconfig.json").write_text(json.dumps(input_config, indent=2))
-        (config_dir / "resourceconfig.json").write_text(json.dumps(resource_config, indent=2))
-
-        # ---- Downloading ---------------------------------------------------------------
-        transitions.enter("Downloading", "Downloading input data")
-        channel_dirs = {}
-        for c in channels:
-            cname = c.get("ChannelName")
-            if not cname or not re.fullmatch(r"[A-Za-z0-9.\-_]+", str(cname)):
-                raise _JobError(f"ClientError: invalid ChannelName {cname!r}")
-            n = _download_channel(s3_client, c, data_dir / cname)
-            channel_dirs[cname] = data_dir / cname
-            log("twin: channel %s: downloaded %d object(s)" % (cname, n))
-        try:
-            src_bucket, src_key = parse_s3_uri(submit_dir)
-            archive = root / "sourcedir.tar.gz"
-            s3_client.download_file(src_bucket, src_key, str(archive))
-            _safe_extract(archive, code_dir)
-            archive.unlink()
-        except _JobError:
-            raise
-        except Exception as exc:
-            raise _JobError(f"ClientError: cannot fetch sagemaker_submit_directory {submit_dir}: {exc}")
-        if not (code_dir / str(program)).is_file():
-            raise _JobError(f"ClientError: sagemaker_program {program} not found in {submit_dir}")
-        if (code_dir / "requirements.txt").is_file():
-            log("twin: requirements.txt found but NOT installed (the twin runs offline in the local venv)")
-
-        # ---- Training ------------------------------------------------------------------
-        transitions.enter("Training", "Training image download completed. Training in progress.")
-        user_hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
-        user_args: list[str] = []
-        for k, v in user_hps.items():
-            user_args += [f"--{k}", _hp_to_str(v)]
-        num_cpus = os.cpu_count() or 1
-        env = dict(os.environ)
-        env.update(
-            {
-                "PYTHONUNBUFFERED": "1",
-                "TRAINING_JOB_NAME": name,
-                "SM_MODEL_DIR": str(model_dir),
-                "SM_OUTPUT_DIR": str(output_dir),
-                "SM_OUTPUT_DATA_DIR": str(output_data_dir),
-                "SM_OUTPUT_INTERMEDIATE_DIR": str(output_dir / "intermediate"),
-                "SM_INPUT_DIR": str(root / "input"),
-                "SM_INPUT_CONFIG_DIR": str(config_dir),
-                "SM_INPUT_DATA_CONFIG": json.dumps(input_config),
-                "SM_RESOURCE_CONFIG": json.dumps(resource_config),
-                "SM_CHANNELS": json.dumps(sorted(channel_dirs)),
-                "SM_HPS": json.dumps(user_hps),
-                "SM_USER_ARGS": json.dumps(user_args),
-                "SM_CURRENT_HOST": CURRENT_HOST,
-                "SM_HOSTS": json.dumps([CURRENT_HOST]),
-                "SM_NETWORK_INTERFACE_NAME": "eth0",
-                "SM_NUM_CPUS": str(num_cpus),
-                "SM_NUM_GPUS": "0",
-                "SM_LOG_LEVEL": "20",
-                "SM_MODULE_DIR": str(submit_dir),
-                "SM_MODULE_NAME": str(program).rsplit(".", 1)[0],
-                "SM_USER_ENTRY_POINT": str(program),
-                "SM_FRAMEWORK_PARAMS": "{}",
-                "SM_TRAINING_ENV": json.dumps(
-                    {
-                        "job_name": name,
-                        "current_host": CURRENT_HOST,
-                        "hosts": [CURRENT_HOST],
-                        "channel_input_dirs": {k: str(v) for k, v in channel_dirs.items()},
-                        "hyperparameters": user_hps,
-                        "input_dir": str(root / "input"),
-                        "input_config_dir": str(config_dir),
-                        "input_data_config": input_config,
-                        "model_dir": str(model_dir),
-                        "output_dir": str(output_dir),
-                        "output_data_dir": str(output_data_dir),
-                        "module_dir": str(submit_dir),
-                        "module_name": str(program).rsplit(".", 1)[0],
-                        "user_entry_point": str(program),
-                        "num_cpus": num_cpus,
-                        "num_gpus": 0,
-                        "resource_config": resource_config,
-                    }
-                ),
-            }
+        return cls(
+            name=name,
+            raw_hps=raw_hps,
+            hps=hps,
+            submit_dir=submit_dir,
+            program=program,
+            out_bucket=out_bucket,
+            out_prefix=out_prefix,
+            max_runtime=max_runtime,
+            channels=request.get("InputDataConfig") or [],
+            resource=request.get("ResourceConfig") or {},
+            environment=request.get("Environment") or {},
         )
-        for cname, cdir in channel_dirs.items():
-            env[f"SM_CHANNEL_{cname.upper()}"] = str(cdir)
-        for k, v in user_hps.items():
-            env[f"SM_HP_{k.upper()}"] = _hp_to_str(v)
-        env.update({str(k): str(v) for k, v in (request.get("Environment") or {}).items()})
 
-        cmd = [sys.executable, str(program), *user_args]
-        log("Invoking script with the following command: {}".format(" ".join(cmd)))
-        stderr_lines: list[str] = []
-        started = time.monotonic()
+
+@dataclass
+class _Layout:
+    """The job's ``/opt/ml`` tree under ``work_root/<TrainingJobName>``."""
+
+    root: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "input" / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "input" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.output_dir / "data"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.root / "code"
+
+    @classmethod
+    def create(cls, work_root: Path, name: str) -> _Layout:
+        """Make a fresh tree (an existing job dir is replaced)."""
+        layout = cls(work_root / name)
+        if layout.root.exists():
+            shutil.rmtree(layout.root)
+        for d in (
+            layout.config_dir,
+            layout.data_dir,
+            layout.model_dir,
+            layout.output_data_dir,
+            layout.code_dir,
+            layout.output_dir / "intermediate",
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+        return layout
+
+
+@dataclass
+class _ScriptOutcome:
+    returncode: int
+    stop_kind: str | None  # None | "MaxRuntimeExceeded" | "Stopped"
+    seconds: float
+    stderr_lines: list[str]
+
+
+def _run(
+    job: _JobRun,
+    spec: _JobSpec,
+    s3_client: Any,
+    work_root: Path,
+    stop_event: threading.Event | None,
+    stop_grace_seconds: float,
+) -> TrainingResult:
+    """The secondary statuses in order: Downloading, Training, (Stopping,) Uploading; raises _JobError."""
+    layout = _Layout.create(work_root, spec.name)
+    input_config, resource_config = _write_input_config(layout, spec)
+
+    job.transitions.enter("Downloading", "Downloading input data")
+    channel_dirs = _download_channels(s3_client, spec.channels, layout.data_dir, job.log)
+    _fetch_source(s3_client, spec, layout, job.log)
+
+    job.transitions.enter("Training", "Training image download completed. Training in progress.")
+    user_hps = {k: v for k, v in spec.hps.items() if not k.startswith("sagemaker_")}
+    user_args: list[str] = []
+    for k, v in user_hps.items():
+        user_args += [f"--{k}", _hp_to_str(v)]
+    env = _training_env(spec, layout, input_config, resource_config, channel_dirs, user_hps, user_args)
+    cmd = [sys.executable, str(spec.program), *user_args]
+    outcome = _run_script(cmd, spec, layout, env, job, stop_event, stop_grace_seconds)
+    job.training_seconds = outcome.seconds
+    if outcome.stop_kind is None and outcome.returncode != 0:
+        raise _algorithm_error(layout, outcome)
+
+    if outcome.stop_kind is not None:
+        job.transitions.enter("Stopping", "Stopping the training job")
+    job.transitions.enter("Uploading", "Uploading generated training model")
+    _upload_outputs(s3_client, spec, layout, outcome.stop_kind, job)
+
+    if outcome.stop_kind == "MaxRuntimeExceeded":
+        return job.finish(
+            "Stopped",
+            "MaxRuntimeExceeded",
+            f"Training job stopped: it exceeded MaxRuntimeInSeconds ({spec.max_runtime:g} s)",
+            "MaxRuntimeInSeconds exceeded",
+        )
+    if outcome.stop_kind == "Stopped":
+        return job.finish("Stopped", "Stopped", "Training job stopped by StopTrainingJob", None)
+    return job.finish("Completed", "Completed", "Training job completed", None)
+
+
+def _write_input_config(layout: _Layout, spec: _JobSpec) -> tuple[InputDataConfig, dict[str, Any]]:
+    """Write ``input/config/{hyperparameters,inputdataconfig,resourceconfig}.json``; returns the last two.
+
+    A channel without ChannelName is keyed None here and rejected by :func:`_download_channels`.
+    """
+    instance_type = spec.resource.get("InstanceType", "local")
+    resource_config = {
+        "current_host": CURRENT_HOST,
+        "current_instance_type": instance_type,
+        "current_group_name": "homogeneousCluster",
+        "hosts": [CURRENT_HOST],
+        "instance_groups": [
+            {
+                "instance_group_name": "homogeneousCluster",
+                "instance_type": instance_type,
+                "hosts": [CURRENT_HOST],
+            }
+        ],
+        "network_interface_name": "eth0",
+    }
+    input_config: InputDataConfig = {
+        c.get("ChannelName"): {
+            "TrainingInputMode": "File",
+            "S3DistributionType": (c.get("DataSource") or {})
+            .get("S3DataSource", {})
+            .get("S3DistributionType", "FullyReplicated"),
+            "RecordWrapperType": c.get("RecordWrapperType", "None"),
+            **({"ContentType": c["ContentType"]} if c.get("ContentType") else {}),
+        }
+        for c in spec.channels
+    }
+    (layout.config_dir / "hyperparameters.json").write_text(json.dumps(spec.raw_hps, indent=2))
+    (layout.config_dir / "inputdataconfig.json").write_text(json.dumps(input_config, indent=2))
+    (layout.config_dir / "resourceconfig.json").write_text(json.dumps(resource_config, indent=2))
+    return input_config, resource_config
+
+
+def _download_channels(
+    s3_client: Any, channels: list[dict[str, Any]], data_dir: Path, log: LogCallback
+) -> dict[str, Path]:
+    """Download each channel to ``input/data/<ChannelName>``; returns ``{ChannelName: dir}``."""
+    channel_dirs: dict[str, Path] = {}
+    for c in channels:
+        cname = c.get("ChannelName")
+        if not cname or not re.fullmatch(r"[A-Za-z0-9.\-_]+", str(cname)):
+            raise _JobError(f"ClientError: invalid ChannelName {cname!r}")
+        n = _download_channel(s3_client, c, data_dir / cname)
+        channel_dirs[cname] = data_dir / cname
+        log(f"twin: channel {cname}: downloaded {n} object(s)")
+    return channel_dirs
+
+
+def _fetch_source(s3_client: Any, spec: _JobSpec, layout: _Layout, log: LogCallback) -> None:
+    """Download and unpack ``sagemaker_submit_directory`` into ``code/``; check ``sagemaker_program``."""
+    try:
+        src_bucket, src_key = parse_s3_uri(spec.submit_dir)
+        archive = layout.root / "sourcedir.tar.gz"
+        s3_client.download_file(src_bucket, src_key, str(archive))
+        _safe_extract(archive, layout.code_dir)
+        archive.unlink()
+    except _JobError:
+        raise
+    except Exception as exc:
+        raise _JobError(f"ClientError: cannot fetch sagemaker_submit_directory {spec.submit_dir}: {exc}") from exc
+    if not (layout.code_dir / str(spec.program)).is_file():
+        raise _JobError(f"ClientError: sagemaker_program {spec.program} not found in {spec.submit_dir}")
+    if (layout.code_dir / "requirements.txt").is_file():
+        log("twin: requirements.txt found but NOT installed (the twin runs offline in the local venv)")
+
+
+def _training_env(
+    spec: _JobSpec,
+    layout: _Layout,
+    input_config: InputDataConfig,
+    resource_config: dict[str, Any],
+    channel_dirs: dict[str, Path],
+    user_hps: dict[str, Any],
+    user_args: list[str],
+) -> dict[str, str]:
+    """The script's environment: ours, the toolkit's ``SM_*`` variables, then the request's Environment."""
+    program = str(spec.program)
+    module_name = program.rsplit(".", 1)[0]
+    num_cpus = os.cpu_count() or 1
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "TRAINING_JOB_NAME": spec.name,
+            "SM_MODEL_DIR": str(layout.model_dir),
+            "SM_OUTPUT_DIR": str(layout.output_dir),
+            "SM_OUTPUT_DATA_DIR": str(layout.output_data_dir),
+            "SM_OUTPUT_INTERMEDIATE_DIR": str(layout.output_dir / "intermediate"),
+            "SM_INPUT_DIR": str(layout.root / "input"),
+            "SM_INPUT_CONFIG_DIR": str(layout.config_dir),
+            "SM_INPUT_DATA_CONFIG": json.dumps(input_config),
+            "SM_RESOURCE_CONFIG": json.dumps(resource_config),
+            "SM_CHANNELS": json.dumps(sorted(channel_dirs)),
+            "SM_HPS": json.dumps(user_hps),
+            "SM_USER_ARGS": json.dumps(user_args),
+            "SM_CURRENT_HOST": CURRENT_HOST,
+            "SM_HOSTS": json.dumps([CURRENT_HOST]),
+            "SM_NETWORK_INTERFACE_NAME": "eth0",
+            "SM_NUM_CPUS": str(num_cpus),
+            "SM_NUM_GPUS": "0",
+            "SM_LOG_LEVEL": "20",
+            "SM_MODULE_DIR": str(spec.submit_dir),
+            "SM_MODULE_NAME": module_name,
+            "SM_USER_ENTRY_POINT": program,
+            "SM_FRAMEWORK_PARAMS": "{}",
+            "SM_TRAINING_ENV": json.dumps(
+                {
+                    "job_name": spec.name,
+                    "current_host": CURRENT_HOST,
+                    "hosts": [CURRENT_HOST],
+                    "channel_input_dirs": {k: str(v) for k, v in channel_dirs.items()},
+                    "hyperparameters": user_hps,
+                    "input_dir": str(layout.root / "input"),
+                    "input_config_dir": str(layout.config_dir),
+                    "input_data_config": input_config,
+                    "model_dir": str(layout.model_dir),
+                    "output_dir": str(layout.output_dir),
+                    "output_data_dir": str(layout.output_data_dir),
+                    "module_dir": str(spec.submit_dir),
+                    "module_name": module_name,
+                    "user_entry_point": program,
+                    "num_cpus": num_cpus,
+                    "num_gpus": 0,
+                    "resource_config": resource_config,
+                }
+            ),
+        }
+    )
+    for cname, cdir in channel_dirs.items():
+        env[f"SM_CHANNEL_{cname.upper()}"] = str(cdir)
+    for k, v in user_hps.items():
+        env[f"SM_HP_{k.upper()}"] = _hp_to_str(v)
+    env.update({str(k): str(v) for k, v in spec.environment.items()})
+    return env
+
+
+def _run_script(
+    cmd: list[str],
+    spec: _JobSpec,
+    layout: _Layout,
+    env: dict[str, str],
+    job: _JobRun,
+    stop_event: threading.Event | None,
+    stop_grace_seconds: float,
+) -> _ScriptOutcome:
+    """Run the entry point in ``code/``, streaming its output to the log, until it exits or is stopped.
+
+    Stops it (SIGTERM, grace, SIGKILL) past MaxRuntimeInSeconds or when ``stop_event`` is set.
+    """
+    job.log("Invoking script with the following command: {}".format(" ".join(cmd)))
+    stderr_lines: list[str] = []
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=str(layout.code_dir),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise _JobError(f"AlgorithmError: cannot start {spec.program}: {exc}") from exc
+
+    def pump(stream: IO[bytes], sink: list[str] | None) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if sink is not None:
+                sink.append(line)
+            job.log(line)
+        stream.close()
+
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, None), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, stderr_lines), daemon=True),
+    ]
+    for t in readers:
+        t.start()
+    stop_kind = _wait_or_stop(proc, started + spec.max_runtime, stop_event, stop_grace_seconds, job.log)
+    for t in readers:
+        t.join(timeout=5)
+    return _ScriptOutcome(proc.returncode, stop_kind, time.monotonic() - started, stderr_lines)
+
+
+def _wait_or_stop(
+    proc: subprocess.Popen[bytes],
+    deadline: float,
+    stop_event: threading.Event | None,
+    stop_grace_seconds: float,
+    log: LogCallback,
+) -> str | None:
+    """Wait for the process; returns None when it exited, else why it was stopped."""
+    while True:
         try:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=str(code_dir),
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise _JobError(f"AlgorithmError: cannot start {program}: {exc}")
-
-        def pump(stream, sink):
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if sink is not None:
-                    sink.append(line)
-                log(line)
-            stream.close()
-
-        readers = [
-            threading.Thread(target=pump, args=(proc.stdout, None), daemon=True),
-            threading.Thread(target=pump, args=(proc.stderr, stderr_lines), daemon=True),
-        ]
-        for t in readers:
-            t.start()
+            proc.wait(timeout=0.1)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
         stop_kind = None
-        deadline = started + max_runtime
-        while True:
-            try:
-                proc.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if time.monotonic() >= deadline:
-                stop_kind = "MaxRuntimeExceeded"
-            elif stop_event is not None and stop_event.is_set():
-                stop_kind = "Stopped"
-            if stop_kind:
-                log(f"twin: {stop_kind}: sending SIGTERM to the training process")
-                _kill_tree(proc, stop_grace_seconds)
-                break
-        for t in readers:
-            t.join(timeout=5)
-        training_seconds = time.monotonic() - started
-        rc = proc.returncode
+        if time.monotonic() >= deadline:
+            stop_kind = "MaxRuntimeExceeded"
+        elif stop_event is not None and stop_event.is_set():
+            stop_kind = "Stopped"
+        if stop_kind:
+            log(f"twin: {stop_kind}: sending SIGTERM to the training process")
+            _kill_tree(proc, stop_grace_seconds)
+            return stop_kind
 
-        if stop_kind is None and rc != 0:
-            failure_file = output_dir / "failure"
-            detail = failure_file.read_text(errors="replace").strip() if failure_file.is_file() else ""
-            if not detail:
-                detail = "\n".join(stderr_lines[-STDERR_TAIL_LINES:]).strip() or "(no output)"
-            raise _JobError("AlgorithmError: %s, exit code %d" % (detail, rc))
 
-        # ---- Uploading -----------------------------------------------------------------
-        if stop_kind is not None:
-            transitions.enter("Stopping", "Stopping the training job")
-        transitions.enter("Uploading", "Uploading generated training model")
-        base = "{}/{}/output".format(out_prefix.rstrip("/"), name) if out_prefix.strip("/") else f"{name}/output"
-        base = base.lstrip("/")
-        try:
-            if stop_kind is None or any(model_dir.iterdir()):
-                model_tar = root / "model.tar.gz"
-                _tar_dir(model_dir, model_tar)
-                s3_client.upload_file(str(model_tar), out_bucket, base + "/model.tar.gz")
-                model_artifacts = f"s3://{out_bucket}/{base}/model.tar.gz"
-            out_tar = root / "output.tar.gz"
-            _tar_dir(output_data_dir, out_tar)
-            s3_client.upload_file(str(out_tar), out_bucket, base + "/output.tar.gz")
-            output_data = f"s3://{out_bucket}/{base}/output.tar.gz"
-        except Exception as exc:
-            raise _JobError(f"ClientError: cannot upload model artifacts to s3://{out_bucket}/{base}: {exc}")
+def _algorithm_error(layout: _Layout, outcome: _ScriptOutcome) -> _JobError:
+    """``AlgorithmError: <output/failure, else the stderr tail>, exit code N``, as SageMaker reports it."""
+    failure_file = layout.output_dir / "failure"
+    detail = failure_file.read_text(errors="replace").strip() if failure_file.is_file() else ""
+    if not detail:
+        detail = "\n".join(outcome.stderr_lines[-STDERR_TAIL_LINES:]).strip() or "(no output)"
+    return _JobError(f"AlgorithmError: {detail}, exit code {outcome.returncode}")
 
-        if stop_kind == "MaxRuntimeExceeded":
-            return finish(
-                "Stopped",
-                "MaxRuntimeExceeded",
-                f"Training job stopped: it exceeded MaxRuntimeInSeconds ({max_runtime:g} s)",
-                "MaxRuntimeInSeconds exceeded",
-            )
-        if stop_kind == "Stopped":
-            return finish("Stopped", "Stopped", "Training job stopped by StopTrainingJob", None)
-        return finish("Completed", "Completed", "Training job completed", None)
-    except _JobError as exc:
-        reason = str(exc)
-        return finish("Failed", "Failed", f"Training job failed. Reason: {reason}", reason)
-    except Exception as exc:  # defensive: run_training_job never raises
-        reason = f"InternalServerError: twin training emulation crashed: {type(exc).__name__}: {exc}"
-        return finish("Failed", "Failed", reason, reason)
+
+def _upload_outputs(s3_client: Any, spec: _JobSpec, layout: _Layout, stop_kind: str | None, job: _JobRun) -> None:
+    """Upload ``model.tar.gz`` (unless a stopped job left no model) and ``output.tar.gz``.
+
+    Sets ``job.model_artifacts`` / ``job.output_data`` as each upload succeeds.
+    """
+    out_bucket = spec.out_bucket
+    if spec.out_prefix.strip("/"):
+        base = "{}/{}/output".format(spec.out_prefix.rstrip("/"), spec.name)
+    else:
+        base = f"{spec.name}/output"
+    base = base.lstrip("/")
+    try:
+        if stop_kind is None or any(layout.model_dir.iterdir()):
+            model_tar = layout.root / "model.tar.gz"
+            _tar_dir(layout.model_dir, model_tar)
+            s3_client.upload_file(str(model_tar), out_bucket, base + "/model.tar.gz")
+            job.model_artifacts = f"s3://{out_bucket}/{base}/model.tar.gz"
+        out_tar = layout.root / "output.tar.gz"
+        _tar_dir(layout.output_data_dir, out_tar)
+        s3_client.upload_file(str(out_tar), out_bucket, base + "/output.tar.gz")
+        job.output_data = f"s3://{out_bucket}/{base}/output.tar.gz"
+    except Exception as exc:
+        raise _JobError(f"ClientError: cannot upload model artifacts to s3://{out_bucket}/{base}: {exc}") from exc
