@@ -45,13 +45,15 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 HANDLER_NAMES = ("model_fn", "input_fn", "predict_fn", "output_fn")
 UNSUPPORTED_NAMES = {"UnsupportedContentType", "UnsupportedFormatError", "UnsupportedMediaType"}
 
 
-def load_program(code_dir: str | Path, program: str):
+def load_program(code_dir: str | Path, program: str) -> ModuleType:
     """Import the user inference program like the container does.
 
     Args:
@@ -70,6 +72,8 @@ def load_program(code_dir: str | Path, program: str):
     sys.path.insert(0, str(Path(code_dir).resolve()))
     module_name = Path(program).stem
     spec = importlib.util.spec_from_file_location(module_name, str(path))
+    if spec is None or spec.loader is None:  # only for paths without a .py loader; program is a .py file
+        raise ImportError(f"cannot import inference program {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
@@ -100,107 +104,132 @@ def write_ready_file(path: str | Path, port: int) -> None:
     """Atomically write ``{"port": port, "pid": os.getpid()}`` (temp file + os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.%d" % os.getpid())
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
     tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}))
     os.replace(tmp, path)
 
 
-def make_handler(module, model, default_accept: str):
-    """Build the BaseHTTPRequestHandler subclass bound to a loaded model."""
+class InvocationsHandler(BaseHTTPRequestHandler):
+    """The container's HTTP contract (see the module docstring); :func:`make_handler` binds it to a model."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
-        server_version = "sagepipe-twin-model-server/1"
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
+    server_version = "sagepipe-twin-model-server/1"
+    # bound by make_handler: the user program, what its model_fn returned, the default Accept
+    module: Any = None
+    model: Any = None
+    default_accept = "application/json"
 
-        def log_message(self, fmt, *args):  # access log to stderr, compact
-            sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
+    def log_message(self, fmt: str, *args: Any) -> None:  # access log to stderr, compact
+        sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
-        def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain"):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if body and self.command != "HEAD":
-                self.wfile.write(body)
+    def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
 
-        def _read_body(self) -> bytes | None:
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks, total = [], 0
-                while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        break
-                    total += size
-                    if total > MAX_PAYLOAD_BYTES:
-                        return None
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                return b"".join(chunks)
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_PAYLOAD_BYTES:
+    def _read_body(self) -> bytes | None:
+        """The request body (chunked or Content-Length); None when it exceeds MAX_PAYLOAD_BYTES."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_PAYLOAD_BYTES:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes | None:
+        chunks, total = [], 0
+        while True:
+            size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            total += size
+            if total > MAX_PAYLOAD_BYTES:
                 return None
-            return self.rfile.read(length) if length else b""
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        return b"".join(chunks)
 
-        def do_GET(self):
-            path = self.path.split("?", 1)[0]
-            if path == "/ping":
-                if os.environ.get("SAGEPIPE_TWIN_FAIL_PING") == "1":
-                    self._send(500, b"ping failure injected (SAGEPIPE_TWIN_FAIL_PING=1)")
-                else:
-                    self._send(200, b"", "application/json")
-            elif path == "/execution-parameters":
-                body = json.dumps({"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6})
-                self._send(200, body.encode(), "application/json")
-            elif path == "/invocations":
-                self._send(405, b"use POST /invocations")
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/ping":
+            if os.environ.get("SAGEPIPE_TWIN_FAIL_PING") == "1":
+                self._send(500, b"ping failure injected (SAGEPIPE_TWIN_FAIL_PING=1)")
             else:
-                self._send(404, (f"no such path {path}").encode())
+                self._send(200, b"", "application/json")
+        elif path == "/execution-parameters":
+            body = json.dumps({"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6})
+            self._send(200, body.encode(), "application/json")
+        elif path == "/invocations":
+            self._send(405, b"use POST /invocations")
+        else:
+            self._send(404, (f"no such path {path}").encode())
 
-        do_HEAD = do_GET
+    do_HEAD = do_GET
 
-        def do_POST(self):
-            path = self.path.split("?", 1)[0]
-            if path != "/invocations":
-                self._send(404, (f"no such path {path}").encode())
-                return
-            try:
-                body = self._read_body()
-            except (ValueError, OSError) as exc:
-                self.close_connection = True
-                self._send(400, (f"cannot read request body: {exc}").encode())
-                return
-            if body is None:
-                self.close_connection = True
-                self._send(413, b"request body exceeds the 6 MB InvokeEndpoint payload limit")
-                return
-            content_type = self.headers.get("Content-Type") or "application/json"
-            accept = self.headers.get("Accept")
-            if not accept or _media(accept) in ("*/*", ""):
-                accept = default_accept
-            try:
-                data = module.input_fn(body, content_type)
-                prediction = module.predict_fn(data, model)
-                result = module.output_fn(prediction, accept)
-                if isinstance(result, tuple):
-                    out, out_type = result[0], result[1]
-                else:
-                    out, out_type = result, accept
-                if isinstance(out, str):
-                    out = out.encode("utf-8")
-                elif not isinstance(out, (bytes, bytearray)):
-                    out = json.dumps(out).encode("utf-8")
-                self._send(200, bytes(out), out_type or accept)
-            except Exception as exc:  # map like the inference toolkit
-                status = status_for_exception(exc)
-                if status == 500:
-                    traceback.print_exc(file=sys.stderr)
-                message = str(exc) or type(exc).__name__
-                self._send(status, message.encode("utf-8", "replace"))
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path != "/invocations":
+            self._send(404, (f"no such path {path}").encode())
+            return
+        try:
+            body = self._read_body()
+        except (ValueError, OSError) as exc:
+            self.close_connection = True
+            self._send(400, (f"cannot read request body: {exc}").encode())
+            return
+        if body is None:
+            self.close_connection = True
+            self._send(413, b"request body exceeds the 6 MB InvokeEndpoint payload limit")
+            return
+        content_type = self.headers.get("Content-Type") or "application/json"
+        accept = self.headers.get("Accept")
+        if not accept or _media(accept) in ("*/*", ""):
+            accept = self.default_accept
+        try:
+            out, out_type = self._invoke(body, content_type, accept)
+            self._send(200, out, out_type)
+        except Exception as exc:  # map like the inference toolkit
+            status = status_for_exception(exc)
+            if status == 500:
+                traceback.print_exc(file=sys.stderr)
+            message = str(exc) or type(exc).__name__
+            self._send(status, message.encode("utf-8", "replace"))
 
-    return Handler
+    def _invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        """input_fn -> predict_fn -> output_fn; returns the response body and its content type."""
+        data = self.module.input_fn(body, content_type)
+        prediction = self.module.predict_fn(data, self.model)
+        result = self.module.output_fn(prediction, accept)
+        if isinstance(result, tuple):
+            out, out_type = result[0], result[1]
+        else:
+            out, out_type = result, accept
+        if isinstance(out, str):
+            out = out.encode("utf-8")
+        elif not isinstance(out, (bytes, bytearray)):
+            out = json.dumps(out).encode("utf-8")
+        return bytes(out), out_type or accept
+
+
+def make_handler(module: ModuleType, model: Any, default_accept: str) -> type[InvocationsHandler]:
+    """Build the request handler class bound to a loaded program and its model.
+
+    Args:
+        module: the user program from :func:`load_program`.
+        model: what its ``model_fn(model_dir)`` returned.
+        default_accept: the Accept used when the request has none or ``*/*``.
+    """
+    return type(
+        "Handler",
+        (InvocationsHandler,),
+        {"module": module, "model": model, "default_accept": default_accept},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,15 +275,15 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=watch_parent, daemon=True).start()
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if args.ready_file:
         write_ready_file(args.ready_file, port)
-    print("model_server: model loaded in %.3fs" % (time.monotonic() - started), flush=True)
-    print("model_server listening on %s:%d" % (args.host, port), flush=True)
+    print(f"model_server: model loaded in {time.monotonic() - started:.3f}s", flush=True)
+    print(f"model_server listening on {args.host}:{port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
