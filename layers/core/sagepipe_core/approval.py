@@ -16,9 +16,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .aws import error_code, error_kind
 from .errors import SagepipeError
 
 APPROVAL_NEEDED = "Pipeline Approval Needed"
+TASK_ENDED_CODES = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})  # SendTaskSuccess errors
 
 
 class ApprovalError(SagepipeError):
@@ -79,7 +81,8 @@ def find(s3: Any, bucket: str, execution: str) -> dict[str, Any]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="approvals/"):
         for obj in page.get("Contents", []):
             if obj["Key"].endswith(f"/{execution}.json"):
-                return json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                record: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                return record
     raise ApprovalError(f"no approval was requested for run {execution!r}", execution=execution)
 
 
@@ -95,7 +98,7 @@ def decide(s3: Any, sfn: Any, *, bucket: str, execution: str, approved: bool, re
     try:
         earlier = json.loads(s3.get_object(Bucket=bucket, Key=decision_key)["Body"].read())
     except ClientError as exc:
-        if exc.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
+        if error_kind(exc) != "not_found":
             raise
     else:
         raise ApprovalError(
@@ -107,8 +110,8 @@ def decide(s3: Any, sfn: Any, *, bucket: str, execution: str, approved: bool, re
     try:
         sfn.send_task_success(taskToken=record["task_token"], output=json.dumps(output))
     except ClientError as exc:
-        code = exc.response["Error"]["Code"]
-        if code in {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}:
+        code = error_code(exc)
+        if code in TASK_ENDED_CODES:
             raise ApprovalError(
                 f"run {execution} is no longer waiting for approval ({code})", execution=execution
             ) from exc

@@ -12,23 +12,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .aws import error_kind
 from .errors import DeploymentFailedError, EndpointBusyError
 
 BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed"}
-
-
-def _already_exists(exc: ClientError) -> bool:
-    msg = exc.response.get("Error", {}).get("Message", "")
-    return exc.response.get("Error", {}).get("Code") == "ValidationException" and (
-        "already exist" in msg.lower() or "already existing" in msg.lower()
-    )
-
-
-def _not_found(exc: ClientError) -> bool:
-    msg = exc.response.get("Error", {}).get("Message", "").lower()
-    return exc.response.get("Error", {}).get("Code") == "ValidationException" and (
-        "could not find" in msg or "does not exist" in msg or "not found" in msg
-    )
 
 
 def deployment_config(alarm_names: list[str]) -> dict[str, Any]:
@@ -124,7 +111,7 @@ def start_deployment(
             },
         )
     except ClientError as exc:
-        if not _already_exists(exc):
+        if error_kind(exc) != "already_exists":
             raise
     try:
         sm.create_endpoint_config(
@@ -140,7 +127,7 @@ def start_deployment(
             ],
         )
     except ClientError as exc:
-        if not _already_exists(exc):
+        if error_kind(exc) != "already_exists":
             raise
     out = {
         "EndpointName": endpoint_name,
@@ -151,12 +138,12 @@ def start_deployment(
     try:
         current = sm.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as exc:
-        if not _not_found(exc):
+        if error_kind(exc) != "not_found":
             raise
         try:
             sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_config_name)
         except ClientError as race:  # another run created it first: retry, and update it then
-            if _already_exists(race):
+            if error_kind(race) == "already_exists":
                 raise EndpointBusyError(
                     f"endpoint {endpoint_name} was created by another run", endpoint=endpoint_name, status="Creating"
                 ) from race
@@ -180,7 +167,7 @@ def start_deployment(
             DeploymentConfig=deployment_config(alarm_names),
         )
     except ClientError as exc:  # another run's update started between our Describe and Update
-        if "in-progress" in exc.response.get("Error", {}).get("Message", "").lower():
+        if error_kind(exc) == "in_progress":
             raise EndpointBusyError(
                 f"endpoint {endpoint_name} is being updated by another run", endpoint=endpoint_name, status="Updating"
             ) from exc
@@ -195,7 +182,7 @@ def production_model_data_url(sm: Any, endpoint_name: str) -> tuple[str | None, 
     try:
         ep = sm.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as exc:
-        if _not_found(exc):
+        if error_kind(exc) == "not_found":
             return None, None
         raise
     if ep["EndpointStatus"] == "Failed" or not ep.get("EndpointConfigName"):

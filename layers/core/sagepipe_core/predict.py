@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
-import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -29,14 +27,21 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
+from .aws import (
+    VALIDATION_CODES,
+    ArtifactError,
+    error_code,
+    error_kind,
+    error_message,
+    read_artifact_members,
+    split_s3_uri,
+)
 from .naming import MODEL_NAME_RE, endpoint_name
 from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, RecordErrors, SchemaError, parse_csv, validate_records
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint limit
 SUPPORTED_CONTENT_TYPES = ("application/json", "text/csv")
 SERVING_STATUSES = {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
-THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
-VALIDATION_CODES = {"ValidationError", "ValidationException"}  # runtime / control-plane spelling
 
 
 @dataclass
@@ -160,7 +165,7 @@ def parse_instances(body: bytes, mt: str, schema: ModelSchema | None, max_instan
             ) from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list) or not doc["instances"]:
             raise ApiError(400, "missing_instances", 'body must be {"instances": [{feature: value, ...}, ...]}')
-        instances = doc["instances"]
+        instances: list[Any] = doc["instances"]
     else:
         try:
             instances = parse_csv(schema, text) if schema is not None else []
@@ -198,30 +203,23 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
 
 
-def _client_error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+def _read_artifact(s3: Any, url: str) -> tuple[Any, dict[str, Any] | None]:
+    """``s3://bucket/key/model.tar.gz`` → (parsed ``schema.json``, parsed ``evaluation.json`` or None).
 
-
-def _read_artifact(s3: Any, url: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """``s3://bucket/key/model.tar.gz`` → (``schema.json``, ``evaluation.json`` or None). Streams the tarball
-    and stops once both members are read.
+    Raises :class:`ApiError` 503 when ``url`` is not an S3 URI, :class:`SchemaError` when the tarball has no
+    ``schema.json``, :class:`ArtifactError` / ``ValueError`` when it or a report cannot be read.
     """
-    if not url.startswith("s3://") or "/" not in url[5:]:
-        raise ApiError(503, "model_unavailable", "the live model has no S3 artifact", headers={"Retry-After": "30"})
-    bucket, key = url[5:].split("/", 1)
-    obj = s3.get_object(Bucket=bucket, Key=key)
-    found: dict[str, Any] = {}
-    with tarfile.open(fileobj=obj["Body"], mode="r|gz") as tar:
-        for member in tar:
-            name = member.name.lstrip("./")
-            if name in ("schema.json", "evaluation.json") and member.isfile():
-                fh = tar.extractfile(member)
-                found[name] = json.loads(fh.read()) if fh else None
-                if len(found) == 2:
-                    break
+    try:
+        split_s3_uri(url)
+    except ArtifactError as exc:
+        raise ApiError(
+            503, "model_unavailable", "the live model has no S3 artifact", headers={"Retry-After": "30"}
+        ) from exc
+    found = read_artifact_members(s3, url, ("schema.json", "evaluation.json"))
     if "schema.json" not in found:
         raise SchemaError(f"{url} has no schema.json")
-    return found["schema.json"], found.get("evaluation.json")
+    evaluation = json.loads(found["evaluation.json"]) if "evaluation.json" in found else None
+    return json.loads(found["schema.json"]), evaluation if isinstance(evaluation, dict) else None
 
 
 class LiveModels:
@@ -267,12 +265,11 @@ class LiveModels:
         try:
             ep = self.sm.describe_endpoint(EndpointName=endpoint)
         except ClientError as exc:
-            code = _client_error_code(exc)
-            if code in VALIDATION_CODES:
+            if error_code(exc) in VALIDATION_CODES or error_kind(exc) == "not_found":
                 raise ApiError(404, "model_not_found", f"no endpoint serves model {model!r}", {"model": model}) from exc
             if seen and seen[1] in self._versions:  # SageMaker control plane trouble: serve the cached version
                 return self._versions[seen[1]]
-            if code in THROTTLE_CODES:
+            if error_kind(exc) == "throttled":
                 raise ApiError(
                     429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"}
                 ) from exc
@@ -304,7 +301,7 @@ class LiveModels:
         try:
             raw_schema, evaluation = _read_artifact(self.s3, url)
             schema = ModelSchema.parse(raw_schema)
-        except (SchemaError, tarfile.TarError, gzip.BadGzipFile, EOFError, ValueError, KeyError) as exc:
+        except (SchemaError, ValueError, KeyError) as exc:  # ArtifactError and JSON errors are ValueErrors
             raise ApiError(
                 502, "model_error", "the live model version has no readable schema.json", {"model": model}
             ) from exc
@@ -324,10 +321,9 @@ class LiveModels:
 # ------------------------------------------------------------------------------------- operations
 def _runtime_error(exc: ClientError, model: str) -> ApiError:
     """Map an InvokeEndpoint ``ClientError`` (see module docstring) to an :class:`ApiError`."""
-    code = _client_error_code(exc)
-    msg = str(exc.response.get("Error", {}).get("Message", ""))
+    code, msg = error_code(exc), error_message(exc)
     if code == "ModelError":
-        original = int(exc.response.get("OriginalStatusCode") or 500)
+        original = int(str(exc.response.get("OriginalStatusCode") or 500))  # not in botocore's typed shape
         if 400 <= original < 500:
             return ApiError(
                 422,
@@ -336,7 +332,7 @@ def _runtime_error(exc: ClientError, model: str) -> ApiError:
                 {"model_status": original},
             )
         return ApiError(502, "model_error", "the model failed to answer", {"model_status": original})
-    if code in THROTTLE_CODES or "Throttl" in code:
+    if error_kind(exc) == "throttled":
         return ApiError(429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"})
     if code in {"ServiceUnavailable", "InternalFailure", "ModelNotReadyException"} or code in VALIDATION_CODES:
         detail = "not found" if "not found" in msg.lower() else "not in service"

@@ -8,12 +8,11 @@ Follows the SageMaker API reference: CreateModelPackageGroup, CreateModelPackage
 
 from __future__ import annotations
 
-import io
-import tarfile
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .aws import error_kind, read_artifact_members
 from .naming import model_package_group_name, short_hash
 
 _MAX_VALUE = 256
@@ -30,14 +29,14 @@ def ensure_group(sm: Any, prefix: str, model: str) -> str:
     try:
         sm.describe_model_package_group(ModelPackageGroupName=name)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] not in {"ValidationException", "ResourceNotFound"}:
+        if error_kind(exc) != "not_found":
             raise
         try:
             sm.create_model_package_group(
                 ModelPackageGroupName=name, ModelPackageGroupDescription=f"sagepipe model {model}"
             )
-        except ClientError as race:
-            if "already exist" not in race.response["Error"].get("Message", "").lower():
+        except ClientError as race:  # another run created it between our Describe and Create
+            if error_kind(race) != "already_exists":
                 raise
     return name
 
@@ -46,17 +45,10 @@ def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> d
     """Copy ``evaluation.json`` and ``schema.json`` out of ``model.tar.gz`` to plain S3 objects under
     ``prefix`` (ModelMetrics needs S3 URIs). Returns ``{"evaluation": uri, "schema": uri}``.
     """
-    src_bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
-    raw = s3.get_object(Bucket=src_bucket, Key=key)["Body"].read()
     out: dict[str, str] = {}
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            name = member.name.lstrip("./")
-            if name in {"evaluation.json", "schema.json"}:
-                fh = tar.extractfile(member)
-                assert fh is not None
-                s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=fh.read(), ContentType="application/json")
-                out[name.removesuffix(".json")] = f"s3://{bucket}/{prefix}/{name}"
+    for name, body in sorted(read_artifact_members(s3, model_data_url, ("evaluation.json", "schema.json")).items()):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body, ContentType="application/json")
+        out[name.removesuffix(".json")] = f"s3://{bucket}/{prefix}/{name}"
     return out
 
 
@@ -115,7 +107,8 @@ def register(
         args["ModelMetrics"] = {
             "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": reports["evaluation"]}}
         }
-    return sm.create_model_package(**args)["ModelPackageArn"]
+    arn: str = sm.create_model_package(**args)["ModelPackageArn"]
+    return arn
 
 
 def set_status(sm: Any, package_arn: str, status: str, description: str) -> None:

@@ -6,12 +6,10 @@ built from the function's environment (names in ``template.yaml``).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import os
-import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from . import approval, deploy, gate, naming, registry, training
 from . import dataset as ds
+from .aws import ArtifactError, error_kind, read_artifact_members
 from .config import CONFIG_FILE_NAME, parse_config
 from .errors import InvalidConfigError, InvalidDatasetError, SagepipeError
 from .events import DataVersion, RetrainRequest, Skip, latest_data_version, normalize
@@ -106,7 +105,7 @@ def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) 
                     "executionArn"
                 ]
             except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                if error_kind(exc) != "already_exists":
                     raise
                 status = "already_started"
         log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
@@ -121,7 +120,7 @@ def _execution_exists(sfn: Any, arn: str) -> bool:
     try:
         sfn.describe_execution(executionArn=arn)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+        if error_kind(exc) == "not_found":
             return False
         raise
     return True
@@ -133,7 +132,7 @@ def _load_config(s3: Any, bucket: str, model: str) -> tuple[Any, bytes | None]:
     try:
         raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+        if error_kind(exc) == "not_found":
             return parse_config(None), None
         raise
     return parse_config(raw), raw
@@ -245,15 +244,13 @@ def validate_data(
 
 # ------------------------------------------------------------------------------------ evaluate
 def _read_evaluation(s3: Any, model_data_url: str) -> dict[str, Any]:
-    bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
-    raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-        member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "evaluation.json"), None)
-        if member is None:
-            raise ValueError("evaluation.json is not in model.tar.gz")
-        fh = tar.extractfile(member)
-        assert fh is not None
-        return json.loads(fh.read())
+    raw = read_artifact_members(s3, model_data_url, ("evaluation.json",)).get("evaluation.json")
+    if raw is None:
+        raise ArtifactError("evaluation.json is not in model.tar.gz")
+    report = json.loads(raw)
+    if not isinstance(report, dict):
+        raise ArtifactError("evaluation.json is not a JSON object")
+    return report
 
 
 def evaluate_model(state: dict[str, Any], *, s3: Any, sm: Any) -> dict[str, Any]:
@@ -267,7 +264,7 @@ def evaluate_model(state: dict[str, Any], *, s3: Any, sm: Any) -> dict[str, Any]
     evaluation, error = None, None
     try:
         evaluation = _read_evaluation(s3, state["training"]["ModelArtifacts"])
-    except (ClientError, ValueError, KeyError, tarfile.TarError, OSError) as exc:
+    except (ClientError, ValueError, KeyError, OSError) as exc:  # ArtifactError and JSON errors are ValueErrors
         error = f"{type(exc).__name__}: {exc}"
     job = sm.describe_training_job(TrainingJobName=state["training"]["TrainingJobName"])
     final = [{"MetricName": m["MetricName"], "Value": m["Value"]} for m in job.get("FinalMetricDataList", [])]
