@@ -1,5 +1,7 @@
-"""RequestApproval step (``lambda:invoke.waitForTaskToken``): keeps the task token in the artifacts
-bucket and sends "Pipeline Approval Needed". Glue only: ``sagepipe_core.steps.request_approval``.
+"""RequestApproval step (``lambda:invoke.waitForTaskToken``).
+
+Keeps the task token in the artifacts bucket and sends "Pipeline Approval Needed". Glue only:
+``sagepipe_core.steps.request_approval``.
 """
 
 from typing import Any

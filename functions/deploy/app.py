@@ -1,6 +1,8 @@
-"""Deploy step: the endpoint's auto-rollback alarms, CreateModel, a new EndpointConfig per version,
-then CreateEndpoint or blue/green UpdateEndpoint bound to those alarms. Raises ``EndpointBusyError`` (retried by the ASL) while the endpoint is changing.
-Glue only: ``sagepipe_core.steps.deploy_model``.
+"""DeployModel step: roll the new model version out to the model's endpoint.
+
+The endpoint's auto-rollback alarms, CreateModel, a new EndpointConfig per version, then CreateEndpoint or
+blue/green UpdateEndpoint bound to those alarms. Raises ``EndpointBusyError`` (retried by the ASL) while the
+endpoint is changing. Glue only: ``sagepipe_core.steps.deploy_model``.
 """
 
 from typing import Any

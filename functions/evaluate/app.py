@@ -1,5 +1,7 @@
-"""Evaluate step: the deploy gate. Reads ``evaluation.json`` from the model artifact and the training
-job's ``FinalMetricDataList``; fails closed. Glue only: ``sagepipe_core.steps.evaluate_model``.
+"""Evaluate step: the deploy gate.
+
+Reads ``evaluation.json`` from the model artifact and the training job's ``FinalMetricDataList``; fails
+closed. Glue only: ``sagepipe_core.steps.evaluate_model``.
 """
 
 from typing import Any

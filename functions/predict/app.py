@@ -1,5 +1,7 @@
-"""Inference API (REST API stage ``v1``; contract: ``api/openapi.yaml``): ``POST /models/{model}/predictions``,
-``GET /models/{model}``, ``GET /health``. Glue only: the logic is ``sagepipe_core.predict``.
+"""Inference API (REST API stage ``v1``; contract: ``api/openapi.yaml``).
+
+``POST /models/{model}/predictions``, ``GET /models/{model}``, ``GET /health``. Glue only: the logic is
+``sagepipe_core.predict``.
 """
 
 import os
@@ -37,15 +39,19 @@ LIVE = core.LiveModels(
 )
 
 
-@app.exception_handler(core.ApiError)
-def api_error(err: core.ApiError) -> Response:
+def api_error(err: core.ApiError) -> Response[dict[str, Any]]:
     """Render :class:`ApiError` as JSON; the log line has the code, never the body."""
     logger.info("request rejected", extra={"status": err.status, "error_code": err.code})
     return Response(err.status, "application/json", err.body(), err.headers)
 
 
+# Registered by a call, not as a decorator: Powertools' exception_handler is unannotated (returns Any), which
+# would make api_error untyped for mypy.
+app.exception_handler(core.ApiError)(api_error)
+
+
 @app.not_found
-def not_found(_: Exception) -> Response:
+def not_found(_: Exception) -> Response[dict[str, Any]]:
     """Unknown route or a model name the router does not accept: the API's own JSON 404 shape."""
     return api_error(core.ApiError(404, "not_found", "no such resource"))
 

@@ -1,5 +1,7 @@
-"""RegisterModel step: a model package (metrics, schema, lineage, approval status) in the model's
-package group. Glue only: ``sagepipe_core.steps.register_model``.
+"""RegisterModel step: a model package in the model's package group.
+
+The package carries metrics, schema, lineage and an approval status. Glue only:
+``sagepipe_core.steps.register_model``.
 """
 
 from typing import Any

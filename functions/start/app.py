@@ -1,5 +1,7 @@
-"""Start function: S3 "Object Created" (EventBridge or classic notification), the retrain schedule and
-"Retrain Requested" events → one Step Functions StartExecution per data version (deterministic name).
+"""Start function: one Step Functions StartExecution per data version (deterministic name).
+
+Triggers: S3 "Object Created" (EventBridge or classic notification), the retrain schedule and "Retrain
+Requested" events.
 
 Glue only: the logic is ``sagepipe_core.steps.start_runs``.
 """

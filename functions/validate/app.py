@@ -1,6 +1,7 @@
-"""ValidateData step: check the CSV and the per-model config, quarantine bad data (the error is
-re-raised as ``InvalidDatasetError`` / ``InvalidConfigError`` for the ASL Catch), write the splits and
-build the training request. Glue only: ``sagepipe_core.steps.validate_data``.
+"""ValidateData step: check the data and the config, write the splits, build the training request.
+
+Bad data is quarantined and the error re-raised as ``InvalidDatasetError`` / ``InvalidConfigError`` for the
+ASL Catch. Glue only: ``sagepipe_core.steps.validate_data``.
 """
 
 from typing import Any

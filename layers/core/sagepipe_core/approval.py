@@ -1,5 +1,6 @@
-"""Manual approval: the execution waits on a Step Functions task token (``lambda:invoke.waitForTaskToken``)
-until someone approves or rejects the model package, or the task's timeout rejects it.
+"""Manual approval: the execution waits on a Step Functions task token (``lambda:invoke.waitForTaskToken``).
+
+It waits until someone approves or rejects the model package, or the task's timeout rejects it.
 
 The token is kept at ``s3://<artifacts>/approvals/<model>/<execution>.json`` (never in an event or a
 log). ``sagepipe approve|reject <execution>`` reads it, refuses a second decision, calls SendTaskSuccess
@@ -87,8 +88,9 @@ def find(s3: Any, bucket: str, execution: str) -> dict[str, Any]:
 
 
 def decide(s3: Any, sfn: Any, *, bucket: str, execution: str, approved: bool, reason: str, by: str) -> dict[str, Any]:
-    """Approve or reject ``execution`` and resume it (SendTaskSuccess); the decision is recorded at
-    ``approvals/<model>/<execution>.decision.json``.
+    """Approve or reject ``execution`` and resume it (SendTaskSuccess).
+
+    The decision is recorded at ``approvals/<model>/<execution>.decision.json``.
 
     Raises :class:`ApprovalError` when there is no pending approval, it was already decided, or the task
     already ended (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``).

@@ -75,8 +75,10 @@ class EndpointResources(_Strict):
 
 
 class ParameterRange(_Strict):
-    """One tuned hyperparameter (HyperParameterTuningJobConfig.ParameterRanges): ``integer`` and
-    ``continuous`` take ``min_value``/``max_value`` (and ``scaling``), ``categorical`` takes ``values``.
+    """One tuned hyperparameter (HyperParameterTuningJobConfig.ParameterRanges).
+
+    ``integer`` and ``continuous`` take ``min_value``/``max_value`` (and ``scaling``), ``categorical`` takes
+    ``values``.
     """
 
     type: Literal["integer", "continuous", "categorical"]
@@ -96,8 +98,10 @@ class ParameterRange(_Strict):
 
 
 class TuningConfig(_Strict):
-    """Optional hyperparameter tuning (CreateHyperParameterTuningJob): ranges, the objective
-    (``<split>:<metric>``; default ``validation:<gate metric>``), job limits and the strategy.
+    """Optional hyperparameter tuning (CreateHyperParameterTuningJob).
+
+    Ranges, the objective (``<split>:<metric>``; default ``validation:<gate metric>``), job limits and the
+    strategy.
     """
 
     parameter_ranges: dict[str, ParameterRange] = Field(min_length=1)

@@ -1,5 +1,6 @@
-"""Endpoint rollout: CreateModel, a new EndpointConfig per model version, then CreateEndpoint or a
-blue/green UpdateEndpoint. The state machine then polls DescribeEndpoint until the requested
+"""Endpoint rollout: CreateModel, a new EndpointConfig per model version, then CreateEndpoint or UpdateEndpoint.
+
+The update is blue/green. The state machine then polls DescribeEndpoint until the requested
 EndpointConfigName is live (AWS has no ``.sync`` for endpoints).
 
 Follows the SageMaker API reference: CreateModel, CreateEndpointConfig, CreateEndpoint,
@@ -19,8 +20,10 @@ BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Delet
 
 
 def deployment_config(alarm_names: list[str]) -> dict[str, Any]:
-    """UpdateEndpoint ``DeploymentConfig``: all-at-once blue/green traffic shift with a 5 minute bake
-    (``TerminationWaitInSeconds``) and auto-rollback on ``alarm_names`` (CloudWatch alarms).
+    """UpdateEndpoint ``DeploymentConfig``: blue/green with auto-rollback on ``alarm_names``.
+
+    All-at-once traffic shift with a 5 minute bake (``TerminationWaitInSeconds``); auto-rollback on the
+    CloudWatch alarms ``alarm_names``.
     """
     cfg: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
@@ -35,11 +38,12 @@ def deployment_config(alarm_names: list[str]) -> dict[str, Any]:
 
 
 def ensure_rollback_alarms(cw: Any, endpoint_name: str, *, latency_ms: float, errors_5xx: int) -> list[str]:
-    """PutMetricAlarm (idempotent) for the endpoint's auto-rollback: ``<endpoint>-invocation-5xx``
-    (``Invocation5XXErrors`` Sum ≥ ``errors_5xx`` in a minute) and ``<endpoint>-model-latency``
-    (``ModelLatency`` p99 > ``latency_ms``, in microseconds as SageMaker reports it, 2 of 3 minutes).
-    Namespace ``AWS/SageMaker``, dimensions EndpointName + VariantName ``AllTraffic`` (SageMaker docs,
-    "Monitor Amazon SageMaker AI with Amazon CloudWatch"). Returns the alarm names.
+    """PutMetricAlarm (idempotent) for the endpoint's auto-rollback alarms.
+
+    ``<endpoint>-invocation-5xx`` (``Invocation5XXErrors`` Sum ≥ ``errors_5xx`` in a minute) and
+    ``<endpoint>-model-latency`` (``ModelLatency`` p99 > ``latency_ms``, in microseconds as SageMaker reports
+    it, 2 of 3 minutes). Namespace ``AWS/SageMaker``, dimensions EndpointName + VariantName ``AllTraffic``
+    (SageMaker docs, "Monitor Amazon SageMaker AI with Amazon CloudWatch"). Returns the alarm names.
     """
     dims = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": "AllTraffic"}]
     errors, latency = f"{endpoint_name}-invocation-5xx", f"{endpoint_name}-model-latency"
@@ -176,8 +180,10 @@ def start_deployment(
 
 
 def production_model_data_url(sm: Any, endpoint_name: str) -> tuple[str | None, str | None]:
-    """The champion: ``(EndpointConfigName, ModelDataUrl)`` of the model the endpoint serves now, or
-    ``(None, None)`` if there is no endpoint. DescribeEndpoint → DescribeEndpointConfig → DescribeModel.
+    """The champion: ``(EndpointConfigName, ModelDataUrl)`` of the model the endpoint serves now.
+
+    ``(None, None)`` if there is no endpoint (or it is Failed). DescribeEndpoint → DescribeEndpointConfig →
+    DescribeModel.
     """
     try:
         ep = sm.describe_endpoint(EndpointName=endpoint_name)

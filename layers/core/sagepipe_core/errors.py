@@ -1,5 +1,7 @@
-"""Typed errors. Each class name is the ``errorType`` Lambda reports and the name the state machine's
-``Catch``/``Retry`` blocks match (``ErrorEquals: ["InvalidDatasetError"]``), so one name is greppable
+"""Typed errors, named like the ASL error names that catch them.
+
+Each class name is the ``errorType`` Lambda reports and the name the state machine's ``Catch``/``Retry``
+blocks match (``ErrorEquals: ["InvalidDatasetError"]``), so one name is greppable
 across Python and ASL (see the Step Functions docs, "Error handling in Step Functions").
 """
 

@@ -1,5 +1,6 @@
-"""Trigger normalisation: every event that can start a run becomes one :class:`DataVersion` (or a
-:class:`Skip` with the reason it was ignored).
+"""Trigger normalisation: every event that can start a run becomes :class:`DataVersion` items.
+
+An event that is ignored becomes a :class:`Skip` with the reason.
 
 Accepted shapes:
 - S3 "Object Created" via EventBridge (``source: aws.s3``; S3 User Guide, "EventBridge event message
@@ -50,8 +51,9 @@ class DataVersion:
         return execution_name(self.model, self.key, self.identity)
 
     def execution_input(self, **extra: Any) -> str:
-        """The StartExecution ``input``: canonical JSON (sorted keys), no timestamps or request ids,
-        so redeliveries produce byte-identical input.
+        """The StartExecution ``input``: canonical JSON (sorted keys).
+
+        No timestamps or request ids, so redeliveries produce byte-identical input.
         """
         doc = {
             "dataset": {k: v for k, v in asdict(self).items() if k not in {"model", "trigger", "identity"}},

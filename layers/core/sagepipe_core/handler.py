@@ -1,8 +1,10 @@
-"""Powertools wiring shared by the pipeline Lambda handlers (start, validate, evaluate, register,
-approval, deploy): one Logger (the ``sagepipe`` stdlib logger of the core routed through it), Tracer
-and Metrics per process, and a decorator that applies all three (Powertools for AWS Lambda docs:
-Logger ``inject_lambda_context`` with a correlation id, Tracer ``capture_lambda_handler``, Metrics
-``log_metrics``). The predict function does not use it: its request path stays free of the Tracer.
+"""Powertools wiring shared by the pipeline Lambda handlers.
+
+The handlers (start, validate, evaluate, register, approval, deploy) share one Logger (the ``sagepipe`` stdlib
+logger of the core routed through it), Tracer and Metrics per process, and a decorator that applies all three
+(Powertools for AWS Lambda docs: Logger ``inject_lambda_context`` with a correlation id, Tracer
+``capture_lambda_handler``, Metrics ``log_metrics``). The predict function does not use it: its request path
+stays free of the Tracer.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[Handler], Handler]:
-    """Decorate a handler with the logger context (correlation id from ``correlation_id_path``, a JMESPath
-    into the event: the execution name for state-machine steps, the event ``id`` for EventBridge),
-    X-Ray tracing and EMF metrics flushing.
+    """Decorate a handler with the logger context, X-Ray tracing and EMF metrics flushing.
+
+    The correlation id comes from ``correlation_id_path``, a JMESPath into the event: the execution name for
+    state-machine steps, the event ``id`` for EventBridge.
     """
 
     def wrap(fn: Handler) -> Handler:

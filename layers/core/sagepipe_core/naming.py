@@ -1,5 +1,7 @@
-"""Naming rules for AWS resources the pipeline creates. Deterministic: the same inputs always give the
-same names, which is what makes Step Functions' ``ExecutionAlreadyExists`` an idempotency guard.
+"""Naming rules for AWS resources the pipeline creates.
+
+Deterministic: the same inputs always give the same names, which is what makes Step Functions'
+``ExecutionAlreadyExists`` an idempotency guard.
 
 Rules followed:
 - SageMaker names (TrainingJobName, ModelName, EndpointConfigName, EndpointName,
@@ -75,7 +77,9 @@ def model_slug(model: str) -> str:
 
 
 def _per_model_name(prefix: str, model: str) -> str:
-    """``<prefix>-<model>`` when that is already a canonical SageMaker name (lower-case letters, digits,
+    """The endpoint name of ``model``: ``<prefix>-<model>``, or a cleaned name plus a hash.
+
+    ``<prefix>-<model>`` when that is already a canonical SageMaker name (lower-case letters, digits,
     single hyphens); otherwise the cleaned name plus a hash of ``model``, so that models whose names
     clean to the same text (``churn_v2``, ``churn-v2``, ``Churn-V2``) never share a resource.
     SageMaker names are case-insensitive and its ARNs lower-case, hence the lower-casing.

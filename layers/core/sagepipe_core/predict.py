@@ -1,6 +1,8 @@
-"""The inference API's logic (``/v1`` = the REST API stage): request checks, validation of every record
-against the live model version's ``schema.json``, the InvokeEndpoint call, and the mapping of SageMaker
-errors to HTTP statuses. Stdlib + botocore only (the predict function's cold start imports it).
+"""The inference API's logic (``/v1`` = the REST API stage).
+
+Request checks, validation of every record against the live model version's ``schema.json``, the InvokeEndpoint
+call, and the mapping of SageMaker errors to HTTP statuses. Stdlib + botocore only (the predict function's cold
+start imports it).
 
 Follows the sagemaker-runtime InvokeEndpoint API reference (6 MB payload limit, ``ModelError`` with
 ``OriginalStatusCode``/``OriginalMessage``, ``ValidationError`` for a missing or not-InService endpoint,
@@ -117,6 +119,7 @@ def check_model_name(model: str) -> None:
 
 def read_body(body: str | None, is_base64: bool | None) -> bytes:
     """The raw request body of a REST (v1) / HTTP (v2) proxy event; base64 bodies are decoded.
+
     Raises 400 ``invalid_base64``.
     """
     if body is None:
@@ -223,8 +226,10 @@ def _read_artifact(s3: Any, url: str) -> tuple[Any, dict[str, Any] | None]:
 
 
 class LiveModels:
-    """Cache of live model versions. ``sm``/``s3``: botocore clients (or zero-argument factories); ``ttl_s``: how long a DescribeEndpoint
-    answer is trusted; ``clock``: monotonic seconds (tests inject one). Thread-safe.
+    """Cache of live model versions. Thread-safe.
+
+    ``sm``/``s3``: botocore clients (or zero-argument factories); ``ttl_s``: how long a DescribeEndpoint
+    answer is trusted; ``clock``: monotonic seconds (tests inject one).
 
     ``get(prefix, model)`` → :class:`LiveVersion`, raising :class:`ApiError` 404 ``model_not_found``, 503
     ``model_unavailable`` (+ ``Retry-After``) when the endpoint is not serving, 429 when SageMaker
@@ -407,7 +412,9 @@ def predict(
 
 
 def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]:
-    """``GET /models/{model}``: the live version. Returns ``{"model", "version", "endpoint", "endpoint_config",
+    """``GET /models/{model}``: the live version.
+
+    Returns ``{"model", "version", "endpoint", "endpoint_config",
     "status", "deployed_at", "problem_type", "labels", "metrics", "schema"}`` (``metrics``: the test-split
     metrics of ``evaluation.json``). Raises :class:`ApiError` 400/404/503/429/502 as :class:`LiveModels`.
     """

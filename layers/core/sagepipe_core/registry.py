@@ -1,5 +1,7 @@
-"""The model registry: one SageMaker model package group per model; one model package per candidate
-that passed the gate, carrying its metrics, schema and lineage, with an approval status.
+"""The model registry: one SageMaker model package group per model.
+
+One model package per candidate that passed the gate, carrying its metrics, schema and lineage, with an
+approval status.
 
 Follows the SageMaker API reference: CreateModelPackageGroup, CreateModelPackage
 (``InferenceSpecification``, ``ModelMetrics``, ``CustomerMetadataProperties`` - at most 50 entries of
@@ -42,8 +44,9 @@ def ensure_group(sm: Any, prefix: str, model: str) -> str:
 
 
 def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> dict[str, str]:
-    """Copy ``evaluation.json`` and ``schema.json`` out of ``model.tar.gz`` to plain S3 objects under
-    ``prefix`` (ModelMetrics needs S3 URIs). Returns ``{"evaluation": uri, "schema": uri}``.
+    """Copy ``evaluation.json`` and ``schema.json`` out of ``model.tar.gz`` to S3 objects under ``prefix``.
+
+    ModelMetrics needs S3 URIs. Returns ``{"evaluation": uri, "schema": uri}``.
     """
     out: dict[str, str] = {}
     for name, body in sorted(read_artifact_members(s3, model_data_url, ("evaluation.json", "schema.json")).items()):
@@ -65,8 +68,10 @@ def register(
     reports: dict[str, str],
     execution: str,
 ) -> str:
-    """CreateModelPackage in ``group``. ``approval`` ``auto`` → ``Approved``; ``manual`` →
-    ``PendingManualApproval``. Returns the ModelPackageArn.
+    """CreateModelPackage in ``group``; returns the ModelPackageArn.
+
+    ``approval`` ``auto`` → ``Approved``; ``manual`` →
+    ``PendingManualApproval``.
     """
     metadata = {
         **{k: _fit(v) for k, v in lineage.items() if v is not None},

@@ -58,8 +58,10 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True)
 class Feature:
-    """One feature of the schema: ``type`` is ``numeric`` or ``categorical``; ``categories`` is a
-    frozenset of the training values (categorical only).
+    """One feature of the schema.
+
+    ``type`` is ``numeric`` or ``categorical``; ``categories`` is a frozenset of the training values
+    (categorical only).
     """
 
     name: str
@@ -119,7 +121,9 @@ class ModelSchema:
 
 @dataclass
 class RecordErrors(Exception):
-    """Records that break the schema. ``errors``: ``[{"index": int (0-based record), "field": str | None,
+    """Records that break the schema.
+
+    ``errors``: ``[{"index": int (0-based record), "field": str | None,
     "code": str, "message": str}]`` (at most :data:`MAX_REPORTED_ERRORS`); ``total``: how many in all.
 
     Codes: ``unknown_feature``, ``missing_feature``, ``wrong_type``, ``non_finite``, ``unseen_category``,
@@ -151,8 +155,9 @@ def _is_missing(value: Any) -> bool:
 def _check_value(
     feat: Feature, value: Any, index: int, out: _Collector, unseen: str, warnings: list[dict[str, Any]]
 ) -> Any:
-    """One field → its normalised value (or ``None`` after recording an error). No value is echoed in
-    messages (feature values are not logged or reflected by default).
+    """One field → its normalised value (or ``None`` after recording an error).
+
+    No value is echoed in messages (feature values are not logged or reflected by default).
     """
     name = feat.name
     if _is_missing(value):
@@ -216,7 +221,7 @@ def validate_records(
                     f"record has {len(rec)} values, expected {len(order)} in feature_order",
                 )
                 continue
-            rec = dict(zip(order, rec))
+            rec = dict(zip(order, rec, strict=True))
         elif not isinstance(rec, dict):
             out.add(i, None, "not_an_object", "each instance must be an object {feature: value}")
             continue
@@ -230,7 +235,9 @@ def validate_records(
 
 
 def parse_csv(schema: ModelSchema, text: str) -> list[Any]:
-    """CSV body → records. The first row is a header if it names exactly the schema's features (any order,
+    """CSV body → records.
+
+    The first row is a header if it names exactly the schema's features (any order,
     the target column allowed); otherwise every row is values in ``feature_order``. Blank lines are
     skipped. Returns dicts (with a header) or lists (without). Raises ``ValueError`` (malformed CSV).
     """
@@ -240,5 +247,5 @@ def parse_csv(schema: ModelSchema, text: str) -> list[Any]:
     first = [c.strip() for c in rows[0]]
     names = set(schema.feature_order) | ({schema.target} if schema.target else set())
     if set(first) >= set(schema.feature_order) and set(first) <= names and len(set(first)) == len(first):
-        return [dict(zip(first, r)) if len(r) == len(first) else r for r in rows[1:]]
+        return [dict(zip(first, r, strict=True)) if len(r) == len(first) else r for r in rows[1:]]
     return rows

@@ -48,7 +48,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Read ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
+        """The settings from ``env`` (default: ``os.environ``).
+
+        Reads ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
         ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
         ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated, extra alarms),
         ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME`` and
@@ -79,12 +81,12 @@ class Settings:
 def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) -> list[dict[str, Any]]:
     """Start one execution per data version in ``event`` (StartExecution, deterministic ``name``).
 
-    An execution of that name that already exists (DescribeExecution), or ``ExecutionAlreadyExists``
-    from StartExecution, means a redelivery: reported as ``already_started``. Two concurrent duplicates
-    may both report ``started``, but StartExecution is idempotent for the same name and input, so
-    there is still exactly one execution. Returns one ``{"status": "started"|"already_started"|"skipped", ...}`` per item.
-    Raises :class:`InvalidEventError` for unknown event shapes and :class:`DatasetNotFoundError` for a
-    retrain of a model with no data.
+    An execution of that name that already exists (DescribeExecution), or ``ExecutionAlreadyExists`` from
+    StartExecution, means a redelivery: reported as ``already_started``. Two concurrent duplicates may both
+    report ``started``, but StartExecution is idempotent for the same name and input, so there is still exactly
+    one execution. Returns one ``{"status": "started"|"already_started"|"skipped", ...}`` per item. Raises
+    :class:`InvalidEventError` for unknown event shapes and :class:`DatasetNotFoundError` for a retrain of a
+    model with no data.
     """
     results: list[dict[str, Any]] = []
     for item in normalize(event, app_source=settings.app_source, scheduled_model=settings.scheduled_model):
@@ -141,8 +143,9 @@ def _load_config(s3: Any, bucket: str, model: str) -> tuple[Any, bytes | None]:
 def validate_data(
     execution: dict[str, Any], *, execution_name: str, s3: Any, sm: Any, settings: Settings
 ) -> dict[str, Any]:
-    """ValidateData step: load the config, check the CSV, write the splits, find the champion and
-    build the CreateTrainingJob request.
+    """ValidateData step: check the data set, write the splits, build the CreateTrainingJob request.
+
+    Loads the config, checks the CSV, writes the splits, finds the champion and builds the request.
 
     ``execution`` is the execution input (``{"dataset": {...}, "model": ...}``). On a failed check the
     object is quarantined under ``quarantine/<model>/<execution_name>/`` and the
@@ -254,8 +257,10 @@ def _read_evaluation(s3: Any, model_data_url: str) -> dict[str, Any]:
 
 
 def evaluate_model(state: dict[str, Any], *, s3: Any, sm: Any) -> dict[str, Any]:
-    """Evaluate step: read ``evaluation.json`` from the model artifact and ``FinalMetricDataList``
-    (DescribeTrainingJob), then apply :func:`gate.decide`.
+    """Evaluate step: the gate decision for the trained model.
+
+    Reads ``evaluation.json`` from the model artifact and ``FinalMetricDataList`` (DescribeTrainingJob),
+    then applies :func:`gate.decide`.
 
     ``state`` holds ``config`` (resolved) and ``training`` (``{"TrainingJobName", "ModelArtifacts"}``
     from the training task). Never raises for a bad or missing report: that is a ``reject`` decision
@@ -287,7 +292,9 @@ def json_safe(value: Any) -> Any:
 
 # -------------------------------------------------------------------------------------- deploy
 def deploy_model(state: dict[str, Any], *, sm: Any, cw: Any, settings: Settings) -> dict[str, Any]:
-    """Deploy step: the endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
+    """Deploy step: rollback alarms, then create or update the endpoint.
+
+    The endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
     :func:`deploy.start_deployment` for the run's names and the endpoint config in
     ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``.
     """
@@ -315,8 +322,10 @@ def deploy_model(state: dict[str, Any], *, sm: Any, cw: Any, settings: Settings)
 
 # ------------------------------------------------------------------------------------ register
 def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Settings) -> dict[str, Any]:
-    """RegisterModel step: a model package in the model's group, carrying metrics (ModelMetrics from
-    ``evaluation.json``), schema and lineage (data key and ETag, split URIs, training job, decision).
+    """RegisterModel step: a model package in the model's group.
+
+    The package carries metrics (ModelMetrics from ``evaluation.json``), schema and lineage (data key and ETag,
+    split URIs, training job, decision).
 
     ``state`` needs ``model``, ``config``, ``run`` (``dataset``, ``splits``), ``trained`` and
     ``decision``. Returns ``{"ModelPackageArn", "ModelPackageGroupName", "approval"}``.

@@ -55,10 +55,11 @@ def build_request(
     code_uri: str,
     region: str,
 ) -> dict[str, Any]:
-    """Fields of CreateTrainingJob the state machine passes through (the image and role come from
-    ``DefinitionSubstitutions``): ``TrainingJobName``, ``HyperParameters``, ``MetricDefinitions``,
-    ``InputDataConfig`` (channels train / validation / test, plus ``champion`` holding the production
-    model's ``model.tar.gz`` when there is one), ``OutputDataConfig``, ``ResourceConfig``,
+    """Fields of CreateTrainingJob the state machine passes through.
+
+    The image and role come from ``DefinitionSubstitutions``. Fields: ``TrainingJobName``, ``HyperParameters``,
+    ``MetricDefinitions``, ``InputDataConfig`` (channels train / validation / test, plus ``champion`` holding
+    the production model's ``model.tar.gz`` when there is one), ``OutputDataConfig``, ``ResourceConfig``,
     ``StoppingCondition``.
     """
 
@@ -93,10 +94,12 @@ def build_request(
 
 
 def build_tuning_request(*, job_name: str, training: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Fields of CreateHyperParameterTuningJob built from the training request ``training`` and
-    ``config["tuning"]``: ``HyperParameterTuningJobName`` (≤ 32 chars), ``HyperParameterTuningJobConfig``
-    (strategy, objective ``validation:<gate metric>`` by default, resource limits, parameter ranges) and
-    the ``TrainingJobDefinition`` parts taken by path (``StaticHyperParameters`` excludes tuned names).
+    """Fields of CreateHyperParameterTuningJob.
+
+    Built from the training request ``training`` and ``config["tuning"]``: ``HyperParameterTuningJobName`` (≤ 32
+    chars), ``HyperParameterTuningJobConfig`` (strategy, objective ``validation:<gate metric>`` by default,
+    resource limits, parameter ranges) and the ``TrainingJobDefinition`` parts taken by path
+    (``StaticHyperParameters`` excludes tuned names).
     """
     tuning = config["tuning"]
     objective = tuning.get("objective") or f"validation:{config['metric']}"
