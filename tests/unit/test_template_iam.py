@@ -527,3 +527,46 @@ def test_every_task_retries_and_every_failure_is_notified():
         | {s.get("Default") for s in states.values()}
     )
     assert terminals <= targets, f"unreachable terminal states: {terminals - targets}"
+
+
+# ------------------------------------------------------------------ SageMaker execution role (issue 9)
+def _resolve_sub(value: Any, **values: str) -> str:
+    """A ``Fn::Sub`` string with the given ``${Name}`` values filled in (others left as they are)."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    return re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def test_execution_role_may_describe_the_auto_rollback_alarms(resources: dict[str, Any]) -> None:
+    """Issue 9 item 3: SageMaker reads the auto-rollback alarms of a blue/green UpdateEndpoint with the
+    execution role ("Auto-Rollback Configuration and Monitoring": cloudwatch:DescribeAlarms). Every alarm
+    name the deploy step creates for an endpoint must be covered."""
+    import fnmatch
+
+    from sagepipe_core import deploy, naming
+
+    class RecordingCloudWatch:
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def put_metric_alarm(self, **kwargs: Any) -> None:
+            self.names.append(kwargs["AlarmName"])
+
+    cw = RecordingCloudWatch()
+    endpoint = naming.endpoint_name("sagepipe", "churn")
+    names = deploy.ensure_rollback_alarms(cw, endpoint, latency_ms=1000, errors_5xx=1)
+    assert names and cw.names == names
+    role = resources["SageMakerExecutionRole"]["Properties"]["Policies"]
+    granted = [
+        _resolve_sub(
+            r,
+            **{"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"},
+            ResourcePrefix="sagepipe",
+        )
+        for st in _statements(role)
+        if st["Effect"] == "Allow" and "cloudwatch:DescribeAlarms" in _as_list(st["Action"])
+        for r in _as_list(st["Resource"])
+    ]
+    assert granted, "the SageMaker execution role has no cloudwatch:DescribeAlarms"
+    for name in names:
+        arn = f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"
+        assert any(fnmatch.fnmatchcase(arn, g) for g in granted), (arn, granted)
