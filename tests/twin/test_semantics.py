@@ -64,7 +64,7 @@ def _decision(run: dict[str, Any]) -> dict[str, Any]:
 
 def _serves(target: Target, model: str) -> bool:
     header, rows = churn_rows(4990, 4991)
-    record_ = dict(zip(header.split(","), rows[0].split(",")))
+    record_ = dict(zip(header.split(","), rows[0].split(","), strict=True))
     record_.pop("churn")
     resp = client.predict(target, model, json.dumps({"instances": [record_]}).encode(), "application/json")
     return resp.status_code == 200
@@ -404,6 +404,23 @@ def test_bad_data_is_quarantined_with_the_right_reason(target: Target, tmp_path:
     kinds = {e["detail-type"] for e in client.notifications(target, "bad", desc["name"])}
     assert kinds == {"Pipeline Rejected"}
     record(f"bad data: {check}", f"quarantined, reason {reason['check']}; source kept")
+
+
+def test_an_upper_case_csv_upload_runs_and_is_notified(target: Target, tmp_path: Path) -> None:
+    """Issue 9 items 8 and 9: ``.CSV`` starts a run through the template's rule (as the start function and
+    the CLI accept it), and its notification reaches the log group through the rule's log-group target."""
+    path = tmp_path / "UPPER.CSV"
+    path.write_bytes(BAD_DATA["too_few_rows"])
+    target.client("s3").put_object(
+        Bucket=target.data_bucket, Key="datasets/upper/sagepipe.json", Body=json.dumps({"target": "churn"}).encode()
+    )
+    key = client.upload(target, path, "upper")
+    assert key == "datasets/upper/UPPER.CSV"
+    [desc] = wait_for_key(target, key, timeout_s=60)
+    assert desc["status"] == "FAILED" and desc["error"] == "InvalidDatasetError"
+    kinds = {e["detail-type"] for e in client.notifications(target, "upper", desc["name"])}
+    assert kinds == {"Pipeline Rejected"}
+    record("upload ending in .CSV", "ran (quarantined as too_few_rows); notification in the log group")
 
 
 def test_a_data_set_under_an_invalid_model_name_is_quarantined_not_lost(target: Target, tmp_path: Path) -> None:
