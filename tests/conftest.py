@@ -20,11 +20,18 @@ from typing import Any
 
 import pytest
 
+from sagepipe.twin import validation
+
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+
+
+# AWS's server-side input validation (service-model pattern, length, range, enum) on every botocore
+# session created from here on; switched on inside the ``aws`` fixture (moto checks none of it).
+validation.install()
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -56,7 +63,9 @@ def lambda_context() -> FakeLambdaContext:
 
 @pytest.fixture()
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake credentials, us-east-1, Powertools settings, and everything inside ``moto.mock_aws()``."""
+    """Fake credentials, us-east-1, Powertools settings, and everything inside ``moto.mock_aws()``, with
+    every call checked against the service model as AWS checks it (:mod:`sagepipe.twin.validation`:
+    a ``pattern``/``max``/``enum`` breach raises ``ValidationException`` before moto sees the call)."""
     from moto import mock_aws
 
     for var in (
@@ -82,8 +91,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield
+    before = validation.set_active(True)
+    try:
+        with mock_aws():
+            yield
+    finally:
+        validation.set_active(before)
 
 
 @pytest.fixture()

@@ -4,7 +4,8 @@ Each fake implements only the operations the core calls, keeps its state in plai
 and seed, and answers errors as the service does (a ``ClientError`` with the service's code and message).
 Every call's parameters are first checked against botocore's service model with botocore's own
 ``ParamValidator`` (required members, types, minimum lengths and ranges), so a request AWS would refuse
-for its shape fails here too. Patterns, enums and maximum lengths are not checked by that validator.
+for its shape fails here too; then patterns, enums and maximum lengths (what AWS checks server-side) by
+:func:`sagepipe.twin.validation.validate`, which raises the service's ``ValidationException``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import botocore.session
 from botocore.exceptions import ClientError
 from botocore.model import OperationModel
 from botocore.validate import ParamValidator
+
+from sagepipe.twin import validation
 
 
 @cache
@@ -57,6 +60,7 @@ class FakeClient:
         report = ParamValidator().validate(params, shape)
         if report.has_errors():
             raise AssertionError(f"{operation}: AWS would reject these parameters:\n{report.generate_report()}")
+        validation.validate(self.service, operation, params)  # pattern, max, enum: as AWS answers
         self.calls.append((operation, params))
         if operation in self.fail:
             raise self.fail.pop(operation)

@@ -68,7 +68,8 @@ def test_register_creates_group_once_and_a_package_with_lineage_and_metrics(aws:
     assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
     meta = pkg["CustomerMetadataProperties"]
     assert meta["data_key"] == "datasets/churn/a.csv" and meta["test_auc"] == "0.93"
-    assert len(meta["gate_reason"]) <= 256  # CreateModelPackage limit
+    assert "gate_reason" not in meta  # free text: in the registration record (S3), not in the metadata
+    assert pkg["ModelPackageDescription"] == f"run-1: {'x' * 400}"
     assert pkg["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == reports["evaluation"]
     registry.set_status(sm, arn, "Rejected", "rolled back: x")
     assert sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"] == "Rejected"
@@ -197,6 +198,9 @@ def test_register_and_approval_handlers_run_on_their_sample_events(
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key=key, Body=_model_tar({"metrics": {"test": {"auc": 0.93}}}, {"features": []}))
     monkeypatch.setenv("ARTIFACTS_BUCKET", bucket)
+    monkeypatch.setenv(
+        "INFERENCE_IMAGE", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
+    )
     registered = load_handler("register").lambda_handler(event, lambda_context)
     assert registered["approval"] == "manual" and registered["ModelPackageGroupName"] == "sagepipe-churn"
     assert (
@@ -209,3 +213,75 @@ def test_register_and_approval_handlers_run_on_their_sample_events(
         s3.get_object(Bucket=bucket, Key=f"approvals/churn/{approval_event['execution_name']}.json")["Body"].read()
     )
     assert stored["task_token"] == approval_event["task_token"] and detail["outcome"] == "approval_needed"
+
+
+def _gate_decisions() -> list[dict]:
+    """The decision records of every deploy path of the gate (their reasons hold ``;``, ``(``, ``,``)."""
+    from sagepipe_core import gate
+
+    config = {"metric": "auc", "threshold": 0.75, "higher_is_better": True}
+    final = [{"MetricName": "test:auc", "Value": 0.91}]
+    champions = [
+        None,
+        {"status": "scored", "metrics": {"test": {"auc": 0.9}}},
+        {"status": "incompatible", "reason": "feature 'tenure (months)' dropped, 2 added"},
+    ]
+    out = []
+    for champion in champions:
+        evaluation = {"metrics": {"test": {"auc": 0.91, "logloss": 0.3}}, "champion": champion}
+        decision = gate.decide(config=config, evaluation=evaluation, final_metrics=final)
+        assert decision["deploy"], decision
+        out.append({**decision, "metrics": evaluation["metrics"]})
+    return out
+
+
+@pytest.mark.parametrize("decision", _gate_decisions(), ids=lambda d: d["rule"])
+def test_register_accepts_every_deploy_decision_as_aws_would(aws: None, decision: dict) -> None:
+    """CreateModelPackage's CustomerMetadataMap pattern ([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*, 1-256) is checked
+    by the ``aws`` fixture as SageMaker checks it; the gate's reason breaks it, so it must not be sent
+    there, and lineage values that break it (a key with parentheses) neither: the record in S3 has them."""
+    s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+    s3.create_bucket(Bucket="art")
+    group = registry.ensure_group(sm, "sagepipe", "churn")
+    lineage = {"data_key": "datasets/churn/churn - Copy (2).csv", "data_etag": "e1", "training_job": "job"}
+    record = {"execution": "run-1", "lineage": lineage, "decision": decision}
+    uri = registry.publish_record(s3, "art", "models/churn/job/registry/registration.json", record)
+    arn = registry.register(
+        sm,
+        group=group,
+        image="img",
+        model_data_url="s3://art/models/churn/job/output/model.tar.gz",
+        approval="auto",
+        instance_type="ml.m5.large",
+        lineage=lineage,
+        decision=decision,
+        reports={},
+        execution="run-1",
+        record_uri=uri,
+    )
+    meta = sm.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    assert meta["registration"] == "s3://art/models/churn/job/registry/registration.json"
+    assert meta["gate_rule"] == decision["rule"] and meta["test_auc"] == "0.91" and meta["data_etag"] == "e1"
+    assert "data_key" not in meta and "gate_reason" not in meta
+    stored = json.loads(s3.get_object(Bucket="art", Key="models/churn/job/registry/registration.json")["Body"].read())
+    assert stored["decision"]["reason"] == decision["reason"]
+    assert stored["lineage"]["data_key"] == lineage["data_key"]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("0.91", "0.91"),
+        ("s3://b/k=v/a-b@c", "s3://b/k=v/a-b@c"),
+        ("a;b", None),
+        ("", None),
+        ("x" * 257, None),
+        (None, None),
+        (True, None),
+        (-0.5, "-0.5"),
+        ("é ü 1", "é ü 1"),
+        ("trunc…", None),
+    ],
+)
+def test_metadata_value_follows_the_customer_metadata_pattern(value, expected) -> None:
+    assert registry.metadata_value(value) == expected

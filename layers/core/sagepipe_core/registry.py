@@ -1,28 +1,65 @@
-"""The model registry: one SageMaker model package group per model.
+r"""The model registry: a model package group per model, a model package per candidate that passed the gate.
 
-One model package per candidate that passed the gate, carrying its metrics, schema and lineage, with an
-approval status.
+Each package carries its metrics, schema and lineage, with an approval status.
 
 Follows the SageMaker API reference: CreateModelPackageGroup, CreateModelPackage
-(``InferenceSpecification``, ``ModelMetrics``, ``CustomerMetadataProperties`` - at most 50 entries of
-≤256-character values, ``ModelApprovalStatus``), UpdateModelPackage.
+(``InferenceSpecification``, ``ModelMetrics``, ``CustomerMetadataProperties``, ``ModelApprovalStatus``),
+UpdateModelPackage. ``CustomerMetadataMap`` (botocore's SageMaker service model) allows at most 50
+entries; keys of 1-128 and values of 1-256 characters of ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]``, so
+free text (the gate reason, keys with ``(``, ``,`` ...) lives in the registration record in S3
+(:func:`publish_record`) and only pattern-safe values go into the metadata.
 """
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .aws import error_kind, read_artifact_members
-from .naming import model_package_group_name, short_hash
+from .naming import model_package_group_name
 
-_MAX_VALUE = 256
+METADATA_MAX_ENTRIES = 50
+METADATA_VALUE_MAX = 256
+DESCRIPTION_MAX = 1024  # ModelPackageDescription (EntityDescription) and ApprovalDescription
+_METADATA_PUNCTUATION = frozenset("_.:/=+-@")
 
 
-def _fit(value: Any) -> str:
+def metadata_value(value: Any) -> str | None:
+    r"""``value`` as a ``CustomerMetadataProperties`` value, or None when it cannot be one.
+
+    A value must be 1-256 characters, each a letter, a separator (space) or a number (Unicode
+    categories L, Z, N) or one of ``_ . : / = + - @`` (botocore's SageMaker model,
+    ``CustomerMetadataValue``: pattern ``[\p{L}\p{Z}\p{N}_.:\/=+\-@]*``, length 1-256).
+
+    Args:
+        value: any JSON value (str, number, None...).
+
+    Returns:
+        ``str(value)`` when it fits; None for None, booleans, text with any other character or longer
+        text (such values are kept in the registration record in S3 instead, never altered).
+    """
+    if value is None or isinstance(value, bool):
+        return None
     text = str(value)
-    return text if len(text) <= _MAX_VALUE else f"{text[: _MAX_VALUE - 12]}…{short_hash(text, length=10)}"
+    if not 1 <= len(text) <= METADATA_VALUE_MAX:
+        return None
+    if all(c in _METADATA_PUNCTUATION or unicodedata.category(c)[0] in "LZN" for c in text):
+        return text
+    return None
+
+
+def description(text: str, limit: int = DESCRIPTION_MAX) -> str:
+    """``text`` as a one-line ModelPackageDescription / ApprovalDescription.
+
+    Control characters (newlines included, which ``EntityDescription``'s pattern does not allow) become
+    spaces, and the text is cut to ``limit`` characters (both members: 1024) ending in ``…`` (Unicode
+    punctuation, which the pattern allows).
+    """
+    flat = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def ensure_group(sm: Any, prefix: str, model: str) -> str:
@@ -44,7 +81,7 @@ def ensure_group(sm: Any, prefix: str, model: str) -> str:
 
 
 def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> dict[str, str]:
-    """Copy ``evaluation.json`` and ``schema.json`` out of ``model.tar.gz`` to S3 objects under ``prefix``.
+    """Copy ``evaluation.json`` and ``schema.json`` out of ``model.tar.gz`` to plain S3 objects under ``prefix``.
 
     ModelMetrics needs S3 URIs. Returns ``{"evaluation": uri, "schema": uri}``.
     """
@@ -53,6 +90,49 @@ def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> d
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body, ContentType="application/json")
         out[name.removesuffix(".json")] = f"s3://{bucket}/{prefix}/{name}"
     return out
+
+
+def publish_record(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> str:
+    """PutObject the registration record (lineage, the full gate decision, the execution) as JSON.
+
+    Returns:
+        ``s3://<bucket>/<key>``, which goes into the package's metadata as ``registration``.
+    """
+    body = json.dumps(record, sort_keys=True, indent=2, default=str).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    return f"s3://{bucket}/{key}"
+
+
+def customer_metadata(
+    *, lineage: dict[str, Any], decision: dict[str, Any], execution: str, record_uri: str | None
+) -> dict[str, str]:
+    """The package's ``CustomerMetadataProperties``.
+
+    The registration record's URI, the execution, the gate's decision, rule, metric and values, the
+    lineage and the per-split metrics (``test_auc``...), each only if :func:`metadata_value` accepts
+    it, at most 50 entries (``CustomerMetadataMap`` max); the record in S3 has everything.
+    """
+    candidates: dict[str, Any] = {
+        "registration": record_uri,
+        "execution": execution,
+        "gate_decision": decision.get("decision"),
+        "gate_rule": decision.get("rule"),
+        "gate_metric": decision.get("metric"),
+        "challenger": decision.get("challenger"),
+        "champion": decision.get("champion"),
+        **lineage,
+    }
+    for split, values in (decision.get("metrics") or {}).items():
+        for name, value in (values or {}).items():
+            candidates[f"{split}_{name}"] = value
+    metadata: dict[str, str] = {}
+    for key, value in candidates.items():
+        safe = metadata_value(value)
+        if safe is not None and metadata_value(key) == key and len(key) <= 128:
+            metadata[key] = safe
+        if len(metadata) == METADATA_MAX_ENTRIES:
+            break
+    return metadata
 
 
 def register(
@@ -67,28 +147,18 @@ def register(
     decision: dict[str, Any],
     reports: dict[str, str],
     execution: str,
+    record_uri: str | None = None,
 ) -> str:
     """CreateModelPackage in ``group``; returns the ModelPackageArn.
 
-    ``approval`` ``auto`` → ``Approved``; ``manual`` →
-    ``PendingManualApproval``.
+    ``approval`` ``auto`` → ``Approved``; ``manual`` → ``PendingManualApproval``. ``record_uri`` is
+    the registration record written by :func:`publish_record`; the metadata is
+    :func:`customer_metadata`, the description the execution and gate reason (:func:`description`).
     """
-    metadata = {
-        **{k: _fit(v) for k, v in lineage.items() if v is not None},
-        "gate_rule": _fit(decision.get("rule")),
-        "gate_reason": _fit(decision.get("reason")),
-        "gate_metric": _fit(decision.get("metric")),
-        "challenger": _fit(decision.get("challenger")),
-        "champion": _fit(decision.get("champion")),
-        "execution": _fit(execution),
-    }
-    for split, values in (decision.get("metrics") or {}).items():
-        for name, value in (values or {}).items():
-            if len(metadata) < 50:
-                metadata[f"{split}_{name}"] = _fit(value)
+    metadata = customer_metadata(lineage=lineage, decision=decision, execution=execution, record_uri=record_uri)
     args: dict[str, Any] = {
         "ModelPackageGroupName": group,
-        "ModelPackageDescription": _fit(f"{execution}: {decision.get('reason')}"),
+        "ModelPackageDescription": description(f"{execution}: {decision.get('reason')}"),
         "ModelApprovalStatus": "Approved" if approval == "auto" else "PendingManualApproval",
         "InferenceSpecification": {
             "Containers": [
@@ -106,7 +176,7 @@ def register(
             "SupportedRealtimeInferenceInstanceTypes": [instance_type],
         },
         "CustomerMetadataProperties": metadata,
-        "MetadataProperties": {"GeneratedBy": _fit(execution)},
+        "MetadataProperties": {"GeneratedBy": description(execution)},
     }
     if "evaluation" in reports:
         args["ModelMetrics"] = {
@@ -116,8 +186,8 @@ def register(
     return arn
 
 
-def set_status(sm: Any, package_arn: str, status: str, description: str) -> None:
+def set_status(sm: Any, package_arn: str, status: str, reason: str) -> None:
     """UpdateModelPackage ``ModelApprovalStatus`` (Approved | Rejected) with a reason."""
     sm.update_model_package(
-        ModelPackageArn=package_arn, ModelApprovalStatus=status, ApprovalDescription=_fit(description)[:1024]
+        ModelPackageArn=package_arn, ModelApprovalStatus=status, ApprovalDescription=description(reason)
     )

@@ -328,7 +328,10 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
     split URIs, training job, decision).
 
     ``state`` needs ``model``, ``config``, ``run`` (``dataset``, ``splits``), ``trained`` and
-    ``decision``. Returns ``{"ModelPackageArn", "ModelPackageGroupName", "approval"}``.
+    ``decision``. The full lineage and decision (the gate reason is free text, which
+    ``CustomerMetadataProperties`` cannot hold) are written to
+    ``models/<model>/<TrainingJobName>/registry/registration.json``, whose URI is the package's
+    ``registration`` metadata. Returns ``{"ModelPackageArn", "ModelPackageGroupName", "approval"}``.
     """
     model, trained, run = state["model"], state["trained"], state["run"]
     group = registry.ensure_group(sm, settings.resource_prefix, model)
@@ -338,7 +341,7 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
         settings.artifacts_bucket,
         f"models/{model}/{trained['TrainingJobName']}/registry",
     )
-    lineage = {
+    lineage: dict[str, Any] = {
         "data_bucket": run["dataset"]["bucket"],
         "data_key": run["dataset"]["key"],
         "data_etag": run["dataset"]["etag"],
@@ -349,6 +352,12 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
         "training_job": trained["TrainingJobName"],
         "schema": reports.get("schema"),
     }
+    record_uri = registry.publish_record(
+        s3,
+        settings.artifacts_bucket,
+        f"models/{model}/{trained['TrainingJobName']}/registry/registration.json",
+        {"execution": state["execution_name"], "lineage": lineage, "decision": state["decision"], "reports": reports},
+    )
     arn = registry.register(
         sm,
         group=group,
@@ -360,6 +369,7 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
         decision=state["decision"],
         reports=reports,
         execution=state["execution_name"],
+        record_uri=record_uri,
     )
     log.info("registered %s in %s", arn, group, extra={"model_package_arn": arn})
     return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "approval": state["config"]["approval"]}
