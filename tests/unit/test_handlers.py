@@ -685,3 +685,31 @@ def test_predict_throttled_429(predict_stack, load_handler, lambda_context):
         stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", 400)
         status, body, resp = _call(app, _predict_event(), lambda_context)
     assert status == 429 and body["error"]["code"] == "throttled"
+
+
+# ------------------------------------------------------------------ transient vs permanent errors
+@pytest.mark.parametrize(
+    "code, status, raised",
+    [
+        ("ThrottlingException", 400, "TransientServiceError"),
+        ("InternalFailure", 500, "TransientServiceError"),
+        ("ServiceUnavailable", 503, "TransientServiceError"),
+        ("ValidationException", 400, "ServiceRequestError"),
+        ("AccessDeniedException", 400, "ServiceRequestError"),
+    ],
+)
+def test_deploy_aws_errors_are_named_for_the_asl(stack, load_handler, lambda_context, code, status, raised):
+    """A throttled CreateModel leaves DeployModel as TransientServiceError (the ASL retries it); a
+    ValidationException as ServiceRequestError with the service's code and message (fails at once)."""
+    from sagepipe_core import errors
+
+    app = load_handler("deploy")
+    with Stubber(app.SM) as stub:
+        stub.add_client_error(
+            "create_model", code, "Rate exceeded" if status != 400 else "nope", http_status_code=status
+        )
+        with pytest.raises(errors.SagepipeError) as info:
+            app.lambda_handler(load_event("deploy.json"), lambda_context)
+    assert type(info.value).__name__ == raised
+    cause = json.loads(str(info.value))  # the ASL Cause: machine-readable
+    assert cause["code"] == code and cause["operation"] == "CreateModel" and cause["http_status"] == status

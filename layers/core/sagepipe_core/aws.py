@@ -19,7 +19,9 @@ from collections.abc import Collection
 from contextlib import closing
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+from .errors import ServiceRequestError, TransientServiceError
 
 ErrorKind = Literal["not_found", "already_exists", "throttled", "in_progress", "other"]
 
@@ -95,6 +97,59 @@ def error_kind(exc: ClientError) -> ErrorKind:
     if "in-progress" in message or "in progress" in message:
         return "in_progress"
     return "other"
+
+
+# Server-side failures that pass (AWS docs, "Error retries and exponential backoff in AWS": retry
+# throttling and 5xx); botocore's standard retry mode treats the same codes as transient.
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalFailure",
+        "InternalServerError",
+        "InternalError",
+        "InternalServerException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+MESSAGE_LIMIT = 1024  # characters of the service's message kept in an error's Cause
+
+
+def is_transient(exc: ClientError) -> bool:
+    """True if the call may succeed when retried later: throttled (:func:`error_kind`), a transient code, or HTTP 5xx.
+
+    Args:
+        exc: the error botocore raised (after its own retries).
+
+    Returns:
+        Whether a later retry may succeed; False for ``ValidationException``, ``AccessDenied`` and the other 4xx.
+    """
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return error_kind(exc) == "throttled" or error_code(exc) in TRANSIENT_CODES or status >= 500
+
+
+def service_error(exc: Exception) -> TransientServiceError | ServiceRequestError | None:
+    """The pipeline error for a failed AWS call, named like the ASL Retry/Catch that handles it.
+
+    Args:
+        exc: any exception a step raised.
+
+    Returns:
+        :class:`TransientServiceError` (throttling, 5xx, connection or read timeouts: the ASL retries),
+        :class:`ServiceRequestError` (any other ``ClientError``: the run fails at once with the reason), or
+        None when ``exc`` is not an AWS call's failure.
+    """
+    if isinstance(exc, ClientError):
+        operation = getattr(exc, "operation_name", "") or ""
+        code, message = error_code(exc), error_message(exc)[:MESSAGE_LIMIT]
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        text = f"{operation} failed: {code}: {message}"
+        kind = TransientServiceError if is_transient(exc) else ServiceRequestError
+        return kind(text, operation=operation, code=code, http_status=status)
+    if isinstance(exc, ConnectionError | HTTPClientError):  # EndpointConnectionError, Read/ConnectTimeoutError
+        return TransientServiceError(f"{type(exc).__name__}: {str(exc)[:MESSAGE_LIMIT]}", code=type(exc).__name__)
+    return None
 
 
 # ------------------------------------------------------------------------------- model artifact

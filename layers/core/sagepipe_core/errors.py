@@ -70,3 +70,24 @@ class DeploymentFailedError(SagepipeError):
     """The endpoint did not end InService on the requested EndpointConfigName."""
 
     reason = "deployment_failed"
+
+
+class TransientServiceError(SagepipeError):
+    """An AWS call failed for a passing reason (throttling, a 5xx, a timeout); the ASL retries with backoff.
+
+    Raised by the pipeline handlers for a ``ClientError`` that :func:`sagepipe_core.aws.is_transient`
+    classifies as transient (after botocore's own retries), or a connection/read timeout. ``details``:
+    ``service``, ``operation``, ``code``, ``http_status``.
+    """
+
+    reason = "transient_service_error"
+
+
+class ServiceRequestError(SagepipeError):
+    """AWS refused a request for good (``ValidationException``, ``AccessDenied``...); not retried.
+
+    The run fails at once with the service's code and message (``details``: ``service``, ``operation``,
+    ``code``, ``http_status``). Not a failure of the model, so no model package is marked Rejected for it.
+    """
+
+    reason = "service_request_error"

@@ -9,12 +9,15 @@ stays free of the Tracer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
+
+from .aws import service_error
 
 logger = Logger()
 tracer = Tracer()
@@ -28,12 +31,26 @@ def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[H
     """Decorate a handler with the logger context, X-Ray tracing and EMF metrics flushing.
 
     The correlation id comes from ``correlation_id_path``, a JMESPath into the event: the execution name for
-    state-machine steps, the event ``id`` for EventBridge.
+    state-machine steps, the event ``id`` for EventBridge. A failed AWS call leaves the handler as
+    :class:`~sagepipe_core.errors.TransientServiceError` (throttling, 5xx, timeouts: the ASL retries it) or
+    :class:`~sagepipe_core.errors.ServiceRequestError` (the run fails at once with the service's reason), the
+    ``errorType`` names the state machine's Retry and Catch match (:func:`sagepipe_core.aws.service_error`).
     """
 
     def wrap(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        def classified(event: dict[str, Any], context: Any) -> Any:
+            try:
+                return fn(event, context)
+            except Exception as exc:
+                named = service_error(exc)
+                if named is None:
+                    raise
+                logger.warning("AWS call failed", extra={"error": named.to_dict()})
+                raise named from exc
+
         return logger.inject_lambda_context(correlation_id_path=correlation_id_path)(
-            tracer.capture_lambda_handler(metrics.log_metrics(fn))
+            tracer.capture_lambda_handler(metrics.log_metrics(classified))
         )
 
     return wrap

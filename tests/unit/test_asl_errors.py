@@ -1,0 +1,83 @@
+"""The state machine's Retry/Catch routing of the errors the Lambda steps raise (Step Functions semantics:
+the first Retrier whose ErrorEquals names the error applies; when none does, or its attempts are used up,
+the first matching Catcher; ``States.ALL`` matches everything, "Error handling in Step Functions")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagepipe_core import errors
+
+pytestmark = pytest.mark.unit
+
+ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachines" / "training_pipeline.asl.json").read_text())
+STATES: dict[str, Any] = ASL["States"]
+LAMBDA_STEPS = [n for n, s in STATES.items() if s.get("Resource", "").startswith("arn:aws:states:::lambda:invoke")]
+
+
+def _matches(names: list[str], error: str) -> bool:
+    return error in names or "States.ALL" in names or (error.startswith("States.") and "States.TaskFailed" in names)
+
+
+def retrier(state: str, error: str) -> dict[str, Any] | None:
+    """The Retrier that handles ``error`` in ``state``, or None."""
+    return next((r for r in STATES[state].get("Retry", []) if _matches(r["ErrorEquals"], error)), None)
+
+
+def catcher_next(state: str, error: str) -> str | None:
+    """The state a Catch sends ``error`` to, or None (uncaught)."""
+    return next((c["Next"] for c in STATES[state].get("Catch", []) if _matches(c["ErrorEquals"], error)), None)
+
+
+def retry_seconds(r: dict[str, Any]) -> float:
+    """Longest total wait of a Retrier: sum of its capped exponential intervals."""
+    interval, rate, cap = r.get("IntervalSeconds", 1), r.get("BackoffRate", 2.0), r.get("MaxDelaySeconds", 1e9)
+    return sum(min(interval * rate**i, cap) for i in range(r.get("MaxAttempts", 3)))
+
+
+def test_the_error_names_are_core_classes() -> None:
+    for name in ("TransientServiceError", "ServiceRequestError", "DeploymentFailedError"):
+        assert issubclass(getattr(errors, name), errors.SagepipeError)
+
+
+@pytest.mark.parametrize("state", LAMBDA_STEPS)
+def test_every_lambda_step_retries_transient_service_errors(state: str) -> None:
+    r = retrier(state, "TransientServiceError")
+    assert r is not None, f"{state} does not retry TransientServiceError"
+    assert r["MaxAttempts"] >= 3 and r["BackoffRate"] >= 2 and r.get("JitterStrategy") == "FULL"
+    assert 60 <= retry_seconds(r) <= 900, retry_seconds(r)  # minutes of throttling ride out, bounded
+
+
+@pytest.mark.parametrize("state", LAMBDA_STEPS)
+def test_permanent_service_errors_are_not_retried(state: str) -> None:
+    assert retrier(state, "ServiceRequestError") is None, state
+    assert catcher_next(state, "ServiceRequestError") == "NotifyFailed", state
+
+
+def test_deploy_errors_not_caused_by_the_model_do_not_reject_the_package() -> None:
+    """DeployModel's Lambda errors are the pipeline's or AWS's (throttling past its retries, a refused
+    request, an endpoint left Failed by an earlier run): the package keeps its status, the run is notified."""
+    for error in ("TransientServiceError", "ServiceRequestError", "DeploymentFailedError", "States.TaskFailed"):
+        assert catcher_next("DeployModel", error) == "NotifyFailed", error
+    assert catcher_next("DescribeEndpoint", "States.TaskFailed") == "NotifyFailed"
+
+
+def test_model_caused_deploy_failures_mark_the_package_rejected() -> None:
+    """The endpoint failing on the new model (Failed, rolled back, never healthy) marks the package."""
+    endpoint_ready = STATES["EndpointReady"]["Choices"]
+    nexts = {c["Next"] for c in endpoint_ready}
+    assert {"DeploymentFailed", "MarkRolledBack", "DeploymentTimedOut"} <= nexts
+    assert STATES["DeploymentFailed"]["Next"] == STATES["DeploymentTimedOut"]["Next"] == "MarkDeployFailed"
+    for name in ("MarkDeployFailed", "MarkRolledBack"):
+        assert STATES[name]["Arguments"]["ModelApprovalStatus"] == "Rejected"
+
+
+def test_train_model_retries_sagemaker_exceptions_for_seconds_not_minutes() -> None:
+    """createTrainingJob.sync reports every SageMaker error, a ValidationException too, as
+    SageMaker.AmazonSageMakerException: a short retry rides out a throttle, a refused request fails fast."""
+    r = retrier("TrainModel", "SageMaker.AmazonSageMakerException")
+    assert r is not None and retry_seconds(r) <= 30, r
