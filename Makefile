@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PY313 := $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(command -v python3.13); do "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install demo test unit twin lint lint-py format validate build deploy clean
+.PHONY: help install demo test unit unit-quick twin lint lint-py format validate build deploy clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,9 @@ test: lint build unit twin  ## everything CI runs: lint, sam build, unit and twi
 
 unit: $(VENV)/.installed  ## unit tests (no network, no servers)
 	$(PY) -m pytest tests/unit -q
+
+unit-quick: $(VENV)/.installed  ## unit tests without the slow ones (no model/train.py subprocess runs)
+	$(PY) -m pytest tests/unit -q -m "not slow"
 
 twin: $(VENV)/.installed  ## twin tests (real handlers, ASL, training and model servers on 127.0.0.1)
 	$(PY) -m pytest tests/twin -q

@@ -29,7 +29,9 @@ Errors: :class:`InputError` (bad request body -> HTTP 400) and
 :class:`UnsupportedContentType` (content type / accept not supported -> HTTP 415), both
 ``ValueError`` subclasses, as the inference toolkit maps them.
 
-Import is cheap: numpy/pandas/joblib are imported lazily inside the functions.
+Import is cheap: numpy/pandas/joblib are imported lazily inside the functions. The NA tokens and the
+``schema.json`` check come from ``sagepipe_contract`` (the sibling module train.py copies into
+``code/`` with this file).
 """
 
 from __future__ import annotations
@@ -40,33 +42,18 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sagepipe_contract import MODEL_FILE, NA_TOKENS, load_schema
+
+if TYPE_CHECKING:  # pandas is imported lazily: importing this module stays cheap
+    import pandas as pd
 
 JSON = "application/json"
 CSV = "text/csv"
-# pandas.read_csv default NA tokens: training read CSVs with them, so inference must too.
-NA_TOKENS = frozenset(
-    [
-        "",
-        "#N/A",
-        "#N/A N/A",
-        "#NA",
-        "-1.#IND",
-        "-1.#QNAN",
-        "-NaN",
-        "-nan",
-        "1.#IND",
-        "1.#QNAN",
-        "<NA>",
-        "N/A",
-        "NA",
-        "NULL",
-        "NaN",
-        "None",
-        "n/a",
-        "nan",
-        "null",
-    ]
-)
+
+Prediction = dict[str, Any]  # {"label": str, "probabilities": {label: float}} or {"value": float}
 
 
 class InputError(ValueError):
@@ -88,16 +75,16 @@ class LoadedModel:
         problem_type: ``binary`` | ``multiclass`` | ``regression``.
     """
 
-    def __init__(self, pipeline, schema):
+    def __init__(self, pipeline: Any, schema: Mapping[str, Any]) -> None:
         self.pipeline = pipeline
         self.schema = schema
-        self.feature_order = list(schema["feature_order"])
-        self.types = {f["name"]: f["type"] for f in schema["features"]}
-        self.labels = schema.get("labels")
-        self.problem_type = schema["problem_type"]
+        self.feature_order: list[str] = list(schema["feature_order"])
+        self.types: dict[str, str] = {f["name"]: f["type"] for f in schema["features"]}
+        self.labels: list[str] | None = schema.get("labels")
+        self.problem_type: str = schema["problem_type"]
 
-    def __repr__(self):
-        return "LoadedModel(problem_type=%r, features=%d)" % (self.problem_type, len(self.feature_order))
+    def __repr__(self) -> str:
+        return f"LoadedModel(problem_type={self.problem_type!r}, features={len(self.feature_order)})"
 
 
 class ParsedInput:
@@ -110,31 +97,31 @@ class ParsedInput:
         may_have_header: True for CSV, whose first row may be a header.
     """
 
-    def __init__(self, kind, items, may_have_header=False):
+    def __init__(self, kind: str, items: list[Any], may_have_header: bool = False) -> None:
         self.kind = kind
         self.items = items
         self.may_have_header = may_have_header
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items)
 
 
-def _media_type(value):
+def _media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
-def _text(body):
+def _text(body: object) -> str:
     if isinstance(body, (bytes, bytearray, memoryview)):
         try:
             return bytes(body).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError(f"request body is not valid UTF-8: {exc}")
+            raise InputError(f"request body is not valid UTF-8: {exc}") from exc
     if isinstance(body, str):
         return body
     raise InputError(f"request body must be bytes or str, got {type(body).__name__}")
 
 
-def model_fn(model_dir):
+def model_fn(model_dir: str) -> LoadedModel:
     """Load the model artifacts written by train.py.
 
     Args:
@@ -143,23 +130,46 @@ def model_fn(model_dir):
     Returns:
         :class:`LoadedModel`.
     Raises:
-        FileNotFoundError: an artifact is missing; ValueError: schema.json invalid or of
-        an unknown schema_version.
+        FileNotFoundError: an artifact is missing; ValueError (``sagepipe_contract.SchemaError``):
+        schema.json invalid or of an unknown schema_version.
     """
     import joblib
 
-    with open(os.path.join(model_dir, "schema.json")) as fh:
-        schema = json.load(fh)
-    if schema.get("schema_version") != 1:
-        raise ValueError("unsupported schema_version {!r} in schema.json".format(schema.get("schema_version")))
-    for key in ("problem_type", "features", "feature_order"):
-        if key not in schema:
-            raise ValueError(f"schema.json has no {key!r}")
-    pipeline = joblib.load(os.path.join(model_dir, "model.joblib"))
+    schema = load_schema(model_dir)
+    pipeline = joblib.load(os.path.join(model_dir, MODEL_FILE))
     return LoadedModel(pipeline, schema)
 
 
-def input_fn(request_body, request_content_type):
+def _parse_csv(text: str) -> ParsedInput:
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV: {exc}") from exc
+    if not rows:
+        raise InputError("empty CSV request body")
+    return ParsedInput("rows", rows, may_have_header=True)
+
+
+def _parse_json(text: str) -> ParsedInput:
+    if not text.strip():
+        raise InputError("empty JSON request body")
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"malformed JSON: {exc}") from exc
+    if not isinstance(doc, dict) or "instances" not in doc:
+        raise InputError('JSON body must be an object {"instances": [...]}')
+    instances = doc["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise InputError('"instances" must be a non-empty list')
+    if all(isinstance(i, dict) for i in instances):
+        return ParsedInput("records", instances)
+    if all(isinstance(i, list) for i in instances):
+        return ParsedInput("rows", instances)
+    raise InputError('"instances" must be a list of objects (or a list of lists), not mixed/scalars')
+
+
+def input_fn(request_body: bytes | str, request_content_type: str | None) -> ParsedInput:
     """Deserialize a request body.
 
     Args:
@@ -174,36 +184,13 @@ def input_fn(request_body, request_content_type):
     """
     ctype = _media_type(request_content_type) or JSON
     if ctype == CSV:
-        text = _text(request_body)
-        try:
-            rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
-        except csv.Error as exc:
-            raise InputError(f"malformed CSV: {exc}")
-        if not rows:
-            raise InputError("empty CSV request body")
-        return ParsedInput("rows", rows, may_have_header=True)
+        return _parse_csv(_text(request_body))
     if ctype == JSON:
-        text = _text(request_body)
-        if not text.strip():
-            raise InputError("empty JSON request body")
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise InputError(f"malformed JSON: {exc}")
-        if not isinstance(doc, dict) or "instances" not in doc:
-            raise InputError('JSON body must be an object {"instances": [...]}')
-        instances = doc["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise InputError('"instances" must be a non-empty list')
-        if all(isinstance(i, dict) for i in instances):
-            return ParsedInput("records", instances)
-        if all(isinstance(i, list) for i in instances):
-            return ParsedInput("rows", instances)
-        raise InputError('"instances" must be a list of objects (or a list of lists), not mixed/scalars')
+        return _parse_json(_text(request_body))
     raise UnsupportedContentType(f"unsupported content type {request_content_type!r}: use text/csv or application/json")
 
 
-def _numeric(value, where):
+def _numeric(value: object, where: str) -> float:
     if value is None:
         return float("nan")
     if isinstance(value, bool):
@@ -216,8 +203,8 @@ def _numeric(value, where):
             return float("nan")
         try:
             result = float(token)
-        except ValueError:
-            raise InputError(f"{where}: expected a number, got {value!r}")
+        except ValueError as exc:
+            raise InputError(f"{where}: expected a number, got {value!r}") from exc
     else:
         raise InputError(f"{where}: expected a number, got {type(value).__name__}")
     if math.isinf(result):
@@ -225,7 +212,7 @@ def _numeric(value, where):
     return result
 
 
-def _categorical(value, where):
+def _categorical(value: object, where: str) -> float | str:
     if value is None:
         return float("nan")
     if isinstance(value, (dict, list)):
@@ -237,53 +224,67 @@ def _categorical(value, where):
     return str(value)
 
 
-def _to_frame(data, model):
+def _strip_header(items: list[Any], order: Sequence[str]) -> tuple[str, list[Any]]:
+    """CSV: drop a first row equal to the feature names; a permutation of them turns the rows into
+    records keyed by that header. Returns ``(kind, items)``."""
+    kind = "rows"
+    first = [str(c).strip() for c in items[0]]
+    if first == list(order):
+        items = items[1:]
+    elif sorted(first) == sorted(order):
+        header = first
+        records = [dict(zip(header, row, strict=True)) if len(row) == len(header) else row for row in items[1:]]
+        bad = [i for i, r in enumerate(records) if not isinstance(r, dict)]
+        if bad:
+            raise InputError(f"row {bad[0] + 2} has a different number of values than the header ({len(header)})")
+        kind, items = "records", records
+    if not items:
+        raise InputError("CSV body has a header row but no data rows")
+    return kind, items
+
+
+def _items(data: object, order: Sequence[str]) -> tuple[str, list[Any]]:
+    """The ``(kind, items)`` of a :class:`ParsedInput` or a DataFrame holding the feature columns."""
     import pandas as pd
 
-    order = model.feature_order
     if isinstance(data, pd.DataFrame):
         missing = [c for c in order if c not in data.columns]
         if missing:
             raise InputError("input is missing features: {}".format(", ".join(missing)))
-        records = data[order].to_dict("records")
-        kind, items = "records", records
-    elif isinstance(data, ParsedInput):
-        kind, items = data.kind, list(data.items)
-        if kind == "rows" and data.may_have_header and items:
-            first = [c.strip() for c in items[0]]
-            if first == order:
-                items = items[1:]
-            elif sorted(first) == sorted(order):
-                header = first
-                items = [dict(zip(header, row)) if len(row) == len(header) else row for row in items[1:]]
-                bad = [i for i, r in enumerate(items) if not isinstance(r, dict)]
-                if bad:
-                    raise InputError(
-                        "row %d has a different number of values than the header (%d)" % (bad[0] + 2, len(header))
-                    )
-                kind = "records"
-            if not items:
-                raise InputError("CSV body has a header row but no data rows")
-    else:
-        raise InputError(f"unsupported input object {type(data).__name__}")
+        return "records", data[list(order)].to_dict("records")
+    if isinstance(data, ParsedInput):
+        if data.kind == "rows" and data.may_have_header and data.items:
+            return _strip_header(list(data.items), order)
+        return data.kind, list(data.items)
+    raise InputError(f"unsupported input object {type(data).__name__}")
 
-    columns = {name: [] for name in order}
+
+def _values(kind: str, item: Any, i: int, model: LoadedModel) -> Mapping[str, Any]:
+    """One row or record as ``{feature: raw value}``; raises InputError for a wrong length or unknown keys."""
+    order = model.feature_order
+    if kind == "rows":
+        if not isinstance(item, list) or len(item) != len(order):
+            count = len(item) if isinstance(item, list) else 0
+            raise InputError(f"row {i} has {count} values, expected {len(order)} (in order: {','.join(order)})")
+        return dict(zip(order, item, strict=True))
     target = model.schema.get("target")
+    unknown = sorted(k for k in item if k not in model.types and k != target)
+    if unknown:
+        raise InputError("instance {} has unknown features: {}".format(i, ", ".join(map(str, unknown))))
+    values: Mapping[str, Any] = item
+    return values
+
+
+def _to_frame(data: object, model: LoadedModel) -> pd.DataFrame:
+    import pandas as pd
+
+    order = model.feature_order
+    kind, items = _items(data, order)
+    columns: dict[str, list[float | str]] = {name: [] for name in order}
     for i, item in enumerate(items, start=1):
-        if kind == "rows":
-            if not isinstance(item, list) or len(item) != len(order):
-                raise InputError(
-                    "row %d has %d values, expected %d (in order: %s)"
-                    % (i, len(item) if isinstance(item, list) else 0, len(order), ",".join(order))
-                )
-            values = dict(zip(order, item))
-        else:
-            unknown = sorted(k for k in item if k not in model.types and k != target)
-            if unknown:
-                raise InputError("instance %d has unknown features: %s" % (i, ", ".join(map(str, unknown))))
-            values = item
+        values = _values(kind, item, i, model)
         for name in order:
-            where = "row %d, feature %r" % (i, name)
+            where = f"row {i}, feature {name!r}"
             raw = values.get(name)
             if model.types[name] == "numeric":
                 columns[name].append(_numeric(raw, where))
@@ -295,7 +296,7 @@ def _to_frame(data, model):
     return frame
 
 
-def predict_fn(input_data, model):
+def predict_fn(input_data: object, model: LoadedModel) -> list[Prediction]:
     """Predict for every input row.
 
     Args:
@@ -316,13 +317,13 @@ def predict_fn(input_data, model):
     classes = [str(c) for c in model.pipeline.classes_]
     out = []
     for row in proba:
-        probs = {label: float(p) for label, p in zip(classes, row)}
-        best = max(range(len(classes)), key=lambda j: row[j])
+        probs = {label: float(p) for label, p in zip(classes, row, strict=True)}
+        best = max(range(len(classes)), key=lambda j: float(row[j]))
         out.append({"label": classes[best], "probabilities": probs})
     return out
 
 
-def _choose_accept(accept):
+def _choose_accept(accept: str | None) -> str | None:
     if not accept:
         return JSON
     for part in str(accept).split(","):
@@ -336,7 +337,7 @@ def _choose_accept(accept):
     return None
 
 
-def output_fn(prediction, accept):
+def output_fn(prediction: Sequence[Prediction], accept: str | None) -> tuple[str, str]:
     """Serialize predictions.
 
     Args:
@@ -352,7 +353,7 @@ def output_fn(prediction, accept):
     if media is None:
         raise UnsupportedContentType(f"unsupported accept type {accept!r}: use application/json or text/csv")
     if media == JSON:
-        return json.dumps({"predictions": prediction}), JSON
+        return json.dumps({"predictions": list(prediction)}), JSON
     lines = []
     for item in prediction:
         lines.append(item["label"] if "label" in item else repr(float(item["value"])))

@@ -15,7 +15,8 @@ https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIAB
   (optional) and ``SM_CHANNEL_CHAMPION`` (optional) are directories of CSV files with
   a header row; all CSV files of a channel are concatenated (sorted by path);
 * artifacts are written to ``SM_MODEL_DIR`` (``model.joblib``, ``schema.json``,
-  ``evaluation.json``, ``code/inference.py``); ``evaluation.json`` is also copied to
+  ``evaluation.json``, ``code/inference.py`` and ``code/sagepipe_contract.py``, the shared contract
+  module that inference.py imports); ``evaluation.json`` is also copied to
   ``SM_OUTPUT_DATA_DIR`` when that is set;
 * on a fatal error the message is written to the failure file
   (``SM_OUTPUT_FAILURE`` or ``$SM_OUTPUT_DIR/failure``, default
@@ -43,20 +44,33 @@ import math
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
-SCHEMA_VERSION = 1
+from sagepipe_contract import (
+    CODE_DIR,
+    CODE_FILES,
+    EVALUATION_FILE,
+    METRIC_NAMES,
+    MODEL_ARCHIVE,
+    MODEL_FILE,
+    PROBLEM_TYPES,
+    SCHEMA_FILE,
+    SCHEMA_VERSION,
+    SPLITS,
+    check_schema,
+    safe_extract,
+)
+
+if TYPE_CHECKING:  # pandas/numpy/sklearn are imported lazily: `import train` stays cheap
+    import pandas as pd
+    from numpy.typing import NDArray
+
 MISSING_CATEGORY = "__missing__"
-PROBLEM_TYPES = ("binary", "multiclass", "regression")
-METRIC_NAMES = {
-    "binary": ("auc", "accuracy", "f1", "logloss"),
-    "multiclass": ("macro_f1", "accuracy", "logloss"),
-    "regression": ("rmse", "mae", "r2"),
-}
-MODEL_PARAM_DEFAULTS = {
+MODEL_PARAM_DEFAULTS: dict[str, Any] = {
     "max_iter": 200,
     "learning_rate": 0.1,
     "max_depth": None,
@@ -64,7 +78,9 @@ MODEL_PARAM_DEFAULTS = {
     "l2_regularization": 0.0,
 }
 KNOWN_HPS = {"target", "problem_type", "seed", *MODEL_PARAM_DEFAULTS}
-SPLITS = ("train", "validation", "test")
+
+Schema = dict[str, Any]  # schema.json (sagepipe_contract.check_schema)
+Metrics = dict[str, float]  # metric name -> value (NaN when undefined)
 
 
 class TrainingError(Exception):
@@ -75,10 +91,27 @@ class TrainingError(Exception):
     """
 
 
+class TrainConfig(TypedDict):
+    """What :func:`resolve_config` returns."""
+
+    target: str
+    problem_type: str | None  # None: infer from the train split
+    seed: int
+    model_params: dict[str, Any]  # HistGradientBoosting* keyword arguments
+
+
+class ChampionResult(TypedDict):
+    """``evaluation.json`` ``champion``: how the production model scored on this run's test split."""
+
+    status: str  # absent | scored | incompatible | error
+    reason: str | None
+    metrics: dict[str, Any] | None  # {"test": {metric: float | None}} when scored
+
+
 # --------------------------------------------------------------------------------------
 # Hyperparameters
 # --------------------------------------------------------------------------------------
-def decode_hp_value(raw):
+def decode_hp_value(raw: Any) -> Any:
     """Decode one hyperparameter value the way the SageMaker training toolkit does.
 
     Args:
@@ -97,7 +130,20 @@ def decode_hp_value(raw):
         return raw
 
 
-def parse_hyperparameters(argv, environ):
+def _hps_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    raw_hps = environ.get("SM_HPS")
+    if not raw_hps:
+        return {}
+    try:
+        loaded = json.loads(raw_hps)
+    except ValueError as exc:
+        raise TrainingError(f"SM_HPS is not valid JSON: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise TrainingError("SM_HPS must be a JSON object")
+    return {str(key): decode_hp_value(value) for key, value in loaded.items()}
+
+
+def parse_hyperparameters(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
     """Merge hyperparameters from ``SM_HPS`` and ``--name value`` arguments.
 
     Args:
@@ -110,17 +156,7 @@ def parse_hyperparameters(argv, environ):
         TrainingError: malformed argv (a value without ``--name``) or SM_HPS not a
         JSON object.
     """
-    hps = {}
-    raw_hps = environ.get("SM_HPS")
-    if raw_hps:
-        try:
-            loaded = json.loads(raw_hps)
-        except ValueError as exc:
-            raise TrainingError(f"SM_HPS is not valid JSON: {exc}")
-        if not isinstance(loaded, dict):
-            raise TrainingError("SM_HPS must be a JSON object")
-        for key, value in loaded.items():
-            hps[str(key)] = decode_hp_value(value)
+    hps = _hps_from_env(environ)
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -139,10 +175,10 @@ def parse_hyperparameters(argv, environ):
     return hps
 
 
-def _as_int(hps, name, default, minimum=None):
+def _as_int(hps: Mapping[str, Any], name: str, default: int | None, minimum: int | None = None) -> int | None:
     value = hps.get(name, default)
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-        return None if default is None else default
+        return default
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -150,21 +186,27 @@ def _as_int(hps, name, default, minimum=None):
         if not fvalue.is_integer():
             raise ValueError
         ivalue = int(fvalue)
-    except (TypeError, ValueError):
-        raise TrainingError(f"hyperparameter {name} must be an integer, got {value!r}")
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"hyperparameter {name} must be an integer, got {value!r}") from exc
     if minimum is not None and ivalue < minimum:
-        raise TrainingError("hyperparameter %s must be >= %d, got %d" % (name, minimum, ivalue))
+        raise TrainingError(f"hyperparameter {name} must be >= {minimum}, got {ivalue}")
     return ivalue
 
 
-def _as_float(hps, name, default, minimum=None, strictly_positive=False):
+def _as_float(
+    hps: Mapping[str, Any],
+    name: str,
+    default: float,
+    minimum: float | None = None,
+    strictly_positive: bool = False,
+) -> float:
     value = hps.get(name, default)
     try:
         if isinstance(value, bool):
             raise ValueError
         fvalue = float(value)
-    except (TypeError, ValueError):
-        raise TrainingError(f"hyperparameter {name} must be a number, got {value!r}")
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"hyperparameter {name} must be a number, got {value!r}") from exc
     if math.isnan(fvalue) or math.isinf(fvalue):
         raise TrainingError(f"hyperparameter {name} must be finite, got {value!r}")
     if strictly_positive and fvalue <= 0:
@@ -174,31 +216,33 @@ def _as_float(hps, name, default, minimum=None, strictly_positive=False):
     return fvalue
 
 
-def resolve_config(hps):
+def _problem_type(hps: Mapping[str, Any]) -> str | None:
+    raw = hps.get("problem_type")
+    if raw is None:
+        return None
+    problem_type = str(raw).strip().lower()
+    if problem_type in ("", "auto", "none"):
+        return None
+    if problem_type not in PROBLEM_TYPES:
+        raise TrainingError(f"hyperparameter problem_type must be one of {'|'.join(PROBLEM_TYPES)}, got {raw!r}")
+    return problem_type
+
+
+def resolve_config(hps: Mapping[str, Any]) -> TrainConfig:
     """Validate hyperparameters and return the training configuration.
 
     Args:
         hps: dict from :func:`parse_hyperparameters`.
     Returns:
-        dict with keys ``target`` (str), ``problem_type`` (str or None = infer),
-        ``seed`` (int) and ``model_params`` (kwargs for HistGradientBoosting*).
+        :class:`TrainConfig`: ``target``, ``problem_type`` (None = infer), ``seed`` and
+        ``model_params`` (kwargs for HistGradientBoosting*).
     Raises:
         TrainingError: missing ``target``, bad ``problem_type`` or bad model params.
     """
     target = hps.get("target")
     if target is None or str(target).strip() == "":
         raise TrainingError("hyperparameter 'target' (label column name) is required")
-    problem_type = hps.get("problem_type")
-    if problem_type is not None:
-        problem_type = str(problem_type).strip().lower()
-        if problem_type in ("", "auto", "none"):
-            problem_type = None
-        elif problem_type not in PROBLEM_TYPES:
-            raise TrainingError(
-                "hyperparameter problem_type must be one of {}, got {!r}".format(
-                    "|".join(PROBLEM_TYPES), hps.get("problem_type")
-                )
-            )
+    problem_type = _problem_type(hps)
     unknown = sorted(k for k in hps if k not in KNOWN_HPS and not k.startswith("sagemaker_"))
     if unknown:
         print("warning: ignoring unknown hyperparameters: {}".format(", ".join(unknown)), file=sys.stderr)
@@ -220,7 +264,7 @@ def resolve_config(hps):
 # --------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------
-def list_channel_files(channel_dir):
+def list_channel_files(channel_dir: str) -> list[str]:
     """List the data files of a channel directory.
 
     Args:
@@ -247,7 +291,7 @@ def list_channel_files(channel_dir):
     return sorted(files)
 
 
-def read_channel(channel_dir, split):
+def read_channel(channel_dir: str, split: str) -> pd.DataFrame:
     """Read and concatenate every CSV (with header) of a channel as strings.
 
     Args:
@@ -262,12 +306,12 @@ def read_channel(channel_dir, split):
     import pandas as pd
 
     frames = []
-    columns = None
+    columns: list[str] | None = None
     for path in list_channel_files(channel_dir):
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=True)
         except Exception as exc:  # pandas raises several parser error types
-            raise TrainingError(f"cannot read {split} CSV {path}: {exc}")
+            raise TrainingError(f"cannot read {split} CSV {path}: {exc}") from exc
         frame.columns = [str(c).strip() for c in frame.columns]
         if columns is None:
             columns = list(frame.columns)
@@ -275,18 +319,35 @@ def read_channel(channel_dir, split):
             raise TrainingError(f"{split} CSV {path} has header {list(frame.columns)}, expected {columns}")
         frames.append(frame)
     data = pd.concat(frames, ignore_index=True)
-    if len(set(columns)) != len(columns):
+    if columns is not None and len(set(columns)) != len(columns):
         raise TrainingError(f"{split} data has duplicate column names")
     return data
 
 
-def _parse_numeric(series):
+def read_splits(environ: Mapping[str, str]) -> dict[str, pd.DataFrame | None]:
+    """Read the ``train`` (required), ``validation`` and ``test`` channels.
+
+    Returns:
+        split -> DataFrame of strings, or None for an absent optional channel.
+    Raises:
+        TrainingError: ``SM_CHANNEL_TRAIN`` is not set, or a channel cannot be read.
+    """
+    if not environ.get("SM_CHANNEL_TRAIN"):
+        raise TrainingError("SM_CHANNEL_TRAIN is not set: a 'train' channel is required")
+    frames: dict[str, pd.DataFrame | None] = {"train": read_channel(environ["SM_CHANNEL_TRAIN"], "train")}
+    for split in ("validation", "test"):
+        path = environ.get("SM_CHANNEL_" + split.upper())
+        frames[split] = read_channel(path, split) if path else None
+    return frames
+
+
+def _parse_numeric(series: pd.Series) -> pd.Series:
     import pandas as pd
 
     return pd.to_numeric(series.str.strip() if series.dtype == object else series, errors="coerce")
 
 
-def infer_feature_types(frame, feature_order):
+def infer_feature_types(frame: pd.DataFrame, feature_order: Sequence[str]) -> dict[str, str]:
     """Type each feature column: numeric iff every non-missing value parses as a number.
 
     Args:
@@ -304,14 +365,14 @@ def infer_feature_types(frame, feature_order):
     return types
 
 
-def _as_category(value):
+def _as_category(value: object) -> object:
     """str for present values, NaN for missing ones (what the categorical imputer expects)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return float("nan")
     return str(value)
 
 
-def prepare_features(frame, schema_features, split):
+def prepare_features(frame: pd.DataFrame, schema_features: Sequence[Mapping[str, Any]], split: str) -> pd.DataFrame:
     """Convert a string DataFrame to the model's input frame (numeric -> float64).
 
     Args:
@@ -339,7 +400,7 @@ def prepare_features(frame, schema_features, split):
     return pd.DataFrame(out, columns=[f["name"] for f in schema_features])
 
 
-def build_schema(train, target, problem_type, labels):
+def build_schema(train: pd.DataFrame, target: str, problem_type: str, labels: list[str] | None) -> Schema:
     """Build the schema.json document from the training split.
 
     Args:
@@ -349,14 +410,14 @@ def build_schema(train, target, problem_type, labels):
         labels: sorted string labels (classifiers) or None.
     Returns:
         dict ``{"schema_version", "target", "problem_type", "labels", "features",
-        "feature_order"}`` (see model/README or train.py docstring).
+        "feature_order"}`` (see ``sagepipe_core.schema`` for the shape).
     """
     feature_order = [c for c in train.columns if c != target]
     types = infer_feature_types(train, feature_order)
     features = []
     for name in feature_order:
         col = train[name]
-        entry = {"name": name, "type": types[name], "nullable": bool(col.isna().any())}
+        entry: dict[str, Any] = {"name": name, "type": types[name], "nullable": bool(col.isna().any())}
         if types[name] == "numeric":
             parsed = _parse_numeric(col)
             entry["min"] = None if parsed.notna().sum() == 0 else float(parsed.min())
@@ -374,10 +435,59 @@ def build_schema(train, target, problem_type, labels):
     }
 
 
+def _target_values(frame: pd.DataFrame, target: str, problem_type: str, split: str) -> NDArray[Any]:
+    if target not in frame.columns:
+        raise TrainingError(f"{split} data has no target column {target!r} (columns: {list(frame.columns)})")
+    col = frame[target]
+    missing = int(col.isna().sum() + (col.dropna().str.strip() == "").sum())
+    if missing:
+        raise TrainingError(f"{split} data has {missing} rows with a missing label in column {target!r}")
+    if problem_type == "regression":
+        parsed = _parse_numeric(col)
+        bad = col[parsed.isna()]
+        if len(bad):
+            raise TrainingError(f"{split} target {target!r} is not numeric for regression (e.g. {bad.iloc[0]!r})")
+        result: NDArray[Any] = parsed.to_numpy(dtype=float)
+        return result
+    labels: NDArray[Any] = col.str.strip().to_numpy(dtype=object)
+    return labels
+
+
+def _infer_problem_type(train: pd.DataFrame, target: str) -> str:
+    col = train[target].dropna().str.strip()
+    parsed = _parse_numeric(col)
+    n_unique = col.nunique()
+    if parsed.notna().all() and n_unique > 20:
+        return "regression"
+    return "binary" if n_unique == 2 else "multiclass"
+
+
+def resolve_labels(problem_type: str, ys: Mapping[str, NDArray[Any]]) -> list[str] | None:
+    """The sorted class labels of the train split (None for regression).
+
+    Raises:
+        TrainingError: a binary problem without exactly 2 labels, a multiclass one with fewer than 2, or
+            validation/test labels that train does not have.
+    """
+    if problem_type == "regression":
+        return None
+    labels = sorted({str(v) for v in ys["train"]})
+    if problem_type == "binary" and len(labels) != 2:
+        raise TrainingError(f"binary problem needs exactly 2 labels in train, found {len(labels)}: {labels}")
+    if problem_type == "multiclass" and len(labels) < 2:
+        raise TrainingError(f"multiclass problem needs at least 2 labels in train, found {labels}")
+    for split in ("validation", "test"):
+        if split in ys:
+            unseen = sorted({str(v) for v in ys[split]} - set(labels))
+            if unseen:
+                raise TrainingError(f"{split} data has labels not present in train: {unseen}")
+    return labels
+
+
 # --------------------------------------------------------------------------------------
 # Model and metrics
 # --------------------------------------------------------------------------------------
-def build_pipeline(schema, model_params, seed):
+def build_pipeline(schema: Schema, model_params: Mapping[str, Any], seed: int) -> Any:
     """Build the unfitted sklearn Pipeline (ColumnTransformer + HistGradientBoosting*).
 
     Args:
@@ -395,7 +505,7 @@ def build_pipeline(schema, model_params, seed):
 
     numeric = [f["name"] for f in schema["features"] if f["type"] == "numeric"]
     categorical = [f["name"] for f in schema["features"] if f["type"] == "categorical"]
-    transformers = []
+    transformers: list[tuple[str, Any, list[str]]] = []
     if numeric:
         transformers.append(("num", SimpleImputer(strategy="median"), numeric))
     if categorical:
@@ -421,7 +531,7 @@ def build_pipeline(schema, model_params, seed):
     return Pipeline([("preprocess", preprocess), ("model", model)])
 
 
-def _safe(fn):
+def _safe(fn: Callable[[], Any]) -> float:
     import warnings
 
     try:
@@ -432,33 +542,25 @@ def _safe(fn):
         return float("nan")
 
 
-def compute_metrics(problem_type, labels, y_true, model, X):
-    """Score a fitted pipeline on one split.
-
-    Args:
-        problem_type: binary|multiclass|regression.
-        labels: sorted string labels (classifiers) or None.
-        y_true: array of str labels (classifiers) or floats (regression).
-        model: fitted pipeline (predict / predict_proba).
-        X: prepared feature DataFrame.
-    Returns:
-        dict metric name -> float (NaN when undefined, e.g. AUC with one class).
-        binary: auc, accuracy, f1 (positive class ``labels[1]``), logloss;
-        multiclass: macro_f1, accuracy, logloss; regression: rmse, mae, r2.
-    """
+def _regression_metrics(y_true: NDArray[Any], model: Any, X: pd.DataFrame) -> Metrics:
     import numpy as np
     from sklearn import metrics as skm
 
-    if len(y_true) == 0:
-        return {name: float("nan") for name in METRIC_NAMES[problem_type]}
-    if problem_type == "regression":
-        pred = np.asarray(model.predict(X), dtype=float)
-        y = np.asarray(y_true, dtype=float)
-        return {
-            "rmse": _safe(lambda: math.sqrt(skm.mean_squared_error(y, pred))),
-            "mae": _safe(lambda: skm.mean_absolute_error(y, pred)),
-            "r2": _safe(lambda: skm.r2_score(y, pred)) if len(y) > 1 else float("nan"),
-        }
+    pred = np.asarray(model.predict(X), dtype=float)
+    y = np.asarray(y_true, dtype=float)
+    return {
+        "rmse": _safe(lambda: math.sqrt(skm.mean_squared_error(y, pred))),
+        "mae": _safe(lambda: skm.mean_absolute_error(y, pred)),
+        "r2": _safe(lambda: skm.r2_score(y, pred)) if len(y) > 1 else float("nan"),
+    }
+
+
+def _classifier_metrics(
+    problem_type: str, labels: list[str], y_true: NDArray[Any], model: Any, X: pd.DataFrame
+) -> Metrics:
+    import numpy as np
+    from sklearn import metrics as skm
+
     y = np.asarray(y_true, dtype=object).astype(str)
     proba = model.predict_proba(X)
     classes = [str(c) for c in model.classes_]
@@ -466,7 +568,7 @@ def compute_metrics(problem_type, labels, y_true, model, X):
     order = [classes.index(lbl) for lbl in labels]
     proba = proba[:, order]
     pred = np.asarray(labels, dtype=object)[proba.argmax(axis=1)].astype(str)
-    out = {}
+    out: Metrics = {}
     if problem_type == "binary":
         pos = labels[1]
         out["auc"] = _safe(lambda: skm.roc_auc_score((y == pos).astype(int), proba[:, 1]))
@@ -479,15 +581,41 @@ def compute_metrics(problem_type, labels, y_true, model, X):
     return out
 
 
-def format_metric_line(split, name, value):
+def compute_metrics(
+    problem_type: str, labels: list[str] | None, y_true: NDArray[Any], model: Any, X: pd.DataFrame
+) -> Metrics:
+    """Score a fitted pipeline on one split.
+
+    Args:
+        problem_type: binary|multiclass|regression.
+        labels: sorted string labels (classifiers) or None.
+        y_true: array of str labels (classifiers) or floats (regression).
+        model: fitted pipeline (predict / predict_proba).
+        X: prepared feature DataFrame.
+    Returns:
+        dict metric name -> float (NaN when undefined, e.g. AUC with one class), the names of
+        ``sagepipe_contract.METRIC_NAMES[problem_type]``.
+        binary: auc, accuracy, f1 (positive class ``labels[1]``), logloss;
+        multiclass: macro_f1, accuracy, logloss; regression: rmse, mae, r2.
+    """
+    if len(y_true) == 0:
+        return {name: float("nan") for name in METRIC_NAMES[problem_type]}
+    if problem_type == "regression":
+        return _regression_metrics(y_true, model, X)
+    if labels is None:
+        raise TrainingError(f"{problem_type} metrics need the class labels")
+    return _classifier_metrics(problem_type, labels, y_true, model, X)
+
+
+def format_metric_line(split: str, name: str, value: float) -> str:
     """Return the exact metric log line ``[metric] <split>:<name>=<repr(float)>``.
 
     NaN is rendered as ``nan`` (``repr(float('nan'))``).
     """
-    return f"[metric] {split}:{name}={repr(float(value))}"
+    return f"[metric] {split}:{name}={float(value)!r}"
 
 
-def _json_metrics(metrics):
+def _json_metrics(metrics: Mapping[str, float]) -> dict[str, float | None]:
     """NaN/inf -> None so evaluation.json stays strict JSON."""
     return {k: (v if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
 
@@ -495,29 +623,14 @@ def _json_metrics(metrics):
 # --------------------------------------------------------------------------------------
 # Champion
 # --------------------------------------------------------------------------------------
-def _find_champion_archive(channel_dir):
+def _find_champion_archive(channel_dir: str) -> str | None:
     for root, _dirs, names in os.walk(channel_dir):
-        if "model.tar.gz" in names:
-            return os.path.join(root, "model.tar.gz")
+        if MODEL_ARCHIVE in names:
+            return os.path.join(root, MODEL_ARCHIVE)
     return None
 
 
-def _safe_extract(archive, dest):
-    with tarfile.open(archive, "r:gz") as tar:
-        dest_real = os.path.realpath(dest)
-        for member in tar.getmembers():
-            target = os.path.realpath(os.path.join(dest, member.name))
-            if not (target == dest_real or target.startswith(dest_real + os.sep)):
-                raise TrainingError(f"unsafe path in champion archive: {member.name!r}")
-            if member.issym() or member.islnk() or member.isdev():
-                raise TrainingError(f"unsupported member type in champion archive: {member.name!r}")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, filter="data")
-        else:  # Python < 3.10.12 without extraction filters; members validated above
-            tar.extractall(dest)
-
-
-def compare_schemas(champion, challenger):
+def compare_schemas(champion: Mapping[str, Any], challenger: Mapping[str, Any]) -> list[str]:
     """List incompatibilities between a champion schema and the challenger's.
 
     Args:
@@ -546,7 +659,7 @@ def compare_schemas(champion, challenger):
     return diffs
 
 
-def score_champion(channel_dir, schema, test_frame):
+def score_champion(channel_dir: str | None, schema: Schema, test_frame: pd.DataFrame | None) -> ChampionResult:
     """Score the current champion model on the challenger's test split.
 
     Args:
@@ -554,8 +667,8 @@ def score_champion(channel_dir, schema, test_frame):
         schema: the challenger's schema dict.
         test_frame: test DataFrame of strings (or None when there is no test split).
     Returns:
-        dict ``{"status": "absent"|"scored"|"incompatible"|"error", "reason": str|None,
-        "metrics": {"test": {...}} | None}``. Never raises.
+        :class:`ChampionResult`: ``{"status": "absent"|"scored"|"incompatible"|"error", "reason": str|None,
+        "metrics": {"test": {...}} | None}`` (metrics as floats, NaN kept). Never raises.
     """
     if not channel_dir:
         return {"status": "absent", "reason": None, "metrics": None}
@@ -564,21 +677,21 @@ def score_champion(channel_dir, schema, test_frame):
         if archive is None:
             return {
                 "status": "absent",
-                "reason": f"champion channel {channel_dir} has no model.tar.gz",
+                "reason": f"champion channel {channel_dir} has no {MODEL_ARCHIVE}",
                 "metrics": None,
             }
         import joblib
 
         with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-            _safe_extract(archive, tmp)
-            with open(os.path.join(tmp, "schema.json")) as fh:
-                champ_schema = json.load(fh)
+            safe_extract(archive, tmp)
+            with open(os.path.join(tmp, SCHEMA_FILE)) as fh:
+                champ_schema = check_schema(json.load(fh))
             diffs = compare_schemas(champ_schema, schema)
             if diffs:
                 return {"status": "incompatible", "reason": "; ".join(diffs), "metrics": None}
             if test_frame is None:
                 return {"status": "error", "reason": "no test split to score the champion on", "metrics": None}
-            champ_model = joblib.load(os.path.join(tmp, "model.joblib"))
+            champ_model = joblib.load(os.path.join(tmp, MODEL_FILE))
         X = prepare_features(test_frame, champ_schema["features"], "test")
         y = _target_values(test_frame, schema["target"], schema["problem_type"], "test")
         metrics = compute_metrics(schema["problem_type"], schema["labels"], y, champ_model, X)
@@ -588,34 +701,204 @@ def score_champion(channel_dir, schema, test_frame):
 
 
 # --------------------------------------------------------------------------------------
+# The job's steps: prepare -> fit -> evaluate -> write artifacts
+# --------------------------------------------------------------------------------------
+class PreparedData:
+    """The splits of one job, checked and converted for the model (what :func:`prepare` returns).
+
+    Attributes:
+        frames: split -> DataFrame of strings as read (None for an absent optional channel).
+        ys: split -> target values (str labels or floats) of each present split.
+        Xs: split -> feature DataFrame (:func:`prepare_features`) of each present split.
+        schema: the ``schema.json`` document inferred from the train split.
+    """
+
+    def __init__(
+        self,
+        frames: dict[str, pd.DataFrame | None],
+        ys: dict[str, NDArray[Any]],
+        Xs: dict[str, pd.DataFrame],
+        schema: Schema,
+    ) -> None:
+        self.frames = frames
+        self.ys = ys
+        self.Xs = Xs
+        self.schema = schema
+
+    @property
+    def problem_type(self) -> str:
+        return str(self.schema["problem_type"])
+
+    @property
+    def labels(self) -> list[str] | None:
+        labels: list[str] | None = self.schema["labels"]
+        return labels
+
+
+def prepare(cfg: TrainConfig, environ: Mapping[str, str]) -> PreparedData:
+    """Read the channels, settle the problem type and labels, infer the schema, build the model inputs.
+
+    Raises:
+        TrainingError: missing channel, target column or labels, no rows, unseen labels, bad values.
+    """
+    target = cfg["target"]
+    frames = read_splits(environ)
+    train_df = frames["train"]
+    if train_df is None:  # read_splits always reads train; this keeps the type checker informed
+        raise TrainingError("train data is missing")
+    if target not in train_df.columns:
+        raise TrainingError(f"train data has no target column {target!r} (columns: {list(train_df.columns)})")
+    if len(train_df) == 0:
+        raise TrainingError("train data has no rows")
+    problem_type = cfg["problem_type"] or _infer_problem_type(train_df, target)
+    present = {split: frame for split, frame in frames.items() if frame is not None}
+    ys = {split: _target_values(frame, target, problem_type, split) for split, frame in present.items()}
+    labels = resolve_labels(problem_type, ys)
+    schema = build_schema(train_df, target, problem_type, labels)
+    Xs = {split: prepare_features(frame, schema["features"], split) for split, frame in present.items()}
+    return PreparedData(frames, ys, Xs, schema)
+
+
+def fit(data: PreparedData, cfg: TrainConfig) -> tuple[Any, float]:
+    """Fit the pipeline on the train split. Returns ``(fitted pipeline, fit seconds)``."""
+    import numpy as np
+
+    schema = data.schema
+    numeric = sum(f["type"] == "numeric" for f in schema["features"])
+    print(
+        f"training {data.problem_type} model on {len(data.Xs['train'])} rows, {len(schema['features'])} features "
+        f"({numeric} numeric, {len(schema['features']) - numeric} categorical), "
+        f"params={json.dumps(cfg['model_params'])} seed={cfg['seed']}",
+        flush=True,
+    )
+    pipeline = build_pipeline(schema, cfg["model_params"], cfg["seed"])
+    y_train = data.ys["train"]
+    y_fit = y_train if data.problem_type == "regression" else np.asarray(y_train).astype(str)
+    fit_start = time.time()
+    pipeline.fit(data.Xs["train"], y_fit)
+    return pipeline, time.time() - fit_start
+
+
+def split_metrics(data: PreparedData, pipeline: Any) -> dict[str, Metrics]:
+    """Score the fitted pipeline on every split and print the metric lines; absent splits get ``{}``."""
+    metrics: dict[str, Metrics] = {}
+    for split in SPLITS:
+        if split not in data.Xs:
+            metrics[split] = {}
+            continue
+        metrics[split] = compute_metrics(data.problem_type, data.labels, data.ys[split], pipeline, data.Xs[split])
+        for name, value in metrics[split].items():
+            print(format_metric_line(split, name, value), flush=True)
+    return metrics
+
+
+def champion_metrics(data: PreparedData, channel_dir: str | None) -> ChampionResult:
+    """Score the champion (``SM_CHANNEL_CHAMPION``), print its ``champion_test`` metric lines and return
+    the result with JSON-safe metrics."""
+    champion = score_champion(channel_dir, data.schema, data.frames["test"])
+    if champion["status"] == "scored" and champion["metrics"] is not None:
+        test_metrics = champion["metrics"]["test"]
+        for name, value in test_metrics.items():
+            print(format_metric_line("champion_test", name, value), flush=True)
+        champion["metrics"] = {"test": _json_metrics(test_metrics)}
+    reason = f" ({champion['reason']})" if champion["reason"] else ""
+    print(f"champion: {champion['status']}{reason}", flush=True)
+    return champion
+
+
+def evaluate(data: PreparedData, pipeline: Any, champion_channel: str | None) -> dict[str, Any]:
+    """The evaluation step: metrics of every split and of the champion, as the ``evaluation.json`` document.
+
+    Returns:
+        ``{"schema_version", "problem_type", "target", "labels", "rows": {split: int},
+        "metrics": {split: {name: float | None}}, "champion": ChampionResult}``.
+    """
+    metrics = split_metrics(data, pipeline)
+    champion = champion_metrics(data, champion_channel)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "problem_type": data.problem_type,
+        "target": data.schema["target"],
+        "labels": data.labels,
+        "rows": {s: len(data.Xs[s]) if s in data.Xs else 0 for s in SPLITS},
+        "metrics": {s: _json_metrics(metrics[s]) for s in SPLITS},
+        "champion": champion,
+    }
+
+
+def _write_json(path: str, doc: Mapping[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=2, sort_keys=False, allow_nan=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def code_files() -> list[str]:
+    """Paths of :data:`sagepipe_contract.CODE_FILES` next to this script (copied into ``code/``).
+
+    Raises:
+        TrainingError: one is missing (an incomplete code bundle).
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = [os.path.join(here, name) for name in CODE_FILES]
+    missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise TrainingError(f"{', '.join(missing)} not found next to train.py ({here})")
+    return paths
+
+
+def write_artifacts(
+    model_dir: str, pipeline: Any, schema: Schema, evaluation: Mapping[str, Any], output_data_dir: str | None
+) -> None:
+    """Write ``model.joblib``, ``schema.json``, ``evaluation.json`` and ``code/`` to ``SM_MODEL_DIR``
+    (SageMaker tars it to model.tar.gz) and ``evaluation.json`` to ``SM_OUTPUT_DATA_DIR`` when set."""
+    import joblib
+
+    sources = code_files()
+    os.makedirs(model_dir, exist_ok=True)
+    joblib.dump(pipeline, os.path.join(model_dir, MODEL_FILE))
+    _write_json(os.path.join(model_dir, SCHEMA_FILE), schema)
+    _write_json(os.path.join(model_dir, EVALUATION_FILE), evaluation)
+    os.makedirs(os.path.join(model_dir, CODE_DIR), exist_ok=True)
+    for src in sources:
+        shutil.copyfile(src, os.path.join(model_dir, CODE_DIR, os.path.basename(src)))
+    if output_data_dir:
+        os.makedirs(output_data_dir, exist_ok=True)
+        _write_json(os.path.join(output_data_dir, EVALUATION_FILE), evaluation)
+
+
+def train(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Run one training job: read channels, fit, evaluate, score champion, write artifacts.
+
+    Args:
+        argv: hyperparameter arguments (``sys.argv[1:]``).
+        environ: environment mapping with the SM_* variables.
+    Returns:
+        the evaluation.json dict.
+    Raises:
+        TrainingError: user-facing problem (bad hyperparameters / data / channels).
+        Exception: anything unexpected (main() converts it into a failure file).
+    """
+    started = time.time()
+    cfg = resolve_config(parse_hyperparameters(argv, environ))
+    model_dir = environ.get("SM_MODEL_DIR", "/opt/ml/model")
+    code_files()  # an incomplete code bundle fails before the fit, not after
+    data = prepare(cfg, environ)
+    pipeline, fit_seconds = fit(data, cfg)
+    evaluation = evaluate(data, pipeline, environ.get("SM_CHANNEL_CHAMPION"))
+    write_artifacts(model_dir, pipeline, data.schema, evaluation, environ.get("SM_OUTPUT_DATA_DIR"))
+    print(
+        f"done: fit {fit_seconds:.3f}s, total {time.time() - started:.3f}s, artifacts in {model_dir}",
+        flush=True,
+    )
+    return evaluation
+
+
+# --------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------
-def _target_values(frame, target, problem_type, split):
-    if target not in frame.columns:
-        raise TrainingError(f"{split} data has no target column {target!r} (columns: {list(frame.columns)})")
-    col = frame[target]
-    missing = int(col.isna().sum() + (col.dropna().str.strip() == "").sum())
-    if missing:
-        raise TrainingError("%s data has %d rows with a missing label in column %r" % (split, missing, target))
-    if problem_type == "regression":
-        parsed = _parse_numeric(col)
-        bad = col[parsed.isna()]
-        if len(bad):
-            raise TrainingError(f"{split} target {target!r} is not numeric for regression (e.g. {bad.iloc[0]!r})")
-        return parsed.to_numpy(dtype=float)
-    return col.str.strip().to_numpy(dtype=object)
-
-
-def _infer_problem_type(train, target):
-    col = train[target].dropna().str.strip()
-    parsed = _parse_numeric(col)
-    n_unique = col.nunique()
-    if parsed.notna().all() and n_unique > 20:
-        return "regression"
-    return "binary" if n_unique == 2 else "multiclass"
-
-
-def failure_path(environ):
+def failure_path(environ: Mapping[str, str]) -> str | None:
     """Where to write the SageMaker failure message.
 
     Returns ``SM_OUTPUT_FAILURE`` if set, else ``<SM_OUTPUT_DIR or /opt/ml/output>/failure``
@@ -630,138 +913,7 @@ def failure_path(environ):
     return None
 
 
-def _write_json(path, doc):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=False, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def train(argv, environ):
-    """Run one training job: read channels, fit, evaluate, score champion, write artifacts.
-
-    Args:
-        argv: hyperparameter arguments (``sys.argv[1:]``).
-        environ: environment mapping with the SM_* variables.
-    Returns:
-        the evaluation.json dict.
-    Raises:
-        TrainingError: user-facing problem (bad hyperparameters / data / channels).
-        Exception: anything unexpected (main() converts it into a failure file).
-    """
-    import joblib
-    import numpy as np
-
-    started = time.time()
-    cfg = resolve_config(parse_hyperparameters(argv, environ))
-    target = cfg["target"]
-    model_dir = environ.get("SM_MODEL_DIR", "/opt/ml/model")
-    if not environ.get("SM_CHANNEL_TRAIN"):
-        raise TrainingError("SM_CHANNEL_TRAIN is not set: a 'train' channel is required")
-
-    frames = {"train": read_channel(environ["SM_CHANNEL_TRAIN"], "train")}
-    for split in ("validation", "test"):
-        path = environ.get("SM_CHANNEL_" + split.upper())
-        frames[split] = read_channel(path, split) if path else None
-    train_df = frames["train"]
-    if target not in train_df.columns:
-        raise TrainingError(f"train data has no target column {target!r} (columns: {list(train_df.columns)})")
-    if len(train_df) == 0:
-        raise TrainingError("train data has no rows")
-
-    problem_type = cfg["problem_type"] or _infer_problem_type(train_df, target)
-    ys = {}
-    for split in SPLITS:
-        if frames[split] is not None:
-            ys[split] = _target_values(frames[split], target, problem_type, split)
-
-    labels = None
-    if problem_type != "regression":
-        labels = sorted({str(v) for v in ys["train"]})
-        if problem_type == "binary" and len(labels) != 2:
-            raise TrainingError("binary problem needs exactly 2 labels in train, found %d: %s" % (len(labels), labels))
-        if problem_type == "multiclass" and len(labels) < 2:
-            raise TrainingError(f"multiclass problem needs at least 2 labels in train, found {labels}")
-        for split in ("validation", "test"):
-            if split in ys:
-                unseen = sorted({str(v) for v in ys[split]} - set(labels))
-                if unseen:
-                    raise TrainingError(f"{split} data has labels not present in train: {unseen}")
-
-    schema = build_schema(train_df, target, problem_type, labels)
-    Xs = {s: prepare_features(frames[s], schema["features"], s) for s in SPLITS if frames[s] is not None}
-
-    print(
-        "training %s model on %d rows, %d features (%d numeric, %d categorical), params=%s seed=%d"
-        % (
-            problem_type,
-            len(train_df),
-            len(schema["features"]),
-            sum(f["type"] == "numeric" for f in schema["features"]),
-            sum(f["type"] == "categorical" for f in schema["features"]),
-            json.dumps(cfg["model_params"]),
-            cfg["seed"],
-        ),
-        flush=True,
-    )
-    pipeline = build_pipeline(schema, cfg["model_params"], cfg["seed"])
-    y_fit = ys["train"] if problem_type == "regression" else np.asarray(ys["train"]).astype(str)
-    fit_start = time.time()
-    pipeline.fit(Xs["train"], y_fit)
-    fit_seconds = time.time() - fit_start
-
-    metrics = {}
-    for split in SPLITS:
-        if split in Xs:
-            metrics[split] = compute_metrics(problem_type, labels, ys[split], pipeline, Xs[split])
-            for name, value in metrics[split].items():
-                print(format_metric_line(split, name, value), flush=True)
-        else:
-            metrics[split] = {}
-
-    champion = score_champion(environ.get("SM_CHANNEL_CHAMPION"), schema, frames["test"])
-    if champion["status"] == "scored":
-        for name, value in champion["metrics"]["test"].items():
-            print(format_metric_line("champion_test", name, value), flush=True)
-        champion["metrics"] = {"test": _json_metrics(champion["metrics"]["test"])}
-    print(
-        "champion: {}{}".format(champion["status"], (" ({})".format(champion["reason"])) if champion["reason"] else ""),
-        flush=True,
-    )
-
-    evaluation = {
-        "schema_version": SCHEMA_VERSION,
-        "problem_type": problem_type,
-        "target": target,
-        "labels": labels,
-        "rows": {s: (0 if frames[s] is None else int(len(frames[s]))) for s in SPLITS},
-        "metrics": {s: _json_metrics(metrics[s]) for s in SPLITS},
-        "champion": champion,
-    }
-
-    os.makedirs(model_dir, exist_ok=True)
-    here = os.path.dirname(os.path.abspath(__file__))
-    inference_src = os.path.join(here, "inference.py")
-    if not os.path.isfile(inference_src):
-        raise TrainingError(f"inference.py not found next to train.py ({here})")
-    joblib.dump(pipeline, os.path.join(model_dir, "model.joblib"))
-    _write_json(os.path.join(model_dir, "schema.json"), schema)
-    _write_json(os.path.join(model_dir, "evaluation.json"), evaluation)
-    os.makedirs(os.path.join(model_dir, "code"), exist_ok=True)
-    shutil.copyfile(inference_src, os.path.join(model_dir, "code", "inference.py"))
-    out_data = environ.get("SM_OUTPUT_DATA_DIR")
-    if out_data:
-        os.makedirs(out_data, exist_ok=True)
-        _write_json(os.path.join(out_data, "evaluation.json"), evaluation)
-    print(
-        f"done: fit {fit_seconds:.3f}s, total {time.time() - started:.3f}s, artifacts in {model_dir}",
-        flush=True,
-    )
-    return evaluation
-
-
-def main(argv=None, environ=None):
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Process entry point. Returns the exit code (0 ok, 1 failure).
 
     On failure writes the message to :func:`failure_path` and to stderr.

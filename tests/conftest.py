@@ -10,8 +10,10 @@ the repo root on ``sys.path``.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,27 @@ ACCOUNT = "123456789012"
 # AWS's server-side input validation (service-model pattern, length, range, enum) on every botocore
 # session created from here on; switched on inside the ``aws`` fixture (moto checks none of it).
 validation.install()
+
+
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """A ``.tar.gz`` of ``files`` (archive name -> content), members at the archive root in the given order,
+    like SageMaker's ``model.tar.gz`` and ``sourcedir.tar.gz``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def import_model_module(name: str) -> ModuleType:
+    """Import ``model/<name>.py`` as the SageMaker container does: with ``model/`` on ``sys.path``, so
+    ``train``/``inference`` import their sibling ``sagepipe_contract`` as a top-level module."""
+    model_dir = str(REPO / "model")
+    if model_dir not in sys.path:
+        sys.path.insert(0, model_dir)
+    return importlib.import_module(name)
 
 
 def load_event(name: str) -> dict[str, Any]:

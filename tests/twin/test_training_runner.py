@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import tarfile
 import time
@@ -13,7 +14,9 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
+from sagepipe import codebundle
 from sagepipe.twin.training import TrainingResult, parse_final_metrics, run_training_job
+from tests.conftest import tar_gz
 
 pytestmark = pytest.mark.twin
 
@@ -49,16 +52,6 @@ TOY_SCRIPTS = {
 }
 
 
-def tar_bytes(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def s3():
     with mock_aws():
@@ -74,10 +67,10 @@ def s3():
                 client.put_object(Bucket=BUCKET, Key="data/train/sub/b.csv", Body=frame.iloc[1000:].to_csv(index=False))
             else:
                 client.put_object(Bucket=BUCKET, Key=f"data/{name}/{name}.csv", Body=frame.to_csv(index=False))
-        source = {n: (REPO / "model" / n).read_bytes() for n in ("train.py", "inference.py")}
-        client.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tar_bytes(source))
+        # the code bundle exactly as the twin and `sagepipe publish-code` publish it
+        client.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=codebundle.build(REPO / "model"))
         client.put_object(
-            Bucket=BUCKET, Key="code/toy.tar.gz", Body=tar_bytes({k: v.encode() for k, v in TOY_SCRIPTS.items()})
+            Bucket=BUCKET, Key="code/toy.tar.gz", Body=tar_gz({k: v.encode() for k, v in TOY_SCRIPTS.items()})
         )
         yield client
 
@@ -133,7 +126,7 @@ def test_completed_job(completed, s3):
     assert [s for s, _ in statuses] == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
     trans = result.secondary_status_transitions
     assert [t["Status"] for t in trans] == [s for s, _ in statuses]
-    for a, b in zip(trans, trans[1:]):
+    for a, b in itertools.pairwise(trans):
         assert a["EndTime"] == b["StartTime"] and a["StartTime"] <= a["EndTime"]
     assert 0 < result.training_seconds < seconds
     assert result.model_artifacts == f"s3://{BUCKET}/models/churn-job-1/output/model.tar.gz"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tarfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import tar_gz
 
 REPO = Path(__file__).resolve().parents[2]
 CHURN = REPO / "examples" / "data" / "churn.csv"
@@ -72,17 +73,13 @@ def churn_record(i: int = 0) -> dict[str, Any]:
 
 def model_tarball(schema: dict[str, Any], evaluation: dict[str, Any] | None = None) -> bytes:
     """A model.tar.gz holding a fake model.joblib, schema.json and evaluation.json."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (
-            ("model.joblib", b"\0" * 1024),
-            ("schema.json", json.dumps(schema).encode()),
-            ("evaluation.json", json.dumps(evaluation or {"metrics": {"test": {"auc": 0.91}}}).encode()),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_gz(
+        {
+            "model.joblib": b"\0" * 1024,
+            "schema.json": json.dumps(schema).encode(),
+            "evaluation.json": json.dumps(evaluation or {"metrics": {"test": {"auc": 0.91}}}).encode(),
+        }
+    )
 
 
 def deploy_version(

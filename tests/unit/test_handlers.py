@@ -11,7 +11,6 @@ import datetime as dt
 import io
 import json
 import re
-import tarfile
 from pathlib import Path
 
 import boto3
@@ -21,7 +20,7 @@ from botocore.stub import ANY, Stubber
 
 from sagepipe_core import naming
 from sagepipe_core.errors import EndpointBusyError, InvalidDatasetError
-from tests.conftest import ACCOUNT, REGION, load_event
+from tests.conftest import ACCOUNT, REGION, load_event, tar_gz
 
 pytestmark = pytest.mark.unit
 
@@ -248,16 +247,10 @@ def test_validate_invalid_config_quarantined(stack, load_handler, lambda_context
 
 # ------------------------------------------------------------------------------------- evaluate
 def _model_tar(evaluation: dict | None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        files = {"model.joblib": b"\x80\x04fake"}
-        if evaluation is not None:
-            files["evaluation.json"] = json.dumps(evaluation).encode()
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    files = {"model.joblib": b"\x80\x04fake"}
+    if evaluation is not None:
+        files["evaluation.json"] = json.dumps(evaluation).encode()
+    return tar_gz(files)
 
 
 def _training_job(name: str, artifacts: str, final: list[dict]) -> dict:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.unit
+# every test here runs model/train.py in a subprocess (or needs its output): `pytest -m "not slow"` skips them
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_PY = REPO / "model" / "train.py"
@@ -132,7 +133,7 @@ def base(tmp_path_factory, data):
 
 
 def test_metric_lines_exact_format(base):
-    lines = [l for l in base["proc"].stdout.splitlines() if l.startswith("[metric]")]
+    lines = [line for line in base["proc"].stdout.splitlines() if line.startswith("[metric]")]
     assert len(lines) == 12  # 3 splits x (auc, accuracy, f1, logloss)
     for line in lines:
         assert METRIC_LINE.match(line), line
@@ -151,7 +152,10 @@ def test_metric_lines_exact_format(base):
 def test_artifacts_and_schema(base):
     model_dir = base["model_dir"]
     assert sorted(p.name for p in model_dir.iterdir()) == ["code", "evaluation.json", "model.joblib", "schema.json"]
-    assert (model_dir / "code" / "inference.py").read_text() == (REPO / "model" / "inference.py").read_text()
+    code = model_dir / "code"
+    assert sorted(p.name for p in code.iterdir()) == ["inference.py", "sagepipe_contract.py"]
+    for name in ("inference.py", "sagepipe_contract.py"):  # the serving program and the module it imports
+        assert (code / name).read_bytes() == (REPO / "model" / name).read_bytes()
     schema = json.loads((model_dir / "schema.json").read_text())
     assert schema["schema_version"] == 1 and schema["target"] == "churn" and schema["problem_type"] == "binary"
     assert schema["labels"] == ["no", "yes"]
@@ -280,12 +284,22 @@ def test_regression_and_multiclass(data, tmp_path):
 # ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def inference(base):
-    spec = importlib.util.spec_from_file_location(
-        "sagepipe_test_inference", base["model_dir"] / "code" / "inference.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, module.model_fn(str(base["model_dir"]))
+    """code/inference.py of the trained model, imported as the container does: with code/ on sys.path, so
+    its sibling sagepipe_contract (copied there by train.py) is the one it imports."""
+    code_dir = str(base["model_dir"] / "code")
+    sys.path.insert(0, code_dir)
+    saved = sys.modules.pop("sagepipe_contract", None)
+    try:
+        spec = importlib.util.spec_from_file_location("sagepipe_test_inference", Path(code_dir) / "inference.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert Path(sys.modules["sagepipe_contract"].__file__).parent == Path(code_dir)
+        yield module, module.model_fn(str(base["model_dir"]))
+    finally:
+        sys.path.remove(code_dir)
+        sys.modules.pop("sagepipe_contract", None)
+        if saved is not None:
+            sys.modules["sagepipe_contract"] = saved
 
 
 def _csv_rows(frame: pd.DataFrame, header: bool) -> str:
@@ -305,7 +319,7 @@ def test_inference_csv_matches_training_evaluation(base, inference):
         assert p["label"] in ("no", "yes") and set(p["probabilities"]) == {"no", "yes"}
         assert math.isclose(sum(p["probabilities"].values()), 1.0, rel_tol=1e-9)
         assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
-    accuracy = sum(p["label"] == y for p, y in zip(preds, test["churn"])) / len(test)
+    accuracy = sum(p["label"] == y for p, y in zip(preds, test["churn"], strict=True)) / len(test)
     ev = json.loads((base["model_dir"] / "evaluation.json").read_text())
     assert accuracy == pytest.approx(ev["metrics"]["test"]["accuracy"], abs=1e-12)
 
@@ -331,7 +345,7 @@ def test_inference_json(base, inference):
     data = mod.input_fn(json.dumps({"instances": records}).encode(), "application/json")
     preds = mod.predict_fn(data, model)
     assert [p["label"] for p in preds] == [p["label"] for p in csv_preds]
-    for a, b in zip(preds, csv_preds):
+    for a, b in zip(preds, csv_preds, strict=True):
         assert a["probabilities"]["yes"] == pytest.approx(b["probabilities"]["yes"], rel=1e-12)
     body, ctype = mod.output_fn(preds, "*/*")
     assert ctype == "application/json" and json.loads(body) == {"predictions": preds}

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import boto3
 import pytest
@@ -12,19 +10,13 @@ from botocore.stub import Stubber
 
 from sagepipe_core import approval, deploy, registry
 from sagepipe_core.errors import EndpointBusyError
+from tests.conftest import tar_gz
 
 pytestmark = pytest.mark.unit
 
 
 def _model_tar(evaluation: dict, schema: dict) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, doc in (("evaluation.json", evaluation), ("schema.json", schema)):
-            data = json.dumps(doc).encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_gz({"evaluation.json": json.dumps(evaluation).encode(), "schema.json": json.dumps(schema).encode()})
 
 
 def test_register_creates_group_once_and_a_package_with_lineage_and_metrics(aws: None) -> None:

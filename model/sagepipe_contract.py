@@ -1,0 +1,166 @@
+"""The sagepipe model contract: what ``train.py`` writes and ``inference.py`` and the pipeline read.
+
+One source inside the code bundle. ``sagepipe.codebundle.build`` tars every file of ``model/`` into
+``sourcedir.tar.gz``, so ``train.py`` imports this module as a sibling in the training container
+(script mode runs the entry point from its directory), and ``train.py`` copies it next to
+``inference.py`` into ``model.tar.gz`` ``code/``: serving imports ``inference.py`` from
+``SAGEMAKER_SUBMIT_DIRECTORY`` (``/opt/ml/model/code``), which the container puts on ``sys.path``, so the
+sibling import works there too. Standard library only, Python 3.10 syntax (the SageMaker scikit-learn
+1.4-2 container's Python).
+
+Copies that stay, and why: the core layer (``sagepipe_core``, Lambda python3.13) is deployed without
+``model/`` and cannot import it; the twin's extraction of ``sourcedir.tar.gz`` emulates the SageMaker
+platform, not this code. Each of those copies is pinned to this module by ``tests/unit/test_contract.py``
+(the NA tokens, the metric table, the ``schema.json`` check and the tar-extraction policy must agree), so
+a change here that the other side does not follow fails the unit tests.
+
+Contents: the ``schema.json`` / ``evaluation.json`` versions and shapes, the artifact names of
+``model.tar.gz``, the metric table per problem type, the NA tokens, :func:`check_schema` and
+:func:`safe_extract`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from typing import Any
+
+#: ``schema_version`` of ``schema.json`` and ``evaluation.json``.
+SCHEMA_VERSION = 1
+PROBLEM_TYPES: tuple[str, ...] = ("binary", "multiclass", "regression")
+FEATURE_TYPES: tuple[str, ...] = ("numeric", "categorical")
+#: The data channels, in report order.
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: Metrics ``train.py`` prints and writes per problem type (``[metric] <split>:<name>=<value>``).
+METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "accuracy", "f1", "logloss"),
+    "multiclass": ("macro_f1", "accuracy", "logloss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+#: pandas.read_csv's default NA tokens (``pandas._libs.parsers.STR_NA_VALUES``): training reads its CSV
+#: with them, so they mean "missing" at inference too.
+NA_TOKENS: frozenset[str] = frozenset(
+    [
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    ]
+)
+
+# Members of model.tar.gz (SageMaker tars SM_MODEL_DIR as is) and of its code/ directory.
+MODEL_ARCHIVE = "model.tar.gz"
+MODEL_FILE = "model.joblib"
+SCHEMA_FILE = "schema.json"
+EVALUATION_FILE = "evaluation.json"
+CODE_DIR = "code"
+#: What ``train.py`` copies into ``code/``: the inference program and the modules it imports.
+CODE_FILES: tuple[str, ...] = ("inference.py", "sagepipe_contract.py")
+
+
+class SchemaError(ValueError):
+    """``schema.json`` is malformed or of an unknown ``schema_version``."""
+
+
+class UnsafeArchiveError(ValueError):
+    """A tar archive has a member that would land outside the destination, a link or a device."""
+
+
+def check_schema(doc: object) -> dict[str, Any]:
+    """Check a parsed ``schema.json`` document against the contract.
+
+    The same checks as ``sagepipe_core.schema.ModelSchema.parse`` (pinned by a test): a dict with
+    ``schema_version`` 1, ``problem_type``, ``features`` (each with a ``name`` and a ``type`` in
+    :data:`FEATURE_TYPES`) and a ``feature_order`` naming exactly the features.
+
+    Args:
+        doc: the document, e.g. ``json.load`` of ``schema.json``.
+    Returns:
+        ``doc`` itself, now known to be a dict of that shape.
+    Raises:
+        SchemaError: what is wrong.
+    """
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        version = doc.get("schema_version") if isinstance(doc, dict) else doc
+        raise SchemaError(f"unsupported schema_version {version!r}")
+    try:
+        names = set()
+        for feature in doc["features"]:
+            if feature["type"] not in FEATURE_TYPES:
+                raise SchemaError(f"feature {feature['name']!r} has unknown type {feature['type']!r}")
+            names.add(feature["name"])
+        if set(doc["feature_order"]) != names:
+            raise SchemaError("feature_order does not list the features")
+        if "problem_type" not in doc:
+            raise KeyError("problem_type")
+    except (KeyError, TypeError) as exc:
+        raise SchemaError(f"schema.json is malformed: {exc!r}") from exc
+    return doc
+
+
+def load_schema(model_dir: str) -> dict[str, Any]:
+    """Read and check ``<model_dir>/schema.json``.
+
+    Raises:
+        FileNotFoundError: no schema.json; SchemaError: invalid JSON or shape.
+    """
+    with open(os.path.join(model_dir, SCHEMA_FILE), encoding="utf-8") as fh:
+        try:
+            doc = json.load(fh)
+        except ValueError as exc:
+            raise SchemaError(f"schema.json is not valid JSON: {exc}") from exc
+    return check_schema(doc)
+
+
+def _check_members(tar: tarfile.TarFile, dest: str) -> None:
+    dest_real = os.path.realpath(dest)
+    for member in tar.getmembers():
+        target = os.path.realpath(os.path.join(dest, member.name))
+        if not (target == dest_real or target.startswith(dest_real + os.sep)):
+            raise UnsafeArchiveError(f"unsafe path in archive: {member.name!r}")
+        if member.issym() or member.islnk() or member.isdev():
+            raise UnsafeArchiveError(f"unsupported member type in archive: {member.name!r}")
+
+
+def safe_extract(archive: str, dest: str) -> None:
+    """Extract a (possibly compressed) tar archive into ``dest`` without leaving it.
+
+    With Python's extraction filters (3.10.12+, PEP 706) this is ``extractall(filter="data")``, the
+    policy the SageMaker Python SDK applies to model archives: no absolute or ``..`` paths, no links
+    pointing outside ``dest``, no device files. Without them (older 3.10 builds) every member is checked
+    first and links and devices are refused altogether (stricter, never looser).
+
+    Args:
+        archive: path of the ``.tar`` / ``.tar.gz``.
+        dest: directory to extract into (created if missing).
+    Raises:
+        UnsafeArchiveError: a member breaks the policy (nothing is extracted in the fallback; with the
+            filter, members before it may be).
+        tarfile.ReadError: not a tar archive.
+    """
+    os.makedirs(dest, exist_ok=True)
+    with tarfile.open(archive, "r:*") as tar:
+        if hasattr(tarfile, "data_filter"):
+            try:
+                tar.extractall(dest, filter="data")
+            except tarfile.FilterError as exc:
+                raise UnsafeArchiveError(f"unsafe member in archive: {exc}") from exc
+        else:  # Python < 3.10.12: no extraction filters
+            _check_members(tar, dest)
+            tar.extractall(dest)  # every member was checked by _check_members

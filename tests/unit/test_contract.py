@@ -1,0 +1,204 @@
+"""The model contract (``model/sagepipe_contract.py``) and the copies that cannot import it agree.
+
+The core layer runs on Lambda without ``model/``, and the twin's extraction of ``sourcedir.tar.gz``
+emulates the SageMaker platform: each keeps its own copy, and these tests fail when a copy drifts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pandas._libs.parsers import STR_NA_VALUES
+
+from sagepipe.twin import training as twin_training
+from sagepipe_core import config, schema
+from tests.conftest import import_model_module, tar_gz
+
+pytestmark = pytest.mark.unit
+
+contract = import_model_module("sagepipe_contract")
+
+
+def test_na_tokens_are_pandas_defaults_and_the_cores() -> None:
+    # training reads CSVs with pandas' default NA tokens; inference and the predict Lambda must agree
+    assert contract.NA_TOKENS == frozenset(STR_NA_VALUES)
+    assert schema.NA_TOKENS == contract.NA_TOKENS
+    assert import_model_module("inference").NA_TOKENS is contract.NA_TOKENS
+
+
+def test_metric_table_and_problem_types_are_the_cores() -> None:
+    assert config.METRICS == contract.METRIC_NAMES
+    assert typing.get_args(config.ProblemType) == contract.PROBLEM_TYPES == tuple(contract.METRIC_NAMES)
+    assert set(config.HIGHER_IS_BETTER) == {m for names in contract.METRIC_NAMES.values() for m in names}
+    assert import_model_module("train").METRIC_NAMES is contract.METRIC_NAMES
+
+
+VALID_SCHEMA: dict[str, Any] = {
+    "schema_version": 1,
+    "target": "churn",
+    "problem_type": "binary",
+    "labels": ["no", "yes"],
+    "features": [
+        {"name": "state", "type": "categorical", "nullable": False, "categories": ["KS", "OH"]},
+        {"name": "minutes", "type": "numeric", "nullable": True, "min": 0.0, "max": 9.5},
+    ],
+    "feature_order": ["state", "minutes"],
+}
+
+
+def _variant(**changes: Any) -> dict[str, Any]:
+    doc = json.loads(json.dumps(VALID_SCHEMA))
+    for key, value in changes.items():
+        if value is KeyError:
+            del doc[key]
+        else:
+            doc[key] = value
+    return doc
+
+
+SCHEMA_DOCS = {
+    "valid": VALID_SCHEMA,
+    "no labels (regression)": _variant(problem_type="regression", labels=None),
+    "not a dict": ["schema_version", 1],
+    "version 2": _variant(schema_version=2),
+    "no version": _variant(schema_version=KeyError),
+    "no problem_type": _variant(problem_type=KeyError),
+    "no features": _variant(features=KeyError),
+    "no feature_order": _variant(feature_order=KeyError),
+    "features not a list": _variant(features=7),
+    "feature without type": _variant(features=[{"name": "state"}, VALID_SCHEMA["features"][1]]),
+    "unknown feature type": _variant(features=[{"name": "state", "type": "text"}, VALID_SCHEMA["features"][1]]),
+    "feature_order misses one": _variant(feature_order=["state"]),
+    "feature_order adds one": _variant(feature_order=["state", "minutes", "extra"]),
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEMA_DOCS))
+def test_schema_check_agrees_with_the_core(name: str) -> None:
+    doc = SCHEMA_DOCS[name]
+    try:
+        schema.ModelSchema.parse(doc)
+        core_ok = True
+    except schema.SchemaError:
+        core_ok = False
+    try:
+        contract.check_schema(doc)
+        contract_ok = True
+    except contract.SchemaError:
+        contract_ok = False
+    assert core_ok == contract_ok == name.startswith(("valid", "no labels"))
+    assert issubclass(contract.SchemaError, ValueError) and issubclass(schema.SchemaError, ValueError)
+
+
+def test_schema_check_accepts_what_train_writes(tmp_path: Path) -> None:
+    import pandas as pd
+
+    train = import_model_module("train")
+    frame = pd.DataFrame({"a": ["1", "2", None], "b": ["x", "y", "x"], "y": ["0", "1", "0"]})
+    doc = json.loads(json.dumps(train.build_schema(frame, "y", "binary", ["0", "1"])))
+    (tmp_path / contract.SCHEMA_FILE).write_text(json.dumps(doc))
+    assert contract.load_schema(str(tmp_path)) == doc
+    parsed = schema.ModelSchema.parse(doc)
+    assert parsed.feature_order == ("a", "b") and parsed.features["b"].categories == frozenset({"x", "y"})
+    (tmp_path / contract.SCHEMA_FILE).write_text("{not json")
+    with pytest.raises(contract.SchemaError, match="not valid JSON"):
+        contract.load_schema(str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------ tar extraction
+def _member_tar(build: Callable[[tarfile.TarFile], None]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        build(tar)
+    return buf.getvalue()
+
+
+def _link(name: str, target: str, kind: bytes) -> Callable[[tarfile.TarFile], None]:
+    def build(tar: tarfile.TarFile) -> None:
+        data = b"payload"
+        info = tarfile.TarInfo("inside.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo(name)
+        link.type, link.linkname = kind, target
+        tar.addfile(link)
+
+    return build
+
+
+def _device(tar: tarfile.TarFile) -> None:
+    dev = tarfile.TarInfo("null")
+    dev.type = tarfile.CHRTYPE
+    dev.devmajor, dev.devminor = 1, 3
+    tar.addfile(dev)
+
+
+# name -> (archive, extracted with the filters (twin and model), extracted by the fallback check)
+ARCHIVES: dict[str, tuple[bytes, bool, bool]] = {
+    "plain files": (tar_gz({"schema.json": b"{}", "code/inference.py": b"x = 1\n"}), True, True),
+    "parent path": (tar_gz({"../escape.txt": b"x"}), False, False),
+    "nested parent path": (tar_gz({"code/../../escape.txt": b"x"}), False, False),
+    # the data filter strips the leading "/" (the member lands inside dest); the fallback refuses it
+    "absolute path": (tar_gz({"/tmp/sagepipe-contract-escape.txt": b"x"}), True, False),
+    "symlink inside": (_member_tar(_link("alias.txt", "inside.txt", tarfile.SYMTYPE)), True, False),
+    "symlink outside": (_member_tar(_link("evil", "/etc/passwd", tarfile.SYMTYPE)), False, False),
+    "relative symlink outside": (_member_tar(_link("evil", "../../etc/passwd", tarfile.SYMTYPE)), False, False),
+    "hardlink outside": (_member_tar(_link("evil", "/etc/passwd", tarfile.LNKTYPE)), False, False),
+    "device file": (_member_tar(_device), False, False),
+}
+
+
+def _extracts(extract: Callable[[Path, Path], None], data: bytes, root: Path) -> bool:
+    root.mkdir()
+    archive = root / "archive.tar.gz"
+    archive.write_bytes(data)
+    try:
+        extract(archive, root / "dest")
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", list(ARCHIVES))
+def test_safe_extract_agrees_with_the_twins(name: str, tmp_path: Path) -> None:
+    data, safe, _ = ARCHIVES[name]
+    model_ok = _extracts(lambda a, d: contract.safe_extract(str(a), str(d)), data, tmp_path / "model")
+    twin_ok = _extracts(twin_training._safe_extract, data, tmp_path / "twin")
+    assert model_ok == twin_ok == safe
+    assert not (tmp_path / "model" / "escape.txt").exists() and not (tmp_path / "twin" / "escape.txt").exists()
+    assert not Path("/tmp/sagepipe-contract-escape.txt").exists()
+    if name == "plain files":
+        assert (tmp_path / "model" / "dest" / "code" / "inference.py").read_bytes() == b"x = 1\n"
+
+
+@pytest.mark.parametrize("name", list(ARCHIVES))
+def test_safe_extract_without_extraction_filters(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python < 3.10.12 (no PEP 706 filters): the fallback refuses at least what the filter refuses, and
+    links and absolute paths too, before extracting anything."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    data, _, safe = ARCHIVES[name]
+    archive = tmp_path / "archive.tar.gz"
+    archive.write_bytes(data)
+    if safe:
+        contract.safe_extract(str(archive), str(tmp_path / "dest"))
+        assert (tmp_path / "dest" / "schema.json").read_bytes() == b"{}"
+    else:
+        with pytest.raises(contract.UnsafeArchiveError):
+            contract.safe_extract(str(archive), str(tmp_path / "dest"))
+        assert list((tmp_path / "dest").iterdir()) == []
+    assert not Path("/tmp/sagepipe-contract-escape.txt").exists()
+
+
+def test_safe_extract_reports_unsafe_members_as_its_error(tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(ARCHIVES["parent path"][0])
+    with pytest.raises(contract.UnsafeArchiveError, match="unsafe member") as info:
+        contract.safe_extract(str(archive), str(tmp_path / "dest"))
+    assert isinstance(info.value.__cause__, tarfile.FilterError)
