@@ -4,12 +4,11 @@ Reads ``evaluation.json`` from the model artifact and the training job's ``Final
 closed. Glue only: ``sagepipe_core.steps.evaluate_model``.
 """
 
-from typing import Any
-
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sagepipe_core.handler import count, pipeline_handler
+from sagepipe_core.records import EvaluateInput, GateDecision
 from sagepipe_core.steps import evaluate_model
 
 S3 = boto3.client("s3")
@@ -17,7 +16,7 @@ SM = boto3.client("sagemaker")
 
 
 @pipeline_handler(correlation_id_path="execution_name")
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: EvaluateInput, context: LambdaContext) -> GateDecision:
     """``event``: ``{"config", "training": {"TrainingJobName", "ModelArtifacts"}}`` → the decision record."""
     decision = evaluate_model(event, s3=S3, sm=SM)
     count(f"Gate_{decision['decision']}")

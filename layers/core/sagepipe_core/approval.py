@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from .aws import error_code, error_kind
 from .errors import SagepipeError
+from .records import ApprovalNeeded, GateDecision, RegisteredPackage
 
 APPROVAL_NEEDED = "Pipeline Approval Needed"
 TASK_ENDED_CODES = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})  # SendTaskSuccess errors
@@ -42,11 +43,11 @@ def request(
     task_token: str,
     model: str,
     execution: str,
-    registered: dict[str, Any],
-    decision: dict[str, Any],
+    registered: RegisteredPackage,
+    decision: GateDecision,
     source: str,
     bus: str,
-) -> dict[str, Any]:
+) -> ApprovalNeeded:
     """Store the task token and announce the pending approval (EventBridge "Pipeline Approval Needed").
 
     Returns the event detail sent (without the token).
@@ -61,7 +62,7 @@ def request(
     s3.put_object(
         Bucket=bucket, Key=_key(model, execution), Body=json.dumps(record).encode(), ContentType="application/json"
     )
-    detail = {
+    detail: ApprovalNeeded = {
         "model": model,
         "execution": execution,
         "outcome": "approval_needed",

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from .aws import error_kind
 from .errors import DeploymentFailedError, EndpointBusyError
+from .records import DeployResult
 
 BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed"}
 
@@ -90,7 +91,7 @@ def start_deployment(
     instance_count: int,
     alarm_names: list[str],
     region: str,
-) -> dict[str, Any]:
+) -> DeployResult:
     """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
 
     Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action": "create"|"update"|"noop",
@@ -133,10 +134,11 @@ def start_deployment(
     except ClientError as exc:
         if error_kind(exc) != "already_exists":
             raise
-    out = {
+    out: DeployResult = {
         "EndpointName": endpoint_name,
         "EndpointConfigName": endpoint_config_name,
         "ModelName": model_name,
+        "action": "create",
         "previous_endpoint_config_name": None,
     }
     try:
@@ -152,7 +154,7 @@ def start_deployment(
                     f"endpoint {endpoint_name} was created by another run", endpoint=endpoint_name, status="Creating"
                 ) from race
             raise
-        return {**out, "action": "create"}
+        return out
     status, live = current["EndpointStatus"], current.get("EndpointConfigName")
     out["previous_endpoint_config_name"] = live
     if status in BUSY_STATUSES:

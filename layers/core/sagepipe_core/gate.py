@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .records import GateDecision
+
 
 def _number(value: Any) -> float | None:
     """``value`` as a finite float, else None (missing, NaN, inf, non-numeric)."""
@@ -34,7 +36,7 @@ def decide(
     evaluation: dict[str, Any] | None,
     final_metrics: list[dict[str, Any]] | None,
     evaluation_error: str | None = None,
-) -> dict[str, Any]:
+) -> GateDecision:
     """Decide whether the challenger may be deployed.
 
     ``config`` is the resolved per-model config (``metric``, ``threshold``, ``higher_is_better``,
@@ -49,24 +51,23 @@ def decide(
        ``incompatible_champion`` policy (``threshold_only`` deploys, ``reject`` rejects); champion
        could not be scored → ``reject``.
 
-    Returns ``{"deploy": bool, "decision": "deploy"|"reject", "rule", "reason", "metric",
-    "higher_is_better", "threshold", "challenger", "champion", "champion_status"}``.
+    Returns the :class:`~.records.GateDecision` (without ``metrics``: the Evaluate step adds them).
     """
     metric = config["metric"]
     maximize = bool(config["higher_is_better"])
     threshold = float(config["threshold"])
-    record: dict[str, Any] = {
-        "metric": metric,
-        "higher_is_better": maximize,
-        "threshold": threshold,
-        "challenger": None,
-        "champion": None,
-        "champion_status": None,
-    }
+    challenger: float | None = None
+    champion: float | None = None
+    champion_status: str | None = None
 
-    def result(deploy: bool, rule: str, reason: str) -> dict[str, Any]:
+    def result(deploy: bool, rule: str, reason: str) -> GateDecision:
         return {
-            **record,
+            "metric": metric,
+            "higher_is_better": maximize,
+            "threshold": threshold,
+            "challenger": challenger,
+            "champion": champion,
+            "champion_status": champion_status,
             "deploy": deploy,
             "decision": "deploy" if deploy else "reject",
             "rule": rule,
@@ -77,7 +78,7 @@ def decide(
         return result(False, "fail_closed", f"evaluation report unavailable: {evaluation_error or 'missing'}")
     report_value = _number(((evaluation.get("metrics") or {}).get("test") or {}).get(metric))
     job_value = final_metric(final_metrics, f"test:{metric}")
-    record["challenger"] = report_value
+    challenger = report_value
     if report_value is None:
         raw = ((evaluation.get("metrics") or {}).get("test") or {}).get(metric, "absent")
         return result(
@@ -97,7 +98,7 @@ def decide(
         )
     champ = evaluation.get("champion") or {"status": "absent"}
     status = champ.get("status", "absent")
-    record["champion_status"] = status
+    champion_status = status
     if status == "absent":
         return result(
             True, "threshold", f"no champion; challenger test {metric} {report_value:.4f} meets threshold {threshold}"
@@ -115,7 +116,7 @@ def decide(
     if status != "scored":
         return result(False, "fail_closed", f"champion could not be scored: {champ.get('reason') or status}")
     champ_value = _number(((champ.get("metrics") or {}).get("test") or {}).get(metric))
-    record["champion"] = champ_value
+    champion = champ_value
     if champ_value is None:
         return result(False, "fail_closed", f"champion test {metric} is missing or not finite")
     gain = (report_value - champ_value) if maximize else (champ_value - report_value)

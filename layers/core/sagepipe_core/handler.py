@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -24,7 +24,8 @@ tracer = Tracer()
 metrics = Metrics()
 copy_config_to_registered_loggers(source_logger=logger, include={"sagepipe"})
 
-Handler = Callable[[dict[str, Any], Any], Any]
+# A Lambda handler ``(event, context) -> result``; the event and result types are the step's records.
+Handler = TypeVar("Handler", bound=Callable[[Any, Any], Any])
 
 
 def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[Handler], Handler]:
@@ -39,7 +40,7 @@ def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[H
 
     def wrap(fn: Handler) -> Handler:
         @functools.wraps(fn)
-        def classified(event: dict[str, Any], context: Any) -> Any:
+        def classified(event: Any, context: Any) -> Any:
             try:
                 return fn(event, context)
             except Exception as exc:
@@ -49,8 +50,12 @@ def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[H
                 logger.warning("AWS call failed", extra={"error": named.to_dict()})
                 raise named from exc
 
-        return logger.inject_lambda_context(correlation_id_path=correlation_id_path)(
-            tracer.capture_lambda_handler(metrics.log_metrics(classified))
+        # The Powertools decorators keep the call signature; their annotations do not say so.
+        return cast(
+            Handler,
+            logger.inject_lambda_context(correlation_id_path=correlation_id_path)(
+                tracer.capture_lambda_handler(metrics.log_metrics(classified))
+            ),
         )
 
     return wrap

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from .aws import error_kind, read_artifact_members
 from .naming import model_package_group_name
+from .records import GateDecision
 
 METADATA_MAX_ENTRIES = 50
 METADATA_VALUE_MAX = 256
@@ -104,7 +105,7 @@ def publish_record(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> st
 
 
 def customer_metadata(
-    *, lineage: dict[str, Any], decision: dict[str, Any], execution: str, record_uri: str | None
+    *, lineage: dict[str, Any], decision: GateDecision, execution: str, record_uri: str | None
 ) -> dict[str, str]:
     """The package's ``CustomerMetadataProperties``.
 
@@ -144,7 +145,7 @@ def register(
     approval: str,
     instance_type: str,
     lineage: dict[str, Any],
-    decision: dict[str, Any],
+    decision: GateDecision,
     reports: dict[str, str],
     execution: str,
     record_uri: str | None = None,

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 from botocore.exceptions import ClientError
 
@@ -21,6 +21,23 @@ from .aws import ArtifactError, error_kind, read_artifact_members
 from .config import CONFIG_FILE_NAME, parse_config
 from .errors import InvalidConfigError, InvalidDatasetError, SagepipeError
 from .events import DataVersion, RetrainRequest, Skip, latest_data_version, normalize
+from .records import (
+    ApprovalInput,
+    ApprovalNeeded,
+    Champion,
+    DatasetRecord,
+    DeployInput,
+    DeployResult,
+    EvaluateInput,
+    ExecutionInput,
+    GateDecision,
+    RegisteredPackage,
+    RegisterInput,
+    RunNames,
+    RunRecord,
+    Splits,
+    StartResult,
+)
 
 log = logging.getLogger("sagepipe")
 
@@ -78,17 +95,17 @@ class Settings:
 
 
 # --------------------------------------------------------------------------------------- start
-def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) -> list[dict[str, Any]]:
+def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) -> list[StartResult]:
     """Start one execution per data version in ``event`` (StartExecution, deterministic ``name``).
 
     An execution of that name that already exists (DescribeExecution), or ``ExecutionAlreadyExists`` from
     StartExecution, means a redelivery: reported as ``already_started``. Two concurrent duplicates may both
     report ``started``, but StartExecution is idempotent for the same name and input, so there is still exactly
-    one execution. Returns one ``{"status": "started"|"already_started"|"skipped", ...}`` per item. Raises
+    one execution. Returns one :class:`~.records.RunStarted` or :class:`~.records.RunSkipped` per item. Raises
     :class:`InvalidEventError` for unknown event shapes and :class:`DatasetNotFoundError` for a retrain of a
     model with no data.
     """
-    results: list[dict[str, Any]] = []
+    results: list[StartResult] = []
     for item in normalize(event, app_source=settings.app_source, scheduled_model=settings.scheduled_model):
         if isinstance(item, Skip):
             log.info("skipping event: %s", item.reason, extra={"key": item.key, "skip_reason": item.reason})
@@ -100,7 +117,7 @@ def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) 
         name = version.execution_name
         payload = version.execution_input(poll_seconds=settings.poll_seconds, max_polls=settings.max_polls)
         arn = f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
-        status = "already_started" if _execution_exists(sfn, arn) else "started"
+        status: Literal["started", "already_started"] = "already_started" if _execution_exists(sfn, arn) else "started"
         if status == "started":
             try:
                 arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)[
@@ -140,18 +157,15 @@ def _load_config(s3: Any, bucket: str, model: str) -> tuple[Any, bytes | None]:
     return parse_config(raw), raw
 
 
-def validate_data(
-    execution: dict[str, Any], *, execution_name: str, s3: Any, sm: Any, settings: Settings
-) -> dict[str, Any]:
+def validate_data(execution: ExecutionInput, *, execution_name: str, s3: Any, sm: Any, settings: Settings) -> RunRecord:
     """ValidateData step: check the data set, write the splits, build the CreateTrainingJob request.
 
     Loads the config, checks the CSV, writes the splits, finds the champion and builds the request.
 
-    ``execution`` is the execution input (``{"dataset": {...}, "model": ...}``). On a failed check the
-    object is quarantined under ``quarantine/<model>/<execution_name>/`` and the
-    :class:`InvalidDatasetError` / :class:`InvalidConfigError` is re-raised (the ASL catches it by name).
-    Returns ``{"model", "dataset", "config", "splits", "champion", "training", "tuning", "names"}``
-    (``tuning`` is the CreateHyperParameterTuningJob request when the config asks for tuning, else None).
+    ``execution`` is the execution input. On a failed check the object is quarantined under
+    ``quarantine/<model>/<execution_name>/`` and the :class:`InvalidDatasetError` / :class:`InvalidConfigError`
+    is re-raised (the ASL catches it by name). Returns the :class:`~.records.RunRecord` (``tuning`` is the
+    CreateHyperParameterTuningJob request when the config asks for tuning, else None).
     """
     d, model = execution["dataset"], execution["model"]
     prefix = f"runs/{model}/{execution_name}"
@@ -233,15 +247,18 @@ def validate_data(
         if resolved.get("tuning")
         else None
     )
+    champion: Champion | None = (
+        {"endpoint_config_name": champion_config, "model_data_url": champion_url} if champion_url else None
+    )
     return {
         "model": model,
         "tuning": tuning,
-        "dataset": {**d, **data.summary()},
+        "dataset": cast(DatasetRecord, {**d, **data.summary()}),
         "config": resolved,
-        "splits": {**split_prefixes, "rows": rows_per_split},
-        "champion": {"endpoint_config_name": champion_config, "model_data_url": champion_url} if champion_url else None,
+        "splits": cast(Splits, {**split_prefixes, "rows": rows_per_split}),
+        "champion": champion,
         "training": request,
-        "names": {**names, "EndpointName": endpoint},
+        "names": cast(RunNames, {**names, "EndpointName": endpoint}),
     }
 
 
@@ -256,15 +273,16 @@ def _read_evaluation(s3: Any, model_data_url: str) -> dict[str, Any]:
     return report
 
 
-def evaluate_model(state: dict[str, Any], *, s3: Any, sm: Any) -> dict[str, Any]:
+def evaluate_model(state: EvaluateInput, *, s3: Any, sm: Any) -> GateDecision:
     """Evaluate step: the gate decision for the trained model.
 
     Reads ``evaluation.json`` from the model artifact and ``FinalMetricDataList`` (DescribeTrainingJob),
     then applies :func:`gate.decide`.
 
-    ``state`` holds ``config`` (resolved) and ``training`` (``{"TrainingJobName", "ModelArtifacts"}``
-    from the training task). Never raises for a bad or missing report: that is a ``reject`` decision
-    (fail closed). Returns the decision record plus ``metrics`` (the report's metrics per split).
+    ``state`` holds ``config`` (resolved) and ``training`` (the training task's ``TrainingJobName`` and
+    ``ModelArtifacts``). Never raises for a bad or missing report: that is a ``reject`` decision (fail
+    closed). Returns the :class:`~.records.GateDecision` with ``metrics`` (the report's metrics per split).
+    Raises ``ClientError`` from DescribeTrainingJob.
     """
     evaluation, error = None, None
     try:
@@ -291,7 +309,7 @@ def json_safe(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------- deploy
-def deploy_model(state: dict[str, Any], *, sm: Any, cw: Any, settings: Settings) -> dict[str, Any]:
+def deploy_model(state: DeployInput, *, sm: Any, cw: Any, settings: Settings) -> DeployResult:
     """Deploy step: rollback alarms, then create or update the endpoint.
 
     The endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
@@ -321,7 +339,7 @@ def deploy_model(state: dict[str, Any], *, sm: Any, cw: Any, settings: Settings)
 
 
 # ------------------------------------------------------------------------------------ register
-def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Settings) -> dict[str, Any]:
+def register_model(state: RegisterInput, *, sm: Any, s3: Any, settings: Settings) -> RegisteredPackage:
     """RegisterModel step: a model package in the model's group.
 
     The package carries metrics (ModelMetrics from ``evaluation.json``), schema and lineage (data key and ETag,
@@ -331,7 +349,7 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
     ``decision``. The full lineage and decision (the gate reason is free text, which
     ``CustomerMetadataProperties`` cannot hold) are written to
     ``models/<model>/<TrainingJobName>/registry/registration.json``, whose URI is the package's
-    ``registration`` metadata. Returns ``{"ModelPackageArn", "ModelPackageGroupName", "approval"}``.
+    ``registration`` metadata. Returns the :class:`~.records.RegisteredPackage`.
     """
     model, trained, run = state["model"], state["trained"], state["run"]
     group = registry.ensure_group(sm, settings.resource_prefix, model)
@@ -375,7 +393,7 @@ def register_model(state: dict[str, Any], *, sm: Any, s3: Any, settings: Setting
     return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "approval": state["config"]["approval"]}
 
 
-def request_approval(state: dict[str, Any], *, s3: Any, events: Any, settings: Settings) -> dict[str, Any]:
+def request_approval(state: ApprovalInput, *, s3: Any, events: Any, settings: Settings) -> ApprovalNeeded:
     """RequestApproval step (``lambda:invoke.waitForTaskToken``): store the token, send "Approval Needed".
 
     The execution resumes when ``sagepipe approve|reject`` calls SendTaskSuccess (or times out).

@@ -1,0 +1,211 @@
+"""The records that cross states: what each pipeline step takes from and returns to the state machine.
+
+Stdlib typing only (``TypedDict``): they describe the JSON the ASL passes (``Parameters`` / ``Payload`` of
+each Task in ``statemachines/training_pipeline.asl.json``) and reads back (its ``ResultSelector``), so a
+key renamed here must be renamed there. Lambda delivers the payload as parsed JSON; the handlers hand it
+to the steps as these types (the ASL is the only producer), and the steps return them.
+
+Nested parts that mirror an AWS request (the CreateTrainingJob / CreateHyperParameterTuningJob fields) or
+the resolved per-model config (:meth:`sagepipe_core.config.ModelConfig.resolved`) stay ``dict[str, Any]``:
+their shapes are the AWS API's and the config model's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+# ---------------------------------------------------------------------------------------- start
+
+
+class RunStarted(TypedDict):
+    """One data version whose execution was started (or already existed: a redelivery)."""
+
+    status: Literal["started", "already_started"]
+    execution_name: str
+    execution_arn: str
+    key: str
+    model: str
+
+
+class RunSkipped(TypedDict):
+    """An event item deliberately not run; ``reason`` says why."""
+
+    status: Literal["skipped"]
+    reason: str
+    key: str | None
+
+
+StartResult = RunStarted | RunSkipped
+
+
+# ------------------------------------------------------------------------------------- validate
+class DatasetRef(TypedDict):
+    """The data set version an execution runs on (the execution input's ``dataset``)."""
+
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None
+    size: int | None
+
+
+class ExecutionInput(TypedDict):
+    """The StartExecution ``input`` (:meth:`sagepipe_core.events.DataVersion.execution_input`)."""
+
+    dataset: DatasetRef
+    model: str
+    trigger: str
+    poll_seconds: NotRequired[int]
+    max_polls: NotRequired[int]
+
+
+class ValidateInput(TypedDict):
+    """ValidateData's payload: the execution input and ``$$.Execution.Name``."""
+
+    execution: ExecutionInput
+    execution_name: str
+
+
+class DatasetRecord(DatasetRef):
+    """``DatasetRef`` plus the validated data's summary (:meth:`sagepipe_core.dataset.Dataset.summary`)."""
+
+    rows: int
+    columns: int
+    target: str
+    class_counts: dict[str, int]
+
+
+class Splits(TypedDict):
+    """S3 prefixes of the written splits (``s3://<artifacts>/runs/<model>/<execution>/splits/<name>/``)."""
+
+    train: str
+    validation: str
+    test: str
+    rows: dict[str, int]  # rows per split name
+
+
+class Champion(TypedDict):
+    """The production model the challenger is compared with."""
+
+    endpoint_config_name: str | None
+    model_data_url: str
+
+
+class RunNames(TypedDict):
+    """Per-run SageMaker names (:func:`sagepipe_core.naming.version_names` plus the endpoint)."""
+
+    TrainingJobName: str
+    ModelName: str
+    EndpointConfigName: str
+    EndpointName: str
+
+
+class RunRecord(TypedDict):
+    """ValidateData's result; the ASL keeps it at ``$.run`` (without ``model``, which is at ``$.model``)."""
+
+    model: NotRequired[str]
+    dataset: DatasetRecord
+    config: dict[str, Any]  # the resolved per-model config
+    splits: Splits
+    champion: Champion | None
+    training: dict[str, Any]  # CreateTrainingJob fields the ASL passes through
+    tuning: dict[str, Any] | None  # CreateHyperParameterTuningJob fields, or None without tuning
+    names: RunNames
+
+
+# ------------------------------------------------------------------------------------- evaluate
+class TrainedModel(TypedDict):
+    """``$.trained``: the training task's ``TrainingJobName`` and ``ModelArtifacts.S3ModelArtifacts``."""
+
+    TrainingJobName: str
+    ModelArtifacts: str
+
+
+class EvaluateInput(TypedDict):
+    """EvaluateModel's payload."""
+
+    config: dict[str, Any]
+    training: TrainedModel
+    execution_name: NotRequired[str]
+
+
+class GateDecision(TypedDict):
+    """The gate's decision record (:func:`sagepipe_core.gate.decide`); the ASL keeps it at ``$.evaluation.record``.
+
+    ``challenger`` / ``champion`` are the ``test`` values of ``metric`` (None when absent or not finite);
+    ``metrics`` (added by the Evaluate step) is the report's metrics per split, non-finite values as None.
+    """
+
+    deploy: bool
+    decision: Literal["deploy", "reject"]
+    rule: str
+    reason: str
+    metric: str
+    higher_is_better: bool
+    threshold: float
+    challenger: float | None
+    champion: float | None
+    champion_status: str | None
+    metrics: NotRequired[dict[str, Any] | None]
+
+
+# ------------------------------------------------------------------------------------- register
+class RegisterInput(TypedDict):
+    """RegisterModel's payload."""
+
+    model: str
+    config: dict[str, Any]
+    run: RunRecord
+    trained: TrainedModel
+    decision: GateDecision
+    execution_name: str
+
+
+class RegisteredPackage(TypedDict):
+    """RegisterModel's result, at ``$.registered``."""
+
+    ModelPackageArn: str
+    ModelPackageGroupName: str
+    approval: str  # the config's approval mode: "auto" | "manual"
+
+
+# ------------------------------------------------------------------------------------- approval
+class ApprovalInput(TypedDict):
+    """RequestApproval's payload (``lambda:invoke.waitForTaskToken``)."""
+
+    task_token: str
+    model: str
+    execution_name: str
+    registered: RegisteredPackage
+    decision: GateDecision
+
+
+class ApprovalNeeded(TypedDict):
+    """The detail of the "Pipeline Approval Needed" event (never the task token)."""
+
+    model: str
+    execution: str
+    outcome: Literal["approval_needed"]
+    model_package_arn: str
+    decision: GateDecision
+    how_to_decide: str
+
+
+# --------------------------------------------------------------------------------------- deploy
+class DeployInput(TypedDict):
+    """DeployModel's payload."""
+
+    names: RunNames
+    config: dict[str, Any]
+    training: TrainedModel
+    execution_name: NotRequired[str]
+
+
+class DeployResult(TypedDict):
+    """DeployModel's result, at ``$.deployment``; the ASL then polls DescribeEndpoint."""
+
+    EndpointName: str
+    EndpointConfigName: str
+    ModelName: str
+    action: Literal["create", "update", "noop"]
+    previous_endpoint_config_name: str | None
