@@ -514,3 +514,30 @@ def test_a_tuning_run_with_three_jobs_takes_the_best(target: Target, tmp_path: P
     assert out["trained"]["ModelArtifacts"].endswith(f"/{best}/output/model.tar.gz")
     assert _decision(run)["decision"] == "deploy" and endpoint(target, "tune")["EndpointStatus"] == "InService"
     record("tuning run with 3 jobs", f"best of {sorted(round(v, 4) for v in scores.values())} chosen: {best}")
+
+
+def test_a_tuning_job_without_a_best_training_job_fails_the_run_with_its_reason(
+    twin: Any, target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 item 12: ``BestTrainingJob`` (and its ``FinalHyperParameterTuningJobObjectiveMetric``) are
+    optional members of DescribeHyperParameterTuningJob. A completed tuning job without them must end the
+    run through NotifyFailed with the reason, not with an uncatchable States.Runtime error from the
+    state's result selection (no notification)."""
+
+    def complete_without_best(job: Any, request: dict[str, Any]) -> None:
+        job.hyper_parameter_tuning_job_status = "Completed"
+        job.best_training_job = job.OverallBestTrainingJob = None
+
+    monkeypatch.setattr(twin.tuning, "start", complete_without_best)
+    cfg = churn_config(
+        tmp_path,
+        threshold=0.5,
+        tuning={"parameter_ranges": {"max_leaf_nodes": {"type": "integer", "min_value": 4, "max_value": 31}}},
+    )
+    run = _run(target, tmp_path, "nobest", "nobest.csv", (0, 600), cfg)
+    assert run["desc"]["status"] == "FAILED", run["desc"]
+    events = client.notifications(target, "nobest", run["desc"]["name"])
+    assert [e["detail-type"] for e in events] == ["Pipeline Failed"]
+    detail = events[0]["detail"]
+    assert detail["error"] == "NoBestTrainingJob" and "completed without a BestTrainingJob" in detail["cause"]
+    record("tuning job without BestTrainingJob", "run failed with NoBestTrainingJob, notified")
