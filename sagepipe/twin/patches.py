@@ -1,8 +1,10 @@
 """Every patch the twin applies to moto's internals, in one place.
 
-moto is pinned exactly (``moto==5.2.5``). Each :class:`Patch` names the internal it replaces and has a
-``check()`` that raises :class:`MotoInternalsChanged` with a clear message if that internal is gone or
-has changed shape; ``tests/twin/test_patches.py`` runs every check, so a moto upgrade fails loudly.
+moto is pinned exactly (``moto==5.2.5``). Each :class:`Patch` lists the internals it replaces (``sites``)
+and has a ``check()`` that raises :class:`MotoInternalsChanged` with a clear message if that internal is
+gone or has changed shape; ``tests/twin/test_patches.py`` runs every check, so a moto upgrade fails
+loudly, and proves with :meth:`Patch.missing` that after :func:`apply_all` every site holds the twin's
+replacement (and that ``apply`` installed nothing else).
 
 The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
 
@@ -24,6 +26,7 @@ The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import json
 import re
@@ -32,8 +35,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote_plus
+
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
 
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024
@@ -52,11 +58,14 @@ class TwinRuntime(Protocol):
 
     def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]: ...
     def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None: ...
+    def log(self, prefix: str, line: str) -> None: ...
 
 
 _TWIN: TwinRuntime | None = None
 _APPLIED: dict[str, Any] = {}
+_INSTALLED: dict[str, set[str]] = {}  # patch name -> the sites its apply() replaced
 _LOCK = threading.Lock()
+PATCH_MARK = "_sagepipe_patch"  # attribute naming the patch on each replacement the twin installs
 
 
 def twin() -> TwinRuntime:
@@ -79,14 +88,63 @@ def _require(obj: Any, attr: str, params: list[str] | None = None) -> Any:
     return value
 
 
+def _site(owner: Any, attr: str) -> str:
+    """``module:attr`` for a module owner, ``module:Class.attr`` for a class."""
+    if inspect.ismodule(owner):
+        return f"{owner.__name__}:{attr}"
+    return f"{owner.__module__}:{owner.__qualname__}.{attr}"
+
+
+def _install(patch: str, owner: Any, attr: str, replacement: Callable[..., Any], *, static: bool = False) -> None:
+    """``setattr(owner, attr, replacement)``, the replacement marked as ``patch``'s and the site recorded."""
+    setattr(replacement, PATCH_MARK, patch)
+    setattr(owner, attr, staticmethod(replacement) if static else replacement)
+    _INSTALLED.setdefault(patch, set()).add(_site(owner, attr))
+
+
+def patched_by(value: Any) -> str | None:
+    """The name of the twin patch that installed ``value``, or None for moto's own code."""
+    mark = getattr(value, PATCH_MARK, None)
+    return mark if isinstance(mark, str) else None
+
+
+def _resolve(site: str) -> Any:
+    module_name, _, path = site.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in path.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise MotoInternalsChanged(
+            f"moto internal {site} is gone ({exc}); the twin patch for it must be redone"
+        ) from exc
+    return obj
+
+
 @dataclass(frozen=True)
 class Patch:
-    """A named patch: ``check()`` verifies moto's internals, ``apply()`` installs it (idempotent)."""
+    """A named patch: ``check()`` verifies moto's internals, ``apply()`` installs it (idempotent).
+
+    ``sites`` are the ``module:attr`` / ``module:Class.attr`` paths of every attribute ``apply()``
+    replaces (or adds, where moto lacks the operation).
+    """
 
     name: str
-    target: str
+    sites: tuple[str, ...]
     check: Callable[[], None]
     apply: Callable[[], None]
+
+    def missing(self) -> list[str]:
+        """The sites that do not hold this patch's replacement now (all of them before :func:`apply_all`).
+
+        Raises:
+            MotoInternalsChanged: a site's module or owner is gone.
+        """
+        return [site for site in self.sites if patched_by(_resolve(site)) != self.name]
+
+    def installed(self) -> set[str]:
+        """The sites this patch's ``apply()`` has replaced in this process."""
+        return set(_INSTALLED.get(self.name, ()))
 
 
 # ---------------------------------------------------------------------------------------- 1 jsonata
@@ -116,7 +174,7 @@ def _apply_jsonata() -> None:
             raise mod.JSONataException("UNKNOWN", str(exc)) from exc
         return None if result is None else json.loads(json.dumps(result))
 
-    mod._eval_jsonata = evaluate
+    _install("jsonata", mod, "_eval_jsonata", evaluate)
 
 
 # ----------------------------------------------------------------------------------- 2 sfn sagemaker
@@ -152,8 +210,8 @@ def _apply_sfn_sagemaker() -> None:
             return StateTaskServiceSageMaker()
         return original(service_name)
 
-    factory.state_task_service_for = state_task_service_for
-    task_factory.state_task_service_for = state_task_service_for  # imported by name there
+    _install("sfn_sagemaker", factory, "state_task_service_for", state_task_service_for)
+    _install("sfn_sagemaker", task_factory, "state_task_service_for", state_task_service_for)  # imported by name
 
 
 # ------------------------------------------------------------------------------------ 3 lambda invoke
@@ -170,7 +228,7 @@ def _apply_lambda() -> None:
     def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
         return twin().invoke_lambda(self, event)
 
-    LambdaFunction._invoke_lambda = _invoke_lambda
+    _install("lambda_invoke", LambdaFunction, "_invoke_lambda", _invoke_lambda)
 
 
 # ------------------------------------------------------------------------------------- 4 sagemaker
@@ -204,8 +262,9 @@ def _check_sagemaker() -> None:
         "describe_hyper_parameter_tuning_job",
     ):
         _require(SageMakerResponse, name, ["self"])
-    if hasattr(SageMakerResponse, "update_endpoint") and not getattr(
-        SageMakerResponse.update_endpoint, "_sagepipe", False
+    if (
+        hasattr(SageMakerResponse, "update_endpoint")
+        and patched_by(SageMakerResponse.update_endpoint) != "sagemaker_api"
     ):
         raise MotoInternalsChanged("moto now implements UpdateEndpoint; re-check the twin's blue/green emulation")
     _require(SageMakerResponse, "sagemaker_backend")
@@ -248,135 +307,165 @@ def _validate_name(kind: str, name: str | None) -> None:
         )
 
 
-def _apply_sagemaker() -> None:
-    from moto.core.responses import ActionResult, EmptyResult
+# The SageMakerResponse methods the twin wraps (originals kept in _APPLIED) or adds (stop_training_job,
+# update_endpoint: moto has neither). Each replacement takes the moto response object as ``self``.
+_SAGEMAKER_WRAPPED = (
+    "create_training_job",
+    "create_endpoint",
+    "delete_endpoint",
+    "create_endpoint_config",
+    "create_model",
+    "create_hyper_parameter_tuning_job",
+)
+
+
+def _sm_original(name: str) -> Callable[[Any], Any]:
+    original: Callable[[Any], Any] = _APPLIED["sagemaker.original"][name]
+    return original
+
+
+def _sm_create_training_job(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ResourceInUseException
+
+    request = copy.deepcopy({k: self._get_param(k) for k in _TRAINING_FIELDS if self._get_param(k) is not None})
+    name = request.get("TrainingJobName")
+    _validate_name("trainingJobName", name)
+    if name in self.sagemaker_backend.training_jobs:
+        raise ResourceInUseException(
+            message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})"
+        )
+    result = _sm_original("create_training_job")(self)
+    twin().training.start(self.sagemaker_backend.training_jobs[name], request)
+    return result
+
+
+def _sm_create_hyper_parameter_tuning_job(self: Any) -> Any:
     from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+
+    name = self._get_param("HyperParameterTuningJobName")
+    if not name or not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$", name):
+        raise ValidationError(
+            message=f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' "
+            "failed to satisfy constraint: Member must have length less than or equal to 32"
+        )
+    if name in self.sagemaker_backend.hyper_parameter_tuning_jobs:
+        raise ResourceInUseException(message=f"Hyperparameter tuning job {name} already exists")
+    request = copy.deepcopy(
+        {
+            k: self._get_param(k)
+            for k in ("HyperParameterTuningJobName", "HyperParameterTuningJobConfig", "TrainingJobDefinition")
+        }
+    )
+    result = _sm_original("create_hyper_parameter_tuning_job")(self)
+    twin().tuning.start(self.sagemaker_backend.hyper_parameter_tuning_jobs[name], request)
+    return result
+
+
+def _sm_stop_training_job(self: Any) -> Any:
+    from moto.core.responses import EmptyResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("TrainingJobName")
+    job = self.sagemaker_backend.training_jobs.get(name)
+    if job is None:
+        raise ValidationError(message=f"Requested resource not found: training job {name}")
+    if job.training_job_status != "InProgress":
+        raise ValidationError(
+            message=f"The request was rejected because the training job is in status {job.training_job_status}."
+        )
+    job.training_job_status = "Stopping"
+    twin().training.stop(name)
+    return EmptyResult()
+
+
+def _sm_create_model(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("ModelName")
+    _validate_name("modelName", name)
+    if name in self.sagemaker_backend._models:
+        raise ValidationError(
+            message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".'
+        )
+    return _sm_original("create_model")(self)
+
+
+def _sm_create_endpoint_config(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("EndpointConfigName")
+    _validate_name("endpointConfigName", name)
+    if name in self.sagemaker_backend.endpoint_configs:
+        raise ValidationError(
+            message=f'Cannot create already existing endpoint configuration "{self.sagemaker_backend.endpoint_configs[name].arn}".'
+        )
+    return _sm_original("create_endpoint_config")(self)
+
+
+def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    config = backend.describe_endpoint_config(config_name)
+    variants = config["ProductionVariants"]
+    model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
+    return variants, {"PrimaryContainer": model.primary_container}
+
+
+def _sm_create_endpoint(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ValidationError
+
+    name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+    _validate_name("endpointName", name)
+    if name in self.sagemaker_backend.endpoints:
+        raise ValidationError(
+            message=f'Cannot create already existing endpoint "{self.sagemaker_backend.endpoints[name].arn}".'
+        )
+    result = _sm_original("create_endpoint")(self)
+    _, model = _model_for(self.sagemaker_backend, config_name)
+    twin().hosting.create(self.sagemaker_backend.endpoints[name], model)
+    return result
+
+
+def _sm_update_endpoint(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+    endpoint = self.sagemaker_backend.endpoints.get(name)
+    if endpoint is None:
+        raise ValidationError(message=f'Could not find endpoint "{name}".')
+    if endpoint.endpoint_status != "InService":
+        raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
+    if config_name not in self.sagemaker_backend.endpoint_configs:
+        raise ValidationError(message=f'Could not find endpoint configuration "{config_name}".')
+    variants, model = _model_for(self.sagemaker_backend, config_name)
+    twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _sm_delete_endpoint(self: Any) -> Any:
+    name = self._get_param("EndpointName")
+    result = _sm_original("delete_endpoint")(self)
+    twin().hosting.delete(name)
+    return result
+
+
+_SAGEMAKER_METHODS: dict[str, Callable[[Any], Any]] = {
+    "create_training_job": _sm_create_training_job,
+    "stop_training_job": _sm_stop_training_job,
+    "create_hyper_parameter_tuning_job": _sm_create_hyper_parameter_tuning_job,
+    "create_model": _sm_create_model,
+    "create_endpoint_config": _sm_create_endpoint_config,
+    "create_endpoint": _sm_create_endpoint,
+    "update_endpoint": _sm_update_endpoint,
+    "delete_endpoint": _sm_delete_endpoint,
+}
+
+
+def _apply_sagemaker() -> None:
     from moto.sagemaker.responses import SageMakerResponse
 
-    orig = _APPLIED.setdefault(
-        "sagemaker.original",
-        {
-            n: getattr(SageMakerResponse, n)
-            for n in (
-                "create_training_job",
-                "create_endpoint",
-                "delete_endpoint",
-                "create_endpoint_config",
-                "create_model",
-                "create_hyper_parameter_tuning_job",
-            )
-        },
-    )
-
-    def create_training_job(self: Any) -> Any:
-        request = copy.deepcopy({k: self._get_param(k) for k in _TRAINING_FIELDS if self._get_param(k) is not None})
-        name = request.get("TrainingJobName")
-        _validate_name("trainingJobName", name)
-        if name in self.sagemaker_backend.training_jobs:
-            raise ResourceInUseException(
-                message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})"
-            )
-        result = orig["create_training_job"](self)
-        twin().training.start(self.sagemaker_backend.training_jobs[name], request)
-        return result
-
-    def create_hyper_parameter_tuning_job(self: Any) -> Any:
-        name = self._get_param("HyperParameterTuningJobName")
-        if not name or not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$", name):
-            raise ValidationError(
-                message=f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' "
-                "failed to satisfy constraint: Member must have length less than or equal to 32"
-            )
-        if name in self.sagemaker_backend.hyper_parameter_tuning_jobs:
-            raise ResourceInUseException(message=f"Hyperparameter tuning job {name} already exists")
-        request = copy.deepcopy(
-            {
-                k: self._get_param(k)
-                for k in ("HyperParameterTuningJobName", "HyperParameterTuningJobConfig", "TrainingJobDefinition")
-            }
-        )
-        result = orig["create_hyper_parameter_tuning_job"](self)
-        twin().tuning.start(self.sagemaker_backend.hyper_parameter_tuning_jobs[name], request)
-        return result
-
-    def stop_training_job(self: Any) -> Any:
-        name = self._get_param("TrainingJobName")
-        job = self.sagemaker_backend.training_jobs.get(name)
-        if job is None:
-            raise ValidationError(message=f"Requested resource not found: training job {name}")
-        if job.training_job_status != "InProgress":
-            raise ValidationError(
-                message=f"The request was rejected because the training job is in status {job.training_job_status}."
-            )
-        job.training_job_status = "Stopping"
-        twin().training.stop(name)
-        return EmptyResult()
-
-    def create_model(self: Any) -> Any:
-        name = self._get_param("ModelName")
-        _validate_name("modelName", name)
-        if name in self.sagemaker_backend._models:
-            raise ValidationError(
-                message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".'
-            )
-        return orig["create_model"](self)
-
-    def create_endpoint_config(self: Any) -> Any:
-        name = self._get_param("EndpointConfigName")
-        _validate_name("endpointConfigName", name)
-        if name in self.sagemaker_backend.endpoint_configs:
-            raise ValidationError(
-                message=f'Cannot create already existing endpoint configuration "{self.sagemaker_backend.endpoint_configs[name].arn}".'
-            )
-        return orig["create_endpoint_config"](self)
-
-    def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        config = backend.describe_endpoint_config(config_name)
-        variants = config["ProductionVariants"]
-        model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
-        return variants, {"PrimaryContainer": model.primary_container}
-
-    def create_endpoint(self: Any) -> Any:
-        name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
-        _validate_name("endpointName", name)
-        if name in self.sagemaker_backend.endpoints:
-            raise ValidationError(
-                message=f'Cannot create already existing endpoint "{self.sagemaker_backend.endpoints[name].arn}".'
-            )
-        result = orig["create_endpoint"](self)
-        _, model = _model_for(self.sagemaker_backend, config_name)
-        twin().hosting.create(self.sagemaker_backend.endpoints[name], model)
-        return result
-
-    def update_endpoint(self: Any) -> Any:
-        name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
-        endpoint = self.sagemaker_backend.endpoints.get(name)
-        if endpoint is None:
-            raise ValidationError(message=f'Could not find endpoint "{name}".')
-        if endpoint.endpoint_status != "InService":
-            raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
-        if config_name not in self.sagemaker_backend.endpoint_configs:
-            raise ValidationError(message=f'Could not find endpoint configuration "{config_name}".')
-        variants, model = _model_for(self.sagemaker_backend, config_name)
-        twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
-        return ActionResult({"EndpointArn": endpoint.arn})
-
-    update_endpoint._sagepipe = True  # type: ignore[attr-defined]
-
-    def delete_endpoint(self: Any) -> Any:
-        name = self._get_param("EndpointName")
-        result = orig["delete_endpoint"](self)
-        twin().hosting.delete(name)
-        return result
-
-    SageMakerResponse.create_training_job = create_training_job
-    SageMakerResponse.stop_training_job = stop_training_job
-    SageMakerResponse.create_hyper_parameter_tuning_job = create_hyper_parameter_tuning_job
-    SageMakerResponse.create_model = create_model
-    SageMakerResponse.create_endpoint_config = create_endpoint_config
-    SageMakerResponse.create_endpoint = create_endpoint
-    SageMakerResponse.update_endpoint = update_endpoint
-    SageMakerResponse.delete_endpoint = delete_endpoint
+    _APPLIED.setdefault("sagemaker.original", {n: getattr(SageMakerResponse, n) for n in _SAGEMAKER_WRAPPED})
+    for attr, replacement in _SAGEMAKER_METHODS.items():
+        _install("sagemaker_api", SageMakerResponse, attr, replacement)
 
 
 # ---------------------------------------------------------------------------------- 5 runtime
@@ -431,7 +520,7 @@ def _apply_runtime() -> None:
         variant = (endpoint.production_variants or [{}])[0].get("VariantName", "AllTraffic")
         return status, {"Content-Type": ctype, "x-Amzn-Invoked-Production-Variant": variant}, data
 
-    SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
+    _install("sagemaker_runtime", SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
 
 
 # --------------------------------------------------------------------------------- 6 events targets
@@ -451,7 +540,7 @@ def _apply_events() -> None:
 
     original = _APPLIED.setdefault("events.original", Rule.send_to_targets)
 
-    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+    def send_to_targets(self: Any, original_event: EventMessageType, transform_input: bool = True) -> None:
         if not self.event_pattern.matches_event(original_event):
             return
         if getattr(self, "state", "ENABLED") != "ENABLED":
@@ -459,7 +548,7 @@ def _apply_events() -> None:
         for target in list(self.targets):
             service = target["Arn"].split(":")[2]
             try:
-                event = original_event
+                event: Any = original_event
                 if transform_input and (
                     target.get("Input") or target.get("InputPath") or target.get("InputTransformer")
                 ):
@@ -482,7 +571,7 @@ def _apply_events() -> None:
             except Exception as exc:  # noqa: BLE001 - one failing target must not stop the others
                 twin().log("events", f"delivery of rule {self.name} to {target['Arn']} failed: {exc!r}")
 
-    Rule.send_to_targets = send_to_targets
+    _install("events_targets", Rule, "send_to_targets", send_to_targets)
 
 
 # -------------------------------------------------------------------------------- 7 s3 -> eventbridge
@@ -501,7 +590,7 @@ def _apply_s3_eventbridge() -> None:
         from moto.events.models import events_backends
 
         detail_type = notifications._detail_type(event_name)
-        event = {
+        event: EventMessageType = {
             "version": "0",
             "id": str(uuid.uuid4()),
             "detail-type": detail_type,
@@ -534,7 +623,7 @@ def _apply_s3_eventbridge() -> None:
             except Exception as exc:  # noqa: BLE001 - as on AWS, the PutObject itself succeeds
                 twin().log("events", f"S3 event delivery via rule {rule.name} failed: {exc!r}")
 
-    notifications._send_event_bridge_message = _send_event_bridge_message
+    _install("s3_eventbridge", notifications, "_send_event_bridge_message", _send_event_bridge_message)
 
 
 # ---------------------------------------------------------------------------------- 8 asl parse lock
@@ -561,40 +650,44 @@ def _apply_asl_parse() -> None:
         with _PARSE_LOCK:
             return original(definition)
 
-    AmazonStateLanguageParser.parse = staticmethod(parse)
+    _install("asl_parse_lock", AmazonStateLanguageParser, "parse", parse, static=True)
 
 
+_SFN_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
 PATCHES: tuple[Patch, ...] = (
-    Patch("jsonata", "moto.stepfunctions.parser.asl.jsonata.jsonata._eval_jsonata", _check_jsonata, _apply_jsonata),
+    Patch("jsonata", ("moto.stepfunctions.parser.asl.jsonata.jsonata:_eval_jsonata",), _check_jsonata, _apply_jsonata),
     Patch(
         "sfn_sagemaker",
-        "state_task_service_factory.state_task_service_for (+ state_task_factory)",
+        (
+            f"{_SFN_TASK}.service.state_task_service_factory:state_task_service_for",
+            f"{_SFN_TASK}.state_task_factory:state_task_service_for",
+        ),
         _check_sfn_sagemaker,
         _apply_sfn_sagemaker,
     ),
-    Patch("lambda_invoke", "moto.awslambda.models.LambdaFunction._invoke_lambda", _check_lambda, _apply_lambda),
+    Patch("lambda_invoke", ("moto.awslambda.models:LambdaFunction._invoke_lambda",), _check_lambda, _apply_lambda),
     Patch(
         "sagemaker_api",
-        "moto.sagemaker.responses.SageMakerResponse (training, endpoints, UpdateEndpoint)",
+        tuple(f"moto.sagemaker.responses:SageMakerResponse.{name}" for name in _SAGEMAKER_METHODS),
         _check_sagemaker,
         _apply_sagemaker,
     ),
     Patch(
         "sagemaker_runtime",
-        "moto.sagemakerruntime.responses.SageMakerRuntimeResponse.invoke_endpoint",
+        ("moto.sagemakerruntime.responses:SageMakerRuntimeResponse.invoke_endpoint",),
         _check_runtime,
         _apply_runtime,
     ),
-    Patch("events_targets", "moto.events.models.Rule.send_to_targets", _check_events, _apply_events),
+    Patch("events_targets", ("moto.events.models:Rule.send_to_targets",), _check_events, _apply_events),
     Patch(
         "s3_eventbridge",
-        "moto.s3.notifications._send_event_bridge_message",
+        ("moto.s3.notifications:_send_event_bridge_message",),
         _check_s3_eventbridge,
         _apply_s3_eventbridge,
     ),
     Patch(
         "asl_parse_lock",
-        "moto.stepfunctions.parser.asl.parse.asl_parser.AmazonStateLanguageParser.parse",
+        ("moto.stepfunctions.parser.asl.parse.asl_parser:AmazonStateLanguageParser.parse",),
         _check_asl_parse,
         _apply_asl_parse,
     ),

@@ -4,6 +4,8 @@ loudly with a message naming the internal."""
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -16,13 +18,62 @@ def test_moto_is_the_pinned_version() -> None:
     assert importlib.metadata.version("moto") == "5.2.5", "the twin patches moto 5.2.5 internals; re-check patches.py"
 
 
+class _NoTwin:
+    """apply_all only stores the runtime; no patched call is made in these tests."""
+
+    training = hosting = tuning = None
+
+    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]:
+        raise AssertionError("not called")
+
+    def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+        raise AssertionError("not called")
+
+    def log(self, prefix: str, line: str) -> None:
+        raise AssertionError("not called")
+
+
+@pytest.fixture
+def applied() -> Iterator[None]:
+    """Every patch applied, as a starting twin does (the patches stay installed, as after a twin)."""
+    runtime = _NoTwin()
+    patches.apply_all(runtime)
+    try:
+        yield
+    finally:
+        patches.release(runtime)
+
+
 @pytest.mark.parametrize("patch", patches.PATCHES, ids=lambda p: p.name)
 def test_each_patch_matches_moto_internals(patch: patches.Patch) -> None:
     try:
         patch.check()
     except patches.MotoInternalsChanged as exc:  # names the internal that changed
-        pytest.fail(f"twin patch {patch.name} ({patch.target}) no longer fits moto: {exc}")
-    assert patch.target and callable(patch.apply)
+        pytest.fail(f"twin patch {patch.name} ({', '.join(patch.sites)}) no longer fits moto: {exc}")
+
+
+@pytest.mark.parametrize("patch", patches.PATCHES, ids=lambda p: p.name)
+def test_each_patch_is_installed_at_every_site_it_names(patch: patches.Patch, applied: None) -> None:
+    assert patch.missing() == [], f"twin patch {patch.name}: these moto internals do not hold its replacement"
+    assert patch.installed() == set(patch.sites), f"twin patch {patch.name} replaced other internals than it names"
+    patch.check()  # the checks still pass over an installed twin (a second twin in the process)
+
+
+def test_a_site_without_the_replacement_is_reported(applied: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.events.models import Rule
+
+    patch = next(p for p in patches.PATCHES if p.name == "events_targets")
+    monkeypatch.setattr(Rule, "send_to_targets", lambda self, original_event, transform_input=True: None)
+    assert patch.missing() == ["moto.events.models:Rule.send_to_targets"]
+
+
+def test_a_moved_site_fails_loudly(applied: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    patch = next(p for p in patches.PATCHES if p.name == "lambda_invoke")
+    monkeypatch.delattr(LambdaFunction, "_invoke_lambda")
+    with pytest.raises(patches.MotoInternalsChanged, match=r"LambdaFunction\._invoke_lambda is gone"):
+        patch.missing()
 
 
 def test_a_missing_internal_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
