@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway payload limit (10 MB)
@@ -159,7 +160,7 @@ class ApiFront:
         port: int = 0,
         api_id: str = "twinapi",
         timeout_s: float = 29.0,
-        cors: dict | None = None,
+        cors: dict[str, Any] | None = None,
         api_keys: set[str] | frozenset[str] | None = None,
         iam_auth: bool = False,
     ) -> None:
@@ -221,7 +222,7 @@ class ApiFront:
         path_params: dict[str, str],
         source_ip: str,
         request_id: str,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Build the REST API v1 proxy event (dict) for one request.
 
         ``raw_path`` is the request target including the stage and query string.
@@ -315,39 +316,15 @@ def map_proxy_response(payload: bytes) -> tuple[int, list[tuple[str, str]], byte
         return None
     if not isinstance(resp, dict):
         return None
-    status = resp.get("statusCode")
-    if isinstance(status, bool):
-        return None
-    if isinstance(status, str) and status.strip().isdigit():
-        status = int(status)
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        return None
+    status = _proxy_status(resp.get("statusCode"))
     body = resp.get("body")
-    if body is not None and not isinstance(body, str):
+    if status is None or (body is not None and not isinstance(body, str)):
         return None
     hdrs = resp.get("headers") or {}
     mhdrs = resp.get("multiValueHeaders") or {}
     if not isinstance(hdrs, dict) or not isinstance(mhdrs, dict):
         return None
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-
-    def _s(v) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return str(v)
-
-    for k, vs in mhdrs.items():
-        if vs is None:
-            continue
-        if not isinstance(vs, list):
-            vs = [vs]
-        seen.add(k.lower())
-        out.extend((k, _s(v)) for v in vs if v is not None)
-    for k, v in hdrs.items():
-        if k.lower() in seen or v is None:
-            continue
-        out.append((k, _s(v)))
+    out = _proxy_headers(hdrs, mhdrs)
     if resp.get("isBase64Encoded") and body:
         try:
             data = base64.b64decode(body, validate=True)
@@ -360,8 +337,45 @@ def map_proxy_response(payload: bytes) -> tuple[int, list[tuple[str, str]], byte
     return status, out, data
 
 
+def _proxy_status(status: Any) -> int | None:
+    """``statusCode``: an int (or digit string) in 100..599; None otherwise (booleans too)."""
+    if isinstance(status, bool):
+        return None
+    if isinstance(status, str) and status.strip().isdigit():
+        status = int(status)
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        return None
+    return status
+
+
+def _header_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _proxy_headers(hdrs: dict[str, Any], mhdrs: dict[str, Any]) -> list[tuple[str, str]]:
+    """``multiValueHeaders`` first, then ``headers`` not named there (case-insensitively); None values dropped."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for k, vs in mhdrs.items():
+        if vs is None:
+            continue
+        if not isinstance(vs, list):
+            vs = [vs]
+        seen.add(k.lower())
+        out.extend((k, _header_value(v)) for v in vs if v is not None)
+    for k, v in hdrs.items():
+        if k.lower() in seen or v is None:
+            continue
+        out.append((k, _header_value(v)))
+    return out
+
+
 class _ProxyHandler(BaseHTTPRequestHandler):
     api: ApiFront
+    _headers_buffer: list[bytes]  # set by BaseHTTPRequestHandler.send_response (not in its type stubs)
+    _trace_id: str
     protocol_version = "HTTP/1.1"
     server_version = "sagepipe-twin-apigw"
     sys_version = ""
@@ -373,11 +387,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
     # every method goes through _handle
-    def do_GET(self):  # noqa: N802
+    def do_GET(self) -> None:  # noqa: N802
         self._handle()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
@@ -435,25 +449,28 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         """Read the request body; ``None`` if it exceeds MAX_BODY_BYTES."""
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if "chunked" in te:
-            chunks, total = [], 0
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                total += size
-                if total > MAX_BODY_BYTES:
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
-            return b"".join(chunks)
+            return self._read_chunked()
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self._drain(length)
             return None
         return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes | None:
+        chunks, total = [], 0
+        while True:
+            line = self.rfile.readline(65537)
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            total += size
+            if total > MAX_BODY_BYTES:
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(3)
+        return b"".join(chunks)
 
     def _handle(self) -> None:
         api = self.api
@@ -467,49 +484,75 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if body is None:
             self._error(413, "Request Too Long", "RequestTooLongException", request_id, close=True)
             return
-        split = urlsplit(self.path)
-        full = unquote(split.path)
+        found = self._route(request_id)
+        if found is None:
+            return
+        route, resource, params = found
+        client_ip = self.client_address[0]
+        event = api.build_event(
+            self.command.upper(), self.path, self._forwarded_headers(), body, resource, params, client_ip, request_id
+        )
+        res = self._invoke(route, json.dumps(event).encode(), request_id)
+        if res is None:
+            return
+        mapped = map_proxy_response(res.payload)
+        if mapped is None:
+            self._error(502, "Internal server error", "InternalServerErrorException", request_id)
+            return
+        status, out_headers, data = mapped
+        self._send(status, out_headers, data, request_id)
+
+    def _route(self, request_id: str) -> tuple[Route, str, dict[str, str]] | None:
+        """The route for this request, its resource and path parameters; None when already answered
+        (403 outside the stage, no route or key/auth missing; the CORS preflight)."""
+        api = self.api
+        full = unquote(urlsplit(self.path).path)
         prefix = "/" + api.stage
         if not (full == prefix or full.startswith(prefix + "/")):
             self._error(403, "Forbidden", "ForbiddenException", request_id)
-            return
-        path = full[len(prefix) :] or "/"
-        found = match_route(api.routes, path)
+            return None
+        found = match_route(api.routes, full[len(prefix) :] or "/")
         method = self.command.upper()
         if found is None:
             self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
-            return
+            return None
         resource, params, on_resource = found
         route = next((r for r in on_resource if r.method.upper() == method), None)
         if method == "OPTIONS" and api.cors is not None and route is None:
             self._preflight(request_id)
-            return
+            return None
         if route is None:
             route = next((r for r in on_resource if r.method.upper() == "ANY"), None)
         if route is None:
             self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
-            return
+            return None
         if api.api_keys is not None and self.headers.get("x-api-key") not in api.api_keys:
             self._error(403, "Forbidden", "ForbiddenException", request_id)
-            return
+            return None
         if api.iam_auth and not (self.headers.get("Authorization") or "").startswith("AWS4-HMAC-SHA256 "):
             self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
-            return
+            return None
+        return route, resource, params
+
+    def _forwarded_headers(self) -> list[tuple[str, str]]:
+        """The request headers plus the X-Forwarded-* and trace headers API Gateway adds when absent."""
         hdrs = list(self.headers.items())
         lower = {k.lower() for k, _ in hdrs}
-        client_ip = self.client_address[0]
         for k, v in (
-            ("X-Forwarded-For", client_ip),
-            ("X-Forwarded-Port", str(api.port)),
+            ("X-Forwarded-For", self.client_address[0]),
+            ("X-Forwarded-Port", str(self.api.port)),
             ("X-Forwarded-Proto", "http"),
             ("X-Amzn-Trace-Id", self._trace_id),
         ):
             if k.lower() not in lower:
                 hdrs.append((k, v))
-        event = api.build_event(method, self.path, hdrs, body, resource, params, client_ip, request_id)
-        payload = json.dumps(event).encode()
+        return hdrs
 
-        box: dict = {}
+    def _invoke(self, route: Route, payload: bytes, request_id: str) -> Any:
+        """Invoke the route's function within the integration timeout; None when already answered
+        (504 after the timeout, 502 when the invocation raised or the function errored)."""
+        api = self.api
+        box: dict[str, Any] = {}
         done = threading.Event()
 
         def _run() -> None:
@@ -523,17 +566,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         threading.Thread(target=_run, name=f"apigw-invoke-{request_id[:8]}", daemon=True).start()
         if not done.wait(api.timeout_s):
             self._error(504, "Endpoint request timed out", "IntegrationTimeout", request_id)
-            return
+            return None
         res = box.get("result")
         if res is None or getattr(res, "errored", False):
             self._error(502, "Internal server error", "InternalServerErrorException", request_id)
-            return
-        mapped = map_proxy_response(res.payload)
-        if mapped is None:
-            self._error(502, "Internal server error", "InternalServerErrorException", request_id)
-            return
-        status, out_headers, data = mapped
-        self._send(status, out_headers, data, request_id)
+            return None
+        return res
 
     def _preflight(self, request_id: str) -> None:
         cors = self.api.cors or {}
