@@ -11,13 +11,15 @@ for its shape fails here too; then patterns, enums and maximum lengths (what AWS
 from __future__ import annotations
 
 import io
-import tarfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
+from urllib.parse import unquote
 
 import botocore.session
 from botocore.exceptions import ClientError
+from botocore.handlers import handle_copy_source_param
 from botocore.model import OperationModel
 from botocore.validate import ParamValidator
 
@@ -32,17 +34,6 @@ def _operation(service: str, operation: str) -> OperationModel:
 def _error(code: str, message: str, operation: str, status: int = 400) -> ClientError:
     response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
     return ClientError(response, operation)
-
-
-def tarball(members: dict[str, bytes]) -> bytes:
-    """A gzip tarball (``model.tar.gz``) of regular files ``{name: bytes}``, in the given order."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 class FakeClient:
@@ -84,47 +75,76 @@ class RecordingBody(io.BytesIO):
 
 
 class FakeS3(FakeClient):
-    """S3: ``objects[(bucket, key)] = bytes``; ETags are ``"<n>"`` of a per-object counter."""
+    """S3 with versioning: ``objects[(bucket, key)]`` is the current bytes (a test may seed it directly).
+
+    Every PutObject / CopyObject adds a version (``VersionId`` ``v1``, ``v2``... per key) and honours
+    ``VersionId`` on reads, as a versioned bucket does; ``meta_of`` keeps each object's other PutObject
+    parameters (``ContentType``...). ETags are ``"<version count>-<size>"``.
+    """
 
     service = "s3"
 
     def __init__(self) -> None:
         super().__init__()
         self.objects: dict[tuple[str, str], bytes] = {}
+        self.versions: dict[tuple[str, str], list[bytes]] = {}
+        self.modified: dict[tuple[str, str], datetime] = {}
         self.meta_of: dict[tuple[str, str], dict[str, Any]] = {}
         self.bodies: dict[tuple[str, str], RecordingBody] = {}  # the last Body handed out per object
+        self._clock = datetime(2026, 1, 1, tzinfo=UTC)
 
-    def _get(self, op: str, bucket: str, key: str) -> bytes:
+    def _get(self, op: str, bucket: str, key: str, version_id: str | None = None) -> bytes:
         if (bucket, key) not in self.objects:
             if op == "HeadObject":  # HEAD has no body: the HTTP status is the code
                 raise _error("404", "Not Found", op, 404)
             raise _error("NoSuchKey", "The specified key does not exist.", op, 404)
-        return self.objects[bucket, key]
+        if version_id is None:
+            return self.objects[bucket, key]
+        versions = self.versions.get((bucket, key), [])
+        n = int(version_id[1:]) if version_id[:1] == "v" and version_id[1:].isdigit() else 0
+        if not 1 <= n <= len(versions):
+            if op == "HeadObject":
+                raise _error("404", "Not Found", op, 404)
+            raise _error("NoSuchVersion", "The specified version does not exist.", op, 404)
+        return versions[n - 1]
+
+    def _store(self, bucket: str, key: str, data: bytes) -> dict[str, Any]:
+        self.objects[bucket, key] = data
+        versions = self.versions.setdefault((bucket, key), [])
+        versions.append(data)
+        self._clock += timedelta(seconds=1)
+        self.modified[bucket, key] = self._clock
+        return {"ETag": self._etag(bucket, key), "VersionId": f"v{len(versions)}"}
+
+    def _etag(self, bucket: str, key: str) -> str:
+        return f'"{len(self.versions.get((bucket, key), []))}-{len(self.objects[bucket, key])}"'
 
     def get_object(self, **params: Any) -> dict[str, Any]:
         self._call("GetObject", params)
-        data = self._get("GetObject", params["Bucket"], params["Key"])
+        data = self._get("GetObject", params["Bucket"], params["Key"], params.get("VersionId"))
         body = self.bodies[params["Bucket"], params["Key"]] = RecordingBody(data)
-        return {"Body": body, "ContentLength": len(data), "ETag": f'"{len(data)}"'}
+        return {"Body": body, "ContentLength": len(data), "ETag": self._etag(params["Bucket"], params["Key"])}
 
     def head_object(self, **params: Any) -> dict[str, Any]:
         self._call("HeadObject", params)
-        data = self._get("HeadObject", params["Bucket"], params["Key"])
-        return {"ContentLength": len(data), "ETag": f'"{len(data)}"'}
+        data = self._get("HeadObject", params["Bucket"], params["Key"], params.get("VersionId"))
+        return {"ContentLength": len(data), "ETag": self._etag(params["Bucket"], params["Key"])}
 
     def put_object(self, **params: Any) -> dict[str, Any]:
         self._call("PutObject", params)
         body = params.get("Body", b"")
-        self.objects[params["Bucket"], params["Key"]] = body.encode() if isinstance(body, str) else bytes(body)
         self.meta_of[params["Bucket"], params["Key"]] = {k: v for k, v in params.items() if k != "Body"}
-        return {"ETag": '"0"'}
+        return self._store(params["Bucket"], params["Key"], body.encode() if isinstance(body, str) else bytes(body))
 
     def copy_object(self, **params: Any) -> dict[str, Any]:
+        params = dict(params)
+        handle_copy_source_param(params)  # botocore's own conversion of a CopySource dict, before validation
         self._call("CopyObject", params)
-        src = params["CopySource"]
-        bucket, key = (src["Bucket"], src["Key"]) if isinstance(src, dict) else src.split("/", 1)
-        self.objects[params["Bucket"], params["Key"]] = self._get("CopyObject", bucket, key)
-        return {"CopyObjectResult": {"ETag": '"0"'}}
+        source, _, version = params["CopySource"].partition("?versionId=")
+        bucket, key = unquote(source).split("/", 1)
+        data = self._get("CopyObject", bucket, key, unquote(version) or None)
+        stored = self._store(params["Bucket"], params["Key"], data)
+        return {"CopyObjectResult": {"ETag": stored["ETag"]}, "VersionId": stored["VersionId"]}
 
     def get_paginator(self, name: str) -> FakePaginator:
         assert name == "list_objects_v2", name
@@ -141,7 +161,7 @@ class FakePaginator:
         self.s3._call("ListObjectsV2", params)
         prefix = params.get("Prefix", "")
         contents = [
-            {"Key": k, "Size": len(v), "ETag": f'"{len(v)}"', "LastModified": "2026-01-01T00:00:00Z"}
+            {"Key": k, "Size": len(v), "ETag": self.s3._etag(b, k), "LastModified": self.s3.modified.get((b, k))}
             for (b, k), v in sorted(self.s3.objects.items())
             if b == params["Bucket"] and k.startswith(prefix)
         ]

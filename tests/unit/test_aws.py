@@ -11,7 +11,8 @@ from botocore.exceptions import ClientError
 from botocore.retries.standard import ThrottledRetryableChecker
 
 from sagepipe_core import aws
-from tests.unit.fakes import FakeS3, tarball
+from tests.conftest import tar_gz as tarball
+from tests.unit.fakes import FakeS3
 
 
 def client_error(code: str, message: str = "", op: str = "Op") -> ClientError:
