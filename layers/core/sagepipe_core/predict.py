@@ -12,8 +12,8 @@ references for finding the live model version.
 Finding the live version: DescribeEndpoint(``<prefix>-<model>``) → ``EndpointConfigName`` →
 DescribeEndpointConfig → ``ModelName`` → DescribeModel → ``PrimaryContainer.ModelDataUrl`` → the
 ``model.tar.gz`` in the artifacts bucket → ``schema.json`` (+ ``evaluation.json`` for metrics). Versions are
-cached per EndpointConfigName; DescribeEndpoint is re-checked at most every ``ttl_s`` seconds. (The model
-registry being added in parallel is not read yet: the artifact is the source of truth.)
+cached per EndpointConfigName; DescribeEndpoint is re-checked at most every ``ttl_s`` seconds. The model
+registry is not read on this path: the artifact the endpoint serves is the source of truth.
 """
 
 from __future__ import annotations
