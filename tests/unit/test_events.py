@@ -9,7 +9,7 @@ import json
 import pytest
 
 from sagepipe_core.errors import InvalidEventError
-from sagepipe_core.events import DataVersion, RetrainRequest, Skip, decode_key, normalize
+from sagepipe_core.events import DataVersion, Malformed, RetrainRequest, Skip, decode_key, normalize
 from tests.conftest import load_event
 
 pytestmark = pytest.mark.unit
@@ -197,8 +197,7 @@ def test_retrain_from_other_source_is_invalid():
         {},
         {"foo": 1},
         {"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification"},
-        {"Records": [{"notS3": {}}]},
-        {"Records": [{"s3": {"bucket": {}}}]},
+        {"Records": "not a list"},
         {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}}},
     ],
 )
@@ -206,6 +205,17 @@ def test_unknown_shapes_raise(event):
     with pytest.raises(InvalidEventError) as info:
         _norm(event)
     assert info.value.to_dict()["reason"] == "invalid_event"
+
+
+@pytest.mark.parametrize(
+    "record", [{"notS3": {}}, {"s3": {"bucket": {}}}, "text", {"s3": {"bucket": {"name": "b"}, "object": None}}]
+)
+def test_malformed_record_is_an_item_not_an_error(record):
+    """One unreadable record of a classic notification is Malformed (dead-lettered); the others still run."""
+    good = load_event("start_s3_notification.json")["Records"][0]
+    items = _norm({"Records": [record, good]})
+    assert isinstance(items[0], Malformed) and items[0].record == record and "lacks" in items[0].reason
+    assert isinstance(items[1], DataVersion)
 
 
 def test_non_dict_event_raises():

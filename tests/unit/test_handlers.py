@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
@@ -56,6 +57,7 @@ def stack(aws, monkeypatch):
             }
         ),
     )["Role"]["Arn"]
+    dlq = boto3.client("sqs").create_queue(QueueName="sagepipe-trigger-dlq")["QueueUrl"]
     sfn = boto3.client("stepfunctions")
     arn = sfn.create_state_machine(name="TrainingPipeline", definition=ASL.read_text(), roleArn=role)["stateMachineArn"]
     env = {
@@ -70,10 +72,20 @@ def stack(aws, monkeypatch):
         "MODEL_CODE_S3_URI": f"s3://{ARTIFACTS}/code/sourcedir.tar.gz",
         "INFERENCE_IMAGE": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
         "SAGEMAKER_ROLE_ARN": ROLE,
+        "DEAD_LETTER_QUEUE_URL": dlq,
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return {"s3": s3, "sfn": sfn, "state_machine_arn": arn}
+    return {"s3": s3, "sfn": sfn, "state_machine_arn": arn, "dlq": dlq}
+
+
+def _dead_letters(stack) -> list[dict]:
+    sqs = boto3.client("sqs")
+    out = sqs.receive_message(QueueUrl=stack["dlq"], MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    return [
+        {**json.loads(m["Body"]), "ERROR_TYPE": m["MessageAttributes"]["ERROR_TYPE"]["StringValue"]}
+        for m in out.get("Messages", [])
+    ]
 
 
 def _executions(stack):
@@ -157,6 +169,72 @@ def test_start_retrain_resolves_latest_csv(stack, load_handler, lambda_context):
     [sched] = app.lambda_handler(load_event("start_schedule.json"), lambda_context)["results"]
     assert sched["status"] == "started" and sched["execution_name"] != result["execution_name"]
     assert len(_executions(stack)) == 2
+
+
+def test_start_classic_notification_one_good_one_malformed_record(stack, load_handler, lambda_context):
+    """The good record starts; the malformed one is dead-lettered with its reason; nothing raises."""
+    app = load_handler("start")
+    event = load_event("start_s3_notification.json")
+    bad = copy.deepcopy(event["Records"][0])
+    del bad["s3"]["object"]["key"]
+    event["Records"].append(bad)
+    out = app.lambda_handler(event, lambda_context)
+    assert [r["status"] for r in out["results"]] == ["started", "dead_lettered"] and out["failed"] == 1
+    assert len(_executions(stack)) == 1
+    [letter] = _dead_letters(stack)
+    assert letter["ERROR_TYPE"] == "InvalidEventError" and letter["reason"] == "invalid_event"
+    assert "'key'" in letter["message"] and letter["record"] == bad
+    # Lambda's retry of the same event (or a redelivery) starts nothing twice
+    again = app.lambda_handler(copy.deepcopy(event), lambda_context)["results"]
+    assert [r["status"] for r in again] == ["already_started", "dead_lettered"] and len(_executions(stack)) == 1
+
+
+@pytest.mark.parametrize("name", ["start_s3_notification.json", "start_s3_eventbridge.json"])
+def test_start_object_in_another_bucket_is_skipped_with_a_reason(stack, load_handler, lambda_context, name):
+    app = load_handler("start")
+    event = load_event(name)
+    (event["Records"][0]["s3"] if "Records" in event else event["detail"])["bucket"]["name"] = "someone-else"
+    [result] = app.lambda_handler(event, lambda_context)["results"]
+    assert result["status"] == "skipped" and f"is not the data bucket '{DATA}'" in result["reason"]
+    assert _executions(stack) == [] and _dead_letters(stack) == []
+
+
+def test_start_retrain_without_data_is_dead_lettered(stack, load_handler, lambda_context):
+    app = load_handler("start")
+    [result] = app.lambda_handler(load_event("start_retrain_requested.json"), lambda_context)["results"]
+    assert result["status"] == "dead_lettered" and result["error"] == "DatasetNotFoundError"
+    [letter] = _dead_letters(stack)
+    assert letter["record"]["kind"] == "RetrainRequest" and letter["record"]["model"] == "churn"
+
+
+def test_start_throttled_record_is_raised_after_the_others_start(stack, load_handler, lambda_context):
+    """A transient error of one record does not stop the next; it is raised at the end (Lambda retries)."""
+    from sagepipe_core.errors import TransientServiceError
+
+    app = load_handler("start")
+    event = load_event("start_s3_notification.json")
+    second = copy.deepcopy(event["Records"][0])
+    second["s3"]["object"]["key"] = "datasets/churn/other.csv"
+    event["Records"].insert(0, second)
+    real = app.SFN.start_execution
+    calls = []
+
+    def throttle_first(**kwargs):
+        calls.append(kwargs["name"])
+        if len(calls) == 1:
+            raise ClientError(
+                {
+                    "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+                    "ResponseMetadata": {"HTTPStatusCode": 400},
+                },
+                "StartExecution",
+            )
+        return real(**kwargs)
+
+    app.SFN.start_execution = throttle_first
+    with pytest.raises(TransientServiceError):
+        app.lambda_handler(event, lambda_context)
+    assert len(calls) == 2 and len(_executions(stack)) == 1
 
 
 def test_start_unknown_event_raises(stack, load_handler, lambda_context):

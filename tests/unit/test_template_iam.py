@@ -262,6 +262,7 @@ API_TO_ACTIONS = {
     ("sm", "update_model_package"): {"sagemaker:UpdateModelPackage"},
     ("sfn", "send_task_success"): {"states:SendTaskSuccess"},
     ("cw", "put_metric_alarm"): {"cloudwatch:PutMetricAlarm"},
+    ("sqs", "send_message"): {"sqs:SendMessage"},
 }
 
 #: Calls the core makes on behalf of an operator (the `sagepipe approve|reject` CLI, with the caller's
@@ -275,6 +276,7 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
         ("sfn", "describe_execution"): None,
         ("s3", "list_objects_v2"): "DataBucket",
         ("s3", "head_object"): "DataBucket",
+        ("sqs", "send_message"): None,
     },
     "ValidateFunction": {
         ("s3", "get_object"): "DataBucket",
@@ -331,7 +333,7 @@ def _core_calls() -> set[tuple[str, str]]:
     calls = set()
     for path in CORE.glob("*.py"):
         src = path.read_text()
-        for client, method in re.findall(r"\b(s3|sm|sfn|runtime|cw)\.(\w+)\(", src):
+        for client, method in re.findall(r"\b(s3|sm|sfn|runtime|cw|sqs)\.(\w+)\(", src):
             if method == "get_paginator":
                 continue
             calls.add((client, method))
@@ -387,6 +389,26 @@ def test_function_granted_what_its_calls_need(resources, function):
         if not any(a == action and b == bucket for a, b in grants):
             missing.append(("extra", action, bucket))
     assert missing == []
+
+
+def test_start_function_errors_go_to_a_dead_letter_queue(resources):
+    """Once Lambda accepts the async event, a function error gets 2 retries and then the on-failure
+    destination (EventInvokeConfig); without one it is dropped (Lambda docs, "Asynchronous invocation")."""
+    props = resources["StartFunction"]["Properties"]
+    config = props["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]},
+    }
+    assert props["Environment"]["Variables"]["DEAD_LETTER_QUEUE_URL"] == {"Ref": "TriggerDeadLetterQueue"}
+    grants = [
+        (a, _text(st.get("Resource")))
+        for p in props["Policies"]
+        for st in _statements(p)
+        for a in _as_list(st["Action"])
+    ]
+    assert any(a == "sqs:SendMessage" and "TriggerDeadLetterQueue" in r for a, r in grants)
 
 
 def test_start_function_may_start_only_the_pipeline(resources):

@@ -73,6 +73,17 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Malformed:
+    """One record of a multi-record event that cannot be read; the start function dead-letters it.
+
+    ``record`` is the record as received (JSON), ``reason`` what is wrong with it.
+    """
+
+    reason: str
+    record: Any
+
+
+@dataclass(frozen=True)
 class RetrainRequest:
     """A request to retrain ``model`` on its latest data; ``request_id`` is the trigger's event id."""
 
@@ -87,15 +98,25 @@ def decode_key(raw: str) -> str:
 
 
 def classify_key(
-    bucket: str, key: str, size: int | None, etag: str, version_id: str | None, trigger: str
+    bucket: str,
+    key: str,
+    size: int | None,
+    etag: str,
+    version_id: str | None,
+    trigger: str,
+    *,
+    data_bucket: str | None = None,
 ) -> DataVersion | Skip:
     """Turn one created object into a :class:`DataVersion`, or a :class:`Skip` saying why not.
 
-    Skips: keys under the stack's output prefixes, keys outside ``datasets/<model>/``, "folder" keys
+    Skips: an object in a bucket other than ``data_bucket`` (the stack's ``DATA_BUCKET``, when given),
+    keys under the stack's output prefixes, keys outside ``datasets/<model>/``, "folder" keys
     (ending in ``/``, which the S3 console creates as zero-byte objects), and non-``.csv`` keys. A
     zero-byte ``.csv`` is an upload, not a folder: it runs, and ValidateData quarantines it as ``empty``.
     The model name is not checked here (ValidateData quarantines an invalid one, so nothing is lost).
     """
+    if data_bucket and bucket != data_bucket:
+        return Skip(f"bucket {bucket!r} is not the data bucket {data_bucket!r}", key)
     if key.startswith(OUTPUT_PREFIXES):
         return Skip("key is under an output prefix written by the stack (no recursive triggers)", key)
     if not key.startswith(DATASETS_PREFIX):
@@ -119,38 +140,42 @@ def classify_key(
     )
 
 
+def _classic_record(rec: Any, data_bucket: str | None) -> DataVersion | Skip | Malformed:
+    """One ``Records[]`` entry of a classic S3 notification; a record that cannot be read is :class:`Malformed`."""
+    try:
+        s3 = rec["s3"]
+        name = rec.get("eventName", "ObjectCreated:Put")
+        if not isinstance(name, str) or not name.startswith("ObjectCreated"):
+            return Skip(f"event {name} is not an object creation")
+        obj = s3["object"]
+        return classify_key(
+            s3["bucket"]["name"],
+            decode_key(obj["key"]),
+            obj.get("size"),
+            obj.get("eTag", ""),
+            obj.get("versionId"),
+            f"s3:{name}",
+            data_bucket=data_bucket,
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        return Malformed(f"S3 notification record lacks or mistypes {exc}", rec)
+
+
 def normalize(
-    event: dict[str, Any], *, app_source: str, scheduled_model: str | None
-) -> list[DataVersion | Skip | RetrainRequest]:
+    event: dict[str, Any], *, app_source: str, scheduled_model: str | None, data_bucket: str | None = None
+) -> list[DataVersion | Skip | RetrainRequest | Malformed]:
     """Normalise any accepted trigger event into a list of items (classic S3 events may hold several records).
 
+    Each record of a classic S3 notification is read on its own: one that cannot be read becomes a
+    :class:`Malformed` item (the others still run). Objects outside ``data_bucket`` are skipped.
     Raises :class:`InvalidEventError` for shapes that are none of the accepted ones.
     """
     if not isinstance(event, dict):
         raise InvalidEventError("event is not a JSON object")
     if "Records" in event:
-        out: list[DataVersion | Skip | RetrainRequest] = []
-        for rec in event["Records"]:
-            try:
-                s3 = rec["s3"]
-                name = rec.get("eventName", "ObjectCreated:Put")
-                if not name.startswith("ObjectCreated"):
-                    out.append(Skip(f"event {name} is not an object creation"))
-                    continue
-                obj = s3["object"]
-                out.append(
-                    classify_key(
-                        s3["bucket"]["name"],
-                        decode_key(obj["key"]),
-                        obj.get("size"),
-                        obj.get("eTag", ""),
-                        obj.get("versionId"),
-                        f"s3:{name}",
-                    )
-                )
-            except (KeyError, TypeError) as exc:
-                raise InvalidEventError(f"S3 notification record lacks {exc}") from exc
-        return out
+        if not isinstance(event["Records"], list):
+            raise InvalidEventError("Records is not a list")
+        return [_classic_record(rec, data_bucket) for rec in event["Records"]]
     source, detail_type = event.get("source"), event.get("detail-type")
     detail = event.get("detail") or {}
     if source == "aws.s3":
@@ -166,6 +191,7 @@ def normalize(
                     obj.get("etag") or obj.get("eTag", ""),
                     obj.get("version-id"),
                     f"s3:ObjectCreated:{detail.get('reason', 'PutObject')}",
+                    data_bucket=data_bucket,
                 )
             ]
         except (KeyError, TypeError) as exc:

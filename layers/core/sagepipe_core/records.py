@@ -35,7 +35,23 @@ class RunSkipped(TypedDict):
     key: str | None
 
 
-StartResult = RunStarted | RunSkipped
+class RunDeadLettered(TypedDict):
+    """An event item that can never start, sent to the dead-letter queue with its reason."""
+
+    status: Literal["dead_lettered"]
+    reason: str | None
+    error: str
+    message: str
+
+
+class RunRetry(TypedDict):
+    """An event item that failed for a passing reason; the event is raised again for Lambda to retry."""
+
+    status: Literal["retry"]
+    error: dict[str, Any]
+
+
+StartResult = RunStarted | RunSkipped | RunDeadLettered | RunRetry
 
 
 # ------------------------------------------------------------------------------------- validate

@@ -10,17 +10,17 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from botocore.exceptions import ClientError
 
 from . import approval, deploy, gate, naming, registry, training
 from . import dataset as ds
-from .aws import ArtifactError, error_kind, read_artifact_members
+from .aws import ArtifactError, error_kind, read_artifact_members, service_error
 from .config import CONFIG_FILE_NAME, parse_config
-from .errors import InvalidConfigError, InvalidDatasetError, SagepipeError
-from .events import DataVersion, RetrainRequest, Skip, latest_data_version, normalize
+from .errors import InvalidConfigError, InvalidDatasetError, InvalidEventError, SagepipeError, TransientServiceError
+from .events import DataVersion, Malformed, RetrainRequest, Skip, latest_data_version, normalize
 from .records import (
     ApprovalInput,
     ApprovalNeeded,
@@ -33,8 +33,10 @@ from .records import (
     GateDecision,
     RegisteredPackage,
     RegisterInput,
+    RunDeadLettered,
     RunNames,
     RunRecord,
+    RunStarted,
     Splits,
     StartResult,
 )
@@ -62,6 +64,7 @@ class Settings:
     rollback_5xx: int = 1
     event_bus: str = "default"
     region: str = "us-east-1"
+    dead_letter_queue_url: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -70,7 +73,7 @@ class Settings:
         Reads ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
         ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
         ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated, extra alarms),
-        ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME`` and
+        ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME``, ``DEAD_LETTER_QUEUE_URL`` and
         ``AWS_REGION``; missing ones take the defaults above.
         """
         e = os.environ if env is None else env
@@ -91,47 +94,132 @@ class Settings:
             rollback_latency_ms=float(e.get("ROLLBACK_LATENCY_MS", "1000")),
             rollback_5xx=int(e.get("ROLLBACK_5XX_ERRORS", "1")),
             region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")),
+            dead_letter_queue_url=e.get("DEAD_LETTER_QUEUE_URL", ""),
         )
 
 
 # --------------------------------------------------------------------------------------- start
-def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings) -> list[StartResult]:
+def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings, sqs: Any = None) -> list[StartResult]:
     """Start one execution per data version in ``event`` (StartExecution, deterministic ``name``).
 
     An execution of that name that already exists (DescribeExecution), or ``ExecutionAlreadyExists`` from
     StartExecution, means a redelivery: reported as ``already_started``. Two concurrent duplicates may both
     report ``started``, but StartExecution is idempotent for the same name and input, so there is still exactly
-    one execution. Returns one :class:`~.records.RunStarted` or :class:`~.records.RunSkipped` per item. Raises
-    :class:`InvalidEventError` for unknown event shapes and :class:`DatasetNotFoundError` for a retrain of a
-    model with no data.
+    one execution.
+
+    Each item is started on its own, so one bad record does not stop the others. An item that can never
+    start (a :class:`~sagepipe_core.events.Malformed` record, a retrain of a model with no data, a
+    StartExecution AWS refuses) is sent to ``settings.dead_letter_queue_url`` (SQS SendMessage, see
+    :func:`dead_letter`) and reported ``dead_lettered``. An item that failed for a passing reason
+    (throttling, a 5xx) is reported ``retry``; after every item is done the first such error is raised,
+    so Lambda retries the event (the started items are then ``already_started``) and, past its retries,
+    sends it to the function's on-failure destination (``EventInvokeConfig``).
+
+    Returns:
+        One :class:`~.records.RunStarted`, :class:`~.records.RunSkipped`, :class:`~.records.RunDeadLettered`
+        or :class:`~.records.RunRetry` per item.
+
+    Raises:
+        InvalidEventError: the event is of no accepted shape (nothing in it can be read).
+        botocore.exceptions.ClientError: a transient AWS error of some item (after the others ran), or a
+            dead-letter that could not be sent.
     """
     results: list[StartResult] = []
-    for item in normalize(event, app_source=settings.app_source, scheduled_model=settings.scheduled_model):
+    transient: list[Exception] = []
+    items = normalize(
+        event,
+        app_source=settings.app_source,
+        scheduled_model=settings.scheduled_model,
+        data_bucket=settings.data_bucket or None,
+    )
+    for item in items:
         if isinstance(item, Skip):
             log.info("skipping event: %s", item.reason, extra={"key": item.key, "skip_reason": item.reason})
             results.append({"status": "skipped", "reason": item.reason, "key": item.key})
             continue
-        version: DataVersion = (
-            latest_data_version(s3, settings.data_bucket, item) if isinstance(item, RetrainRequest) else item
-        )
-        name = version.execution_name
-        payload = version.execution_input(poll_seconds=settings.poll_seconds, max_polls=settings.max_polls)
-        arn = f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
-        status: Literal["started", "already_started"] = "already_started" if _execution_exists(sfn, arn) else "started"
-        if status == "started":
-            try:
-                arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)[
-                    "executionArn"
-                ]
-            except ClientError as exc:
-                if error_kind(exc) != "already_exists":
-                    raise
-                status = "already_started"
-        log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
-        results.append(
-            {"status": status, "execution_name": name, "execution_arn": arn, "key": version.key, "model": version.model}
-        )
+        if isinstance(item, Malformed):
+            results.append(dead_letter(sqs, settings, item.record, InvalidEventError(item.reason)))
+            continue
+        try:
+            results.append(_start_one(item, sfn=sfn, s3=s3, settings=settings))
+        except Exception as exc:
+            error = service_error(exc) or exc
+            if isinstance(error, TransientServiceError):
+                log.warning("start will be retried: %s", error.message, extra={"error": error.to_dict()})
+                transient.append(exc)
+                results.append({"status": "retry", "error": error.to_dict()})
+            elif isinstance(error, SagepipeError):
+                results.append(dead_letter(sqs, settings, _describe(item), error))
+            else:
+                raise
+    if transient:
+        raise transient[0]
     return results
+
+
+def _describe(item: DataVersion | RetrainRequest) -> dict[str, Any]:
+    return {"kind": type(item).__name__, **asdict(item)}
+
+
+def _start_one(item: DataVersion | RetrainRequest, *, sfn: Any, s3: Any, settings: Settings) -> RunStarted:
+    version = latest_data_version(s3, settings.data_bucket, item) if isinstance(item, RetrainRequest) else item
+    name = version.execution_name
+    payload = version.execution_input(poll_seconds=settings.poll_seconds, max_polls=settings.max_polls)
+    arn = f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+    status: Literal["started", "already_started"] = "already_started" if _execution_exists(sfn, arn) else "started"
+    if status == "started":
+        try:
+            arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name, input=payload)[
+                "executionArn"
+            ]
+        except ClientError as exc:
+            if error_kind(exc) != "already_exists":
+                raise
+            status = "already_started"
+    log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
+    return {"status": status, "execution_name": name, "execution_arn": arn, "key": version.key, "model": version.model}
+
+
+DEAD_LETTER_MAX_CHARS = 200_000  # SQS messages are at most 256 KiB
+
+
+def dead_letter(sqs: Any, settings: Settings, record: Any, error: SagepipeError) -> RunDeadLettered:
+    """Send one item that cannot start to the start function's dead-letter queue (SQS SendMessage).
+
+    The message body is JSON ``{"reason", "error", "message", "details", "record"}`` (``record`` cut to
+    200,000 characters of JSON, below SQS's 256 KiB message limit), with the ``ERROR_TYPE`` message
+    attribute. Nothing is lost: the queue keeps it 14 days.
+
+    Returns:
+        ``{"status": "dead_lettered", "reason", "error", "message"}`` for the function's result.
+
+    Raises:
+        SagepipeError: ``error`` itself when no queue is configured (``DEAD_LETTER_QUEUE_URL`` unset), so
+            the event goes to the function's on-failure destination instead.
+    """
+    info = error.to_dict()
+    if sqs is None or not settings.dead_letter_queue_url:
+        raise error
+    text = json.dumps(record, default=str, sort_keys=True)
+    body = {
+        "reason": info.get("reason"),
+        "error": type(error).__name__,
+        "message": error.message,
+        "details": {k: v for k, v in info.items() if k not in {"reason", "message"}},
+        "record": record if len(text) <= DEAD_LETTER_MAX_CHARS else text[:DEAD_LETTER_MAX_CHARS],
+    }
+    sqs.send_message(
+        QueueUrl=settings.dead_letter_queue_url,
+        MessageBody=json.dumps(body, default=str, sort_keys=True),
+        MessageAttributes={"ERROR_TYPE": {"DataType": "String", "StringValue": type(error).__name__}},
+    )
+    log.warning("dead-lettered: %s", error.message, extra={"error": info})
+    return {
+        "status": "dead_lettered",
+        "reason": info.get("reason"),
+        "error": type(error).__name__,
+        "message": error.message,
+    }
 
 
 def _execution_exists(sfn: Any, arn: str) -> bool:
