@@ -121,8 +121,8 @@ def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings, 
 
     Raises:
         InvalidEventError: the event is of no accepted shape (nothing in it can be read).
-        botocore.exceptions.ClientError: a transient AWS error of some item (after the others ran), or a
-            dead-letter that could not be sent.
+        botocore.exceptions.ClientError: a transient AWS error of some item (after the others ran), any
+            error of an item when no dead-letter queue is configured, or a dead-letter that could not be sent.
     """
     results: list[StartResult] = []
     transient: list[Exception] = []
@@ -148,7 +148,7 @@ def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings, 
                 log.warning("start will be retried: %s", error.message, extra={"error": error.to_dict()})
                 transient.append(exc)
                 results.append({"status": "retry", "error": error.to_dict()})
-            elif isinstance(error, SagepipeError):
+            elif isinstance(error, SagepipeError) and sqs is not None and settings.dead_letter_queue_url:
                 results.append(dead_letter(sqs, settings, _describe(item), error))
             else:
                 raise
