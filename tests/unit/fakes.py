@@ -311,6 +311,14 @@ class FakeSageMaker(FakeClient):
         self.packages[arn] = params
         return {"ModelPackageArn": arn}
 
+    def update_model_package(self, **params: Any) -> dict[str, Any]:
+        self._call("UpdateModelPackage", params)
+        arn = params["ModelPackageArn"]
+        if arn not in self.packages:
+            raise _error("ValidationException", f"Model package {arn} does not exist.", "UpdateModelPackage")
+        self.packages[arn] = {**self.packages[arn], **params}
+        return {"ModelPackageArn": arn}
+
 
 class FakeCloudWatch(FakeClient):
     """CloudWatch: ``alarms[AlarmName] = params`` (PutMetricAlarm creates or replaces)."""

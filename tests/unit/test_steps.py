@@ -10,10 +10,11 @@ import json
 import math
 from typing import Any, cast
 
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
-from sagepipe_core import naming, steps
+from sagepipe_core import naming, ports, steps
 from sagepipe_core.approval import ApprovalError
 from sagepipe_core.errors import (
     DatasetNotFoundError,
@@ -470,3 +471,23 @@ def test_request_approval_failed_event_is_an_error() -> None:
     events.failed = True
     with pytest.raises(ApprovalError, match="Approval Needed"):
         steps.request_approval(approval_input(), s3=FakeS3(), events=events, settings=SETTINGS)
+
+
+# ------------------------------------------------------------------------------------------ ports
+@pytest.mark.parametrize(
+    ("port", "service", "fake"),
+    [
+        (ports.S3Port, "s3", FakeS3),
+        (ports.SageMakerPort, "sagemaker", FakeSageMaker),
+        (ports.StepFunctionsPort, "stepfunctions", FakeStepFunctions),
+        (ports.CloudWatchPort, "cloudwatch", FakeCloudWatch),
+        (ports.EventBridgePort, "events", FakeEventBridge),
+    ],
+)
+def test_ports_name_real_client_methods_and_the_fakes_implement_them(port: type, service: str, fake: type) -> None:
+    """Every port method is a method of the real boto3 client (so the handlers' clients satisfy it), and the fake."""
+    members = [name for name in vars(port) if not name.startswith("_")]
+    session = botocore.session.get_session()
+    client = session.create_client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    assert members and all(callable(getattr(client, name, None)) for name in members), members
+    assert all(callable(getattr(fake, name, None)) for name in members), members

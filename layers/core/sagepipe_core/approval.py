@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from .aws import error_code, error_kind
 from .errors import SagepipeError
+from .ports import EventBridgePort, S3Port, StepFunctionsPort
 from .records import ApprovalNeeded, GateDecision, RegisteredPackage
 
 APPROVAL_NEEDED = "Pipeline Approval Needed"
@@ -36,8 +37,8 @@ def _key(model: str, execution: str) -> str:
 
 
 def request(
-    s3: Any,
-    events: Any,
+    s3: S3Port,
+    events: EventBridgePort,
     *,
     bucket: str,
     task_token: str,
@@ -78,7 +79,7 @@ def request(
     return detail
 
 
-def find(s3: Any, bucket: str, execution: str) -> dict[str, Any]:
+def find(s3: S3Port, bucket: str, execution: str) -> dict[str, Any]:
     """The pending-approval record of ``execution``. Raises :class:`ApprovalError` if there is none."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="approvals/"):
         for obj in page.get("Contents", []):
@@ -88,7 +89,9 @@ def find(s3: Any, bucket: str, execution: str) -> dict[str, Any]:
     raise ApprovalError(f"no approval was requested for run {execution!r}", execution=execution)
 
 
-def decide(s3: Any, sfn: Any, *, bucket: str, execution: str, approved: bool, reason: str, by: str) -> dict[str, Any]:
+def decide(
+    s3: S3Port, sfn: StepFunctionsPort, *, bucket: str, execution: str, approved: bool, reason: str, by: str
+) -> dict[str, Any]:
     """Approve or reject ``execution`` and resume it (SendTaskSuccess).
 
     The decision is recorded at ``approvals/<model>/<execution>.decision.json``.

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from .aws import error_kind
 from .errors import DeploymentFailedError, EndpointBusyError
+from .ports import CloudWatchPort, SageMakerPort
 from .records import DeployResult
 
 BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed"}
@@ -38,7 +39,7 @@ def deployment_config(alarm_names: list[str]) -> dict[str, Any]:
     return cfg
 
 
-def ensure_rollback_alarms(cw: Any, endpoint_name: str, *, latency_ms: float, errors_5xx: int) -> list[str]:
+def ensure_rollback_alarms(cw: CloudWatchPort, endpoint_name: str, *, latency_ms: float, errors_5xx: int) -> list[str]:
     """PutMetricAlarm (idempotent) for the endpoint's auto-rollback alarms.
 
     ``<endpoint>-invocation-5xx`` (``Invocation5XXErrors`` Sum ≥ ``errors_5xx`` in a minute) and
@@ -79,7 +80,7 @@ def ensure_rollback_alarms(cw: Any, endpoint_name: str, *, latency_ms: float, er
 
 
 def start_deployment(
-    sm: Any,
+    sm: SageMakerPort,
     *,
     endpoint_name: str,
     model_name: str,
@@ -181,7 +182,7 @@ def start_deployment(
     return {**out, "action": "update"}
 
 
-def production_model_data_url(sm: Any, endpoint_name: str) -> tuple[str | None, str | None]:
+def production_model_data_url(sm: SageMakerPort, endpoint_name: str) -> tuple[str | None, str | None]:
     """The champion: ``(EndpointConfigName, ModelDataUrl)`` of the model the endpoint serves now.
 
     ``(None, None)`` if there is no endpoint (or it is Failed). DescribeEndpoint → DescribeEndpointConfig →

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from .aws import error_kind, read_artifact_members
 from .naming import model_package_group_name
+from .ports import S3Port, SageMakerPort
 from .records import GateDecision
 
 METADATA_MAX_ENTRIES = 50
@@ -63,7 +64,7 @@ def description(text: str, limit: int = DESCRIPTION_MAX) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def ensure_group(sm: Any, prefix: str, model: str) -> str:
+def ensure_group(sm: SageMakerPort, prefix: str, model: str) -> str:
     """CreateModelPackageGroup unless it exists (DescribeModelPackageGroup). Returns its name."""
     name = model_package_group_name(prefix, model)
     try:
@@ -81,7 +82,7 @@ def ensure_group(sm: Any, prefix: str, model: str) -> str:
     return name
 
 
-def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> dict[str, str]:
+def publish_reports(s3: S3Port, model_data_url: str, bucket: str, prefix: str) -> dict[str, str]:
     """Copy ``evaluation.json`` and ``schema.json`` out of ``model.tar.gz`` to plain S3 objects under ``prefix``.
 
     ModelMetrics needs S3 URIs. Returns ``{"evaluation": uri, "schema": uri}``.
@@ -93,7 +94,7 @@ def publish_reports(s3: Any, model_data_url: str, bucket: str, prefix: str) -> d
     return out
 
 
-def publish_record(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> str:
+def publish_record(s3: S3Port, bucket: str, key: str, record: dict[str, Any]) -> str:
     """PutObject the registration record (lineage, the full gate decision, the execution) as JSON.
 
     Returns:
@@ -137,7 +138,7 @@ def customer_metadata(
 
 
 def register(
-    sm: Any,
+    sm: SageMakerPort,
     *,
     group: str,
     image: str,
@@ -187,7 +188,7 @@ def register(
     return arn
 
 
-def set_status(sm: Any, package_arn: str, status: str, reason: str) -> None:
+def set_status(sm: SageMakerPort, package_arn: str, status: str, reason: str) -> None:
     """UpdateModelPackage ``ModelApprovalStatus`` (Approved | Rejected) with a reason."""
     sm.update_model_package(
         ModelPackageArn=package_arn, ModelApprovalStatus=status, ApprovalDescription=description(reason)

@@ -21,6 +21,7 @@ from .aws import ArtifactError, error_kind, read_artifact_members, service_error
 from .config import CONFIG_FILE_NAME, parse_config
 from .errors import InvalidConfigError, InvalidDatasetError, InvalidEventError, SagepipeError, TransientServiceError
 from .events import DataVersion, Malformed, RetrainRequest, Skip, latest_data_version, normalize
+from .ports import CloudWatchPort, EventBridgePort, S3Port, SageMakerPort, StepFunctionsPort
 from .records import (
     ApprovalInput,
     ApprovalNeeded,
@@ -99,7 +100,9 @@ class Settings:
 
 
 # --------------------------------------------------------------------------------------- start
-def start_runs(event: dict[str, Any], *, sfn: Any, s3: Any, settings: Settings, sqs: Any = None) -> list[StartResult]:
+def start_runs(
+    event: dict[str, Any], *, sfn: StepFunctionsPort, s3: S3Port, settings: Settings, sqs: Any = None
+) -> list[StartResult]:
     """Start one execution per data version in ``event`` (StartExecution, deterministic ``name``).
 
     An execution of that name that already exists (DescribeExecution), or ``ExecutionAlreadyExists`` from
@@ -161,7 +164,9 @@ def _describe(item: DataVersion | RetrainRequest) -> dict[str, Any]:
     return {"kind": type(item).__name__, **asdict(item)}
 
 
-def _start_one(item: DataVersion | RetrainRequest, *, sfn: Any, s3: Any, settings: Settings) -> RunStarted:
+def _start_one(
+    item: DataVersion | RetrainRequest, *, sfn: StepFunctionsPort, s3: S3Port, settings: Settings
+) -> RunStarted:
     version = latest_data_version(s3, settings.data_bucket, item) if isinstance(item, RetrainRequest) else item
     name = version.execution_name
     payload = version.execution_input(poll_seconds=settings.poll_seconds, max_polls=settings.max_polls)
@@ -222,7 +227,7 @@ def dead_letter(sqs: Any, settings: Settings, record: Any, error: SagepipeError)
     }
 
 
-def _execution_exists(sfn: Any, arn: str) -> bool:
+def _execution_exists(sfn: StepFunctionsPort, arn: str) -> bool:
     """DescribeExecution: True if the execution exists (running or not)."""
     try:
         sfn.describe_execution(executionArn=arn)
@@ -234,7 +239,7 @@ def _execution_exists(sfn: Any, arn: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------ validate
-def _load_config(s3: Any, bucket: str, model: str) -> tuple[Any, bytes | None]:
+def _load_config(s3: S3Port, bucket: str, model: str) -> tuple[Any, bytes | None]:
     key = f"datasets/{model}/{CONFIG_FILE_NAME}"
     try:
         raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -245,7 +250,9 @@ def _load_config(s3: Any, bucket: str, model: str) -> tuple[Any, bytes | None]:
     return parse_config(raw), raw
 
 
-def validate_data(execution: ExecutionInput, *, execution_name: str, s3: Any, sm: Any, settings: Settings) -> RunRecord:
+def validate_data(
+    execution: ExecutionInput, *, execution_name: str, s3: S3Port, sm: SageMakerPort, settings: Settings
+) -> RunRecord:
     """ValidateData step: check the data set, write the splits, build the CreateTrainingJob request.
 
     Loads the config, checks the CSV, writes the splits, finds the champion and builds the request.
@@ -351,7 +358,7 @@ def validate_data(execution: ExecutionInput, *, execution_name: str, s3: Any, sm
 
 
 # ------------------------------------------------------------------------------------ evaluate
-def _read_evaluation(s3: Any, model_data_url: str) -> dict[str, Any]:
+def _read_evaluation(s3: S3Port, model_data_url: str) -> dict[str, Any]:
     raw = read_artifact_members(s3, model_data_url, ("evaluation.json",)).get("evaluation.json")
     if raw is None:
         raise ArtifactError("evaluation.json is not in model.tar.gz")
@@ -361,7 +368,7 @@ def _read_evaluation(s3: Any, model_data_url: str) -> dict[str, Any]:
     return report
 
 
-def evaluate_model(state: EvaluateInput, *, s3: Any, sm: Any) -> GateDecision:
+def evaluate_model(state: EvaluateInput, *, s3: S3Port, sm: SageMakerPort) -> GateDecision:
     """Evaluate step: the gate decision for the trained model.
 
     Reads ``evaluation.json`` from the model artifact and ``FinalMetricDataList`` (DescribeTrainingJob),
@@ -397,7 +404,7 @@ def json_safe(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------- deploy
-def deploy_model(state: DeployInput, *, sm: Any, cw: Any, settings: Settings) -> DeployResult:
+def deploy_model(state: DeployInput, *, sm: SageMakerPort, cw: CloudWatchPort, settings: Settings) -> DeployResult:
     """Deploy step: rollback alarms, then create or update the endpoint.
 
     The endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
@@ -427,7 +434,7 @@ def deploy_model(state: DeployInput, *, sm: Any, cw: Any, settings: Settings) ->
 
 
 # ------------------------------------------------------------------------------------ register
-def register_model(state: RegisterInput, *, sm: Any, s3: Any, settings: Settings) -> RegisteredPackage:
+def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, settings: Settings) -> RegisteredPackage:
     """RegisterModel step: a model package in the model's group.
 
     The package carries metrics (ModelMetrics from ``evaluation.json``), schema and lineage (data key and ETag,
@@ -481,7 +488,9 @@ def register_model(state: RegisterInput, *, sm: Any, s3: Any, settings: Settings
     return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "approval": state["config"]["approval"]}
 
 
-def request_approval(state: ApprovalInput, *, s3: Any, events: Any, settings: Settings) -> ApprovalNeeded:
+def request_approval(
+    state: ApprovalInput, *, s3: S3Port, events: EventBridgePort, settings: Settings
+) -> ApprovalNeeded:
     """RequestApproval step (``lambda:invoke.waitForTaskToken``): store the token, send "Approval Needed".
 
     The execution resumes when ``sagepipe approve|reject`` calls SendTaskSuccess (or times out).
