@@ -51,7 +51,7 @@ def one_run(twin: Twin, target: Target, tmp: Path, i: int) -> dict[str, float]:
         if "stateExitedEventDetails" in ev:
             exited[ev["stateExitedEventDetails"]["name"]] = ts
     t1 = time.time()
-    record = {k: v for k, v in zip(header.split(","), rows[-1].split(",")) if k != "churn"}
+    record = {k: v for k, v in zip(header.split(","), rows[-1].split(","), strict=True) if k != "churn"}
     resp = client.predict(target, model, json.dumps({"instances": [record]}).encode(), "application/json")
     assert resp.status_code == 200, resp.text
     first_prediction = time.time() - t1

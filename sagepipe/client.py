@@ -44,7 +44,7 @@ class Target:
         """A boto3 client for the target (twin: fixed test credentials on 127.0.0.1)."""
         cfg = Config(retries={"mode": "standard", "max_attempts": 5})
         if self.endpoint_url:
-            return boto3.client(
+            return boto3.client(  # type: ignore[call-overload]  # types-boto3 overloads Literal names only
                 service,
                 endpoint_url=self.endpoint_url,
                 region_name=self.region,
@@ -52,7 +52,8 @@ class Target:
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
             )
-        return boto3.Session(profile_name=self.profile, region_name=self.region).client(service, config=cfg)
+        session = boto3.Session(profile_name=self.profile, region_name=self.region)
+        return session.client(service, config=cfg)  # type: ignore[call-overload]  # as above: any service name
 
     @classmethod
     def twin(cls, state_dir: Path = DEFAULT_STATE_DIR) -> Target:
@@ -104,7 +105,8 @@ def _stack_api_key(session: Any, key_id: str | None) -> str | None:
     if not key_id:
         return None
     try:
-        return session.client("apigateway").get_api_key(apiKey=key_id, includeValue=True).get("value")
+        value: str | None = session.client("apigateway").get_api_key(apiKey=key_id, includeValue=True).get("value")
+        return value
     except Exception:  # noqa: BLE001 - no permission: the user passes --api-key
         return None
 

@@ -145,8 +145,10 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
         if resp.status_code != 200:
             raise DemoFailed(f"prediction API answered {resp.status_code}: {resp.text}")
         preds = resp.json()["predictions"]
+        if len(preds) != len(reader):
+            raise DemoFailed(f"prediction API answered {len(preds)} predictions for {len(reader)} instances")
         table = Table("#", "state", "intl plan", "service calls", "prediction", "p(yes)", "truth", "")
-        for i, (row, p, t) in enumerate(zip(reader, preds, truth)):
+        for i, (row, p, t) in enumerate(zip(reader, preds, truth, strict=True)):
             ok = "[green]ok[/green]" if p["label"] == t else "[red]miss[/red]"
             table.add_row(
                 str(i),
@@ -159,7 +161,7 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
                 ok,
             )
         console.print(table)
-        correct = sum(p["label"] == t for p, t in zip(preds, truth))
+        correct = sum(p["label"] == t for p, t in zip(preds, truth, strict=True))
         console.print(
             f"  {correct}/{len(truth)} correct on held-out rows (POST {target.api_url}/models/{MODEL}/predictions)"
         )

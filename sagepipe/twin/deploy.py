@@ -121,7 +121,7 @@ class Deployer:
 
     def _role(self, name: str, trust: dict[str, Any], policies: list[dict[str, Any]]) -> str:
         iam = self.clients("iam")
-        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        arn: str = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
         for i, doc in enumerate(policies):
             iam.put_role_policy(RoleName=name, PolicyName=f"policy{i}", PolicyDocument=json.dumps(doc))
         return arn

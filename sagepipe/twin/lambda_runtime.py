@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 _WORKER_FILE = str(Path(__file__).with_name("lambda_worker.py"))
 _MARKER = b"\x1eSAGEPIPE-END "
@@ -156,8 +157,7 @@ class _Worker:
             t.start()
 
     # ------------------------------------------------------------------ logs
-    def _read_logs(self, stream, which: int) -> None:
-        name = self.spec.name
+    def _read_logs(self, stream: IO[bytes], which: int) -> None:
         for raw in iter(stream.readline, b""):
             idx = raw.find(_MARKER)
             if idx >= 0:
@@ -231,16 +231,17 @@ class _Worker:
         except (BrokenPipeError, OSError):
             raise _WorkerDied() from None
 
-    def wait_ready(self) -> dict | None:
+    def wait_ready(self) -> dict[str, Any] | None:
         """Block until init finished; return the init error object or None."""
         head = json.loads(self._read_frame(time.monotonic() + INIT_TIMEOUT_S))
         body = self._read_frame(time.monotonic() + 5.0)
         self.init_ms = float(head.get("init_ms", 0.0))
         if head.get("type") == "init_error":
-            return json.loads(body)
+            error: dict[str, Any] = json.loads(body)
+            return error
         return None
 
-    def call(self, meta: dict, event: bytes, deadline: float) -> tuple[dict, bytes]:
+    def call(self, meta: dict[str, Any], event: bytes, deadline: float) -> tuple[dict[str, Any], bytes]:
         self._write_frames(json.dumps(meta).encode(), event)
         head = json.loads(self._read_frame(deadline))
         body = self._read_frame(time.monotonic() + 5.0)
@@ -273,7 +274,8 @@ class _Worker:
             t.join(timeout=0.5)
         for s in (self.proc.stdout, self.proc.stderr):
             try:
-                s.close()
+                if s is not None:
+                    s.close()
             except Exception:
                 pass
 
@@ -321,7 +323,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
         self._all: set[_Worker] = set()
-        self._files: dict[str, object] = {}
+        self._files: dict[str, IO[str]] = {}
         self._file_lock = threading.Lock()
         self._closed = False
         atexit.register(self.shutdown)
@@ -533,7 +535,7 @@ class WorkerPool:
         finally:
             self._release(worker, healthy)
 
-    def _exit_error(self, worker: _Worker, rid: str) -> dict:
+    def _exit_error(self, worker: _Worker, rid: str) -> dict[str, str]:
         try:
             rc = worker.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -558,7 +560,7 @@ class WorkerPool:
         worker: _Worker,
         spec: FunctionSpec,
         rid: str,
-        payload,
+        payload: bytes | dict[str, Any],
         errored: bool,
         dur_ms: float,
         init_ms: float | None,

@@ -48,20 +48,22 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 MARKER_PREFIX = b"\x1eSAGEPIPE-END "
 _THIS_FILE = os.path.abspath(__file__)
 
 
 # --------------------------------------------------------------------------- framing
-def _read_exact(f, n: int) -> bytes | None:
-    data = f.read(n)
+def _read_exact(f: BinaryIO, n: int) -> bytes | None:
+    data: bytes | None = f.read(n)
     if data is None or len(data) < n:
         return None
     return data
 
 
-def read_frame(f) -> bytes | None:
+def read_frame(f: BinaryIO) -> bytes | None:
     """Read one length-prefixed frame from binary file ``f``; ``None`` on EOF."""
     head = _read_exact(f, 4)
     if head is None:
@@ -72,7 +74,7 @@ def read_frame(f) -> bytes | None:
     return _read_exact(f, n)
 
 
-def write_frame(f, data: bytes) -> None:
+def write_frame(f: BinaryIO, data: bytes) -> None:
     """Write one length-prefixed frame to binary file ``f`` (no flush)."""
     f.write(struct.pack(">I", len(data)))
     if data:
@@ -124,7 +126,7 @@ class _FaultError(Exception):
         self.trace = trace or []
 
 
-def make_error(message: str, error_type: str, stack: list[str] | None, request_id: str = "") -> dict:
+def make_error(message: str, error_type: str, stack: list[str] | None, request_id: str = "") -> dict[str, Any]:
     """The Lambda Python runtime's error object (awslambdaric ``make_error``)."""
     return {
         "errorMessage": message or "",
@@ -134,19 +136,19 @@ def make_error(message: str, error_type: str, stack: list[str] | None, request_i
     }
 
 
-def _fault_from_exc(exc: BaseException, request_id: str = "") -> dict:
-    tb = traceback.extract_tb(exc.__traceback__)
+def _fault_from_exc(exc: BaseException, request_id: str = "") -> dict[str, Any]:
+    frames: list[traceback.FrameSummary] = list(traceback.extract_tb(exc.__traceback__))
     # Drop the bootstrap's own frames, like awslambdaric's build_fault_result.
-    for i, fr in enumerate(tb):
+    for i, fr in enumerate(frames):
         if os.path.abspath(fr.filename) != _THIS_FILE:
-            tb = tb[i:]
+            frames = frames[i:]
             break
     else:
-        tb = traceback.StackSummary.from_list([])
-    return make_error(str(exc), type(exc).__name__, traceback.format_list(tb), request_id)
+        frames = []
+    return make_error(str(exc), type(exc).__name__, traceback.format_list(frames), request_id)
 
 
-def _log_error(err: dict) -> None:
+def _log_error(err: dict[str, Any]) -> None:
     """Print an error the way the runtime logs it: ``[ERROR] Type: msg`` + trace."""
     lines = [f"[ERROR] {err['errorType']}: {err['errorMessage']}"]
     if err.get("stackTrace"):
@@ -156,7 +158,7 @@ def _log_error(err: dict) -> None:
 
 
 class _Encoder(json.JSONEncoder):
-    def default(self, o):  # noqa: D401 - json hook
+    def default(self, o: Any) -> Any:  # noqa: D401 - json hook
         if isinstance(o, decimal.Decimal):
             if o == o.to_integral_value():
                 return int(o)
@@ -164,7 +166,7 @@ class _Encoder(json.JSONEncoder):
         return super().default(o)
 
 
-def _marshal(result) -> bytes:
+def _marshal(result: Any) -> bytes:
     return json.dumps(result, cls=_Encoder, ensure_ascii=False).encode("utf-8")
 
 
@@ -194,7 +196,7 @@ def _install_root_logging() -> None:
         root.setLevel(level.upper())
 
 
-def _load_handler(handler: str):
+def _load_handler(handler: str) -> Callable[[Any, Any], Any]:
     """Import ``module.func`` like awslambdaric ``_get_handler``; raise _FaultError."""
     try:
         modname, fname = handler.rsplit(".", 1)
@@ -210,7 +212,8 @@ def _load_handler(handler: str):
         trace = [f'  File "{e.filename}" Line {e.lineno}\n    {e.text}']
         raise _FaultError("Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}", trace) from None
     try:
-        return getattr(mod, fname)
+        func: Callable[[Any, Any], Any] = getattr(mod, fname)
+        return func
     except AttributeError:
         raise _FaultError("Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'") from None
 
@@ -252,6 +255,7 @@ def main() -> int:
 
     _install_root_logging()
     t0 = time.perf_counter()
+    err: dict[str, Any] | None
     try:
         handler = _load_handler(os.environ.get("_HANDLER", ""))
     except _FaultError as f:

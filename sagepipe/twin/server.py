@@ -100,7 +100,7 @@ class Twin:
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` on the twin (parameter validation on)."""
-        return boto3.client(
+        return boto3.client(  # type: ignore[call-overload]  # types-boto3 overloads Literal names only
             service,
             endpoint_url=self.endpoint,
             region_name=REGION,

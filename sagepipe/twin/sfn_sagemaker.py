@@ -53,7 +53,9 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
     """``arn:aws:states:::sagemaker:<action>[.sync]`` for moto's ASL interpreter."""
 
     def __init__(self) -> None:
-        super().__init__(supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken})
+        # moto declares ResourceCondition's members as plain str class attributes, its own services pass them so
+        patterns = {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+        super().__init__(supported_integration_patterns=patterns)  # type: ignore[arg-type]
 
     def _get_supported_parameters(self) -> set[str] | None:  # every request parameter is passed through
         return set()
@@ -69,7 +71,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         )
 
     def _eval_service_task(
-        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
     ) -> None:
         client = self._client(resource_runtime_part, state_credentials)
         response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
@@ -77,7 +79,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         env.stack.append(json_safe(response))
 
     def _build_sync_resolver(
-        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
     ) -> Callable[[], Any]:
         describe, name_param, status_field = _SYNC_DESCRIBE[self._get_boto_service_action()]
         env.stack.pop()  # the Create response
@@ -97,7 +99,8 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
                         env=env,
                         error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
                         event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(
+                        # EventDetails is a total TypedDict in moto, which builds it with one member as here
+                        event_details=EventDetails(  # type: ignore[typeddict-item]
                             taskFailedEventDetails=TaskFailedEventDetails(
                                 resource=self._get_sfn_resource(),
                                 resourceType=self._get_sfn_resource_type(),

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -35,7 +35,7 @@ def _tag(tag: str) -> Callable[[yaml.Loader, yaml.Node], dict[str, Any]]:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)
+            value = loader.construct_mapping(cast(yaml.MappingNode, node), deep=True)  # the third node kind
         return {"Ref": value} if tag == "Ref" else {f"Fn::{tag}": value}
 
     return construct
@@ -65,7 +65,8 @@ for _name in (
 
 def load_template(path: Path) -> dict[str, Any]:
     """Parse a CloudFormation/SAM YAML template (short tags become long-form dicts)."""
-    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    template: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return template
 
 
 def _merge_globals(glob: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +119,8 @@ class Stack:
         name = f"{self.name}-{logical_id}"[: max_len - 9] + f"-{digest}"
         return name.lower() if lower else name
 
-    def pseudo(self, name: str) -> str | None:
-        """Pseudo parameters (``AWS::Region`` ...)."""
+    def pseudo(self, name: str) -> str | object | None:
+        """Pseudo parameters (``AWS::Region`` ...): a str, :data:`NO_VALUE` for ``AWS::NoValue``, else None."""
         return {
             "AWS::Region": self.region,
             "AWS::AccountId": ACCOUNT_ID,
