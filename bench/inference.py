@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -37,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CHURN = ROOT / "examples" / "data" / "churn.csv"
+CHURN_CONFIG = ROOT / "examples" / "data" / "churn.sagepipe.json"
+PREDICT_EVENT = ROOT / "events" / "predict_rest.json"  # the sample event `sam local invoke -e` uses
 ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -101,14 +104,40 @@ class _Body(io.BytesIO):
     pass
 
 
+def churn_model_tarball() -> bytes:
+    """A model.tar.gz as the handler reads it: the schema.json model/train.py builds for churn.csv (its own
+    read_channel + build_schema), a stand-in model.joblib (the handler never loads it) and evaluation.json."""
+    sys.path.insert(0, str(ROOT / "model"))  # as in the container: train imports its sibling sagepipe_contract
+    import sagepipe_contract as contract
+    import train
+
+    with tempfile.TemporaryDirectory() as channel:
+        (Path(channel) / "churn.csv").write_bytes(CHURN.read_bytes())
+        frame = train.read_channel(channel, "train")
+    schema = train.build_schema(frame, "churn", "binary", ["no", "yes"])
+    evaluation = {"metrics": {"test": {"auc": 0.91}}}
+    files = {
+        contract.MODEL_FILE: b"\0" * 1024,
+        contract.SCHEMA_FILE: json.dumps(schema).encode(),
+        contract.EVALUATION_FILE: json.dumps(evaluation).encode(),
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def handler_bench(n: int) -> dict[int, list[float]]:
     """Pure handler overhead with stubbed AWS clients (the live version cached)."""
     os.environ.update(ENV)
     import functions.predict.app as app
+    from sagepipe.twin.lambda_worker import LambdaContext
     from sagepipe_core.predict import LiveModels
-    from tests.unit.predict_helpers import churn_schema, model_tarball
 
-    tarball = model_tarball(churn_schema())
+    tarball = churn_model_tarball()
     preds = {
         k: json.dumps({"predictions": [{"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}}] * k}).encode()
         for k in (1, 100)
@@ -137,12 +166,15 @@ def handler_bench(n: int) -> dict[int, list[float]]:
     app.LIVE = LiveModels(SM(), S3(), ttl_s=3600)
     app.logger.registered_handler.stream = io.StringIO()  # formatting cost kept, terminal spared
 
-    from tests.conftest import FakeLambdaContext, load_event
-
-    ctx = FakeLambdaContext()
+    # the context object the twin's Lambda runtime passes (deadline 15 min away: never reached here)
+    ctx = LambdaContext(
+        "5f6b8c4e-0000-4000-8000-000000000001",
+        int(time.time() * 1000) + 900_000,
+        "arn:aws:lambda:us-east-1:123456789012:function:sagepipe-predict",
+    )
     out = {}
     for k in (1, 100):
-        ev = load_event("predict_rest.json")
+        ev = json.loads(PREDICT_EVENT.read_text())
         ev["body"] = json.dumps({"instances": records(k)})
 
         def call(ev: dict[str, Any] = ev) -> None:
@@ -165,7 +197,6 @@ def twin_bench(n: int) -> dict[str, Any]:
     from sagepipe import client
     from sagepipe.client import Target
     from sagepipe.twin.server import Twin
-    from tests.twin.conftest import CHURN_CONFIG, wait_for_key
 
     state = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     twin = Twin(ROOT, state, echo=False, say=lambda m: None)
@@ -173,8 +204,8 @@ def twin_bench(n: int) -> dict[str, Any]:
     try:
         target = Target.twin(state)
         key = client.upload(target, CHURN, "churn", CHURN_CONFIG)
-        [desc] = wait_for_key(target, key, timeout_s=600)
-        assert desc["status"] == "SUCCEEDED", desc.get("cause")
+        [run] = [r for r in client.wait_for_runs(target, "churn", timeout_s=600) if r["key"] == key]
+        assert run["status"] == "SUCCEEDED", run["reason"]
         server = twin.hosting.endpoints["sagepipe-churn"].live
         direct_url = f"http://127.0.0.1:{server.port}/invocations"
         runtime = boto3.client(
