@@ -16,8 +16,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from sagepipe_core.errors import InvalidConfigError, SagepipeError
 
@@ -54,10 +55,12 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         info = twin.start()
+        # soft_wrap: rich would otherwise break these lines at 80 columns (its width when not a terminal)
         out.print(
             f"sagepipe twin is up\n  aws_endpoint_url  {info.aws_endpoint_url}\n  api_url           {info.api_url}\n"
             f"  data_bucket       {info.data_bucket}\n  artifacts_bucket  {info.artifacts_bucket}\n"
-            f"  state file        {Path(args.state_dir) / 'twin.json'}\nCtrl-C stops it."
+            f"  state file        {Path(args.state_dir) / 'twin.json'}\nCtrl-C stops it.",
+            soft_wrap=True,
         )
         stop.wait()
     finally:
@@ -72,20 +75,48 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runs_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("execution", "status", "state", "metrics (test)", "decision", "reason", "endpoint config")
+def _rows_view(columns: list[str], rows: list[list[str]], *, width: int) -> RenderableType:
+    """A table when every cell fits on one line within ``width`` columns; otherwise one block per row
+    (its first cells as a heading, then ``label  value`` lines that wrap at word boundaries), so nothing
+    is cut to ``credit-c…`` in an 80-column terminal or when piped (rich's non-terminal width is 80)."""
+    natural = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    if sum(natural) + 3 * len(columns) + 1 <= width:
+        table = Table(*columns)
+        for r in rows:
+            table.add_row(*r)
+        return table
+    blocks: list[RenderableType] = []
+    label_width = max(len(c) for c in columns[2:]) if len(columns) > 2 else 8
+    for r in rows:
+        blocks.append(Text.assemble((r[0], "bold"), "  ", r[1]))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(width=label_width + 2, style="dim", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for c, v in zip(columns[2:], r[2:], strict=True):
+            if v not in {"", "-"}:
+                grid.add_row(f"  {c}", v)
+        blocks.append(grid)
+    return Group(*blocks)
+
+
+def _runs_view(rows: list[dict[str, Any]], width: int) -> RenderableType:
+    cells = []
     for r in rows:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in (r["metrics"] or {}).items() if isinstance(v, (int, float)))
-        table.add_row(
-            r["execution_name"],
-            r["status"],
-            r["current_state"] or "-",
-            metrics or "-",
-            r["decision"] or "-",
-            (r["reason"] or "-")[:160],
-            r["endpoint_config"] or "-",
+        cells.append(
+            [
+                r["execution_name"],
+                r["status"],
+                r["current_state"] or "-",
+                metrics or "-",
+                r["decision"] or "-",
+                (r["reason"] or "-")[:300],
+                r["endpoint_config"] or "-",
+                r.get("report") or "-",
+            ]
         )
-    return table
+    columns = ["execution", "status", "state", "metrics (test)", "decision", "reason", "endpoint config", "report"]
+    return _rows_view(columns, cells, width=width)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -94,7 +125,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         out.print_json(json.dumps(rows))
     else:
-        out.print(_runs_table(rows))
+        out.print(_runs_view(rows, out.width))
     return 0
 
 
@@ -129,7 +160,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     if args.json:
         out.print_json(json.dumps(rows))
         return 0
-    table = Table("time", "detail-type", "model", "run", "outcome", "reason")
+    cells = []
     for ev in rows:
         d = ev.get("detail") or {}
         reason = (
@@ -139,15 +170,31 @@ def cmd_events(args: argparse.Namespace) -> int:
             or d.get("how_to_decide")
             or ""
         )
-        table.add_row(
-            str(ev.get("time", "")),
-            ev.get("detail-type", ""),
-            str(d.get("model", "")),
-            str(d.get("execution", "")),
-            str(d.get("outcome", "")),
-            str(reason)[:120],
+        cells.append(
+            [
+                str(ev.get("time", "")),
+                ev.get("detail-type", ""),
+                str(d.get("model", "")),
+                str(d.get("execution", "")),
+                str(d.get("outcome", "")),
+                str(reason)[:300],
+                str((d.get("decision") or {}).get("report") or ""),
+            ]
         )
-    out.print(table)
+    columns = ["time", "detail-type", "model", "run", "outcome", "reason", "report"]
+    out.print(_rows_view(columns, cells, width=out.width))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Download a run's report (twin or --aws) and optionally open it in the browser."""
+    import webbrowser
+
+    dest = Path(args.out) if args.out else Path.cwd()
+    uri, path = client.download_report(_target(args), args.run, dest)
+    out.print(f"{uri}\n-> {path.resolve()}", soft_wrap=True)
+    if args.open:
+        webbrowser.open(path.resolve().as_uri())
     return 0
 
 
@@ -225,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_target_args(p)
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("report", help="download a run's report (HTML with the charts) and optionally open it")
+    p.add_argument("run", help="execution name (see `sagepipe runs`)")
+    p.add_argument("--open", action="store_true", help="open it in the web browser")
+    p.add_argument("--out", help="file or directory to write it to (default: ./<run>.html)")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_report)
 
     for name, helptext in (
         ("approve", "approve a run waiting for manual approval"),

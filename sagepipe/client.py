@@ -178,6 +178,7 @@ def run_record(sfn: Any, execution: dict[str, Any]) -> dict[str, Any]:
         "decision": record.get("decision"),
         "reason": record.get("reason"),
         "endpoint_config": (out.get("deployment") or {}).get("EndpointConfigName"),
+        "report": record.get("report"),
         "started": desc["startDate"].isoformat(),
         "stopped": desc["stopDate"].isoformat() if desc.get("stopDate") else None,
     }
@@ -278,6 +279,49 @@ def notifications(target: Target, model: str | None = None, execution: str | Non
     except logs.exceptions.ResourceNotFoundException as exc:
         raise TargetError(f"log group {group} not found: is the stack deployed?") from exc
     return events
+
+
+def _execution_arn(target: Target, execution: str) -> str:
+    return f"{target.state_machine_arn.replace(':stateMachine:', ':execution:')}:{execution}"
+
+
+def report_uri(target: Target, execution: str) -> str:
+    """The ``s3://`` URI of a run's report: from the execution output (``evaluation.record.report``) or,
+    while the run is still going (e.g. waiting for approval), from the output of its EvaluateModel state
+    (GetExecutionHistory). Raises TargetError when the run does not exist, ValueError when it has no
+    report (it never trained, or has not been evaluated yet)."""
+    sfn = target.client("stepfunctions")
+    arn = _execution_arn(target, execution)
+    try:
+        desc = sfn.describe_execution(executionArn=arn)
+    except sfn.exceptions.ExecutionDoesNotExist as exc:
+        raise TargetError(f"no run named {execution!r} (see `sagepipe runs`)") from exc
+    docs = [json.loads(desc.get("output") or "{}")]
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn, reverseOrder=True):
+        for ev in page["events"]:
+            exited = ev.get("stateExitedEventDetails") or {}
+            if exited.get("name") in {"RegisterModel", "EvaluateModel"} and exited.get("output"):
+                docs.append(json.loads(exited["output"]))
+    for doc in docs:
+        uri = ((doc.get("evaluation") or {}).get("record") or {}).get("report")
+        if uri:
+            return str(uri)
+    raise ValueError(
+        f"run {execution} has no report: status {desc['status']}"
+        + (f", {desc.get('error')}" if desc.get("error") else "")
+        + " (a report is written once a trained model has been evaluated)"
+    )
+
+
+def download_report(target: Target, execution: str, dest: Path) -> tuple[str, Path]:
+    """Download a run's report (:func:`report_uri`) to ``dest`` (a file, or a directory for
+    ``<execution>.html``). Returns ``(s3 uri, local path)``."""
+    uri = report_uri(target, execution)
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    path = dest / f"{execution}.html" if dest.is_dir() else dest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(target.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    return uri, path
 
 
 def decide_approval(target: Target, execution: str, approved: bool, reason: str, by: str) -> dict[str, Any]:

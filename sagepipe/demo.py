@@ -95,22 +95,31 @@ def _watch(target: Target, key: str, states: list[str], timeout_s: float = 300) 
     return client.run_record(sfn, ex)
 
 
-def _print_decision(run: dict[str, Any]) -> None:
+def _print_decision(run: dict[str, Any], target: Target, reports: Path) -> None:
+    """Metrics, gate decision, endpoint config and the report: its S3 URI, and a local copy that outlives
+    the demo's twin (``sagepipe report <run>`` fetches it while a twin runs)."""
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in (run["metrics"] or {}).items())
-    console.print(f"  test metrics: {metrics or 'none'}")
-    console.print(f"  gate: [bold]{run['decision']}[/bold] - {run['reason']}")
-    console.print(f"  endpoint config: {run['endpoint_config']}")
+    console.print(f"  test metrics: {metrics or 'none'}", soft_wrap=True)
+    console.print(f"  gate: [bold]{run['decision']}[/bold] - {run['reason']}", soft_wrap=True)
+    console.print(f"  endpoint config: {run['endpoint_config']}", soft_wrap=True)
+    if not run.get("report"):
+        raise DemoFailed(f"run {run['execution_name']} has no report")
+    _, path = client.download_report(target, run["execution_name"], reports)
+    console.print(f"  report: {run['report']}\n          saved as {path} (open it in a browser)", soft_wrap=True)
 
 
-def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False) -> int:
-    """Run the demo; returns the process exit code (0 only if every step succeeded)."""
+def run_demo(
+    root: Path, state_dir: Path | None = None, keep_logs: bool = False, reports: Path = Path("demo-reports")
+) -> int:
+    """Run the demo; returns the process exit code (0 only if every step succeeded). Each run's report is
+    saved under ``reports``."""
     from .twin.server import Twin
 
     t0 = time.monotonic()
     tmp = tempfile.TemporaryDirectory(prefix="sagepipe-demo-") if state_dir is None else None
     state = Path(tmp.name) if tmp else state_dir
     assert state is not None
-    twin = Twin(root, state, echo=keep_logs, say=lambda m: console.print(f"  [dim]twin: {m}[/dim]"))
+    twin = Twin(root, state, echo=keep_logs, say=lambda m: console.print(f"  [dim]twin: {m}[/dim]", soft_wrap=True))
     states = _state_names(root)
     try:
         console.rule("[bold]1. Start the local twin and upload the churn data (version 1)")
@@ -128,7 +137,10 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
         v1.write_text("\n".join([header, *rows[:V1_ROWS]]) + "\n")
         v2.write_text("\n".join([header, *rows[:-HOLDOUT_ROWS]]) + "\n")
         key1 = client.upload(target, v1, MODEL, root / "examples" / "data" / "churn.sagepipe.json")
-        console.print(f"  uploaded s3://{target.data_bucket}/{key1} ({V1_ROWS} rows) with config churn.sagepipe.json")
+        console.print(
+            f"  uploaded s3://{target.data_bucket}/{key1} ({V1_ROWS} rows) with config churn.sagepipe.json",
+            soft_wrap=True,
+        )
 
         console.rule("[bold]2. The pipeline runs: validate -> train -> evaluate -> deploy")
         run1 = _watch(target, key1, states)
@@ -136,7 +148,7 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
             raise DemoFailed(f"version 1 did not deploy: {run1['status']} {run1['reason']}")
 
         console.rule("[bold]3. Metrics and the gate decision")
-        _print_decision(run1)
+        _print_decision(run1, target, reports)
 
         console.rule(f"[bold]4. Predictions over HTTP for {HOLDOUT_ROWS} customers never uploaded")
         reader = list(csv.DictReader(io.StringIO("\n".join([header, *holdout]))))
@@ -184,13 +196,13 @@ def run_demo(root: Path, state_dir: Path | None = None, keep_logs: bool = False)
         caller = threading.Thread(target=hammer, daemon=True)
         caller.start()
         key2 = client.upload(target, v2, MODEL)
-        console.print(f"  uploaded s3://{target.data_bucket}/{key2} ({len(rows) - HOLDOUT_ROWS} rows)")
+        console.print(f"  uploaded s3://{target.data_bucket}/{key2} ({len(rows) - HOLDOUT_ROWS} rows)", soft_wrap=True)
         run2 = _watch(target, key2, states)
         time.sleep(0.5)
         stop.set()
         caller.join(timeout=15)
         after = sm.describe_endpoint(EndpointName=f"sagepipe-{MODEL}")
-        _print_decision(run2)
+        _print_decision(run2, target, reports)
         bad = [s for s in statuses if s != 200]
         console.print(f"  endpoint config: {before} -> {after['EndpointConfigName']} ({after['EndpointStatus']})")
         console.print(f"  API during the update: {len(statuses) - len(bad)}/{len(statuses)} requests answered 200")

@@ -9,6 +9,7 @@ import base64
 import copy
 import datetime as dt
 import io
+import html
 import json
 import re
 from pathlib import Path
@@ -372,6 +373,13 @@ def test_evaluate(stack, load_handler, lambda_context, report_auc, job_metrics, 
         stub.assert_no_pending_responses()
     assert out["decision"] == decision and out["deploy"] is (decision == "deploy") and out["rule"] == rule
     assert out["metrics"]["test"]["accuracy"] == 0.91
+    # every decision leaves the run report next to the model; a rejected run's says why
+    assert out["report"] == f"s3://{ARTIFACTS}/models/churn/{job_name}/report.html"
+    obj = stack["s3"].get_object(Bucket=ARTIFACTS, Key=f"models/churn/{job_name}/report.html")
+    page = obj["Body"].read().decode()
+    assert obj["ContentType"] == "text/html; charset=utf-8"
+    assert html.escape(out["reason"]) in page and f"badge {decision}" in page
+    assert "datasets/churn/churn.csv" in page and event["names"]["EndpointConfigName"] in page
 
 
 def test_evaluate_missing_report_rejects(stack, load_handler, lambda_context):

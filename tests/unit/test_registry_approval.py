@@ -199,6 +199,12 @@ def test_register_and_approval_handlers_run_on_their_sample_events(
         sm.describe_model_package(ModelPackageName=registered["ModelPackageArn"])["ModelApprovalStatus"]
         == "PendingManualApproval"
     )
+    # the package links the run report, rendered again with the package in its lineage
+    package = sm.describe_model_package(ModelPackageName=registered["ModelPackageArn"])
+    assert package["CustomerMetadataProperties"]["report"] == registered["report"]
+    assert registered["report"] == f"s3://{bucket}/models/churn/{event['trained']['TrainingJobName']}/report.html"
+    page = s3.get_object(Bucket=bucket, Key=registered["report"].split("/", 3)[3])["Body"].read().decode()
+    assert registered["ModelPackageArn"] in page and "PendingManualApproval" in page
     approval_event = load_event("approval.json") | {"registered": registered}
     detail = load_handler("approval").lambda_handler(approval_event, lambda_context)
     stored = json.loads(

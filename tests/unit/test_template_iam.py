@@ -287,7 +287,11 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
         ("sm", "describe_model"): None,
         ("s3", "copy_object"): None,
     },  # buckets per action: COPY_GRANTS
-    "EvaluateFunction": {("s3", "get_object"): "ArtifactsBucket", ("sm", "describe_training_job"): None},
+    "EvaluateFunction": {
+        ("s3", "get_object"): "ArtifactsBucket",
+        ("s3", "put_object"): "ArtifactsBucket",  # the run report
+        ("sm", "describe_training_job"): None,
+    },
     "DeployFunction": {
         ("sm", "create_model"): None,
         ("sm", "create_endpoint_config"): None,
@@ -482,6 +486,7 @@ def test_function_env_matches_settings(resources):
     need = {
         "StartFunction": {"STATE_MACHINE_ARN", "DATA_BUCKET", "SCHEDULED_MODEL_NAME", "POLL_SECONDS", "MAX_POLLS"},
         "ValidateFunction": {"ARTIFACTS_BUCKET", "MODEL_CODE_S3_URI"},
+        "EvaluateFunction": {"ARTIFACTS_BUCKET"},
         "DeployFunction": {"INFERENCE_IMAGE", "SAGEMAKER_ROLE_ARN"},
     }
     for function, names in need.items():

@@ -39,6 +39,7 @@ from .aws import (
     split_s3_uri,
 )
 from .naming import MODEL_NAME_RE, endpoint_name
+from .report import report_uri
 from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, RecordErrors, SchemaError, parse_csv, validate_records
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint limit
@@ -414,9 +415,11 @@ def predict(
 def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]:
     """``GET /models/{model}``: the live version.
 
-    Returns ``{"model", "version", "endpoint", "endpoint_config",
-    "status", "deployed_at", "problem_type", "labels", "metrics", "schema"}`` (``metrics``: the test-split
-    metrics of ``evaluation.json``). Raises :class:`ApiError` 400/404/503/429/502 as :class:`LiveModels`.
+    Returns ``{"model", "version", "endpoint", "endpoint_config", "status", "deployed_at", "problem_type",
+    "labels", "metrics", "report", "schema"}`` (``metrics``: the test-split metrics of ``evaluation.json``;
+    ``report``: the ``s3://`` URI of the run report the pipeline wrote next to the artifact,
+    :func:`sagepipe_core.report.report_uri`). Raises :class:`ApiError` 400/404/503/429/502 as
+    :class:`LiveModels`.
     """
     check_model_name(model)
     v = live.get(settings.prefix, model)
@@ -431,6 +434,7 @@ def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]
         "problem_type": v.schema.problem_type,
         "labels": list(v.schema.labels) if v.schema.labels else None,
         "metrics": metrics,
+        "report": report_uri(v.model_data_url),
         "schema": {
             "features": v.schema.raw.get("features", []),
             "feature_order": list(v.schema.feature_order),

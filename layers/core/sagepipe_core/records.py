@@ -138,11 +138,14 @@ class TrainedModel(TypedDict):
 
 
 class EvaluateInput(TypedDict):
-    """EvaluateModel's payload."""
+    """EvaluateModel's payload; ``model``, ``dataset`` and ``names`` are the run report's lineage."""
 
     config: dict[str, Any]
     training: TrainedModel
     execution_name: NotRequired[str]
+    model: NotRequired[str]
+    dataset: NotRequired[DatasetRecord]
+    names: NotRequired[RunNames]
 
 
 class GateDecision(TypedDict):
@@ -163,6 +166,7 @@ class GateDecision(TypedDict):
     champion: float | None
     champion_status: str | None
     metrics: NotRequired[dict[str, Any] | None]
+    report: NotRequired[str | None]  # s3:// URI of the run report (added by the Evaluate step)
 
 
 # ------------------------------------------------------------------------------------- register
@@ -183,6 +187,7 @@ class RegisteredPackage(TypedDict):
     ModelPackageArn: str
     ModelPackageGroupName: str
     approval: str  # the config's approval mode: "auto" | "manual"
+    report: NotRequired[str]  # s3:// URI of the run report, rendered again with the package
 
 
 # ------------------------------------------------------------------------------------- approval

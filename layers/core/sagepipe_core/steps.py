@@ -10,12 +10,13 @@ import json
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from botocore.exceptions import ClientError
 
-from . import approval, deploy, gate, naming, registry, training
+from . import approval, deploy, gate, naming, registry, report, training
 from . import dataset as ds
 from .aws import ArtifactError, error_kind, read_artifact_members, service_error
 from .config import CONFIG_FILE_NAME, parse_config
@@ -368,16 +369,21 @@ def _read_evaluation(s3: S3Port, model_data_url: str) -> dict[str, Any]:
     return report
 
 
-def evaluate_model(state: EvaluateInput, *, s3: S3Port, sm: SageMakerPort) -> GateDecision:
-    """Evaluate step: the gate decision for the trained model.
+def evaluate_model(
+    state: EvaluateInput, *, s3: S3Port, sm: SageMakerPort, settings: Settings | None = None, now: str | None = None
+) -> GateDecision:
+    """Evaluate step: the gate decision for the trained model, and the run report.
 
     Reads ``evaluation.json`` from the model artifact and ``FinalMetricDataList`` (DescribeTrainingJob),
-    then applies :func:`gate.decide`.
+    applies :func:`gate.decide`, then writes the run report (:func:`publish_report`).
 
     ``state`` holds ``config`` (resolved) and ``training`` (the training task's ``TrainingJobName`` and
-    ``ModelArtifacts``). Never raises for a bad or missing report: that is a ``reject`` decision (fail
-    closed). Returns the :class:`~.records.GateDecision` with ``metrics`` (the report's metrics per split).
-    Raises ``ClientError`` from DescribeTrainingJob.
+    ``ModelArtifacts``); with ``model``, ``dataset`` and ``names`` (the run's lineage) and
+    ``settings.artifacts_bucket`` set, the report is written for every decision - a rejected run's report
+    says why. Never raises for a bad or missing evaluation: that is a ``reject`` decision (fail closed).
+    Returns the :class:`~.records.GateDecision` with ``metrics`` (the report's metrics per split) and
+    ``report`` (its ``s3://`` URI, or None). Raises ``ClientError`` from DescribeTrainingJob and from the
+    report's PutObject (the ASL retries the step).
     """
     evaluation, error = None, None
     try:
@@ -388,8 +394,78 @@ def evaluate_model(state: EvaluateInput, *, s3: S3Port, sm: SageMakerPort) -> Ga
     final = [{"MetricName": m["MetricName"], "Value": m["Value"]} for m in job.get("FinalMetricDataList", [])]
     decision = gate.decide(config=state["config"], evaluation=evaluation, final_metrics=final, evaluation_error=error)
     decision["metrics"] = json_safe((evaluation or {}).get("metrics"))
+    decision["report"] = None
+    if settings is not None and settings.artifacts_bucket and "model" in state:
+        decision["report"] = publish_report(
+            s3, bucket=settings.artifacts_bucket, state=state, evaluation=evaluation, decision=decision, now=now
+        )
     log.info("gate decision: %s (%s)", decision["decision"], decision["reason"], extra={"decision": decision})
     return decision
+
+
+def report_lineage(
+    state: Mapping[str, Any], decision: Mapping[str, Any], package_arn: str | None = None
+) -> dict[str, Any]:
+    """The report's lineage rows: data key and version, training job, model package, endpoint config.
+
+    Read from a step's ``state`` (``dataset``, ``names``, ``training`` or ``trained``, ``config``).
+    """
+    d = state.get("dataset") or {}
+    names = state.get("names") or {}
+    trained = state.get("trained") or state.get("training") or {}
+    deploys = decision.get("decision") == "deploy"
+    approval = (state.get("config") or {}).get("approval", "auto")
+    if package_arn:
+        package = f"{package_arn} ({'Approved' if approval == 'auto' else 'PendingManualApproval'} at registration)"
+    else:
+        package = "registered by the next step (RegisterModel)" if deploys else "none: the gate rejected the model"
+    config = names.get("EndpointConfigName")
+    return {
+        "data": f"s3://{d.get('bucket')}/{d.get('key')}" if d else None,
+        "data ETag": d.get("etag"),
+        "data VersionId": d.get("version_id") or "(bucket unversioned)",
+        "rows / columns": f"{d.get('rows')} / {d.get('columns')}" if d.get("rows") is not None else None,
+        "TrainingJobName": trained.get("TrainingJobName"),
+        "model artifact": trained.get("ModelArtifacts"),
+        "ModelPackageArn": package,
+        "EndpointName": names.get("EndpointName"),
+        "EndpointConfigName": (
+            f"{config} ({'created by DeployModel' if deploys else 'not created: not deployed'})" if config else None
+        ),
+    }
+
+
+def publish_report(
+    s3: S3Port,
+    *,
+    bucket: str,
+    state: Mapping[str, Any],
+    evaluation: dict[str, Any] | None,
+    decision: Mapping[str, Any],
+    package_arn: str | None = None,
+    now: str | None = None,
+) -> str:
+    """Render the run report (:func:`sagepipe_core.report.render`) and PutObject it next to the model.
+
+    Key ``models/<model>/<TrainingJobName>/report.html``, ``text/html; charset=utf-8``.
+
+    ``state`` needs ``model``, ``execution_name``, ``training`` or ``trained`` and, for the lineage,
+    ``dataset`` and ``names``. Returns the ``s3://`` URI. Raises ClientError from S3.
+    """
+    from datetime import UTC, datetime
+
+    trained = state.get("trained") or state["training"]
+    key = report.report_key(state["model"], trained["TrainingJobName"])
+    page = report.render(
+        evaluation,
+        decision=decision,
+        lineage=report_lineage(state, decision, package_arn),
+        model=state["model"],
+        execution=state.get("execution_name", ""),
+        generated_at=now or datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    s3.put_object(Bucket=bucket, Key=key, Body=page.encode("utf-8"), ContentType="text/html; charset=utf-8")
+    return f"s3://{bucket}/{key}"
 
 
 def json_safe(value: Any) -> Any:
@@ -444,7 +520,9 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
     ``decision``. The full lineage and decision (the gate reason is free text, which
     ``CustomerMetadataProperties`` cannot hold) are written to
     ``models/<model>/<TrainingJobName>/registry/registration.json``, whose URI is the package's
-    ``registration`` metadata. Returns the :class:`~.records.RegisteredPackage`.
+    ``registration`` metadata; the run report's URI is its ``report`` metadata, and the report is rendered
+    again with the ModelPackageArn in its lineage (same key as the evaluate step's). Returns the
+    :class:`~.records.RegisteredPackage` (with ``report``).
     """
     model, trained, run = state["model"], state["trained"], state["run"]
     group = registry.ensure_group(sm, settings.resource_prefix, model)
@@ -464,6 +542,7 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
         "split_test": run["splits"]["test"],
         "training_job": trained["TrainingJobName"],
         "schema": reports.get("schema"),
+        "report": f"s3://{settings.artifacts_bucket}/{report.report_key(model, trained['TrainingJobName'])}",
     }
     record_uri = registry.publish_record(
         s3,
@@ -485,7 +564,25 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
         record_uri=record_uri,
     )
     log.info("registered %s in %s", arn, group, extra={"model_package_arn": arn})
-    return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "approval": state["config"]["approval"]}
+    try:
+        evaluation: dict[str, Any] | None = _read_evaluation(s3, trained["ModelArtifacts"])
+    except (ValueError, KeyError) as exc:  # the gate passed, so it was readable; say so if it no longer is
+        log.warning("evaluation.json unreadable for the report: %s", exc)
+        evaluation = None
+    uri = publish_report(
+        s3,
+        bucket=settings.artifacts_bucket,
+        state={**state, "dataset": run["dataset"], "names": run.get("names") or {}},
+        evaluation=evaluation,
+        decision=state["decision"],
+        package_arn=arn,
+    )
+    return {
+        "ModelPackageArn": arn,
+        "ModelPackageGroupName": group,
+        "approval": state["config"]["approval"],
+        "report": uri,
+    }
 
 
 def request_approval(
