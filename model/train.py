@@ -48,8 +48,9 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+import diagnostics
 from sagepipe_contract import (
     CODE_DIR,
     CODE_FILES,
@@ -106,6 +107,7 @@ class ChampionResult(TypedDict):
     status: str  # absent | scored | incompatible | error
     reason: str | None
     metrics: dict[str, Any] | None  # {"test": {metric: float | None}} when scored
+    curves: NotRequired[dict[str, Any] | None]  # diagnostics.model_curves on the test split; moved by evaluate()
 
 
 # --------------------------------------------------------------------------------------
@@ -695,7 +697,8 @@ def score_champion(channel_dir: str | None, schema: Schema, test_frame: pd.DataF
         X = prepare_features(test_frame, champ_schema["features"], "test")
         y = _target_values(test_frame, schema["target"], schema["problem_type"], "test")
         metrics = compute_metrics(schema["problem_type"], schema["labels"], y, champ_model, X)
-        return {"status": "scored", "reason": None, "metrics": {"test": metrics}}
+        curves = diagnostics.model_curves(schema["problem_type"], schema["labels"], y, champ_model, X)
+        return {"status": "scored", "reason": None, "metrics": {"test": metrics}, "curves": curves}
     except Exception as exc:
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc}", "metrics": None}
 
@@ -815,6 +818,7 @@ def evaluate(data: PreparedData, pipeline: Any, champion_channel: str | None) ->
     """
     metrics = split_metrics(data, pipeline)
     champion = champion_metrics(data, champion_channel)
+    champion_curves = champion.pop("curves", None)
     return {
         "schema_version": SCHEMA_VERSION,
         "problem_type": data.problem_type,
@@ -823,7 +827,37 @@ def evaluate(data: PreparedData, pipeline: Any, champion_channel: str | None) ->
         "rows": {s: len(data.Xs[s]) if s in data.Xs else 0 for s in SPLITS},
         "metrics": {s: _json_metrics(metrics[s]) for s in SPLITS},
         "champion": champion,
+        "diagnostics": report_data(data, pipeline, champion_curves),
     }
+
+
+def report_data(data: PreparedData, pipeline: Any, champion_curves: dict[str, Any] | None) -> dict[str, Any]:
+    """``evaluation.json`` ``diagnostics``: the run report's curve data (``diagnostics.py``, bounded size).
+
+    Challenger and champion curves on the test split, permutation importance on the validation split, and
+    the data profile (its distributions for the most important features).
+    """
+    started = time.time()
+    problem_type, labels = data.problem_type, data.labels
+    challenger = (
+        diagnostics.model_curves(problem_type, labels, data.ys["test"], pipeline, data.Xs["test"])
+        if "test" in data.Xs
+        else None
+    )
+    importance = (
+        diagnostics.permutation(problem_type, pipeline, data.Xs["validation"], data.ys["validation"])
+        if "validation" in data.Xs
+        else None
+    )
+    ranked = [f["feature"] for f in (importance or {}).get("features") or []]
+    doc = {
+        "challenger": challenger,
+        "champion": champion_curves,
+        "importance": importance,
+        "profile": diagnostics.profile(data.frames, dict(data.schema), ranked or None),
+    }
+    print(f"report data: {time.time() - started:.3f}s", flush=True)
+    return doc
 
 
 def _write_json(path: str, doc: Mapping[str, Any]) -> None:

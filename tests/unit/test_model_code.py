@@ -198,6 +198,14 @@ def test_champion_scored_on_same_test_split(base, tmp_path):
     assert ev["champion"]["metrics"]["test"] == pytest.approx(base_ev["metrics"]["test"], rel=1e-12)
     lines = metric_lines(proc.stdout)
     assert lines[("champion_test", "auc")] == ev["champion"]["metrics"]["test"]["auc"]
+    # the report's curve data: both models on the same test split (the same model here: equal curves)
+    diag = ev["diagnostics"]
+    assert "curves" not in ev["champion"]
+    assert diag["champion"]["roc"] == diag["challenger"]["roc"] and diag["challenger"]["roc"][0]["label"] == "yes"
+    assert sum(map(sum, diag["challenger"]["confusion"]["matrix"])) == ev["rows"]["test"]
+    assert diag["importance"]["split"] == "validation" and diag["importance"]["features"]
+    assert diag["profile"]["rows"] == ev["rows"] and diag["profile"]["distributions"]
+    assert len(json.dumps(diag)) < 60_000
 
 
 def test_champion_incompatible_when_feature_dropped(base, data, tmp_path):
