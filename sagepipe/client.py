@@ -314,11 +314,11 @@ def report_uri(target: Target, execution: str) -> str:
 
 
 def download_report(target: Target, execution: str, dest: Path) -> tuple[str, Path]:
-    """Download a run's report (:func:`report_uri`) to ``dest`` (a file, or a directory for
-    ``<execution>.html``). Returns ``(s3 uri, local path)``."""
+    """Download a run's report (:func:`report_uri`) to ``dest``: a ``.html`` file, or else a directory
+    (created if needed) that gets ``<execution>.html``. Returns ``(s3 uri, local path)``."""
     uri = report_uri(target, execution)
     bucket, key = uri.removeprefix("s3://").split("/", 1)
-    path = dest / f"{execution}.html" if dest.is_dir() else dest
+    path = dest if dest.suffix.lower() in {".html", ".htm"} else dest / f"{execution}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(target.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     return uri, path

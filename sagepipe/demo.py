@@ -56,7 +56,7 @@ def _progress(sfn: Any, arn: str, states: list[str]) -> tuple[Table, str]:
     desc = sfn.describe_execution(executionArn=arn)
     if desc["status"] == "SUCCEEDED":  # terminal states have no exit event
         status = dict.fromkeys(status, "done")
-    table = Table("state", "status", title=f"{desc['name']} - {desc['status']}")
+    table = Table("state", "status", title=f"{desc['name']} - {desc['status']}", min_width=60)
     icons = {"done": "[green]done[/green]", "running": "[yellow]running[/yellow]", "failed": "[red]failed[/red]"}
     for name in states:
         if name in status:
@@ -126,7 +126,8 @@ def run_demo(
         info = twin.start()
         target = Target.twin(state)
         console.print(
-            f"  twin up in {time.monotonic() - t0:.1f}s: AWS endpoint {info.aws_endpoint_url}, API {info.api_url}"
+            f"  twin up in {time.monotonic() - t0:.1f}s: AWS endpoint {info.aws_endpoint_url}, API {info.api_url}",
+            soft_wrap=True,
         )
         text = (root / "examples" / "data" / "churn.csv").read_text()
         header, *rows = text.splitlines()
@@ -175,7 +176,8 @@ def run_demo(
         console.print(table)
         correct = sum(p["label"] == t for p, t in zip(preds, truth, strict=True))
         console.print(
-            f"  {correct}/{len(truth)} correct on held-out rows (POST {target.api_url}/models/{MODEL}/predictions)"
+            f"  {correct}/{len(truth)} correct on held-out rows (POST {target.api_url}/models/{MODEL}/predictions)",
+            soft_wrap=True,
         )
 
         console.rule("[bold]5. Version 2 arrives: blue/green update while clients keep calling the API")
@@ -204,8 +206,12 @@ def run_demo(
         after = sm.describe_endpoint(EndpointName=f"sagepipe-{MODEL}")
         _print_decision(run2, target, reports)
         bad = [s for s in statuses if s != 200]
-        console.print(f"  endpoint config: {before} -> {after['EndpointConfigName']} ({after['EndpointStatus']})")
-        console.print(f"  API during the update: {len(statuses) - len(bad)}/{len(statuses)} requests answered 200")
+        console.print(
+            f"  endpoint config: {before} -> {after['EndpointConfigName']} ({after['EndpointStatus']})", soft_wrap=True
+        )
+        console.print(
+            f"  API during the update: {len(statuses) - len(bad)}/{len(statuses)} requests answered 200", soft_wrap=True
+        )
         if run2["status"] != "SUCCEEDED":
             raise DemoFailed(f"version 2 run ended {run2['status']}: {run2['reason']}")
         if run2["decision"] == "deploy" and after["EndpointConfigName"] != run2["endpoint_config"]:
@@ -217,13 +223,14 @@ def run_demo(
 
         console.rule("[bold]6. Stop everything")
     except DemoFailed as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
+        console.print(f"[red]demo failed:[/red] {exc}", soft_wrap=True)
         return 1
     finally:
         twin.stop()
         if tmp:
             tmp.cleanup()
     console.print(
-        f"[green]demo succeeded[/green] in {time.monotonic() - t0:.1f}s; every process the twin started is stopped."
+        f"[green]demo succeeded[/green] in {time.monotonic() - t0:.1f}s; every process the twin started is stopped.",
+        soft_wrap=True,
     )
     return 0

@@ -65,6 +65,16 @@ def test_twin_up_serves_the_cli_and_stops_everything_on_a_signal(tmp_path: Path,
         assert runs.returncode == 0, runs.stderr
         [run] = json.loads(runs.stdout)
         assert run["status"] == "SUCCEEDED" and run["decision"] == "deploy" and run["reason"], run
+        # piped (rich's width is 80): nothing is cut with an ellipsis, no line is wider than 80
+        table = _cli(state, "runs", "--model", "cli")
+        assert run["execution_name"] in table.stdout and "…" not in table.stdout, table.stdout
+        assert max(map(len, table.stdout.splitlines())) <= 80 and run["reason"][:60] in table.stdout.replace("\n", "")
+        report = _cli(state, "report", run["execution_name"], "--out", str(tmp_path / "reports"))
+        assert report.returncode == 0, report.stderr
+        page = (tmp_path / "reports" / f"{run['execution_name']}.html").read_text()
+        assert run["report"] in report.stdout and 'aria-label="ROC"' in page and run["execution_name"] in page
+        missing = _cli(state, "report", "cli-nosuch-0000000000")
+        assert missing.returncode == 2 and "no run named" in missing.stderr
         features = tmp_path / "rows.csv"
         features.write_text("\n".join(r.rsplit(",", 1)[0] for r in churn_rows(4990, 4995)[1]) + "\n")
         pred = _cli(state, "predict", "--model", "cli", "--csv", str(features), "--json")

@@ -30,7 +30,7 @@ h3{font-size:14px;margin:8px 0}
 .card{background:#fff;border:1px solid #dde3e9;border-radius:6px;padding:12px 14px;margin:10px 0}
 .badge{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:600;color:#fff}
 .deploy{background:#2e7d32}.reject{background:#c62828}
-.grid{display:flex;flex-wrap:wrap;gap:12px}.grid .card{margin:0;flex:0 1 auto}
+.grid{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.grid .card{margin:0;flex:0 1 auto}
 table{border-collapse:collapse;font-size:13px}td,th{padding:3px 9px;border-bottom:1px solid #e6eaee;text-align:right}
 th{background:#f0f3f6}td:first-child,th:first-child{text-align:left}
 .mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all;text-align:left}
