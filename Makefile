@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
+NB_VENV := .venv-nb
 PY := $(VENV)/bin/python
 # sam build needs the Lambda runtime's Python (3.13) on PATH.
 # (a pyenv shim may exist but not run, so each candidate is tried)
@@ -21,6 +22,14 @@ $(VENV)/.installed: requirements/dev.txt pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
+# The notebook's venv: the sagemaker SDK and Jupyter (≈1.3 GB), kept out of .venv and `make demo`.
+$(NB_VENV)/.installed: requirements/notebook.txt pyproject.toml
+	$(PYTHON) -m venv $(NB_VENV)
+	$(NB_VENV)/bin/pip install --quiet --upgrade pip
+	$(NB_VENV)/bin/pip install --quiet -r requirements/notebook.txt
+	$(NB_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
 $(SAM_VENV)/.installed: requirements/sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
@@ -32,7 +41,7 @@ install: $(VENV)/.installed  ## create .venv with the pinned dev dependencies
 demo: $(VENV)/.installed  ## the main job on the local twin, on the churn data
 	$(VENV)/bin/sagepipe demo
 
-test: lint build unit twin  ## everything CI runs: lint, sam build, unit and twin tests
+test: lint build unit twin notebook  ## everything CI runs: lint, sam build, unit, twin and notebook tests
 
 unit: $(VENV)/.installed  ## unit tests (no network, no servers)
 	$(PY) -m pytest tests/unit -q
@@ -42,6 +51,9 @@ unit-quick: $(VENV)/.installed  ## unit tests without the slow ones (no model/tr
 
 twin: $(VENV)/.installed  ## twin tests (real handlers, ASL, training and model servers on 127.0.0.1)
 	$(PY) -m pytest tests/twin -q
+
+notebook: $(NB_VENV)/.installed  ## execute notebooks/quickstart.ipynb top to bottom against a fresh twin
+	$(NB_VENV)/bin/python -m pytest tests/notebook -q
 
 lint: lint-py $(VENV)/.installed $(SAM_VENV)/.installed  ## the Python gate, then sam validate --lint, cfn-lint, statelint
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1

@@ -419,6 +419,11 @@ def _sm_create_endpoint(self: Any) -> Any:
             message=f'Cannot create already existing endpoint "{self.sagemaker_backend.endpoints[name].arn}".'
         )
     result = _sm_original("create_endpoint")(self)
+    endpoint = self.sagemaker_backend.endpoints[name]
+    if not endpoint.data_capture_config:
+        # AWS leaves DataCaptureConfig out of DescribeEndpoint when the config has none; moto answers {},
+        # which clients that parse the response strictly (the sagemaker SDK's Endpoint.get) reject
+        endpoint.data_capture_config = None
     _, model = _model_for(self.sagemaker_backend, config_name)
     twin().hosting.create(self.sagemaker_backend.endpoints[name], model)
     return result

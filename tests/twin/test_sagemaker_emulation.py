@@ -130,3 +130,9 @@ def test_sagemaker_name_rules_are_enforced(target: Target, bad: str) -> None:
             ],
         )
     assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_describe_endpoint_leaves_out_an_unset_data_capture_config(deployed: dict[str, Any], target: Target) -> None:
+    """As AWS does (moto answered ``{}``, which the sagemaker SDK's Endpoint.get refuses to parse)."""
+    desc = target.client("sagemaker").describe_endpoint(EndpointName=deployed["deployment"]["EndpointName"])
+    assert "DataCaptureConfig" not in desc and desc["EndpointStatus"] == "InService"
