@@ -201,7 +201,7 @@ def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
 
 
 def to_csv(header: list[str], rows: list[list[str]]) -> bytes:
-    """Serialise ``header`` + ``rows`` as RFC 4180 CSV bytes (UTF-8, ``\\n`` line ends)."""
+    """Serialise ``header`` + ``rows`` as RFC 4180 CSV bytes (UTF-8, LF line ends)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
