@@ -15,10 +15,11 @@ export SAM_CLI_TELEMETRY := 0
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(VENV)/.installed: requirements/dev.txt pyproject.toml
+$(VENV)/.installed: requirements/dev.txt requirements/sdk-registry.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements/sdk-registry.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -55,9 +56,10 @@ twin: $(VENV)/.installed  ## twin tests (real handlers, ASL, training and model 
 notebook: $(NB_VENV)/.installed  ## execute notebooks/quickstart.ipynb top to bottom against a fresh twin
 	$(NB_VENV)/bin/python -m pytest tests/notebook -q
 
-lint: lint-py $(VENV)/.installed $(SAM_VENV)/.installed  ## the Python gate, then sam validate --lint, cfn-lint, statelint
+lint: lint-py $(VENV)/.installed $(SAM_VENV)/.installed  ## the Python gate, then sam validate --lint, cfn-lint in every supported Region, statelint
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
-	$(VENV)/bin/cfn-lint template.yaml
+	$(PY) scripts/gen_image_mappings.py --check
+	$(VENV)/bin/cfn-lint --regions $$($(PY) scripts/gen_image_mappings.py --regions sklearn) -- template.yaml
 	$(PY) scripts/statelint_asl.py
 
 lint-py: $(VENV)/.installed  ## ruff check, ruff format --check, mypy (config: pyproject.toml)

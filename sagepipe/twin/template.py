@@ -1,6 +1,6 @@
 """Reading ``template.yaml`` for the twin: CloudFormation YAML short tags, SAM ``Globals``, parameters,
 and the intrinsic functions the template uses (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::Join``,
-``Fn::Select``, ``Fn::If`` is not used and is reported if met).
+``Fn::Select``, ``Fn::Split``, ``Fn::FindInMap``, ``Fn::If``; any other is reported if met).
 
 The twin parses the template itself rather than deploying through moto's CloudFormation, which cannot
 host a SAM app (see ``shared/design/local-twin-facts.md``).
@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import yaml
 
@@ -169,40 +169,70 @@ class Stack:
         return cond is None or self.condition(cond)
 
     def resolve(self, value: Any) -> Any:
-        """Resolve intrinsic functions recursively (``AWS::NoValue`` entries are dropped)."""
+        """Resolve intrinsic functions recursively (``AWS::NoValue`` entries are dropped).
+
+        Raises NotImplementedError for an intrinsic the twin does not support, KeyError for an unknown
+        reference or mapping key (CloudFormation fails the stack for both)."""
         if isinstance(value, list):
             return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
-            if key == "Fn::If":
-                return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Fn::GetAtt":
-                parts = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.get_att(parts[0], parts[1])
-            if key == "Fn::Sub":
-                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
-
-                def sub(m: re.Match[str]) -> str:
-                    token = m.group(1)
-                    if token in extra:
-                        return str(extra[token])
-                    if "." in token and not token.startswith("AWS::"):
-                        lid, attr = token.split(".", 1)
-                        return str(self.get_att(lid, attr))
-                    return str(self.ref(token))
-
-                return re.sub(r"\$\{([^}!][^}]*)\}", sub, text)
-            if key == "Fn::Join":
-                return str(arg[0]).join(str(self.resolve(v)) for v in arg[1])
-            if key == "Fn::Select":
-                return self.resolve(arg[1])[int(arg[0])]
+            handler = self._INTRINSICS.get(key)
+            if handler is not None:
+                return handler(self, arg)
             if key.startswith("Fn::"):
                 raise NotImplementedError(f"intrinsic {key} is not supported by the twin")
         return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
+
+    def _if(self, arg: list[Any]) -> Any:
+        return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
+
+    def _get_att(self, arg: Any) -> str:
+        parts = arg if isinstance(arg, list) else arg.split(".", 1)
+        return self.get_att(parts[0], parts[1])
+
+    def _sub(self, arg: Any) -> str:
+        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+
+        def sub(m: re.Match[str]) -> str:
+            token = m.group(1)
+            if token in extra:
+                return str(extra[token])
+            if "." in token and not token.startswith("AWS::"):
+                lid, attr = token.split(".", 1)
+                return str(self.get_att(lid, attr))
+            return str(self.ref(token))
+
+        return re.sub(r"\$\{([^}!][^}]*)\}", sub, text)
+
+    def _join(self, arg: list[Any]) -> str:
+        return str(arg[0]).join(str(self.resolve(v)) for v in arg[1])
+
+    def _select(self, arg: list[Any]) -> Any:
+        return self.resolve(arg[1])[int(self.resolve(arg[0]))]
+
+    def _split(self, arg: list[Any]) -> list[str]:
+        return str(self.resolve(arg[1])).split(str(arg[0]))
+
+    def _find_in_map(self, arg: list[Any]) -> Any:
+        name, top, second = (str(self.resolve(a)) for a in arg[:3])
+        try:
+            return self.template["Mappings"][name][top][second]
+        except KeyError as exc:  # CloudFormation fails the stack the same way
+            raise KeyError(f"Fn::FindInMap: mapping {name} has no {top}/{second}") from exc
+
+    _INTRINSICS: ClassVar[dict[str, Callable[[Stack, Any], Any]]] = {
+        "Ref": lambda self, arg: self.ref(arg),
+        "Fn::If": _if,
+        "Fn::GetAtt": _get_att,
+        "Fn::Sub": _sub,
+        "Fn::Join": _join,
+        "Fn::Select": _select,
+        "Fn::Split": _split,
+        "Fn::FindInMap": _find_in_map,
+    }
 
     def dependencies(self, value: Any) -> set[str]:
         """Logical ids that ``value`` refers to (Ref, GetAtt, Sub)."""
