@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
+SCAN_VENV := .venv-scan
 NB_VENV := .venv-nb
 PY := $(VENV)/bin/python
 # sam build needs the Lambda runtime's Python (3.13) on PATH.
@@ -37,6 +38,12 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
 	touch $@
 
+$(SCAN_VENV)/.installed: requirements/scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r requirements/scan.txt
+	touch $@
+
 install: $(VENV)/.installed  ## create .venv with the pinned dev dependencies
 
 demo: $(VENV)/.installed  ## the main job on the local twin, on the churn data
@@ -56,10 +63,12 @@ twin: $(VENV)/.installed  ## twin tests (real handlers, ASL, training and model 
 notebook: $(NB_VENV)/.installed  ## execute notebooks/quickstart.ipynb top to bottom against a fresh twin
 	$(NB_VENV)/bin/python -m pytest tests/notebook -q
 
-lint: lint-py $(VENV)/.installed $(SAM_VENV)/.installed  ## the Python gate, then sam validate --lint, cfn-lint in every supported Region, statelint
-	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+lint: lint-py $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed  ## the Python gate, sam validate --lint, cfn-lint in every supported Region, cfn-lint-serverless, checkov, statelint
+	for region in us-east-1 af-south-1 cn-north-1 us-gov-west-1; do $(SAM_VENV)/bin/sam validate --lint --region $$region || exit 1; done
 	$(PY) scripts/gen_image_mappings.py --check
 	$(VENV)/bin/cfn-lint --regions $$($(PY) scripts/gen_image_mappings.py --regions sklearn) -- template.yaml
+	$(SCAN_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(SCAN_VENV)/bin/checkov --config-file .checkov.yaml -f template.yaml
 	$(PY) scripts/statelint_asl.py
 
 lint-py: $(VENV)/.installed  ## ruff check, ruff format --check, mypy (config: pyproject.toml)
@@ -80,4 +89,4 @@ deploy: build  ## sam deploy --guided, then publish the model code to the artifa
 	$(VENV)/bin/sagepipe publish-code --aws
 
 clean:  ## remove build output and virtual environments
-	rm -rf .aws-sam $(VENV) $(SAM_VENV) .twin
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) $(SCAN_VENV) .twin

@@ -202,7 +202,7 @@ def test_only_data_bucket_sends_to_eventbridge(resources):
         for name, r in resources.items()
         if r["Type"] == "AWS::S3::Bucket"
     }
-    assert flags == {"DataBucket": True, "ArtifactsBucket": False}
+    assert flags == {"DataBucket": True, "ArtifactsBucket": False, "AccessLogsBucket": False}
 
 
 # ------------------------------------------------------------- code ↔ IAM (boto3 calls granted)
@@ -323,6 +323,10 @@ COPY_GRANTS = {
         ("s3:GetObjectVersion", "DataBucket"),
         ("s3:GetObject", "DataBucket"),
         ("s3:PutObject", "ArtifactsBucket"),
+        # the tagging directive COPY (default) copies the source version's tags (S3 CopyObject permissions)
+        ("s3:GetObjectVersionTagging", "DataBucket"),
+        ("s3:GetObjectTagging", "DataBucket"),
+        ("s3:PutObjectTagging", "ArtifactsBucket"),
     ]
 }
 #: GetObject/HeadObject with VersionId need s3:GetObjectVersion; a missing sagepipe.json must come back as
@@ -597,3 +601,12 @@ def test_execution_role_may_describe_the_auto_rollback_alarms(resources: dict[st
     for name in names:
         arn = f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"
         assert any(fnmatch.fnmatchcase(arn, g) for g in granted), (arn, granted)
+
+
+def test_no_unused_s3_write_grants(template: dict[str, Any]) -> None:
+    """Issue 9 item 13: the S3WritePolicy template grants s3:PutObjectAcl (ACLs are disabled:
+    BucketOwnerEnforced) and s3:PutLifecycleConfiguration, which no function uses."""
+    sam = [p for r in template["Resources"].values() for p in r.get("Properties", {}).get("Policies", []) or []]
+    assert not [p for p in sam if isinstance(p, dict) and "S3WritePolicy" in p]
+    actions = {a for st in _statements(template) if st["Effect"] == "Allow" for a in _as_list(st["Action"])}
+    assert not actions & {"s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}

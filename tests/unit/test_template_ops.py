@@ -120,3 +120,71 @@ def test_cli_upload_accepts_what_the_function_runs(tmp_path: Path) -> None:
     other.write_text("a,b\n")
     with pytest.raises(ValueError, match="only .csv"):
         client.upload(target, other, "churn")  # type: ignore[arg-type]  # a duck-typed stand-in for client.Target
+
+
+# -------------------------------------------------------------------- operations and security (item 13)
+def _of_type(stack: Stack, kind: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in stack.template["Resources"].items() if r["Type"] == kind}
+
+
+def test_every_function_log_group_has_a_retention(stack: Stack) -> None:
+    """Lambda writes to /aws/lambda/<function name>; without a log group of the stack it is kept forever."""
+    groups = {
+        r["Properties"]["LogGroupName"].get("Fn::Sub"): r["Properties"].get("RetentionInDays")
+        for r in _of_type(stack, "AWS::Logs::LogGroup").values()
+        if isinstance(r["Properties"].get("LogGroupName"), dict)
+    }
+    for function in _of_type(stack, "AWS::Serverless::Function"):
+        assert groups.get(f"/aws/lambda/${{{function}}}"), f"{function} has no log group with a retention"
+
+
+def test_api_stage_writes_access_logs_to_a_log_group_with_a_retention(stack: Stack) -> None:
+    res = stack.template["Resources"]
+    setting = res["InferenceApi"]["Properties"]["AccessLogSetting"]
+    [group] = setting["DestinationArn"]["Fn::GetAtt"][:1]
+    assert res[group]["Type"] == "AWS::Logs::LogGroup" and res[group]["Properties"]["RetentionInDays"]
+    assert "$context.requestId" in setting["Format"]
+    # API Gateway logs only with the account's CloudWatch role set, before the stage exists
+    [account] = _of_type(stack, "AWS::ApiGateway::Account")
+    assert account in res["InferenceApi"]["DependsOn"]
+
+
+@pytest.mark.parametrize("bucket", ["DataBucket", "ArtifactsBucket"])
+def test_versioned_buckets_log_access_and_manage_noncurrent_versions(stack: Stack, bucket: str) -> None:
+    props = stack.template["Resources"][bucket]["Properties"]
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    target = props["LoggingConfiguration"]["DestinationBucketName"]["Ref"]
+    assert stack.template["Resources"][target]["Type"] == "AWS::S3::Bucket" and target != bucket
+    rules = [r for r in props["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
+    assert any("NoncurrentVersionExpiration" in r or "NoncurrentVersionTransitions" in r for r in rules)
+    if bucket == "DataBucket":  # data set versions are lineage: never expired
+        assert not any("NoncurrentVersionExpiration" in r or "ExpirationInDays" in r for r in rules)
+
+
+def _service_allows(doc: Any) -> list[dict[str, Any]]:
+    import json
+
+    if isinstance(doc, dict) and "Fn::Sub" in doc:  # a JSON policy in a Sub string (Logs resource policy)
+        doc = json.loads(doc["Fn::Sub"])
+    return [st for st in doc["Statement"] if st["Effect"] == "Allow" and "Service" in st.get("Principal", {})]
+
+
+def test_sns_and_logs_resource_policies_name_their_source(stack: Stack) -> None:
+    """Confused deputy: a service principal is allowed only for this stack's rule or alarms (aws:SourceArn)."""
+    docs = [r["Properties"]["PolicyDocument"] for r in _of_type(stack, "AWS::SNS::TopicPolicy").values()]
+    docs += [r["Properties"]["PolicyDocument"] for r in _of_type(stack, "AWS::Logs::ResourcePolicy").values()]
+    assert len(docs) == 2
+    for doc in docs:
+        allows = _service_allows(doc)
+        assert allows
+        for st in allows:
+            assert "aws:SourceArn" in str(st.get("Condition", {})), st
+
+
+def test_alarms_on_the_trigger_dead_letter_queue_and_on_failed_executions(stack: Stack) -> None:
+    alarms = list(_of_type(stack, "AWS::CloudWatch::Alarm").values())
+    text = [str(a["Properties"]) for a in alarms]
+    assert any("'TriggerDeadLetterQueue', 'QueueName'" in t and "ApproximateNumberOfMessagesVisible" in t for t in text)
+    assert any("ExecutionsFailed" in t and "'Ref': 'TrainingPipeline'" in t for t in text)
+    for a in alarms:  # reach the e-mail topic when there is one
+        assert "NotificationsTopic" in str(a["Properties"]["AlarmActions"])
