@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
-import io
 import html
+import io
 import json
 import re
 from pathlib import Path

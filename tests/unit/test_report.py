@@ -146,7 +146,13 @@ def test_classifier_report_has_every_chart_for_both_models(problem_type: str, n_
     for label in ("ROC", "Precision-recall", "Calibration", "confusion matrix challenger", "confusion matrix champion"):
         assert f'aria-label="{label}"' in page, label
     assert page.count("<svg") >= 5 + 4  # + importance + distributions of the top features
-    assert "challenger class_1: AUC" in page and "champion class_1: AUC" in page
+    if n_classes == 2:  # one curve per model, colored by model
+        assert "challenger class_1: AUC" in page and "champion class_1: AUC" in page
+    else:  # one-vs-rest: colored by class, both models' values per class
+        assert page.count("AUC challenger / champion") == 1
+        assert all(re.search(rf"class_{k}: [0-9.]+ / [0-9.]+", page) for k in range(n_classes))
+    # the labels' shared prefix is said once under the matrix, not repeated (and cut) on every cell
+    assert "predicted (labels class_…)" in page
     assert "Per-class metrics" in page and page.count("<td>champion</td>") == n_classes
     assert "Permutation importance on the validation split" in page
     assert DECISION_DEPLOY["reason"] in page and "m-0123456789" in page

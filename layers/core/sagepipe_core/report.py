@@ -35,7 +35,7 @@ table{border-collapse:collapse;font-size:13px}td,th{padding:3px 9px;border-botto
 th{background:#f0f3f6}td:first-child,th:first-child{text-align:left}
 .mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all;text-align:left}
 .key{display:inline-block;width:12px;height:12px;border-radius:2px;margin:0 4px -1px 10px}
-.muted{color:#5f6b77}svg text{font-family:system-ui,sans-serif}
+.muted{color:#5f6b77}.item{white-space:nowrap}svg text{font-family:system-ui,sans-serif}
 """
 
 
@@ -196,23 +196,44 @@ def _range(values: Iterable[Any], pad: float = 0.04) -> tuple[float, float]:
     return lo - span * pad, hi + span * pad
 
 
-def _legend(items: Sequence[tuple[str, str]]) -> str:
+def _legend(items: Sequence[tuple[str, str]], width: int | None = None) -> str:
+    style = f' style="max-width:{width}px"' if width else ""
     return (
-        '<div class="muted">'
-        + "".join(f'<span class="key" style="background:{c}"></span>{_e(n)}' for n, c in items)
+        f'<div class="muted"{style}>'
+        + " ".join(
+            f'<span class="item"><span class="key" style="background:{c}"></span>{_e(n)}</span>' for n, c in items
+        )
         + "</div>"
     )
 
 
 # ------------------------------------------------------------------------------ classifier charts
 def _series(models: list[tuple[str, str, dict[str, Any] | None]], kind: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(name, color, curve) for every model's curves of ``kind`` (roc | pr)."""
+    """(name, color, curve) for every model's curves of ``kind`` (roc | pr).
+
+    One curve per model (binary): the model's color. One-vs-rest curves (multiclass): one color per class,
+    the same for both models (the champion's are dashed), so a class is compared at a glance.
+    """
     out = []
     for name, color, curves in models:
-        for i, c in enumerate((curves or {}).get(kind) or []):
-            shade = color if i == 0 else _PALETTE[(i + (0 if name == "challenger" else 5)) % len(_PALETTE)]
-            out.append((name, shade, c))
+        found = (curves or {}).get(kind) or []
+        for i, c in enumerate(found):
+            out.append((name, color if len(found) == 1 else _PALETTE[i % len(_PALETTE)], c))
     return out
+
+
+def _curve_legend(series: list[tuple[str, str, dict[str, Any]]], value: str, key: str) -> str:
+    """Legend of :func:`_series`: per model (binary) or per class with both models' values (multiclass)."""
+    labels = list(dict.fromkeys(c["label"] for _, _, c in series))
+    if len(series) == len({n for n, _, _ in series}):  # one curve per model
+        return _legend([(f"{n} {c['label']}: {value} {_fmt(c.get(key), 3)}", col) for n, col, c in series], 360)
+    items = []
+    for lbl in labels:
+        vals = " / ".join(f"{_fmt(c.get(key), 3)}" for _, _, c in series if c["label"] == lbl)
+        color = next(col for _, col, c in series if c["label"] == lbl)
+        items.append((f"{lbl}: {vals}", color))
+    models = " / ".join(dict.fromkeys(n for n, _, _ in series))
+    return _legend(items, 360) + f'<div class="muted">{value} {_e(models)} (champion dashed)</div>'
 
 
 _PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e6760b", "#d62728", "#bcbd22", "#7f7f7f"]
@@ -221,25 +242,20 @@ _PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e6760b", "#
 def _roc_chart(models: list[tuple[str, str, dict[str, Any] | None]]) -> str:
     p = _Plot(360, 320, (0, 1), (0, 1), xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     p.polyline([0, 1], [0, 1], "#b0b8c0", dash="4 4", width=1)
-    legend = []
-    for i, (name, color, c) in enumerate(_series(models, "roc")):
+    series = _series(models, "roc")
+    for name, color, c in series:
         p.polyline(c["fpr"], c["tpr"], color, dash="" if name == "challenger" else "6 3")
-        legend.append((f"{name} {c['label']}: AUC {_fmt(c.get('auc'), 3)}", color))
-        if i >= 11:
-            break
-    return p.svg() + _legend(legend)
+    return p.svg() + _curve_legend(series, "AUC", "auc")
 
 
 def _pr_chart(models: list[tuple[str, str, dict[str, Any] | None]]) -> str:
     p = _Plot(360, 320, (0, 1), (0, 1), xlabel="recall", ylabel="precision", title="Precision-recall")
-    legend = []
-    for name, color, c in _series(models, "pr"):
+    series = _series(models, "pr")
+    for name, color, c in series:
         p.polyline(c["recall"], c["precision"], color, dash="" if name == "challenger" else "6 3")
-        legend.append((f"{name} {c['label']}: AP {_fmt(c.get('average_precision'), 3)}", color))
-    first = next((c for _, _, c in _series(models, "pr")), None)
-    if first and _finite(first.get("prevalence")):
-        p.polyline([0, 1], [first["prevalence"]] * 2, "#b0b8c0", dash="4 4", width=1)
-    return p.svg() + _legend(legend)
+    if len(series) <= 2 and series and _finite(series[0][2].get("prevalence")):  # no-skill line (binary)
+        p.polyline([0, 1], [series[0][2]["prevalence"]] * 2, "#b0b8c0", dash="4 4", width=1)
+    return p.svg() + _curve_legend(series, "AP", "average_precision")
 
 
 def _calibration_chart(models: list[tuple[str, str, dict[str, Any] | None]]) -> str:
@@ -271,10 +287,12 @@ def _confusion_chart(name: str, curves: dict[str, Any] | None) -> str:
     conf = (curves or {}).get("confusion")
     if not conf:
         return ""
-    labels, matrix = conf["labels"], conf["matrix"]
+    full, matrix = conf["labels"], conf["matrix"]
+    prefix = _common_prefix(full)
+    labels = [lbl[len(prefix) :] for lbl in full]
     n = len(labels)
     cell = max(26, min(70, 260 // max(n, 1)))
-    left, top = 90, 40
+    left, top = 112, 40
     w, h = left + cell * n + 12, top + cell * n + 44
     peak = max((max(r) for r in matrix), default=1) or 1
     parts = [
@@ -282,7 +300,10 @@ def _confusion_chart(name: str, curves: dict[str, Any] | None) -> str:
             f'<text x="{w / 2:.0f}" y="16" font-size="12" font-weight="600" text-anchor="middle">'
             f"Confusion matrix - {_e(name)}</text>"
         ),
-        f'<text x="{left + cell * n / 2:.0f}" y="{h - 6}" font-size="11" text-anchor="middle">predicted</text>',
+        (
+            f'<text x="{left + cell * n / 2:.0f}" y="{h - 6}" font-size="11" text-anchor="middle">predicted'
+            f"{_e(f' (labels {prefix}…)' if prefix else '')}</text>"
+        ),
         (
             f'<text transform="translate(12,{top + cell * n / 2:.0f}) rotate(-90)" font-size="11" '
             'text-anchor="middle">actual</text>'
@@ -318,6 +339,22 @@ def _confusion_chart(name: str, curves: dict[str, Any] | None) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
         f'aria-label="confusion matrix {_e(name)}">{"".join(parts)}</svg>'
     )
+
+
+def _common_prefix(labels: Sequence[str]) -> str:
+    """The prefix every label shares, cut back to a ``_``/``-``/space boundary; else empty.
+
+    Only when it leaves each label its own text: ``area_code_408``, ``area_code_415`` → ``area_code_``.
+    """
+    if len(labels) < 2:
+        return ""
+    first, last = min(labels), max(labels)
+    i = 0
+    while i < min(len(first), len(last)) and first[i] == last[i]:
+        i += 1
+    cut = max(first.rfind(sep, 0, i) for sep in "_- ") + 1
+    prefix = first[:cut]
+    return prefix if len(prefix) >= 3 and all(len(lbl) > len(prefix) for lbl in labels) else ""
 
 
 def _short(label: Any, n: int = 12) -> str:
@@ -379,7 +416,7 @@ def _histogram_chart(present: list[tuple[str, str, dict[str, Any]]]) -> str:
     top = max((max(h["counts"]) / (sum(h["counts"]) or 1) for _, _, h in hists), default=1.0)
     p = _Plot(380, 340, (xlo, xhi), (0, top * 1.1), xlabel="residual", ylabel="share of rows", title="Residuals")
     p.title = "Residual distribution"
-    for name, color, h in hists:
+    for name, color, h in reversed(hists):  # the challenger drawn last, on top
         total = sum(h["counts"]) or 1
         edges = h["edges"]
         for i, count in enumerate(h["counts"]):
@@ -615,9 +652,10 @@ def render(
             if len(models) == 2
             else "challenger only: " + ((champion or {}).get("error") or "no champion curves")
         )
+        dash_note = " (the champion's curves are dashed)" if len(models) == 2 and problem_type != "regression" else ""
         body.append(
             f"<h2>Challenger vs champion</h2>{_legend([(n, c) for n, c, _ in models])}"
-            f'<p class="muted">{_e(note)} (champion dashed where the curves overlap).</p><div class="grid">'
+            f'<p class="muted">{_e(note)}{dash_note}.</p><div class="grid">'
             + "".join(f'<div class="card">{c}</div>' for c in charts if c)
             + "</div>"
         )
