@@ -64,7 +64,7 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
         )
         stop.wait()
     finally:
-        console.print("[twin] stopping ...")
+        console.print("[twin] stopping ...", markup=False)
         twin.stop()
     return 0
 

@@ -88,6 +88,7 @@ def test_twin_up_serves_the_cli_and_stops_everything_on_a_signal(tmp_path: Path,
         proc.send_signal(sig)
         proc.wait(timeout=60)
     assert proc.returncode == 0
+    assert proc.stderr is not None and "[twin] stopping ..." in proc.stderr.read()  # not eaten as rich markup
     deadline = time.monotonic() + 10
     while any(_alive(p) for p in children) and time.monotonic() < deadline:
         time.sleep(0.1)
