@@ -213,7 +213,7 @@ def test_sigterm_stops_cleanly(model_dir, tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
-    assert "model_server listening on 127.0.0.1:%d" % port in out.splitlines()
+    assert f"model_server listening on 127.0.0.1:{port}" in out.splitlines()
     with pytest.raises(OSError):
         request(port, "GET", "/ping")
 

@@ -67,7 +67,7 @@ def test_full_flow_trains_deploys_and_serves_over_http(champion: dict[str, Any],
         set(p["probabilities"]) == {"no", "yes"} and abs(sum(p["probabilities"].values()) - 1) < 1e-6 for p in preds
     )
     truth = [r.split(",")[-1] for r in held_out]
-    assert sum(p["label"] == t for p, t in zip(preds, truth)) >= 7
+    assert sum(p["label"] == t for p, t in zip(preds, truth, strict=True)) >= 7
     csv_body = "\n".join(r.rsplit(",", 1)[0] for r in held_out).encode()
     resp = client.predict(target, "churn", csv_body, "text/csv")
     assert resp.status_code == 200 and len(resp.json()["predictions"]) == 10
