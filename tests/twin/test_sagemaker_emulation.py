@@ -99,6 +99,12 @@ def test_update_is_blue_green_and_refused_while_in_progress(
     assert not _alive(old_pid), "the old version's model server still runs after the switch"
 
 
+def test_describe_endpoint_leaves_out_an_unset_data_capture_config(deployed: dict[str, Any], target: Target) -> None:
+    """As AWS does (moto answered ``{}``, which the sagemaker SDK's Endpoint.get refuses to parse)."""
+    desc = target.client("sagemaker").describe_endpoint(EndpointName=deployed["deployment"]["EndpointName"])
+    assert "DataCaptureConfig" not in desc and desc["EndpointStatus"] == "InService"
+
+
 def test_delete_endpoint_stops_its_process(twin: Any, deployed: dict[str, Any], target: Target) -> None:
     sm, rt = target.client("sagemaker"), target.client("sagemaker-runtime")
     name = deployed["deployment"]["EndpointName"]
@@ -130,9 +136,3 @@ def test_sagemaker_name_rules_are_enforced(target: Target, bad: str) -> None:
             ],
         )
     assert err.value.response["Error"]["Code"] == "ValidationException"
-
-
-def test_describe_endpoint_leaves_out_an_unset_data_capture_config(deployed: dict[str, Any], target: Target) -> None:
-    """As AWS does (moto answered ``{}``, which the sagemaker SDK's Endpoint.get refuses to parse)."""
-    desc = target.client("sagemaker").describe_endpoint(EndpointName=deployed["deployment"]["EndpointName"])
-    assert "DataCaptureConfig" not in desc and desc["EndpointStatus"] == "InService"
