@@ -134,6 +134,8 @@ class FakeS3(FakeClient):
         self._call("PutObject", params)
         body = params.get("Body", b"")
         self.meta_of[params["Bucket"], params["Key"]] = {k: v for k, v in params.items() if k != "Body"}
+        if hasattr(body, "read"):  # a file object, as boto3 accepts (streamed uploads)
+            body = body.read()
         return self._store(params["Bucket"], params["Key"], body.encode() if isinstance(body, str) else bytes(body))
 
     def copy_object(self, **params: Any) -> dict[str, Any]:

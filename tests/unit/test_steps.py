@@ -139,7 +139,10 @@ def test_validate_data_writes_splits_and_builds_the_training_request() -> None:
 
     prefix = f"runs/churn/{name}/splits"
     written = {k: v for (b, k), v in s3.objects.items() if b == ARTIFACTS}
-    assert sorted(written) == [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")]
+    profile = f"runs/churn/{name}/dataset.json"
+    assert sorted(written) == [profile] + [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")]
+    assert json.loads(written.pop(profile))["class_counts"] == {"no": 4293, "yes": 707}
+    assert run["dataset"]["profile"] == f"s3://{ARTIFACTS}/{profile}"
     rows = {n: written[f"{prefix}/{n}/{n}.csv"].decode().splitlines() for n in ("train", "validation", "test")}
     assert all(lines[0] == CHURN.decode().splitlines()[0] for lines in rows.values())  # header in every split
     assert {n: len(lines) - 1 for n, lines in rows.items()} == run["splits"]["rows"]

@@ -1,46 +1,101 @@
 """The data-set contract: CSV checks, deterministic stratified splits, quarantine.
 
-Pure Python (``csv`` module). A failing check raises :class:`InvalidDatasetError` whose details name
-the check, the column and the row counts; :func:`quarantine` copies the object and writes that reason
-next to it. Nothing is ever deleted.
+Pure Python (``csv`` module), streaming: the CSV is read row by row, twice (checks and split keys, then
+the split files), and no row is kept as a Python list, so the peak memory is the object's bytes plus
+about 40 bytes per row (``bench/validate_memory.py`` prints peak MiB per input MiB). A failing check
+raises :class:`InvalidDatasetError` whose details name the check, the column and the row counts (bounded
+in size: a message names at most :data:`MAX_LISTED` items); :func:`quarantine` copies the object and
+writes that reason next to it. Nothing is ever deleted.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import math
+import re
+import tempfile
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from .config import ModelConfig
 from .errors import InvalidDatasetError
 
 _OTHER_DELIMITERS = (";", "\t", "|")
+_BOM = codecs.BOM_UTF8
+_NON_SPACE = re.compile(rb"\S")
+_DECODE_CHUNK = 1 << 20
+SPLIT_NAMES = ("train", "validation", "test")
+MAX_LISTED = 20  # classes / lines named in a message or a summary; the full lists are in S3
+SPOOL_BYTES = 8 << 20  # a split file above this spills from memory to a temporary file (Lambda: /tmp)
 
 
 @dataclass
 class Dataset:
-    """A parsed, validated CSV: ``header`` (column names), ``rows`` (lists of str), ``target``."""
+    """A validated CSV: ``header`` (column names), ``target``, per-class row counts, and its source bytes.
+
+    Rows are not held: :meth:`iter_rows` streams them from ``body`` (UTF-8, BOM allowed). ``keys`` holds
+    the 32-byte seeded SHA-256 of each row (the split key, :func:`row_key`) and ``labels`` each row's
+    class index into ``sorted(class_counts)`` (classification only).
+    """
 
     header: list[str]
-    rows: list[list[str]]
     target: str
+    body: bytes
+    n_rows: int
     class_counts: dict[str, int] = field(default_factory=dict)
+    keys: bytearray = field(default_factory=bytearray, repr=False)
+    labels: array[int] = field(default_factory=lambda: array("I"), repr=False)
+    seed: int = 0
 
     @property
     def target_index(self) -> int:
         """Column index of the target."""
         return self.header.index(self.target)
 
-    def summary(self) -> dict[str, Any]:
-        """``{"rows", "columns", "target", "class_counts"}`` for the run record."""
-        return {
-            "rows": len(self.rows),
+    def iter_rows(self) -> Iterator[list[str]]:
+        """The data rows (lists of str), in file order; blank lines skipped as by the checks."""
+        records = _records(self.body)
+        next(records, None)  # the header
+        yield from records
+
+    @property
+    def rows(self) -> list[list[str]]:
+        """Every data row as a list (materialises the whole file: for tests and small data only)."""
+        return list(self.iter_rows())
+
+    def summary(self, max_classes: int = MAX_LISTED) -> dict[str, Any]:
+        """``{"rows", "columns", "target", "classes", "class_counts"}`` for the run record, bounded in size.
+
+        ``class_counts`` holds at most ``max_classes`` classes (the largest; ``class_counts_truncated``
+        says when some were left out): a state's output must stay far below Step Functions' 256 KB. The
+        full counts go to S3 (:meth:`profile`).
+        """
+        counts = self.class_counts
+        shown = dict(sorted(sorted(counts.items()), key=lambda kv: -kv[1])[:max_classes])
+        out: dict[str, Any] = {
+            "rows": self.n_rows,
             "columns": len(self.header),
+            "target": self.target,
+            "classes": len(counts),
+            "class_counts": dict(sorted(shown.items())),
+        }
+        if len(shown) < len(counts):
+            out["class_counts_truncated"] = True
+        return out
+
+    def profile(self) -> dict[str, Any]:
+        """The full description (header, every class count) written next to the splits as ``dataset.json``."""
+        return {
+            "rows": self.n_rows,
+            "columns": len(self.header),
+            "header": self.header,
             "target": self.target,
             "class_counts": self.class_counts,
         }
@@ -57,113 +112,258 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:  # noqa: C901 - split pending (issue 8; the streaming parse of issue 9 item 7 replaces it)
-    """Parse ``body`` as a comma-separated UTF-8 CSV with a header row and check it against ``config``.
+def _records(body: bytes) -> Iterator[list[str]]:
+    """CSV records of ``body`` (UTF-8, BOM dropped), blank lines skipped, decoded incrementally."""
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline="")
+    return (r for r in csv.reader(text) if r)
 
-    Checks, in order (the ``check`` name is the quarantine reason): ``encoding`` (UTF-8, BOM allowed),
-    ``empty``, ``delimiter`` (must be ``,``), ``header`` (blank names), ``duplicate_columns``,
-    ``ragged_rows`` (field count differs from the header), ``missing_target_column``,
-    ``missing_labels``, ``too_few_rows``, ``too_few_classes`` / ``too_few_rows_per_class``
-    (classification), ``non_numeric_target`` (regression), ``empty_column``, ``constant_column``.
-    Raises :class:`InvalidDatasetError`; returns the :class:`Dataset` otherwise.
-    """
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _fail("encoding", f"file is not UTF-8: byte {exc.start} is invalid", byte_offset=exc.start) from exc
-    if not text.strip():
+
+def _listed(items: dict[str, int]) -> str:
+    """``items`` for a message: at most :data:`MAX_LISTED` of them, saying how many there are."""
+    if len(items) <= MAX_LISTED:
+        return str(items)
+    return f"{len(items)} classes, e.g. {dict(list(items.items())[:MAX_LISTED])}"
+
+
+# ------------------------------------------------------------------------------------ the checks
+def _check_encoding(body: bytes) -> None:
+    """UTF-8 (BOM allowed), checked in 1 MiB chunks: no decoded copy of the file is made."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for offset in range(0, len(body), _DECODE_CHUNK):
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(body[offset : offset + _DECODE_CHUNK], final=offset + _DECODE_CHUNK >= len(body))
+        except UnicodeDecodeError as exc:
+            at = offset - pending + exc.start
+            raise _fail("encoding", f"file is not UTF-8: byte {at} is invalid", byte_offset=at) from exc
+
+
+def _check_shape(body: bytes) -> None:
+    """``empty`` (nothing but whitespace and a BOM) and ``delimiter`` (the header must use ``,``)."""
+    start = len(_BOM) if body.startswith(_BOM) else 0
+    if not _NON_SPACE.search(body, start):
         raise _fail("empty", "file is empty")
-    first_line = text.split("\n", 1)[0]
+    end = body.find(b"\n", start)
+    first_line = body[start : end if end >= 0 else len(body)].decode("utf-8")
     if "," not in first_line:
         found = [d for d in _OTHER_DELIMITERS if d in first_line]
         if found:
             raise _fail("delimiter", f"header uses {found[0]!r} as delimiter; sagepipe expects ','", delimiter=found[0])
-    try:
-        records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
-    except csv.Error as exc:
-        raise _fail("parse", f"CSV does not parse: {exc}") from exc
-    header = [h.strip() for h in records[0]]
-    rows = records[1:]
+
+
+def _check_header(header: list[str]) -> None:
     blank = [i for i, h in enumerate(header) if not h]
     if blank:
-        raise _fail("header", f"header has {len(blank)} blank column name(s)", column_indexes=blank)
+        raise _fail("header", f"header has {len(blank)} blank column name(s)", column_indexes=blank[:MAX_LISTED])
     dupes = sorted(name for name, n in Counter(header).items() if n > 1)
     if dupes:
-        raise _fail("duplicate_columns", f"duplicate column names: {dupes}", columns=dupes)
-    ragged = [i + 2 for i, r in enumerate(rows) if len(r) != len(header)]
-    if ragged:
+        raise _fail("duplicate_columns", f"duplicate column names: {dupes[:MAX_LISTED]}", columns=dupes[:MAX_LISTED])
+
+
+@dataclass
+class _Scan:
+    """What one pass over the rows gathers for the checks (O(columns + classes) memory, plus the keys)."""
+
+    width: int
+    target: int | None
+    seed: int
+    rows: int = 0
+    ragged: int = 0
+    first_ragged: list[int] = field(default_factory=list)
+    missing_labels: int = 0
+    non_numeric: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    first: list[str | None] = field(default_factory=list)  # first non-blank value per column
+    varied: list[bool] = field(default_factory=list)  # a second distinct non-blank value seen
+    blanks: list[bool] = field(default_factory=list)  # a blank value seen
+    keys: bytearray = field(default_factory=bytearray)
+    class_ids: dict[str, int] = field(default_factory=dict)
+    labels: array[int] = field(default_factory=lambda: array("I"))
+
+    def __post_init__(self) -> None:
+        self.first = [None] * self.width
+        self.varied = [False] * self.width
+        self.blanks = [False] * self.width
+
+    def add(self, row: list[str], regression: bool) -> None:
+        self.rows += 1
+        if len(row) != self.width:
+            self.ragged += 1
+            if len(self.first_ragged) < 10:
+                self.first_ragged.append(self.rows + 1)
+            return
+        self.keys += row_key(self.seed, row)
+        for i, value in enumerate(row):
+            v = value.strip()
+            if not v:
+                self.blanks[i] = True
+            elif self.first[i] is None:
+                self.first[i] = v
+            elif not self.varied[i] and v != self.first[i]:
+                self.varied[i] = True
+        if self.target is None:
+            return
+        label = row[self.target].strip()
+        if not label:
+            self.missing_labels += 1
+        if regression:
+            self.non_numeric += 0 if _is_number(row[self.target]) else 1
+            return
+        self.counts[label] += 1
+        self.labels.append(self.class_ids.setdefault(label, len(self.class_ids)))
+
+
+def _scan(body: bytes, config: ModelConfig) -> tuple[list[str], str, _Scan]:
+    """One streaming pass: the header, the target, and the row statistics the checks need."""
+    records = _records(body)
+    try:
+        header = [h.strip() for h in next(records)]
+        _check_header(header)
+        target = config.target or header[-1]
+        scan = _Scan(len(header), header.index(target) if target in header else None, config.split.seed)
+        regression = config.problem_type == "regression"
+        for row in records:
+            scan.add(row, regression)
+    except csv.Error as exc:
+        raise _fail("parse", f"CSV does not parse: {exc}") from exc
+    return header, target, scan
+
+
+def _check_rows(header: list[str], target: str, scan: _Scan, config: ModelConfig) -> None:
+    """``ragged_rows``, ``missing_target_column``, ``missing_labels``, ``too_few_rows``."""
+    if scan.ragged:
         raise _fail(
             "ragged_rows",
-            f"{len(ragged)} row(s) do not have {len(header)} fields",
-            rows=len(ragged),
-            first_lines=ragged[:10],
+            f"{scan.ragged} row(s) do not have {len(header)} fields",
+            rows=scan.ragged,
+            first_lines=scan.first_ragged,
         )
-    target = config.target or header[-1]
-    if target not in header:
+    if scan.target is None:
         raise _fail(
-            "missing_target_column", f"target column {target!r} is not in the header", column=target, header=header
+            "missing_target_column",
+            f"target column {target!r} is not in the header",
+            column=target,
+            header=header[:200],
         )
-    t = header.index(target)
-    missing = sum(1 for r in rows if not r[t].strip())
-    if missing:
+    if scan.missing_labels:
         raise _fail(
-            "missing_labels", f"{missing} row(s) have no value in target column {target!r}", column=target, rows=missing
+            "missing_labels",
+            f"{scan.missing_labels} row(s) have no value in target column {target!r}",
+            column=target,
+            rows=scan.missing_labels,
         )
-    if len(rows) < config.min_rows:
+    if scan.rows < config.min_rows:
         raise _fail(
             "too_few_rows",
-            f"{len(rows)} data rows; at least {config.min_rows} are required",
-            rows=len(rows),
+            f"{scan.rows} data rows; at least {config.min_rows} are required",
+            rows=scan.rows,
             min_rows=config.min_rows,
         )
-    counts: dict[str, int] = {}
+
+
+def _check_target(target: str, scan: _Scan, config: ModelConfig) -> dict[str, int]:
+    """The target checks; returns the class counts (sorted by class; ``{}`` for regression).
+
+    ``non_numeric_target`` (regression), ``too_few_classes`` / ``too_many_classes`` /
+    ``too_few_rows_per_class`` (classification).
+    """
     if config.problem_type == "regression":
-        bad = sum(1 for r in rows if not _is_number(r[t]))
-        if bad:
-            raise _fail("non_numeric_target", f"{bad} target value(s) are not finite numbers", column=target, rows=bad)
-    else:
-        counts = dict(sorted(Counter(r[t].strip() for r in rows).items()))
-        need = 2 if config.problem_type == "binary" else 3
-        if len(counts) < need or (config.problem_type == "binary" and len(counts) > 2):
+        if scan.non_numeric:
             raise _fail(
-                "too_few_classes" if len(counts) < need else "too_many_classes",
-                f"{config.problem_type} needs {'exactly 2' if need == 2 else 'at least 3'} classes; "
-                f"found {len(counts)}",
+                "non_numeric_target",
+                f"{scan.non_numeric} target value(s) are not finite numbers",
                 column=target,
-                class_counts=counts,
+                rows=scan.non_numeric,
             )
-        small = {k: v for k, v in counts.items() if v < config.min_rows_per_class}
-        if small:
-            raise _fail(
-                "too_few_rows_per_class",
-                f"classes below {config.min_rows_per_class} rows: {small}",
-                column=target,
-                class_counts=counts,
-                min_rows_per_class=config.min_rows_per_class,
-            )
+        return {}
+    counts = dict(sorted(scan.counts.items()))
+    need = 2 if config.problem_type == "binary" else 3
+    if len(counts) < need or (config.problem_type == "binary" and len(counts) > 2):
+        raise _fail(
+            "too_few_classes" if len(counts) < need else "too_many_classes",
+            f"{config.problem_type} needs {'exactly 2' if need == 2 else 'at least 3'} classes; found {len(counts)}",
+            column=target,
+            classes=len(counts),
+            class_counts=dict(list(counts.items())[:MAX_LISTED]),
+        )
+    small = {k: v for k, v in counts.items() if v < config.min_rows_per_class}
+    if small:
+        raise _fail(
+            "too_few_rows_per_class",
+            f"classes below {config.min_rows_per_class} rows: {_listed(small)}",
+            column=target,
+            classes=len(counts),
+            class_counts=dict(list(counts.items())[:MAX_LISTED]),
+            below=dict(list(small.items())[:MAX_LISTED]),
+            min_rows_per_class=config.min_rows_per_class,
+        )
+    return counts
+
+
+def _check_columns(header: list[str], scan: _Scan) -> None:
+    """``empty_column`` (blank in every row) and ``constant_column`` (one value, no blanks)."""
     for i, name in enumerate(header):
-        if i == t:
+        if i == scan.target:
             continue
-        values = {r[i].strip() for r in rows}
-        if values == {""}:
-            raise _fail("empty_column", f"column {name!r} is empty in every row", column=name, rows=len(rows))
-        if len(values - {""}) == 1 and "" not in values:
+        if scan.first[i] is None:
+            raise _fail("empty_column", f"column {name!r} is empty in every row", column=name, rows=scan.rows)
+        if not scan.varied[i] and not scan.blanks[i]:
             raise _fail(
                 "constant_column",
                 f"column {name!r} has the same value in every row",
                 column=name,
-                rows=len(rows),
-                value=next(iter(values)),
+                rows=scan.rows,
+                value=scan.first[i],
             )
-    return Dataset(header=header, rows=rows, target=target, class_counts=counts)
 
 
-def _row_key(seed: int, row: list[str]) -> str:
-    return hashlib.sha256(f"{seed}\0".encode() + "\x1f".join(row).encode("utf-8")).hexdigest()
+def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
+    """Parse ``body`` as a comma-separated UTF-8 CSV with a header row and check it against ``config``.
+
+    Checks, in order (the ``check`` name is the quarantine reason): ``encoding`` (UTF-8, BOM allowed),
+    ``empty``, ``delimiter`` (must be ``,``), ``parse``, ``header`` (blank names), ``duplicate_columns``,
+    ``ragged_rows`` (field count differs from the header), ``missing_target_column``,
+    ``missing_labels``, ``too_few_rows``, ``too_few_classes`` / ``too_many_classes`` /
+    ``too_few_rows_per_class`` (classification), ``non_numeric_target`` (regression), ``empty_column``,
+    ``constant_column``. The rows are streamed (one pass), never held.
+
+    Raises:
+        InvalidDatasetError: the first check that fails (``details["check"]``).
+
+    Returns:
+        The :class:`Dataset` (header, target, class counts, split keys; its rows stay in ``body``).
+    """
+    _check_encoding(body)
+    _check_shape(body)
+    header, target, scan = _scan(body, config)
+    _check_rows(header, target, scan, config)
+    counts = _check_target(target, scan, config)
+    _check_columns(header, scan)
+    labels = scan.labels
+    if counts:  # class ids in order of first appearance -> index into sorted(counts)
+        rank = {name: i for i, name in enumerate(counts)}
+        order = [rank[name] for name in scan.class_ids]
+        labels = array("I", (order[c] for c in scan.labels))
+    return Dataset(
+        header=header,
+        target=target,
+        body=body,
+        n_rows=scan.rows,
+        class_counts=counts,
+        keys=scan.keys,
+        labels=labels,
+        seed=config.split.seed,
+    )
 
 
-def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
-    """Deterministic split into ``{"train", "validation", "test"}`` row lists.
+# ---------------------------------------------------------------------------------------- split
+def row_key(seed: int, row: list[str]) -> bytes:
+    """The split key of a row: SHA-256 of the seed and the row's fields (32 bytes)."""
+    return hashlib.sha256(f"{seed}\0".encode() + "\x1f".join(row).encode("utf-8")).digest()
+
+
+def assign_splits(dataset: Dataset, config: ModelConfig) -> bytearray:
+    """The split of every row: ``0`` train, ``1`` validation, ``2`` test (index into :data:`SPLIT_NAMES`).
 
     Each row's place is decided by a seeded SHA-256 of its content (``split.seed``); within each class
     (classification: stratified) rows are ordered by that hash and cut at the configured fractions
@@ -174,34 +374,81 @@ def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
       points, so rows that trained the champion almost never land in the new test split (the champion
       comparison is not flattered by leakage);
     - identical rows always land in the same split.
-    Rows keep their original order inside each split.
     """
-    t = dataset.target_index
-    seed = config.split.seed
-    if config.problem_type == "regression":
-        groups = [list(range(len(dataset.rows)))]
+    keys = bytes(dataset.keys if config.split.seed == dataset.seed else _rekey(dataset, config.split.seed))
+    n = dataset.n_rows
+    if config.problem_type == "regression" or not dataset.class_counts:
+        groups = [list(range(n))]
     else:
-        by_class: dict[str, list[int]] = {}
-        for i, r in enumerate(dataset.rows):
-            by_class.setdefault(r[t].strip(), []).append(i)
-        groups = [by_class[k] for k in sorted(by_class)]
-    out: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+        by_class: list[list[int]] = [[] for _ in dataset.class_counts]
+        for i, label in enumerate(dataset.labels):
+            by_class[label].append(i)
+        groups = by_class
+    out = bytearray(n)
     for idx in groups:
-        keys = {i: _row_key(seed, dataset.rows[i]) for i in idx}
-        idx = sorted(idx, key=lambda i: (keys[i], i))
-        n = len(idx)
-        n_test = max(1, round(n * config.split.test)) if n >= 3 else 0
-        n_val = max(1, round(n * config.split.validation)) if n >= 3 else 0
-        group_start: dict[str, int] = {}
+        idx.sort(key=lambda i: (keys[32 * i : 32 * i + 32], i))
+        size = len(idx)
+        n_test = max(1, round(size * config.split.test)) if size >= 3 else 0
+        n_val = max(1, round(size * config.split.validation)) if size >= 3 else 0
+        start, previous = 0, b""
         for pos, i in enumerate(idx):  # identical rows follow the first of them: no cut splits them
-            start = group_start.setdefault(keys[i], pos)
-            name = "test" if start < n_test else "validation" if start < n_test + n_val else "train"
-            out[name].append(i)
-    return {name: [dataset.rows[i] for i in sorted(ix)] for name, ix in out.items()}
+            key = keys[32 * i : 32 * i + 32]
+            if key != previous:
+                start, previous = pos, key
+            out[i] = 2 if start < n_test else 1 if start < n_test + n_val else 0
+    return out
+
+
+def _rekey(dataset: Dataset, seed: int) -> bytearray:
+    keys = bytearray()
+    for row in dataset.iter_rows():
+        keys += row_key(seed, row)
+    return keys
+
+
+def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
+    """:func:`assign_splits` as ``{"train", "validation", "test"}`` row lists, rows in file order.
+
+    Materialises every row: for tests and small data. The pipeline uses :func:`write_splits`.
+    """
+    where = assign_splits(dataset, config)
+    out: dict[str, list[list[str]]] = {name: [] for name in SPLIT_NAMES}
+    for i, row in enumerate(dataset.iter_rows()):
+        out[SPLIT_NAMES[where[i]]].append(row)
+    return out
+
+
+def write_splits(dataset: Dataset, config: ModelConfig) -> dict[str, tuple[IO[bytes], int]]:
+    r"""Stream the rows into one CSV file per split (header first); ``{name: (file, rows)}``.
+
+    Each file is a ``SpooledTemporaryFile`` (in memory up to 8 MiB, then a temporary file: Lambda's
+    ``/tmp``), rewound for reading (S3 PutObject ``Body``); the caller closes it. Rows keep their
+    file order. RFC 4180 CSV, UTF-8, ``\n`` line ends, as :func:`to_csv`.
+    """
+    where = assign_splits(dataset, config)
+    files: dict[str, tuple[IO[bytes], Any]] = {}
+    for name in SPLIT_NAMES:
+        fh: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned open to the caller
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=True)
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(dataset.header)
+        files[name] = (fh, (text, writer))
+    counts = dict.fromkeys(SPLIT_NAMES, 0)
+    for i, row in enumerate(dataset.iter_rows()):
+        name = SPLIT_NAMES[where[i]]
+        files[name][1][1].writerow(row)
+        counts[name] += 1
+    out: dict[str, tuple[IO[bytes], int]] = {}
+    for name, (fh, (text, _)) in files.items():
+        text.flush()
+        text.detach()  # leave fh open
+        fh.seek(0)
+        out[name] = (fh, counts[name])
+    return out
 
 
 def to_csv(header: list[str], rows: list[list[str]]) -> bytes:
-    """Serialise ``header`` + ``rows`` as RFC 4180 CSV bytes (UTF-8, LF line ends)."""
+    r"""Serialise ``header`` + ``rows`` as RFC 4180 CSV bytes (UTF-8, ``\n`` line ends)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)

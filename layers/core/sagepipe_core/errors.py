@@ -32,8 +32,36 @@ class SagepipeError(Exception):
         return {"reason": self.reason, "message": self.message, **self.details}
 
     def to_json(self) -> str:
-        """Return :meth:`to_dict` as compact JSON (used as the exception text / ASL Cause)."""
-        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """Return :meth:`to_dict` as compact JSON (used as the exception text / ASL Cause), bounded in size.
+
+        The Cause travels in the state (256 KB limit, ``States.DataLimitExceeded`` cannot be caught) and
+        in the notification event, so it is at most :data:`CAUSE_LIMIT` characters: past that, the
+        message is cut and every detail longer than :data:`DETAIL_LIMIT` characters of JSON is replaced
+        by ``"…"`` and named in ``details_truncated`` (the full record is wherever the step keeps it,
+        e.g. the quarantine's ``reason.json``).
+        """
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        if len(text) <= CAUSE_LIMIT:
+            return text
+        doc: dict[str, Any] = {"reason": self.reason, "message": _cut(self.message, MESSAGE_LIMIT)}
+        cut: list[str] = []
+        for key, value in self.details.items():
+            if len(json.dumps(value, default=str)) <= DETAIL_LIMIT:
+                doc[key] = value
+            else:
+                doc[key] = "…"
+                cut.append(key)
+        doc["details_truncated"] = sorted(cut)
+        return json.dumps(doc, sort_keys=True, default=str)[:CAUSE_LIMIT]
+
+
+CAUSE_LIMIT = 8192  # characters of an error's JSON (its ASL Cause); Step Functions allows 256 KB in all
+MESSAGE_LIMIT = 2048
+DETAIL_LIMIT = 1024
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class InvalidEventError(SagepipeError):
@@ -91,3 +119,33 @@ class ServiceRequestError(SagepipeError):
     """
 
     reason = "service_request_error"
+
+
+class StateTooLargeError(SagepipeError):
+    """A step's result is larger than sagepipe allows a state to carry (``RESULT_LIMIT`` of the handler).
+
+    Step Functions fails an execution whose state passes 256 KB with ``States.DataLimitExceeded``, which no
+    ``Catch`` can catch (no notification). A named error is caught (NotifyFailed); ``details``: ``bytes``,
+    ``limit``, ``largest`` (the top-level members by size).
+    """
+
+    reason = "state_too_large"
+
+
+# A step's result lands in the execution's state, which Step Functions caps at 256 KB for the whole state
+# (past it: States.DataLimitExceeded, which no Catch catches). Each step gets far less than that.
+RESULT_LIMIT = 64 * 1024
+
+
+def check_result_size(result: Any, limit: int = RESULT_LIMIT) -> None:
+    """Raise :class:`StateTooLargeError` if ``result``'s JSON is over ``limit`` bytes."""
+    size = len(json.dumps(result, default=str).encode())
+    if size > limit:
+        members = result.items() if isinstance(result, dict) else []
+        largest = sorted(((len(json.dumps(v, default=str)), k) for k, v in members), reverse=True)[:5]
+        raise StateTooLargeError(
+            f"the step's result is {size} bytes; a state may carry at most {limit}",
+            bytes=size,
+            limit=limit,
+            largest={k: n for n, k in largest},
+        )

@@ -22,6 +22,15 @@ def _number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+REASON_DETAIL_LIMIT = 300  # characters of the champion's reason quoted in the decision's reason
+
+
+# The decision travels in the state and the events (256 KB in all); the training job's full
+# evaluation.json (the champion's whole reason) is in the model artifact and the registry.
+def _cut(text: str, limit: int = REASON_DETAIL_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def final_metric(final_metric_data_list: list[dict[str, Any]] | None, name: str) -> float | None:
     """Value of ``name`` (e.g. ``test:auc``) in a DescribeTrainingJob ``FinalMetricDataList``, else None."""
     for item in final_metric_data_list or []:
@@ -105,7 +114,7 @@ def decide(
         )
     if status == "incompatible":
         policy = config.get("incompatible_champion", "threshold_only")
-        why = champ.get("reason") or "schema changed"
+        why = _cut(str(champ.get("reason") or "schema changed"))
         if policy == "threshold_only":
             return result(
                 True,
@@ -114,7 +123,7 @@ def decide(
             )
         return result(False, "incompatible_champion:reject", f"champion incompatible ({why}); policy rejects")
     if status != "scored":
-        return result(False, "fail_closed", f"champion could not be scored: {champ.get('reason') or status}")
+        return result(False, "fail_closed", f"champion could not be scored: {_cut(str(champ.get('reason') or status))}")
     champ_value = _number(((champ.get("metrics") or {}).get("test") or {}).get(metric))
     champion = champ_value
     if champ_value is None:

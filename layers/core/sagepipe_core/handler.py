@@ -18,6 +18,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .aws import service_error
+from .errors import check_result_size
 
 logger = Logger()
 tracer = Tracer()
@@ -36,19 +37,23 @@ def pipeline_handler(correlation_id_path: str = "execution_name") -> Callable[[H
     :class:`~sagepipe_core.errors.TransientServiceError` (throttling, 5xx, timeouts: the ASL retries it) or
     :class:`~sagepipe_core.errors.ServiceRequestError` (the run fails at once with the service's reason), the
     ``errorType`` names the state machine's Retry and Catch match (:func:`sagepipe_core.aws.service_error`).
+    A result over :data:`~sagepipe_core.errors.RESULT_LIMIT` raises :class:`~sagepipe_core.errors.StateTooLargeError` (caught by the
+    ASL) rather than an uncatchable ``States.DataLimitExceeded``.
     """
 
     def wrap(fn: Handler) -> Handler:
         @functools.wraps(fn)
         def classified(event: Any, context: Any) -> Any:
             try:
-                return fn(event, context)
+                result = fn(event, context)
             except Exception as exc:
                 named = service_error(exc)
                 if named is None:
                     raise
                 logger.warning("AWS call failed", extra={"error": named.to_dict()})
                 raise named from exc
+            check_result_size(result)
+            return result
 
         # The Powertools decorators keep the call signature; their annotations do not say so.
         return cast(

@@ -88,7 +88,10 @@ class DatasetRecord(DatasetRef):
     rows: int
     columns: int
     target: str
-    class_counts: dict[str, int]
+    classes: int
+    class_counts: dict[str, int]  # at most 20 classes (the largest); all of them are in ``profile``
+    class_counts_truncated: NotRequired[bool]
+    profile: str  # s3://<artifacts>/runs/<model>/<execution>/dataset.json: header and every class count
 
 
 class Splits(TypedDict):

@@ -10,16 +10,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, NoReturn, cast
 
 from botocore.exceptions import ClientError
 
 from . import approval, deploy, gate, naming, registry, report, training
 from . import dataset as ds
 from .aws import ArtifactError, error_kind, read_artifact_members, service_error
-from .config import CONFIG_FILE_NAME, parse_config
+from .config import CONFIG_FILE_NAME, ModelConfig, parse_config
 from .errors import InvalidConfigError, InvalidDatasetError, InvalidEventError, SagepipeError, TransientServiceError
 from .events import DataVersion, Malformed, RetrainRequest, Skip, latest_data_version, normalize
 from .ports import CloudWatchPort, EventBridgePort, S3Port, SageMakerPort, StepFunctionsPort
@@ -28,6 +28,7 @@ from .records import (
     ApprovalNeeded,
     Champion,
     DatasetRecord,
+    DatasetRef,
     DeployInput,
     DeployResult,
     EvaluateInput,
@@ -251,22 +252,12 @@ def _load_config(s3: S3Port, bucket: str, model: str) -> tuple[Any, bytes | None
     return parse_config(raw), raw
 
 
-def validate_data(
-    execution: ExecutionInput, *, execution_name: str, s3: S3Port, sm: SageMakerPort, settings: Settings
-) -> RunRecord:
-    """ValidateData step: check the data set, write the splits, build the CreateTrainingJob request.
+def _rejecter(
+    s3: S3Port, d: DatasetRef, settings: Settings, model: str, execution_name: str
+) -> Callable[[SagepipeError], NoReturn]:
+    """``reject(err)``: quarantine the object with ``err``'s reason, then raise ``err`` (with its quarantine URIs)."""
 
-    Loads the config, checks the CSV, writes the splits, finds the champion and builds the request.
-
-    ``execution`` is the execution input. On a failed check the object is quarantined under
-    ``quarantine/<model>/<execution_name>/`` and the :class:`InvalidDatasetError` / :class:`InvalidConfigError`
-    is re-raised (the ASL catches it by name). Returns the :class:`~.records.RunRecord` (``tuning`` is the
-    CreateHyperParameterTuningJob request when the config asks for tuning, else None).
-    """
-    d, model = execution["dataset"], execution["model"]
-    prefix = f"runs/{model}/{execution_name}"
-
-    def reject(err: SagepipeError) -> None:
+    def reject(err: SagepipeError) -> NoReturn:
         where = ds.quarantine(
             s3,
             source_bucket=d["bucket"],
@@ -280,6 +271,13 @@ def validate_data(
         log.warning("data set rejected: %s", err.message, extra={"reason": err.to_dict()})
         raise type(err)(err.message, reason=err.reason, **err.details)
 
+    return reject
+
+
+def _checked_data(
+    s3: S3Port, d: DatasetRef, model: str, reject: Callable[[SagepipeError], NoReturn]
+) -> tuple[ModelConfig, ds.Dataset]:
+    """The model name, the config, the object's size, then the CSV checks; any failure is rejected."""
     if not naming.MODEL_NAME_RE.match(model):
         reject(
             InvalidDatasetError(
@@ -294,7 +292,6 @@ def validate_data(
         config, _ = _load_config(s3, d["bucket"], model)
     except InvalidConfigError as err:
         reject(err)
-        raise  # unreachable: reject raises
     get: dict[str, Any] = {"Bucket": d["bucket"], "Key": d["key"]}
     if d.get("version_id"):
         get["VersionId"] = d["version_id"]
@@ -310,20 +307,50 @@ def validate_data(
         )
     body = s3.get_object(**get)["Body"].read()
     try:
-        data = ds.parse_and_validate(body, config)
+        return config, ds.parse_and_validate(body, config)
     except InvalidDatasetError as err:
         reject(err)
-        raise
-    resolved = config.resolved(data.target)
+
+
+def _write_splits(s3: S3Port, bucket: str, prefix: str, data: ds.Dataset, config: ModelConfig) -> Splits:
+    """PutObject ``<prefix>/splits/<name>/<name>.csv`` per split (streamed, :func:`dataset.write_splits`)."""
     split_prefixes: dict[str, str] = {}
     rows_per_split: dict[str, int] = {}
-    for name, rows in ds.split(data, config).items():
-        key = f"{prefix}/splits/{name}/{name}.csv"
-        s3.put_object(
-            Bucket=settings.artifacts_bucket, Key=key, Body=ds.to_csv(data.header, rows), ContentType="text/csv"
-        )
-        split_prefixes[name] = f"s3://{settings.artifacts_bucket}/{prefix}/splits/{name}/"
-        rows_per_split[name] = len(rows)
+    for name, (fh, rows) in ds.write_splits(data, config).items():
+        with fh:
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/splits/{name}/{name}.csv", Body=fh, ContentType="text/csv")
+        split_prefixes[name] = f"s3://{bucket}/{prefix}/splits/{name}/"
+        rows_per_split[name] = rows
+    return cast(Splits, {**split_prefixes, "rows": rows_per_split})
+
+
+def validate_data(
+    execution: ExecutionInput, *, execution_name: str, s3: S3Port, sm: SageMakerPort, settings: Settings
+) -> RunRecord:
+    """ValidateData step: check the data set, write the splits, build the CreateTrainingJob request.
+
+    Loads the config, checks the CSV, writes the splits and ``dataset.json`` (the full header and class
+    counts: the run record carries a bounded summary, as a state must stay far below 256 KB), finds the
+    champion and builds the request.
+
+    ``execution`` is the execution input. On a failed check the object is quarantined under
+    ``quarantine/<model>/<execution_name>/`` and the :class:`InvalidDatasetError` / :class:`InvalidConfigError`
+    is re-raised (the ASL catches it by name). Returns the :class:`~.records.RunRecord` (``tuning`` is the
+    CreateHyperParameterTuningJob request when the config asks for tuning, else None).
+    """
+    d, model = execution["dataset"], execution["model"]
+    prefix = f"runs/{model}/{execution_name}"
+    config, data = _checked_data(s3, d, model, _rejecter(s3, d, settings, model, execution_name))
+    resolved = config.resolved(data.target)
+    splits = _write_splits(s3, settings.artifacts_bucket, prefix, data, config)
+    split_prefixes = {"train": splits["train"], "validation": splits["validation"], "test": splits["test"]}
+    s3.put_object(
+        Bucket=settings.artifacts_bucket,
+        Key=f"{prefix}/dataset.json",
+        Body=json.dumps(data.profile(), sort_keys=True).encode(),
+        ContentType="application/json",
+    )
+    profile = f"s3://{settings.artifacts_bucket}/{prefix}/dataset.json"
     endpoint = naming.endpoint_name(settings.resource_prefix, model)
     champion_config, champion_url = deploy.production_model_data_url(sm, endpoint)
     names = naming.version_names(model, execution_name)
@@ -349,9 +376,9 @@ def validate_data(
     return {
         "model": model,
         "tuning": tuning,
-        "dataset": cast(DatasetRecord, {**d, **data.summary()}),
+        "dataset": cast(DatasetRecord, {**d, **data.summary(), "profile": profile}),
         "config": resolved,
-        "splits": cast(Splits, {**split_prefixes, "rows": rows_per_split}),
+        "splits": splits,
         "champion": champion,
         "training": request,
         "names": cast(RunNames, {**names, "EndpointName": endpoint}),
