@@ -31,7 +31,8 @@ def test_pattern_of_a_map_value_names_member_and_pattern() -> None:
 
 
 def test_valid_values_pass_including_unicode_letters_and_separators() -> None:
-    validation.validate("sagemaker", "CreateModelPackage", _package(reason="défi 0.91 s3://b/k=v/a-b@c"))
+    # validate raises ClientError(ValidationException) on any violation; a valid request returns None
+    assert validation.validate("sagemaker", "CreateModelPackage", _package(reason="défi 0.91 s3://b/k=v/a-b@c")) is None
 
 
 @pytest.mark.parametrize(
