@@ -56,9 +56,15 @@ class Deployer:
     """Creates the stack's resources. ``clients(service)`` returns a boto3 client for the twin."""
 
     def __init__(
-        self, stack: Stack, clients: Callable[[str], Any], extra_env: dict[str, str], say: Callable[[str], None]
+        self,
+        stack: Stack,
+        clients: Callable[[str], Any],
+        extra_env: dict[str, str],
+        say: Callable[[str], None],
+        invoke: Callable[[FunctionSpec, bytes], Any] | None = None,
     ) -> None:
         self.stack, self.clients, self.extra_env, self.say = stack, clients, extra_env, say
+        self.invoke = invoke  # runs a function's real handler (custom resources need it)
         self.result = Deployment()
         self.layers: dict[str, Path] = {}
 
@@ -178,6 +184,9 @@ class Deployer:
         )
         self.stack.physical[lid] = name
         self.stack.attributes[lid] = {"Arn": arn}
+        if props.get("AutoPublishAlias"):  # SAM: `!Ref Function.Version` / `!Ref Function.Alias`
+            self.stack.physical[f"{lid}.Version"] = f"{arn}:1"
+            self.stack.physical[f"{lid}.Alias"] = f"{arn}:{props['AutoPublishAlias']}"
         for event_id, event in (props.get("Events") or {}).items():
             self._event_source(lid, name, arn, event_id, event)
 
@@ -313,6 +322,32 @@ class Deployer:
         self.stack.physical[lid] = arn
         self.stack.attributes[lid] = {"Name": name, "Arn": arn}
 
+    def custom_resource(self, lid: str, props: dict[str, Any]) -> None:
+        """A Lambda-backed custom resource, as CloudFormation runs it: a Create request (properties as
+        strings) to the ``ServiceToken`` function, whose response object must arrive at ``ResponseURL``
+        (here a one-shot listener on 127.0.0.1 instead of a pre-signed S3 URL) within ``ServiceTimeout``.
+        FAILED, no answer or an answer over 4,096 bytes fails the deploy, as CREATE_FAILED does."""
+        from .cfn_response import ResponseListener, create_request
+
+        token = str(props.get("ServiceToken", ""))
+        name = token.split(":function:")[1].split(":")[0] if ":function:" in token else ""
+        if name not in self.result.functions or self.invoke is None:
+            raise RuntimeError(f"{lid}: ServiceToken {token!r} is not a function of this stack")
+        timeout = float(props.get("ServiceTimeout", 3600))
+        with ResponseListener() as listener:
+            request = create_request(
+                self.stack, lid, self.stack.template["Resources"][lid]["Type"], props, listener.url
+            )
+            result = self.invoke(self.result.functions[name], json.dumps(request).encode())
+            response = listener.wait(0.5 if result.errored else timeout)
+        if response is None:
+            detail = result.payload.decode("utf-8", "replace")[:500] if result.errored else "no response"
+            raise RuntimeError(f"{lid} ({name}) did not answer CloudFormation: {detail}")
+        if response["Status"] != "SUCCESS":
+            raise RuntimeError(f"{lid} CREATE_FAILED: {response.get('Reason')}")
+        self.stack.physical[lid] = response["PhysicalResourceId"]
+        self.stack.attributes[lid] = {k: str(v) for k, v in (response.get("Data") or {}).items()}
+
     # ------------------------------------------------------------------------------------ driver
     def deploy(self) -> Deployment:
         """Create every resource in dependency order; resolve Outputs. Returns the :class:`Deployment`."""
@@ -338,7 +373,8 @@ class Deployer:
             if not self.stack.enabled(lid):
                 self.say(f"skipped: {lid} (condition {res['Condition']} is false)")
                 continue
-            handler = handlers.get(res["Type"])
+            custom = res["Type"] == "AWS::CloudFormation::CustomResource" or res["Type"].startswith("Custom::")
+            handler = self.custom_resource if custom else handlers.get(res["Type"])
             if handler is None:
                 self.result.unsupported.append(f"{lid} ({res['Type']})")
                 self.say(f"not emulated: {lid} ({res['Type']})")
@@ -366,4 +402,5 @@ HANDLED_TYPES = (
     "AWS::Events::Rule",
     "AWS::SNS::Topic",
     "AWS::SNS::TopicPolicy",
+    "AWS::CloudFormation::CustomResource",  # and Custom::<Name>: Lambda-backed (Deployer.custom_resource)
 )

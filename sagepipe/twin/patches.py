@@ -21,6 +21,8 @@ The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
 8. ``asl_parse_lock`` - moto's ASL ``Preprocessor`` keeps its query-language scope stack in a class
    attribute shared by all instances, so executions that start together corrupt each other's parse
    ("Unsupported declaration in QueryLanguage=JSONata block") and hang RUNNING: parses are serialised.
+9. ``sfn_status_events`` - an ended execution puts "Step Functions Execution Status Change" on the
+   default bus, as AWS does, and StopExecution aborts at once with its error/cause (``sfn_events.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote_plus
+
+from . import sfn_events
 
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
@@ -696,6 +700,7 @@ PATCHES: tuple[Patch, ...] = (
         _check_asl_parse,
         _apply_asl_parse,
     ),
+    Patch("sfn_status_events", sfn_events.SITES, lambda: sfn_events.check(), lambda: sfn_events.apply()),
 )
 
 

@@ -24,7 +24,6 @@ import boto3
 import requests
 from botocore.config import Config
 
-from .. import codebundle
 from . import patches
 from .apigw import ApiFront
 from .deploy import Deployer, Deployment
@@ -110,7 +109,7 @@ class Twin:
 
     # --------------------------------------------------------------------------- lifecycle
     def start(self) -> TwinInfo:
-        """Start moto, apply patches, deploy the template, publish the model code, start the API."""
+        """Start moto, apply patches, deploy the template (which publishes the model code), start the API."""
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
@@ -149,10 +148,10 @@ class Twin:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
         }
-        self.deployment = Deployer(stack, self.client, extra_env, self.say).deploy()
+        # The model code reaches S3 through the template's ModelCode custom resource, as with `sam deploy`.
+        self.deployment = Deployer(stack, self.client, extra_env, self.say, invoke=self.pool.invoke).deploy()
         self.functions = self.deployment.functions
         outputs = self.deployment.outputs
-        codebundle.publish(self.client("s3"), outputs["ArtifactsBucketName"], self.root / "model")
         self.api = ApiFront(
             self.deployment.routes,
             self._invoke_by_name,

@@ -243,8 +243,8 @@ class Stack:
                 deps |= self.dependencies(v)
         elif isinstance(value, dict):
             for key, arg in value.items():
-                if key == "Ref" and isinstance(arg, str) and arg in resources:
-                    deps.add(arg)
+                if key == "Ref" and isinstance(arg, str) and arg.split(".", 1)[0] in resources:
+                    deps.add(arg.split(".", 1)[0])  # SAM's "Function.Version" / "Function.Alias" refs too
                 elif key == "Fn::GetAtt":
                     lid = arg[0] if isinstance(arg, list) else arg.split(".", 1)[0]
                     if lid in resources:

@@ -263,6 +263,67 @@ def test_manual_approval_timeout_rejects(target: Target, tmp_path: Path) -> None
     record("manual approval, timed out", "rejected; a late approve is refused")
 
 
+def _failed_notification(target: Target, execution: str, timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [e for e in client.notifications(target, "appr", execution) if e["detail-type"] == "Pipeline Failed"]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no Pipeline Failed notification for {execution}")
+
+
+def test_an_aborted_run_is_notified_by_its_status_change_event(target: Target, tmp_path: Path) -> None:
+    """StopExecution ends a run with no Catch: Step Functions' "Execution Status Change" (ABORTED) on the
+    default bus reaches ExecutionEndedFunction, which sends "Pipeline Failed" to the notifications log."""
+    key, execution = _approval_run(target, tmp_path, "abort.csv", (500, 3000))
+    sfn = target.client("stepfunctions")
+    arn = f"{target.state_machine_arn.replace(':stateMachine:', ':execution:')}:{execution}"
+    t0 = time.monotonic()
+    sfn.stop_execution(executionArn=arn, error="OperatorStopped", cause="stopped by the test")
+    [desc] = wait_for_key(target, key)
+    assert desc["status"] == "ABORTED"
+    event = _failed_notification(target, execution)
+    record("run stopped (ABORTED)", f"Pipeline Failed after {time.monotonic() - t0:.1f} s")
+    detail = event["detail"]
+    assert detail["status"] == "ABORTED" and detail["outcome"] == "failed"
+    assert (detail["error"], detail["cause"]) == ("OperatorStopped", "stopped by the test")
+    assert detail["executionArn"] == arn and detail["dataset"]["key"] == key
+
+
+def test_a_run_that_reaches_the_execution_timeout_is_notified(target: Target, tmp_path: Path) -> None:
+    """An execution's own TimeoutSeconds runs no Catch either (TIMED_OUT): with the deployed definition's
+    timeout cut to 4 s, a run waiting for approval times out and "Pipeline Failed" still arrives."""
+    sfn = target.client("stepfunctions")
+    definition = sfn.describe_state_machine(stateMachineArn=target.state_machine_arn)["definition"]
+    short = json.loads(definition) | {"TimeoutSeconds": 4}
+    sfn.update_state_machine(stateMachineArn=target.state_machine_arn, definition=json.dumps(short))
+    try:
+        header, data = churn_rows(1500, 4000)
+        cfg = churn_config(tmp_path, approval="manual", approval_timeout_seconds=600, tolerance=1.0)
+        key = client.upload(target, write_csv(tmp_path, "timeout-exec.csv", header, data), "appr", cfg)
+        [desc] = wait_for_key(target, key)
+    finally:
+        sfn.update_state_machine(stateMachineArn=target.state_machine_arn, definition=definition)
+    assert desc["status"] == "TIMED_OUT"
+    detail = _failed_notification(target, desc["name"])["detail"]
+    assert detail["status"] == "TIMED_OUT" and detail["error"] == "States.Timeout"
+    assert detail["dataset"]["key"] == key and "TimeoutSeconds" in detail["cause"]
+    record("execution TimeoutSeconds reached (TIMED_OUT)", "Pipeline Failed")
+
+
+def test_a_run_failed_by_its_own_fail_state_is_not_notified_twice(target: Target, tmp_path: Path) -> None:
+    """DataRejected is a Fail state after NotifyDataRejected: its status change (FAILED, error
+    InvalidDatasetError) matches neither rule, so the run has exactly its own notification."""
+    header, data = churn_rows(0, 10)  # fewer than min_rows
+    key = client.upload(target, write_csv(tmp_path, "few.csv", header, data), "appr")
+    [desc] = wait_for_key(target, key)
+    assert desc["status"] == "FAILED" and desc["error"] == "InvalidDatasetError"
+    time.sleep(2)  # the status change event is delivered asynchronously
+    kinds = [e["detail-type"] for e in client.notifications(target, "appr", desc["name"])]
+    assert kinds == ["Pipeline Rejected"]
+
+
 # ------------------------------------------------------------------------------ rollout
 def test_model_failing_ping_after_update_is_rolled_back(target: Target, tmp_path: Path, bundle: Any) -> None:
     first = _run(target, tmp_path, "rb", "v1.csv", (0, 2500), churn_config(tmp_path, tolerance=1.0))

@@ -188,3 +188,72 @@ def test_default_threshold_is_a_real_bar():
             if not c.gate_threshold > 0:
                 offenders.append(f"{problem}/{metric}: {'<=' if not c.maximize else '>='} {c.gate_threshold}")
     assert offenders == []
+
+
+# ------------------------------------------------------------------- the execution's time budget
+_RANGES = {"max_depth": {"type": "integer", "min_value": 2, "max_value": 8}}
+
+
+def test_default_config_fits_the_shipped_execution_timeout():
+    from sagepipe_core.config import DEFAULT_PIPELINE_TIMEOUT_SECONDS, StackLimits
+
+    limits = StackLimits()  # the template's defaults: 7-day execution, PollSeconds 30 x MaxPolls 240
+    assert limits.pipeline_timeout_seconds == DEFAULT_PIPELINE_TIMEOUT_SECONDS == 604800
+    parse_config({"approval": "manual"}, limits)  # default approval (1 day) + training (1 h) fit
+    parse_config({"approval": "manual", "training": {"max_runtime_seconds": 432000}}, limits)  # 5-day training
+
+
+@pytest.mark.parametrize(
+    "doc, culprit",
+    [
+        ({"approval": "manual", "approval_timeout_seconds": 31536000}, "approval_timeout_seconds 31536000 s"),
+        ({"approval": "manual", "approval_timeout_seconds": 86400 * 7}, "approval_timeout_seconds 604800 s"),
+        (
+            {"training": {"max_runtime_seconds": 432000}, "tuning": {"parameter_ranges": _RANGES, "max_jobs": 4}},
+            "x4 sequential tuning rounds",
+        ),
+    ],
+)
+def test_a_limit_that_cannot_fire_before_the_execution_times_out_is_rejected(doc, culprit):
+    """Otherwise the execution times out first: no Catch, no MarkRejected, no notification."""
+    from sagepipe_core.config import StackLimits
+
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config(doc, StackLimits(pipeline_timeout_seconds=604800))
+    [error] = info.value.details["errors"]
+    assert culprit in error["error"] and "times out after 604800 s" in error["error"]
+
+
+def test_an_auto_approval_does_not_count_its_unused_timeout():
+    from sagepipe_core.config import StackLimits
+
+    parse_config({"approval": "auto", "approval_timeout_seconds": 31536000}, StackLimits())
+
+
+def test_the_budget_uses_the_deployed_timeout_and_deploy_polling():
+    from sagepipe_core.config import PIPELINE_OVERHEAD_SECONDS, StackLimits
+
+    doc = {"approval": "manual", "approval_timeout_seconds": 3600, "training": {"max_runtime_seconds": 3600}}
+    need = 3600 + 3600 + 600 + PIPELINE_OVERHEAD_SECONDS
+    parse_config(doc, StackLimits(pipeline_timeout_seconds=need, deploy_seconds=600))
+    with pytest.raises(InvalidConfigError):
+        parse_config(doc, StackLimits(pipeline_timeout_seconds=need - 1, deploy_seconds=600))
+
+
+def test_parallel_tuning_jobs_shorten_the_training_budget():
+    from sagepipe_core.config import StackLimits
+
+    doc = {"training": {"max_runtime_seconds": 200000}, "tuning": {"parameter_ranges": _RANGES, "max_jobs": 4}}
+    with pytest.raises(InvalidConfigError):  # 4 rounds x 200,000 s
+        parse_config(doc, StackLimits())
+    parse_config({**doc, "tuning": {**doc["tuning"], "max_parallel_jobs": 2}}, StackLimits())  # 2 rounds
+
+
+def test_endpoint_instance_count_defaults_from_the_stack_and_the_config_wins():
+    from sagepipe_core.config import StackLimits
+
+    prod = StackLimits(endpoint_instance_count=2)
+    assert parse_config(None, prod).endpoint.instance_count == 2
+    assert parse_config({"endpoint": {"instance_type": "ml.c5.large"}}, prod).endpoint.instance_count == 2
+    assert parse_config({"endpoint": {"instance_count": 1}}, prod).endpoint.instance_count == 1
+    assert parse_config(None).endpoint.instance_count == 1

@@ -42,10 +42,14 @@ EPC_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/churn"
 @pytest.fixture()
 def stack(aws, monkeypatch):
     """Buckets (versioned) and a state machine built from the real ASL file; the functions' env vars."""
+    from sagepipe_core.model_code import build
+
     s3 = boto3.client("s3")
     for bucket in (DATA, ARTIFACTS):
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # what the stack's ModelCode custom resource publishes at deploy time
+    s3.put_object(Bucket=ARTIFACTS, Key="code/sourcedir.tar.gz", Body=build(REPO / "model"))
     iam = boto3.client("iam")
     role = iam.create_role(
         RoleName="sfn",
@@ -286,6 +290,46 @@ def test_validate_good_csv(stack, load_handler, lambda_context):
     # everything the ASL ResultSelector picks is present and JSON-safe
     assert {"dataset", "config", "splits", "champion", "training", "names"} <= set(run)
     json.dumps(run)
+
+
+def test_validate_without_model_code_fails_before_touching_the_data(stack, load_handler, lambda_context):
+    """No code bundle (a stack deployed without it, or the object deleted): a clear ModelCodeMissingError
+    (the ASL's States.ALL Catch sends "Pipeline Failed"); no quarantine, no splits - the data is fine."""
+    from sagepipe_core.errors import ModelCodeMissingError
+
+    s3 = stack["s3"]
+    for v in s3.list_object_versions(Bucket=ARTIFACTS, Prefix="code/")["Versions"]:
+        s3.delete_object(Bucket=ARTIFACTS, Key=v["Key"], VersionId=v["VersionId"])
+    event = _validate_event(s3, "datasets/churn/churn.csv", CHURN.read_bytes())
+    with pytest.raises(ModelCodeMissingError) as info:
+        load_handler("validate").lambda_handler(event, lambda_context)
+    cause = json.loads(str(info.value))
+    assert cause["reason"] == "model_code_missing" and cause["s3_error"] == "404"
+    assert cause["uri"] == f"s3://{ARTIFACTS}/code/sourcedir.tar.gz" and "sam deploy" in cause["message"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix="quarantine/")
+    assert "Contents" not in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix="runs/")
+
+
+def test_validate_config_over_the_execution_timeout_quarantined(stack, load_handler, lambda_context, monkeypatch):
+    """A manual approval of a year cannot fire inside a 7-day execution: rejected with the budget."""
+    from sagepipe_core.errors import InvalidConfigError
+
+    monkeypatch.setenv("PIPELINE_TIMEOUT_SECONDS", "604800")
+    s3 = stack["s3"]
+    doc = {"approval": "manual", "approval_timeout_seconds": 31536000}
+    s3.put_object(Bucket=DATA, Key="datasets/churn/sagepipe.json", Body=json.dumps(doc).encode())
+    event = _validate_event(s3, "datasets/churn/churn.csv", CHURN.read_bytes())
+    with pytest.raises(InvalidConfigError) as info:
+        load_handler("validate").lambda_handler(event, lambda_context)
+    [error] = json.loads(str(info.value))["errors"]
+    assert "times out after 604800 s" in error["error"] and "approval_timeout_seconds 31536000 s" in error["error"]
+
+
+def test_validate_endpoint_instance_count_defaults_from_the_stack(stack, load_handler, lambda_context, monkeypatch):
+    monkeypatch.setenv("DEFAULT_ENDPOINT_INSTANCE_COUNT", "2")  # samconfig.toml's prod
+    event = _validate_event(stack["s3"], "datasets/churn/churn.csv", CHURN.read_bytes())
+    run = load_handler("validate").lambda_handler(event, lambda_context)
+    assert run["config"]["endpoint"]["instance_count"] == 2
 
 
 def test_validate_malformed_csv_quarantined(stack, load_handler, lambda_context):
@@ -792,3 +836,73 @@ def test_deploy_aws_errors_are_named_for_the_asl(stack, load_handler, lambda_con
     assert type(info.value).__name__ == raised
     cause = json.loads(str(info.value))  # the ASL Cause: machine-readable
     assert cause["code"] == code and cause["operation"] == "CreateModel" and cause["http_status"] == status
+
+
+# ------------------------------------------------------------------------------ execution ended
+def _ended_event(stack, status: str, error: str | None = None, cause: str | None = None) -> dict:
+    event = load_event("execution_ended.json")
+    event["detail"].update(stateMachineArn=stack["state_machine_arn"], status=status, error=error, cause=cause)
+    return event
+
+
+def _capture_notifications() -> str:
+    """A queue receiving the "Pipeline ..." events, as the stack's notification rule does."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="notifications", EventPattern=json.dumps({"source": ["sagepipe"]}))
+    events.put_targets(Rule="notifications", Targets=[{"Id": "q", "Arn": arn}])
+    return url
+
+
+@pytest.mark.parametrize(
+    "status, error, cause, want_error",
+    [
+        ("TIMED_OUT", None, None, "States.Timeout"),
+        ("ABORTED", "OperatorStopped", "maintenance", "OperatorStopped"),
+        ("FAILED", "States.DataLimitExceeded", "state output over 256 KB", "States.DataLimitExceeded"),
+    ],
+)
+def test_execution_ended_uncaught_sends_pipeline_failed(
+    stack, load_handler, lambda_context, monkeypatch, status, error, cause, want_error
+):
+    monkeypatch.setenv("EVENT_BUS_NAME", "default")
+    url = _capture_notifications()
+    result = load_handler("execution_ended").lambda_handler(_ended_event(stack, status, error, cause), lambda_context)
+    assert result["status"] == "notified"
+    [msg] = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    event = json.loads(msg["Body"])
+    assert event["detail-type"] == "Pipeline Failed" and event["source"] == "sagepipe"
+    detail = event["detail"]
+    assert (detail["model"], detail["execution"], detail["outcome"]) == ("churn", "churn-churn-0123456789", "failed")
+    assert detail["status"] == status and detail["error"] == want_error
+    assert detail["dataset"]["key"] == "datasets/churn/churn.csv" and detail["cause"]
+
+
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        ("FAILED", "InvalidDatasetError"),
+        ("FAILED", "TaskFailed"),
+        ("FAILED", "DeploymentRolledBack"),
+        ("SUCCEEDED", None),
+    ],
+)
+def test_execution_ended_already_notified_is_skipped(stack, load_handler, lambda_context, status, error):
+    """A Fail state of the pipeline (never a reserved States.* name) comes after the run's own Notify*."""
+    url = _capture_notifications()
+    result = load_handler("execution_ended").lambda_handler(_ended_event(stack, status, error), lambda_context)
+    assert result["status"] == "skipped"
+    assert "Messages" not in boto3.client("sqs").receive_message(QueueUrl=url)
+
+
+def test_execution_ended_of_another_state_machine_is_skipped(stack, load_handler, lambda_context):
+    event = _ended_event(stack, "TIMED_OUT")
+    event["detail"]["stateMachineArn"] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:other"
+    assert load_handler("execution_ended").lambda_handler(event, lambda_context)["status"] == "skipped"
+
+
+def test_execution_ended_long_cause_is_bounded(stack, load_handler, lambda_context):
+    event = _ended_event(stack, "FAILED", "States.Runtime", "x" * 32768)
+    result = load_handler("execution_ended").lambda_handler(event, lambda_context)
+    assert len(result["detail"]["cause"]) == 4096

@@ -308,6 +308,8 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
         ("sm", "create_model_package"): None,
     },
     "ApprovalFunction": {("s3", "put_object"): "ArtifactsBucket"},
+    "ModelCodeFunction": {("s3", "put_object"): "ArtifactsBucket"},
+    "ExecutionEndedFunction": {},
     "PredictFunction": {
         ("runtime", "invoke_endpoint"): None,
         ("sm", "describe_endpoint"): None,
@@ -332,7 +334,12 @@ COPY_GRANTS = {
 #: GetObject/HeadObject with VersionId need s3:GetObjectVersion; a missing sagepipe.json must come back as
 #: NoSuchKey (not AccessDenied), which needs s3:ListBucket on the data bucket.
 EXTRA_GRANTS = {
-    "ValidateFunction": [("s3:ListBucket", "DataBucket"), ("s3:GetObjectVersion", "DataBucket")],
+    "ValidateFunction": [
+        ("s3:ListBucket", "DataBucket"),
+        ("s3:GetObjectVersion", "DataBucket"),
+        ("s3:GetObject", "ArtifactsBucket"),  # HeadObject on the model code before training
+        ("s3:ListBucket", "ArtifactsBucket"),  # ... so that a missing bundle is a 404, not a 403
+    ],
     "StartFunction": [("s3:GetObjectVersion", "DataBucket")],
 }
 
@@ -462,13 +469,23 @@ def test_handlers_dependencies_are_deployed(template, resources):
     for lid, res in resources.items():
         if res["Type"] != "AWS::Serverless::Function":
             continue
-        code = (REPO / res["Properties"]["CodeUri"] / "app.py").read_text()
+        module, _ = res["Properties"]["Handler"].rsplit(".", 1)
+        in_layer = module.startswith("sagepipe_core.")  # ModelCodeFunction: its code package is model/ itself
+        code_file = (
+            CORE.parent / f"{module.replace('.', '/')}.py"
+            if in_layer
+            else REPO / res["Properties"]["CodeUri"] / f"{module}.py"
+        )
+        code = code_file.read_text()
         layers = [layer["Ref"] for layer in res["Properties"].get("Layers", glob_layers)]
         assert layers, f"{lid} has no layer"
         reqs = [r for layer in layers for r in _layer_requirements(layer)]
-        assert "aws_lambda_powertools" in code and any(r.startswith("aws-lambda-powertools") for r in reqs), lid
+        powertools = "aws_lambda_powertools" in code or (in_layer and "from .handler import" in code)
+        assert powertools and any(r.startswith("aws-lambda-powertools") for r in reqs), lid
         needs_pydantic = re.search(r"sagepipe_core\.(steps|config)", code) is not None
-        if needs_pydantic:
+        if in_layer:  # its handler imports sagepipe_core.handler (Tracer: X-Ray SDK) - the core layer
+            assert layers == ["CoreLayer"], lid
+        elif needs_pydantic:
             assert any(r.startswith("pydantic==") for r in reqs), (
                 f"{lid} imports the config but its layers lack pydantic"
             )
@@ -489,8 +506,14 @@ def test_function_env_matches_settings(resources):
     """Every env var ``Settings.from_env`` needs for a step is set on the function that runs it."""
     need = {
         "StartFunction": {"STATE_MACHINE_ARN", "DATA_BUCKET", "SCHEDULED_MODEL_NAME", "POLL_SECONDS", "MAX_POLLS"},
-        "ValidateFunction": {"ARTIFACTS_BUCKET", "MODEL_CODE_S3_URI"},
+        "ValidateFunction": {
+            "ARTIFACTS_BUCKET",
+            "MODEL_CODE_S3_URI",
+            "PIPELINE_TIMEOUT_SECONDS",
+            "DEFAULT_ENDPOINT_INSTANCE_COUNT",
+        },
         "EvaluateFunction": {"ARTIFACTS_BUCKET"},
+        "ExecutionEndedFunction": {"STATE_MACHINE_ARN", "EVENT_BUS_NAME"},
         "DeployFunction": {"INFERENCE_IMAGE", "SAGEMAKER_ROLE_ARN"},
     }
     for function, names in need.items():
@@ -610,3 +633,62 @@ def test_no_unused_s3_write_grants(template: dict[str, Any]) -> None:
     assert not [p for p in sam if isinstance(p, dict) and "S3WritePolicy" in p]
     actions = {a for st in _statements(template) if st["Effect"] == "Allow" for a in _as_list(st["Action"])}
     assert not actions & {"s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}
+
+
+# ------------------------------------------------------------------------ time limits (issue 9.4)
+def test_config_limits_are_validated_against_the_deployed_execution_timeout(resources):
+    """The execution timeout the validate function checks configs against is the ASL's own."""
+    from sagepipe_core.config import DEFAULT_PIPELINE_TIMEOUT_SECONDS, StackLimits, parse_config
+
+    asl = json.loads((REPO / "statemachines" / "training_pipeline.asl.json").read_text())
+    env = resources["ValidateFunction"]["Properties"]["Environment"]["Variables"]
+    assert int(env["PIPELINE_TIMEOUT_SECONDS"]) == asl["TimeoutSeconds"] == DEFAULT_PIPELINE_TIMEOUT_SECONDS
+    params = yaml.load((REPO / "template.yaml").read_text(), Loader=CfnLoader)["Parameters"]
+    limits = StackLimits(
+        pipeline_timeout_seconds=asl["TimeoutSeconds"],
+        deploy_seconds=params["PollSeconds"]["Default"] * params["MaxPolls"]["Default"],
+    )
+    # the documented defaults, and each limit at its maximum with the others at their defaults, fit
+    parse_config({"approval": "manual"}, limits)
+    parse_config({"approval": "manual", "training": {"max_runtime_seconds": 432000}}, limits)
+
+
+def test_uncaught_execution_ends_reach_the_notification_path(resources):
+    """TIMED_OUT / ABORTED, and FAILED with a reserved States.* error (never a Fail state's), of this
+    state machine go to ExecutionEndedFunction, which puts "Pipeline Failed" on the bus that
+    PipelineNotificationsRule sends to the log group (and SNS)."""
+    fn = resources["ExecutionEndedFunction"]["Properties"]
+    patterns = [e["Properties"]["Pattern"] for e in fn["Events"].values() if e["Type"] == "EventBridgeRule"]
+    for p in patterns:
+        assert p["source"] == ["aws.states"] and p["detail-type"] == ["Step Functions Execution Status Change"]
+        assert p["detail"]["stateMachineArn"] == [{"Ref": "TrainingPipeline"}]
+    statuses = {s for p in patterns for s in p["detail"]["status"]}
+    assert statuses == {"FAILED", "TIMED_OUT", "ABORTED"}
+    [failed] = [p for p in patterns if p["detail"]["status"] == ["FAILED"]]
+    assert failed["detail"]["error"] == [{"prefix": "States."}]
+    assert all(
+        "DeadLetterConfig" in e["Properties"] and "RetryPolicy" in e["Properties"] for e in fn["Events"].values()
+    )
+    assert fn["Environment"]["Variables"]["EVENT_BUS_NAME"] == "default"
+    rule = resources["PipelineNotificationsRule"]["Properties"]["EventPattern"]
+    assert rule["detail-type"] == [{"prefix": "Pipeline "}] and rule["source"] == [{"Ref": "EventSource"}]
+    asl = (REPO / "statemachines" / "training_pipeline.asl.json").read_text()
+    fail_errors = re.findall(r'"Type": "Fail"[^}]*"Error": "([^"]*)"', asl)
+    assert fail_errors and not any(e.startswith("States.") for e in fail_errors)
+
+
+# ---------------------------------------------------------------------- model code (issue 9.6)
+def test_sam_deploy_publishes_the_model_code_itself(resources):
+    """The ModelCode custom resource is backed by a function whose code package is model/ (so sam
+    build/package carry it) and is updated whenever that code changes (a new function version)."""
+    cr = resources["ModelCode"]
+    assert cr["Type"].startswith("Custom::") and int(cr["Properties"]["ServiceTimeout"]) <= 600
+    props = cr["Properties"]
+    assert props["ServiceToken"] == {"Fn::GetAtt": ["ModelCodeFunction", "Arn"]}
+    assert props["Bucket"] == {"Ref": "ArtifactsBucket"} and props["Key"] == "code/sourcedir.tar.gz"
+    assert props["CodeVersion"] == {"Ref": "ModelCodeFunction.Version"}
+    fn = resources["ModelCodeFunction"]["Properties"]
+    assert fn["CodeUri"] == "model" and fn["AutoPublishAlias"]
+    assert fn["Handler"] == "sagepipe_core.model_code.lambda_handler"
+    env = resources["ValidateFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["MODEL_CODE_S3_URI"] == {"Fn::GetAtt": ["ModelCode", "S3Uri"]}  # and so it depends on it

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from .errors import InvalidConfigError
 
@@ -37,6 +38,31 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 DEFAULT_METRIC: dict[str, str] = {"binary": "auc", "multiclass": "macro_f1", "regression": "r2"}
 DEFAULT_THRESHOLD: dict[str, float] = {"auc": 0.75, "macro_f1": 0.5, "r2": 0.5}
+
+
+#: The state machine's ``TimeoutSeconds`` as shipped (statemachines/training_pipeline.asl.json, 7 days);
+#: ValidateData reads the deployed value from ``PIPELINE_TIMEOUT_SECONDS`` (template.yaml).
+DEFAULT_PIPELINE_TIMEOUT_SECONDS = 7 * 24 * 3600
+#: Time reserved for everything but training, approval and deploy polling: ValidateData (300 s Lambda),
+#: EvaluateModel, RegisterModel, the SageMaker Update/Describe calls, the notifications and every Retry's
+#: backoff (MaxDelaySeconds 60-300 s). One hour bounds their sum with room to spare.
+PIPELINE_OVERHEAD_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class StackLimits:
+    """What the deployed stack imposes on every model's config (from the validate function's environment).
+
+    - ``pipeline_timeout_seconds``: the state machine's ``TimeoutSeconds``. When the execution times out
+      first, no Catch runs (Step Functions ends it TIMED_OUT), so each step's own limit must fit inside it.
+    - ``deploy_seconds``: the deploy step's polling budget of this run (``PollSeconds`` x ``MaxPolls``).
+    - ``endpoint_instance_count``: the default ``endpoint.instance_count`` (template parameter
+      ``EndpointInstanceCount``; ``prod`` deploys with 2, which SageMaker spreads across Availability Zones).
+    """
+
+    pipeline_timeout_seconds: int = DEFAULT_PIPELINE_TIMEOUT_SECONDS
+    deploy_seconds: int = 30 * 240
+    endpoint_instance_count: int = 1
 
 
 class _Strict(BaseModel):
@@ -149,6 +175,41 @@ class ModelConfig(_Strict):
     endpoint: EndpointResources = Field(default_factory=EndpointResources)
     tuning: TuningConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stack_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Fill ``endpoint.instance_count`` from the stack's default when the document leaves it out."""
+        limits = (info.context or {}).get("limits")
+        if isinstance(limits, StackLimits) and isinstance(data, dict) and isinstance(data.get("endpoint", {}), dict):
+            data = {**data, "endpoint": {"instance_count": limits.endpoint_instance_count, **data.get("endpoint", {})}}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_the_execution_timeout(self, info: ValidationInfo) -> ModelConfig:
+        """Training, the manual approval and deploy polling must end before the execution's own timeout:
+        a Step Functions execution that times out runs no Catch (no MarkRejected, no notification from
+        the state machine), so the per-step limits must be the ones that fire."""
+        limits = (info.context or {}).get("limits")
+        if not isinstance(limits, StackLimits):
+            return self
+        waves = math.ceil(self.tuning.max_jobs / self.tuning.max_parallel_jobs) if self.tuning else 1
+        budget = {
+            "training.max_runtime_seconds": self.training.max_runtime_seconds * waves,
+            "approval_timeout_seconds": self.approval_timeout_seconds if self.approval == "manual" else 0,
+            "deploy polling (PollSeconds x MaxPolls)": limits.deploy_seconds,
+            "validation, evaluation, registration, notifications": PIPELINE_OVERHEAD_SECONDS,
+        }
+        total = sum(budget.values())
+        if total > limits.pipeline_timeout_seconds:
+            parts = ", ".join(f"{k} {v} s" for k, v in budget.items() if v)
+            tuned = f" (x{waves} sequential tuning rounds)" if waves > 1 else ""
+            raise ValueError(
+                f"the run could take {total} s ({parts}{tuned}) but the pipeline execution times out after "
+                f"{limits.pipeline_timeout_seconds} s: lower training.max_runtime_seconds or "
+                "approval_timeout_seconds"
+            )
+        return self
+
     @model_validator(mode="after")
     def _metric_fits_problem(self) -> ModelConfig:
         if self.metric is not None and self.metric not in METRICS[self.problem_type]:
@@ -202,14 +263,17 @@ class ModelConfig(_Strict):
         return data
 
 
-def parse_config(raw: bytes | str | dict[str, Any] | None) -> ModelConfig:
+def parse_config(raw: bytes | str | dict[str, Any] | None, limits: StackLimits | None = None) -> ModelConfig:
     """Parse and validate a config document.
 
     ``raw`` is the JSON bytes/str of ``sagepipe.json``, an already-parsed dict, or None (defaults).
+    ``limits`` (default: :class:`StackLimits` as shipped) are the deployed stack's: the run's time budget
+    must fit the execution's ``TimeoutSeconds`` and the endpoint instance count defaults from it.
     Raises :class:`InvalidConfigError` with ``details["errors"]`` listing each bad field.
     """
+    limits = limits or StackLimits()
     if raw is None:
-        return ModelConfig()
+        raw = {}
     try:
         data = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
     except (ValueError, UnicodeDecodeError) as exc:
@@ -217,7 +281,7 @@ def parse_config(raw: bytes | str | dict[str, Any] | None) -> ModelConfig:
     if not isinstance(data, dict):
         raise InvalidConfigError(f"{CONFIG_FILE_NAME} must be a JSON object", check="config")
     try:
-        return ModelConfig.model_validate(data)
+        return ModelConfig.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
         errors = [
             {"field": ".".join(str(p) for p in err["loc"]) or "(root)", "error": err["msg"]} for err in exc.errors()

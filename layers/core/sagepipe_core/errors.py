@@ -149,3 +149,14 @@ def check_result_size(result: Any, limit: int = RESULT_LIMIT) -> None:
             limit=limit,
             largest={k: n for n, k in largest},
         )
+
+
+class ModelCodeMissingError(SagepipeError):
+    """The model code bundle (script mode's ``sagemaker_submit_directory``) is not in S3.
+
+    The stack's ``ModelCode`` custom resource did not publish it (or it was deleted). The run fails
+    before training (ValidateData raises it; the ASL's ``States.ALL`` Catch sends "Pipeline Failed").
+    ``details``: ``uri``, ``s3_error``.
+    """
+
+    reason = "model_code_missing"

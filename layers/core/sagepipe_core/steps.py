@@ -19,8 +19,15 @@ from botocore.exceptions import ClientError
 from . import approval, deploy, gate, naming, registry, report, training
 from . import dataset as ds
 from .aws import ArtifactError, error_kind, read_artifact_members, service_error
-from .config import CONFIG_FILE_NAME, ModelConfig, parse_config
-from .errors import InvalidConfigError, InvalidDatasetError, InvalidEventError, SagepipeError, TransientServiceError
+from .config import CONFIG_FILE_NAME, DEFAULT_PIPELINE_TIMEOUT_SECONDS, ModelConfig, StackLimits, parse_config
+from .errors import (
+    InvalidConfigError,
+    InvalidDatasetError,
+    InvalidEventError,
+    ModelCodeMissingError,
+    SagepipeError,
+    TransientServiceError,
+)
 from .events import DataVersion, Malformed, RetrainRequest, Skip, latest_data_version, normalize
 from .ports import CloudWatchPort, EventBridgePort, S3Port, SageMakerPort, StepFunctionsPort
 from .records import (
@@ -68,6 +75,8 @@ class Settings:
     event_bus: str = "default"
     region: str = "us-east-1"
     dead_letter_queue_url: str = ""
+    pipeline_timeout_seconds: int = DEFAULT_PIPELINE_TIMEOUT_SECONDS
+    endpoint_instance_count: int = 1
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -76,8 +85,9 @@ class Settings:
         Reads ``STATE_MACHINE_ARN``, ``DATA_BUCKET``, ``ARTIFACTS_BUCKET``, ``APP_SOURCE``,
         ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
         ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated, extra alarms),
-        ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME``, ``DEAD_LETTER_QUEUE_URL`` and
-        ``AWS_REGION``; missing ones take the defaults above.
+        ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME``, ``DEAD_LETTER_QUEUE_URL``,
+        ``PIPELINE_TIMEOUT_SECONDS`` (the state machine's ``TimeoutSeconds``), ``DEFAULT_ENDPOINT_INSTANCE_COUNT``
+        and ``AWS_REGION``; missing ones take the defaults above.
         """
         e = os.environ if env is None else env
         return cls(
@@ -98,6 +108,8 @@ class Settings:
             rollback_5xx=int(e.get("ROLLBACK_5XX_ERRORS", "1")),
             region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")),
             dead_letter_queue_url=e.get("DEAD_LETTER_QUEUE_URL", ""),
+            pipeline_timeout_seconds=int(e.get("PIPELINE_TIMEOUT_SECONDS", str(DEFAULT_PIPELINE_TIMEOUT_SECONDS))),
+            endpoint_instance_count=int(e.get("DEFAULT_ENDPOINT_INSTANCE_COUNT", "1")),
         )
 
 
@@ -241,15 +253,47 @@ def _execution_exists(sfn: StepFunctionsPort, arn: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------ validate
-def _load_config(s3: S3Port, bucket: str, model: str) -> tuple[Any, bytes | None]:
+def _load_config(s3: S3Port, bucket: str, model: str, limits: StackLimits) -> tuple[Any, bytes | None]:
     key = f"datasets/{model}/{CONFIG_FILE_NAME}"
     try:
         raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         if error_kind(exc) == "not_found":
-            return parse_config(None), None
+            return parse_config(None, limits), None
         raise
-    return parse_config(raw), raw
+    return parse_config(raw, limits), raw
+
+
+def check_model_code(s3: S3Port, code_uri: str) -> dict[str, Any]:
+    """HeadObject on the model code bundle before any training cost.
+
+    Args:
+        s3: the S3 client (HeadObject).
+        code_uri: ``s3://bucket/key`` of ``sourcedir.tar.gz`` (``MODEL_CODE_S3_URI``).
+
+    Returns:
+        ``{"uri", "etag", "version_id"}`` of the bundle.
+
+    Raises:
+        ModelCodeMissingError: the object is absent (S3 answers 404 with ``s3:ListBucket``, 403 without
+            it; the code is reported) or the URI is not an S3 object URI.
+    """
+    if not code_uri.startswith("s3://") or "/" not in code_uri.removeprefix("s3://"):
+        raise ModelCodeMissingError(f"MODEL_CODE_S3_URI {code_uri!r} is not an s3://bucket/key URI", uri=code_uri)
+    bucket, key = code_uri.removeprefix("s3://").split("/", 1)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if error_kind(exc) == "not_found" or code in {"403", "AccessDenied", "NoSuchBucket"}:
+            raise ModelCodeMissingError(
+                f"the model code {code_uri} is not there (S3 {code}): deploy the stack with `sam deploy` (its "
+                "ModelCode custom resource publishes model/) or run `sagepipe publish-code`",
+                uri=code_uri,
+                s3_error=code,
+            ) from exc
+        raise
+    return {"uri": code_uri, "etag": str(head.get("ETag", "")).strip('"'), "version_id": head.get("VersionId")}
 
 
 def _rejecter(
@@ -275,7 +319,7 @@ def _rejecter(
 
 
 def _checked_data(
-    s3: S3Port, d: DatasetRef, model: str, reject: Callable[[SagepipeError], NoReturn]
+    s3: S3Port, d: DatasetRef, model: str, limits: StackLimits, reject: Callable[[SagepipeError], NoReturn]
 ) -> tuple[ModelConfig, ds.Dataset]:
     """The model name, the config, the object's size, then the CSV checks; any failure is rejected."""
     if not naming.MODEL_NAME_RE.match(model):
@@ -289,7 +333,7 @@ def _checked_data(
             )
         )
     try:
-        config, _ = _load_config(s3, d["bucket"], model)
+        config, _ = _load_config(s3, d["bucket"], model, limits)
     except InvalidConfigError as err:
         reject(err)
     get: dict[str, Any] = {"Bucket": d["bucket"], "Key": d["key"]}
@@ -335,12 +379,21 @@ def validate_data(
 
     ``execution`` is the execution input. On a failed check the object is quarantined under
     ``quarantine/<model>/<execution_name>/`` and the :class:`InvalidDatasetError` / :class:`InvalidConfigError`
-    is re-raised (the ASL catches it by name). Returns the :class:`~.records.RunRecord` (``tuning`` is the
-    CreateHyperParameterTuningJob request when the config asks for tuning, else None).
+    is re-raised (the ASL catches it by name). A missing model code bundle raises :class:`ModelCodeMissingError`
+    first (no quarantine: the data is not at fault; the ASL's ``States.ALL`` Catch sends "Pipeline Failed").
+    Returns the :class:`~.records.RunRecord` (``tuning`` is the CreateHyperParameterTuningJob request when the
+    config asks for tuning, else None).
     """
     d, model = execution["dataset"], execution["model"]
     prefix = f"runs/{model}/{execution_name}"
-    config, data = _checked_data(s3, d, model, _rejecter(s3, d, settings, model, execution_name))
+    check_model_code(s3, settings.model_code_uri)  # a stack problem, not the data's: fails the run, no quarantine
+    limits = StackLimits(
+        pipeline_timeout_seconds=settings.pipeline_timeout_seconds,
+        deploy_seconds=int(execution.get("poll_seconds", settings.poll_seconds))
+        * int(execution.get("max_polls", settings.max_polls)),
+        endpoint_instance_count=settings.endpoint_instance_count,
+    )
+    config, data = _checked_data(s3, d, model, limits, _rejecter(s3, d, settings, model, execution_name))
     resolved = config.resolved(data.target)
     splits = _write_splits(s3, settings.artifacts_bucket, prefix, data, config)
     split_prefixes = {"train": splits["train"], "validation": splits["validation"], "test": splits["test"]}
@@ -631,3 +684,76 @@ def request_approval(
         source=settings.app_source,
         bus=settings.event_bus,
     )
+
+
+# ------------------------------------------------------------------------- uncaught execution ends
+#: Statuses of "Step Functions Execution Status Change" that end a run (Step Functions docs, "EventBridge
+#: for Step Functions execution status changes"). SUCCEEDED runs always notify from the state machine.
+ENDED_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+PIPELINE_FAILED = "Pipeline Failed"
+MAX_CAUSE_CHARS = 4096  # the event's cause may be 32,768 characters; the notification keeps the head
+_DEFAULT_ERROR = {"TIMED_OUT": "States.Timeout", "ABORTED": "ExecutionAborted"}
+_DEFAULT_CAUSE = {
+    "TIMED_OUT": "the execution reached the state machine's TimeoutSeconds; no Catch runs for that",
+    "ABORTED": "the execution was stopped (StopExecution); no Catch runs for that",
+    "FAILED": "the execution failed with an error no Catch can handle",
+}
+
+
+def notify_execution_ended(event: dict[str, Any], *, events: EventBridgePort, settings: Settings) -> dict[str, Any]:
+    """Turn an execution that ended without its own notification into "Pipeline Failed" (PutEvents).
+
+    ``event`` is EventBridge's "Step Functions Execution Status Change" (``source`` ``aws.states``;
+    ``detail``: ``executionArn``, ``stateMachineArn``, ``name``, ``status``, ``startDate``/``stopDate`` in
+    epoch ms, ``input`` (JSON text), ``output``, ``error``, ``cause``). TIMED_OUT and ABORTED never ran a
+    Catch. A FAILED execution notified itself unless its error is a ``States.*`` name: the pipeline's Fail
+    states never raise those (the names are reserved), only errors no Catch handles do
+    (``States.Runtime``, ``States.DataLimitExceeded``, ``States.QueryEvaluationError``...).
+
+    Returns ``{"status": "notified", "detail": <the notification detail>}`` or ``{"status": "skipped",
+    "reason"}``. Raises ``RuntimeError`` when PutEvents reports a failed entry (Lambda's async retries and
+    the rule's dead-letter queue then take over).
+    """
+    detail = event.get("detail") or {}
+    status, error, arn = detail.get("status"), detail.get("error"), detail.get("stateMachineArn")
+    skip = None
+    if event.get("source") != "aws.states" or status not in ENDED_STATUSES:
+        skip = f"not an ended execution (source {event.get('source')!r}, status {status!r})"
+    elif settings.state_machine_arn and arn != settings.state_machine_arn:
+        skip = f"execution of another state machine ({arn})"
+    elif status == "FAILED" and not str(error or "").startswith("States."):
+        skip = f"ended in a Fail state ({error}) that the state machine notified itself"
+    if skip:
+        log.info("not notifying: %s", skip, extra={"execution_arn": detail.get("executionArn")})
+        return {"status": "skipped", "reason": skip}
+    try:
+        execution_input = json.loads(detail.get("input") or "{}")
+    except ValueError:
+        execution_input = {}
+    if not isinstance(execution_input, dict):
+        execution_input = {}
+    cause = str(detail.get("cause") or _DEFAULT_CAUSE[status])
+    notification = {
+        "model": execution_input.get("model"),
+        "execution": detail.get("name"),
+        "executionArn": detail.get("executionArn"),
+        "dataset": execution_input.get("dataset"),
+        "outcome": "failed",
+        "status": status,
+        "error": error or _DEFAULT_ERROR.get(status, "States.Runtime"),
+        "cause": cause if len(cause) <= MAX_CAUSE_CHARS else cause[: MAX_CAUSE_CHARS - 1] + "…",
+    }
+    resp = events.put_events(
+        Entries=[
+            {
+                "Source": settings.app_source,
+                "DetailType": PIPELINE_FAILED,
+                "Detail": json.dumps(notification, default=str),
+                "EventBusName": settings.event_bus,
+            }
+        ]
+    )
+    if resp.get("FailedEntryCount"):
+        raise RuntimeError(f"PutEvents refused the notification: {resp.get('Entries')}")
+    log.warning("execution %s ended %s without a notification: sent %s", detail.get("name"), status, PIPELINE_FAILED)
+    return {"status": "notified", "detail": notification}
