@@ -125,6 +125,8 @@ def test_start_runs_retrain_without_data_raises() -> None:
 # ------------------------------------------------------------------------------------- validate
 def execution_input(s3: FakeS3, key: str, body: bytes, model: str = "churn") -> tuple[ExecutionInput, str]:
     """Upload ``body`` and return the execution input and name the start function would give it."""
+    # the model code bundle the stack's ModelCode custom resource publishes (ValidateData checks it first)
+    s3.put_object(Bucket=ARTIFACTS, Key="code/sourcedir.tar.gz", Body=b"bundle")
     put = s3.put_object(Bucket=DATA, Key=key, Body=body)
     etag = put["ETag"].strip('"')
     dataset = {"bucket": DATA, "key": key, "etag": etag, "version_id": put["VersionId"], "size": len(body)}
@@ -138,7 +140,7 @@ def test_validate_data_writes_splits_and_builds_the_training_request() -> None:
     run = steps.validate_data(execution, execution_name=name, s3=s3, sm=sm, settings=SETTINGS)
 
     prefix = f"runs/churn/{name}/splits"
-    written = {k: v for (b, k), v in s3.objects.items() if b == ARTIFACTS}
+    written = {k: v for (b, k), v in s3.objects.items() if b == ARTIFACTS and not k.startswith("code/")}
     profile = f"runs/churn/{name}/dataset.json"
     assert sorted(written) == [profile] + [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")]
     assert json.loads(written.pop(profile))["class_counts"] == {"no": 4293, "yes": 707}
