@@ -1,6 +1,8 @@
-"""Execution-ended function: EventBridge "Step Functions Execution Status Change" (FAILED / TIMED_OUT /
-ABORTED) of the pipeline → "Pipeline Failed" for a run that ended without its own notification (a
-timeout, a StopExecution, an error no Catch handles). Glue only: ``sagepipe_core.steps.notify_execution_ended``.
+"""Execution-ended function: an uncaught end of the pipeline becomes "Pipeline Failed".
+
+EventBridge "Step Functions Execution Status Change" (FAILED / TIMED_OUT / ABORTED) of the pipeline →
+"Pipeline Failed" for a run that ended without its own notification (a timeout, a StopExecution, an error
+no Catch handles). Glue only: ``sagepipe_core.steps.notify_execution_ended``.
 """
 
 from typing import Any

@@ -24,7 +24,10 @@ import json
 import threading
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
 
 _EXECUTION = "moto.stepfunctions.parser.backend.execution"
 #: The moto attributes :func:`apply` replaces (``patches.Patch.sites``).
@@ -91,7 +94,7 @@ def emit(execution: Any) -> None:
     bus = events_backends[execution.account_id][execution.region_name].event_buses.get("default")
     for rule in list(bus.rules.values()) if bus else []:
         try:
-            rule.send_to_targets(event, transform_input=True)
+            rule.send_to_targets(cast("EventMessageType", event), transform_input=True)
         except Exception as exc:  # noqa: BLE001 - as on AWS, the execution's end does not depend on delivery
             twin().log("events", f"status change delivery via rule {rule.name} failed: {exc!r}")
 

@@ -186,9 +186,11 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _fits_the_execution_timeout(self, info: ValidationInfo) -> ModelConfig:
-        """Training, the manual approval and deploy polling must end before the execution's own timeout:
-        a Step Functions execution that times out runs no Catch (no MarkRejected, no notification from
-        the state machine), so the per-step limits must be the ones that fire."""
+        """Training, the manual approval and deploy polling must end before the execution's own timeout.
+
+        A Step Functions execution that times out runs no Catch (no MarkRejected, no notification from
+        the state machine), so the per-step limits must be the ones that fire.
+        """
         limits = (info.context or {}).get("limits")
         if not isinstance(limits, StackLimits):
             return self

@@ -36,8 +36,9 @@ log = logging.getLogger("sagepipe")
 
 
 def build(model_dir: Path) -> bytes:
-    """tar.gz of the files under ``model_dir``: paths relative to it, sorted, mtime 0, mode 0644, no
-    ``__pycache__``/``.pyc`` - the same files give the same bytes (and the same ETag).
+    """Deterministic tar.gz of the files under ``model_dir`` (the same files give the same bytes and ETag).
+
+    Paths relative to ``model_dir``, sorted, mtime 0, mode 0644, no ``__pycache__``/``.pyc``.
     """
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -68,8 +69,9 @@ def publish(s3: Any, bucket: str, model_dir: Path, key: str = CODE_KEY) -> dict[
 
 
 def send_response(url: str, body: bytes) -> None:
-    """PUT the response object to the pre-signed ``ResponseURL`` (empty Content-Type, as the signature
-    of CloudFormation's pre-signed S3 URL expects).
+    """PUT the response object to the pre-signed ``ResponseURL``.
+
+    The Content-Type is empty, as the signature of CloudFormation's pre-signed S3 URL expects.
     """
     req = urllib.request.Request(  # noqa: S310 - the URL is CloudFormation's https pre-signed S3 URL
         url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
@@ -125,8 +127,9 @@ def handle(
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``ModelCodeFunction``'s entry point (``Handler: sagepipe_core.model_code.lambda_handler``): its code
-    package is ``model/`` itself, so this glue lives in the layer rather than in a functions/ dir. Powertools
+    """``ModelCodeFunction``'s entry point (``Handler: sagepipe_core.model_code.lambda_handler``).
+
+    Its code package is ``model/`` itself, so this glue lives in the layer rather than in a functions/ dir. Powertools
     (``sagepipe_core.handler``) is imported here, not at module level, so the CLI's ``build`` stays light.
     """
     import boto3

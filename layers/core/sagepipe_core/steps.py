@@ -715,7 +715,7 @@ def notify_execution_ended(event: dict[str, Any], *, events: EventBridgePort, se
     the rule's dead-letter queue then take over).
     """
     detail = event.get("detail") or {}
-    status, error, arn = detail.get("status"), detail.get("error"), detail.get("stateMachineArn")
+    status, error, arn = str(detail.get("status") or ""), detail.get("error"), detail.get("stateMachineArn")
     skip = None
     if event.get("source") != "aws.states" or status not in ENDED_STATUSES:
         skip = f"not an ended execution (source {event.get('source')!r}, status {status!r})"
