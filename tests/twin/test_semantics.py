@@ -324,6 +324,32 @@ def test_a_run_failed_by_its_own_fail_state_is_not_notified_twice(target: Target
     assert kinds == ["Pipeline Rejected"]
 
 
+def test_a_run_without_the_model_code_fails_before_training_and_is_notified(target: Target, tmp_path: Path) -> None:
+    """Issue 9 item 6: the code bundle the ModelCode custom resource published is gone (a delete marker
+    on the versioned artifacts bucket): ValidateData's HeadObject fails the run with ModelCodeMissingError
+    before any training job, the data is not quarantined (it is not at fault), "Pipeline Failed" says why."""
+    s3, sm = target.client("s3"), target.client("sagemaker")
+    code_key = "code/sourcedir.tar.gz"
+    s3.head_object(Bucket=target.artifacts_bucket, Key=code_key)  # sam deploy (the twin's) published it
+    marker = s3.delete_object(Bucket=target.artifacts_bucket, Key=code_key)["VersionId"]
+    try:
+        header, data = churn_rows(0, 1500)
+        key = client.upload(target, write_csv(tmp_path, "nocode.csv", header, data), "nocode")
+        [desc] = wait_for_key(target, key)
+    finally:  # remove the delete marker: the published version is current again (nothing was deleted)
+        s3.delete_object(Bucket=target.artifacts_bucket, Key=code_key, VersionId=marker)
+    assert desc["status"] == "FAILED"
+    events = client.notifications(target, "nocode", desc["name"])
+    assert [e["detail-type"] for e in events] == ["Pipeline Failed"]
+    failure = json.dumps(events[0]["detail"])
+    assert "ModelCodeMissingError" in failure and f"s3://{target.artifacts_bucket}/{code_key}" in failure
+    jobs = sm.list_training_jobs(NameContains="nocode")["TrainingJobSummaries"]
+    assert jobs == []
+    quarantined = s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix="quarantine/nocode/")
+    assert quarantined.get("KeyCount", 0) == 0
+    record("model code missing", "FAILED before training: ModelCodeMissingError, Pipeline Failed")
+
+
 # ------------------------------------------------------------------------------ rollout
 def test_model_failing_ping_after_update_is_rolled_back(target: Target, tmp_path: Path, bundle: Any) -> None:
     first = _run(target, tmp_path, "rb", "v1.csv", (0, 2500), churn_config(tmp_path, tolerance=1.0))
