@@ -84,9 +84,9 @@ build: $(SAM_VENV)/.installed  ## sam build for python3.13
 	@test -n "$(PY313)" || { echo "python3.13 is required for sam build (Lambda runtime python3.13)"; exit 1; }
 	PATH="$$(dirname $(PY313)):$$PATH" $(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
 
-deploy: build  ## sam deploy --guided, then publish the model code to the artifacts bucket
-	$(SAM_VENV)/bin/sam deploy --guided
-	$(VENV)/bin/sagepipe publish-code --aws
+ENV ?= dev
+deploy: build  ## sam build + sam deploy of samconfig.toml's ENV (dev|prod; REGION=... overrides the profile's)
+	$(SAM_VENV)/bin/sam deploy --config-env $(ENV) $(if $(REGION),--region $(REGION))
 
 clean:  ## remove build output and virtual environments
 	rm -rf .aws-sam $(VENV) $(SAM_VENV) $(SCAN_VENV) .twin
