@@ -81,3 +81,56 @@ def test_train_model_retries_sagemaker_exceptions_for_seconds_not_minutes() -> N
     SageMaker.AmazonSageMakerException: a short retry rides out a throttle, a refused request fails fast."""
     r = retrier("TrainModel", "SageMaker.AmazonSageMakerException")
     assert r is not None and retry_seconds(r) <= 30, r
+
+
+# ---------------------------------------------------------------- optional members of SDK results (issue 9.12)
+_TUNING_RESULT = "$.tuningResult.Result."
+
+
+def _optional_prefixes(path: str) -> list[str]:
+    """The prefixes of ``$.tuningResult.Result.<members>`` whose last member is optional in botocore's
+    DescribeHyperParameterTuningJob output (absent there, a JSONPath read is States.Runtime)."""
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker")
+    current: Any = shape.operation_model("DescribeHyperParameterTuningJob").output_shape
+    optional, walked = [], _TUNING_RESULT.rstrip(".")
+    for member in path.removeprefix(_TUNING_RESULT).split("."):
+        walked += f".{member}"
+        if member not in current.required_members:
+            optional.append(walked)
+        current = current.members[member]
+        if current.type_name != "structure":
+            break
+    return optional
+
+
+def _guards(state: str) -> list[set[str]]:
+    """For each Choice rule whose Next is ``state``: the variables it checks with IsPresent true."""
+
+    def present(rule: dict[str, Any]) -> set[str]:
+        if "And" in rule:
+            return set().union(*(present(r) for r in rule["And"]))
+        return {rule["Variable"]} if rule.get("IsPresent") is True else set()
+
+    return [present(r) for s in STATES.values() if s["Type"] == "Choice" for r in s["Choices"] if r["Next"] == state]
+
+
+def test_every_optional_member_of_the_tuning_result_is_checked_before_it_is_read() -> None:
+    """Each state that reads ``$.tuningResult.Result...`` is reached only through Choice rules that check,
+    with IsPresent, every optional member on the path it reads (BestTrainingJob,
+    FinalHyperParameterTuningJobObjectiveMetric...); a state reached otherwise would fail uncatchably."""
+    readers = {
+        name: [v for k, v in s.get("Parameters", {}).items() if k.endswith(".$") and v.startswith(_TUNING_RESULT)]
+        for name, s in STATES.items()
+    }
+    readers = {n: paths for n, paths in readers.items() if paths}
+    assert {"SelectTunedJob", "SelectTunedJobWithoutObjective"} <= set(readers)
+    for name, paths in readers.items():
+        rules = _guards(name)
+        assert rules, f"{name} reads the tuning result but no Choice guards it"
+        for rule in rules:
+            for path in paths:
+                for prefix in _optional_prefixes(path):
+                    assert any(g == prefix or g.startswith(prefix + ".") for g in rule), (name, path, prefix)
+    assert STATES["SelectTunedJobWithoutObjective"]["Parameters"]["BestObjective"] is None
