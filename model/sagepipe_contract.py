@@ -15,15 +15,20 @@ platform, not this code. Each of those copies is pinned to this module by ``test
 a change here that the other side does not follow fails the unit tests.
 
 Contents: the ``schema.json`` / ``evaluation.json`` versions and shapes, the artifact names of
-``model.tar.gz``, the metric table per problem type, the NA tokens, :func:`check_schema` and
-:func:`safe_extract`.
+``model.tar.gz``, the metric table per problem type, the NA tokens, :func:`check_schema`,
+:func:`safe_extract`, and the row identity of the split manifest (:func:`row_identity`,
+:func:`read_manifest`; the core's copy is ``sagepipe_core.dataset``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
 import os
 import tarfile
+from collections.abc import Sequence
 from typing import Any
 
 #: ``schema_version`` of ``schema.json`` and ``evaluation.json``.
@@ -70,6 +75,11 @@ MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
 EVALUATION_FILE = "evaluation.json"
 CODE_DIR = "code"
+#: The run's split manifest (written by ValidateData, ``sagepipe_core.dataset.manifest``), copied from the
+#: ``manifest`` channel into ``model.tar.gz``: the identities of the rows that trained the model.
+SPLIT_MANIFEST_FILE = "split_manifest.json"
+MANIFEST_VERSION = 1
+IDENTITY_BYTES = 16
 #: What ``train.py`` copies into ``code/``: the inference program and the modules it imports.
 CODE_FILES: tuple[str, ...] = ("inference.py", "sagepipe_contract.py")
 
@@ -164,3 +174,63 @@ def safe_extract(archive: str, dest: str) -> None:
         else:  # Python < 3.10.12: no extraction filters
             _check_members(tar, dest)
             tar.extractall(dest)  # every member was checked by _check_members
+
+
+# --------------------------------------------------------------------------------------
+# Row identity and the split manifest
+# --------------------------------------------------------------------------------------
+def canonical_value(value: object) -> str:
+    """A field's canonical text for :func:`row_identity`.
+
+    Surrounding whitespace is dropped; a missing value (None, a float NaN, an :data:`NA_TOKENS` token) is
+    ``""``; a finite number is written one way (``129``, ``129.0``, ``1.29e2`` and ``+129`` are ``129``;
+    others ``repr(float)``); other text is kept (case-sensitive).
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    text = str(value).strip()
+    if text in NA_TOKENS:
+        return ""
+    if "_" in text:  # float() accepts "1_000"; a CSV writer never writes a number so
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        return text
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return repr(number)
+
+
+def row_identity(names: Sequence[str], values: Sequence[object]) -> bytes:
+    r"""A row's identity: SHA-256 (first :data:`IDENTITY_BYTES` bytes) of its canonical values by column name.
+
+    ``names`` sorted, ``values`` in that order; the text hashed is ``name \x1f canonical value`` per
+    column, joined by ``\x1e``. Column order, number formatting and quoting do not change it.
+    """
+    text = "\x1e".join(f"{n}\x1f{canonical_value(v)}" for n, v in zip(names, values, strict=True))
+    return hashlib.sha256(text.encode("utf-8")).digest()[:IDENTITY_BYTES]
+
+
+def read_manifest(path: str) -> tuple[list[str], set[bytes]]:
+    """Read a split manifest: ``(columns, identities of its train and validation rows)``.
+
+    Raises:
+        ValueError: not a manifest of :data:`MANIFEST_VERSION` (bad JSON, shape or base64).
+        OSError: the file cannot be read.
+    """
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if not isinstance(doc, dict) or doc.get("manifest_version") != MANIFEST_VERSION:
+        raise ValueError(f"not a split manifest of version {MANIFEST_VERSION}")
+    size = int(doc.get("identity_bytes", IDENTITY_BYTES))
+    columns = [str(c) for c in doc["columns"]]
+    ids: set[bytes] = set()
+    for split in ("train", "validation"):
+        raw = base64.b64decode(doc.get(split) or "", validate=True)
+        if len(raw) % size:
+            raise ValueError(f"manifest {split} is not a whole number of {size}-byte identities")
+        ids.update(raw[i : i + size] for i in range(0, len(raw), size))
+    return columns, ids

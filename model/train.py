@@ -14,6 +14,9 @@ https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIAB
 * ``SM_CHANNEL_TRAIN`` (required), ``SM_CHANNEL_VALIDATION``, ``SM_CHANNEL_TEST``
   (optional) and ``SM_CHANNEL_CHAMPION`` (optional) are directories of CSV files with
   a header row; all CSV files of a channel are concatenated (sorted by path);
+  ``SM_CHANNEL_MANIFEST`` (optional) holds the run's ``split_manifest.json``, copied into
+  the artifact; the champion's own copy tells which test rows trained it (they are left out
+  when it is scored, ``evaluation.json`` ``champion.overlap``);
 * artifacts are written to ``SM_MODEL_DIR`` (``model.joblib``, ``schema.json``,
   ``evaluation.json``, ``code/inference.py`` and ``code/sagepipe_contract.py``, the shared contract
   module that inference.py imports); ``evaluation.json`` is also copied to
@@ -61,8 +64,11 @@ from sagepipe_contract import (
     PROBLEM_TYPES,
     SCHEMA_FILE,
     SCHEMA_VERSION,
+    SPLIT_MANIFEST_FILE,
     SPLITS,
     check_schema,
+    read_manifest,
+    row_identity,
     safe_extract,
 )
 
@@ -108,6 +114,12 @@ class ChampionResult(TypedDict):
     reason: str | None
     metrics: dict[str, Any] | None  # {"test": {metric: float | None}} when scored
     curves: NotRequired[dict[str, Any] | None]  # diagnostics.model_curves on the test split; moved by evaluate()
+    # the challenger on the same rows as the champion (the test rows that did not train the champion)
+    challenger_metrics: NotRequired[dict[str, Any] | None]
+    rows_scored: NotRequired[int | None]  # test rows the champion was scored on
+    overlap: NotRequired[int | None]  # test rows left out: in the champion's split manifest (None: unknown)
+    lineage: NotRequired[str]  # how the overlap was found, or why it is unknown
+    schema_diff: NotRequired[dict[str, Any] | None]  # the feature-set change, champion -> challenger
 
 
 # --------------------------------------------------------------------------------------
@@ -661,16 +673,102 @@ def compare_schemas(champion: Mapping[str, Any], challenger: Mapping[str, Any]) 
     return diffs
 
 
-def score_champion(channel_dir: str | None, schema: Schema, test_frame: pd.DataFrame | None) -> ChampionResult:
-    """Score the current champion model on the challenger's test split.
+DIFF_LISTED = 50  # feature names per list in schema_diff (evaluation.json travels in the pipeline's state)
+
+
+def schema_diff(champion: Mapping[str, Any], challenger: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The change of the feature set from the champion to the challenger: a change of the API contract.
+
+    Args:
+        champion, challenger: schema.json dicts.
+    Returns:
+        None when the features (names and types) are the same; else ``{"added": [name], "removed":
+        [name], "retyped": [{"name", "champion", "challenger"}], "counts": {"added", "removed",
+        "retyped"}}`` (sorted; each list at most :data:`DIFF_LISTED` long, ``counts`` has the totals).
+        Clients that send the champion's features get ``missing_feature`` for an added one (unless
+        training saw it missing), ``unknown_feature`` for a removed one, ``wrong_type`` for a retyped one.
+    """
+    champ_types = {f["name"]: f["type"] for f in champion.get("features", [])}
+    chall_types = {f["name"]: f["type"] for f in challenger["features"]}
+    added = sorted(set(chall_types) - set(champ_types))
+    removed = sorted(set(champ_types) - set(chall_types))
+    retyped = [
+        {"name": n, "champion": champ_types[n], "challenger": chall_types[n]}
+        for n in sorted(set(champ_types) & set(chall_types))
+        if champ_types[n] != chall_types[n]
+    ]
+    if not (added or removed or retyped):
+        return None
+    return {
+        "added": added[:DIFF_LISTED],
+        "removed": removed[:DIFF_LISTED],
+        "retyped": retyped[:DIFF_LISTED],
+        "counts": {"added": len(added), "removed": len(removed), "retyped": len(retyped)},
+    }
+
+
+def scoring_blockers(
+    champion: Mapping[str, Any], challenger: Mapping[str, Any], test_columns: Sequence[str]
+) -> list[str]:
+    """Why the champion cannot be scored on the challenger's test split (empty: it can).
+
+    The champion is scored whenever the test split holds its features (a superset: new columns are
+    fine) and the prediction task is the same: ``schema_version``, ``target``, ``problem_type`` and
+    ``labels`` equal. A feature whose type changed is still scored (the champion parses the column its
+    own way, as its API does).
+    """
+    diffs = [d for d in compare_schemas(champion, challenger) if not d.startswith(("features only", "feature "))]
+    missing = sorted({f["name"] for f in champion.get("features", [])} - set(test_columns))
+    if missing:
+        diffs.append("features only in champion: {} (not in the new test split)".format(", ".join(missing)))
+    return diffs
+
+
+def training_rows(manifest_path: str | None, test_frame: pd.DataFrame) -> tuple[NDArray[Any] | None, str]:
+    """Which test rows trained the champion, from its split manifest (``split_manifest.json``).
+
+    Args:
+        manifest_path: the manifest inside the champion's artifact, or None (it has none).
+        test_frame: the test DataFrame of strings.
+    Returns:
+        ``(mask, lineage)``: ``mask[i]`` is True where test row ``i``'s identity over the manifest's
+        columns (``sagepipe_contract.row_identity``) is one of the champion's train or validation rows
+        (None when that cannot be known), and a sentence saying how it was found or why not.
+    """
+    import numpy as np
+
+    if manifest_path is None:
+        return None, "unknown: the champion's artifact has no split manifest (trained before manifests)"
+    try:
+        columns, ids = read_manifest(manifest_path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"unknown: the champion's split manifest is unreadable ({type(exc).__name__}: {exc})"
+    absent = [c for c in columns if c not in test_frame.columns]
+    if absent:
+        return None, "unknown: the new data lacks the champion's column(s) {}".format(", ".join(absent[:10]))
+    names = sorted(columns)
+    rows = test_frame[names].itertuples(index=False, name=None)
+    mask = np.fromiter((row_identity(names, values) in ids for values in rows), dtype=bool, count=len(test_frame))
+    return mask, f"the champion's split manifest ({len(ids)} train/validation row identities)"
+
+
+def score_champion(
+    channel_dir: str | None, schema: Schema, test_frame: pd.DataFrame | None, challenger: Any = None
+) -> ChampionResult:
+    """Score the current champion model on the challenger's test split, minus the rows it trained on.
 
     Args:
         channel_dir: ``SM_CHANNEL_CHAMPION`` or None.
         schema: the challenger's schema dict.
         test_frame: test DataFrame of strings (or None when there is no test split).
+        challenger: the fitted challenger pipeline; when given it is scored on the same rows as the
+            champion (``challenger_metrics``), so the gate compares the two on one set of rows.
     Returns:
         :class:`ChampionResult`: ``{"status": "absent"|"scored"|"incompatible"|"error", "reason": str|None,
-        "metrics": {"test": {...}} | None}`` (metrics as floats, NaN kept). Never raises.
+        "metrics": {"test": {...}} | None}`` (metrics as floats, NaN kept); with a champion also
+        ``schema_diff`` (:func:`schema_diff`), and when scored ``rows_scored``, ``overlap`` (test rows left
+        out because the champion's split manifest lists them; None when unknown), ``lineage`` and
+        ``challenger_metrics``. Never raises.
     """
     if not channel_dir:
         return {"status": "absent", "reason": None, "metrics": None}
@@ -688,17 +786,52 @@ def score_champion(channel_dir: str | None, schema: Schema, test_frame: pd.DataF
             safe_extract(archive, tmp)
             with open(os.path.join(tmp, SCHEMA_FILE)) as fh:
                 champ_schema = check_schema(json.load(fh))
-            diffs = compare_schemas(champ_schema, schema)
-            if diffs:
-                return {"status": "incompatible", "reason": "; ".join(diffs), "metrics": None}
+            diff = schema_diff(champ_schema, schema)
+            columns = list(test_frame.columns) if test_frame is not None else []
+            blockers = scoring_blockers(champ_schema, schema, columns)
+            if blockers:
+                return {"status": "incompatible", "reason": "; ".join(blockers), "metrics": None, "schema_diff": diff}
             if test_frame is None:
-                return {"status": "error", "reason": "no test split to score the champion on", "metrics": None}
+                return {
+                    "status": "error",
+                    "reason": "no test split to score the champion on",
+                    "metrics": None,
+                    "schema_diff": diff,
+                }
+            manifest = os.path.join(tmp, SPLIT_MANIFEST_FILE)
+            trained, lineage = training_rows(manifest if os.path.isfile(manifest) else None, test_frame)
             champ_model = joblib.load(os.path.join(tmp, MODEL_FILE))
-        X = prepare_features(test_frame, champ_schema["features"], "test")
-        y = _target_values(test_frame, schema["target"], schema["problem_type"], "test")
+        frame = test_frame if trained is None else test_frame[~trained]
+        overlap = None if trained is None else int(trained.sum())
+        if len(frame) == 0:
+            return {
+                "status": "error",
+                "reason": f"all {len(test_frame)} test rows trained the champion ({lineage}): nothing to score it on",
+                "metrics": None,
+                "rows_scored": 0,
+                "overlap": overlap,
+                "lineage": lineage,
+                "schema_diff": diff,
+            }
+        y = _target_values(frame, schema["target"], schema["problem_type"], "test")
+        X = prepare_features(frame, champ_schema["features"], "test")
         metrics = compute_metrics(schema["problem_type"], schema["labels"], y, champ_model, X)
         curves = diagnostics.model_curves(schema["problem_type"], schema["labels"], y, champ_model, X)
-        return {"status": "scored", "reason": None, "metrics": {"test": metrics}, "curves": curves}
+        same_rows = None
+        if challenger is not None:
+            X_new = prepare_features(frame, schema["features"], "test")
+            same_rows = {"test": compute_metrics(schema["problem_type"], schema["labels"], y, challenger, X_new)}
+        return {
+            "status": "scored",
+            "reason": None,
+            "metrics": {"test": metrics},
+            "curves": curves,
+            "challenger_metrics": same_rows,
+            "rows_scored": len(frame),
+            "overlap": overlap,
+            "lineage": lineage,
+            "schema_diff": diff,
+        }
     except Exception as exc:
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc}", "metrics": None}
 
@@ -795,17 +928,25 @@ def split_metrics(data: PreparedData, pipeline: Any) -> dict[str, Metrics]:
     return metrics
 
 
-def champion_metrics(data: PreparedData, channel_dir: str | None) -> ChampionResult:
-    """Score the champion (``SM_CHANNEL_CHAMPION``), print its ``champion_test`` metric lines and return
-    the result with JSON-safe metrics."""
-    champion = score_champion(channel_dir, data.schema, data.frames["test"])
+def champion_metrics(data: PreparedData, channel_dir: str | None, pipeline: Any = None) -> ChampionResult:
+    """Score the champion (``SM_CHANNEL_CHAMPION``) and the challenger ``pipeline`` on the same rows, print the
+    champion's ``champion_test`` metric lines and return the result with JSON-safe metrics."""
+    champion = score_champion(channel_dir, data.schema, data.frames["test"], pipeline)
     if champion["status"] == "scored" and champion["metrics"] is not None:
         test_metrics = champion["metrics"]["test"]
         for name, value in test_metrics.items():
             print(format_metric_line("champion_test", name, value), flush=True)
         champion["metrics"] = {"test": _json_metrics(test_metrics)}
+        same_rows = champion.get("challenger_metrics")
+        if same_rows:
+            champion["challenger_metrics"] = {"test": _json_metrics(same_rows["test"])}
     reason = f" ({champion['reason']})" if champion["reason"] else ""
-    print(f"champion: {champion['status']}{reason}", flush=True)
+    scored = (
+        f" on {champion['rows_scored']} test rows, {champion.get('overlap')} left out; lineage: {champion.get('lineage')}"
+        if champion["status"] == "scored"
+        else ""
+    )
+    print(f"champion: {champion['status']}{reason}{scored}", flush=True)
     return champion
 
 
@@ -817,7 +958,7 @@ def evaluate(data: PreparedData, pipeline: Any, champion_channel: str | None) ->
         "metrics": {split: {name: float | None}}, "champion": ChampionResult}``.
     """
     metrics = split_metrics(data, pipeline)
-    champion = champion_metrics(data, champion_channel)
+    champion = champion_metrics(data, champion_channel, pipeline)
     champion_curves = champion.pop("curves", None)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -883,10 +1024,19 @@ def code_files() -> list[str]:
 
 
 def write_artifacts(
-    model_dir: str, pipeline: Any, schema: Schema, evaluation: Mapping[str, Any], output_data_dir: str | None
+    model_dir: str,
+    pipeline: Any,
+    schema: Schema,
+    evaluation: Mapping[str, Any],
+    output_data_dir: str | None,
+    manifest_dir: str | None = None,
 ) -> None:
     """Write ``model.joblib``, ``schema.json``, ``evaluation.json`` and ``code/`` to ``SM_MODEL_DIR``
-    (SageMaker tars it to model.tar.gz) and ``evaluation.json`` to ``SM_OUTPUT_DATA_DIR`` when set."""
+    (SageMaker tars it to model.tar.gz) and ``evaluation.json`` to ``SM_OUTPUT_DATA_DIR`` when set.
+
+    ``manifest_dir`` (``SM_CHANNEL_MANIFEST``) holds this run's split manifest: it is copied as
+    ``split_manifest.json``, so that this model, once it is the champion, is never scored on its own
+    training rows."""
     import joblib
 
     sources = code_files()
@@ -897,6 +1047,11 @@ def write_artifacts(
     os.makedirs(os.path.join(model_dir, CODE_DIR), exist_ok=True)
     for src in sources:
         shutil.copyfile(src, os.path.join(model_dir, CODE_DIR, os.path.basename(src)))
+    if manifest_dir:
+        manifest = os.path.join(manifest_dir, SPLIT_MANIFEST_FILE)
+        if not os.path.isfile(manifest):
+            raise TrainingError(f"manifest channel {manifest_dir} has no {SPLIT_MANIFEST_FILE}")
+        shutil.copyfile(manifest, os.path.join(model_dir, SPLIT_MANIFEST_FILE))
     if output_data_dir:
         os.makedirs(output_data_dir, exist_ok=True)
         _write_json(os.path.join(output_data_dir, EVALUATION_FILE), evaluation)
@@ -921,7 +1076,14 @@ def train(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
     data = prepare(cfg, environ)
     pipeline, fit_seconds = fit(data, cfg)
     evaluation = evaluate(data, pipeline, environ.get("SM_CHANNEL_CHAMPION"))
-    write_artifacts(model_dir, pipeline, data.schema, evaluation, environ.get("SM_OUTPUT_DATA_DIR"))
+    write_artifacts(
+        model_dir,
+        pipeline,
+        data.schema,
+        evaluation,
+        environ.get("SM_OUTPUT_DATA_DIR"),
+        environ.get("SM_CHANNEL_MANIFEST"),
+    )
     print(
         f"done: fit {fit_seconds:.3f}s, total {time.time() - started:.3f}s, artifacts in {model_dir}",
         flush=True,

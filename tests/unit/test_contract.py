@@ -202,3 +202,43 @@ def test_safe_extract_reports_unsafe_members_as_its_error(tmp_path: Path) -> Non
     with pytest.raises(contract.UnsafeArchiveError, match="unsafe member") as info:
         contract.safe_extract(str(archive), str(tmp_path / "dest"))
     assert isinstance(info.value.__cause__, tarfile.FilterError)
+
+
+ROW_VALUES = ["129", "129.0", " 129 ", "+1.29e2", "-0", "0.1", "0.10", "1e400", "1_000", "NA", "", "N/A", "x", " X "]
+
+
+def test_row_identity_is_the_cores() -> None:
+    """train.py finds the champion's training rows among the test rows with the contract's row identity; it
+    must be the one ValidateData wrote into the split manifest (sagepipe_core.dataset)."""
+    from sagepipe_core import dataset
+
+    assert contract.IDENTITY_BYTES == dataset.IDENTITY_BYTES
+    assert contract.MANIFEST_VERSION == dataset.MANIFEST_VERSION
+    assert contract.SPLIT_MANIFEST_FILE == dataset.MANIFEST_FILE
+    for value in [*ROW_VALUES, None, float("nan"), 3.0, 2.5]:
+        assert contract.canonical_value(value) == dataset.canonical_value(value), value
+    header = ["b", "a", "label"]
+    for i in range(len(ROW_VALUES) - 2):
+        row = ROW_VALUES[i : i + 3]
+        names = sorted(header)
+        assert dataset.identity_function(header)(row) == contract.row_identity(
+            names, [row[header.index(n)] for n in names]
+        )
+
+
+def test_read_manifest_reads_what_the_core_writes(tmp_path: Path) -> None:
+    from sagepipe_core import dataset
+
+    data = dataset.parse_and_validate(
+        b"a,b,label\n" + b"".join(f"{i},{i % 3},{'yes' if i % 2 else 'no'}\n".encode() for i in range(60)),
+        config.parse_config(None),
+    )
+    where = dataset.assign_splits(data, config.parse_config(None))
+    path = tmp_path / "split_manifest.json"
+    path.write_text(json.dumps(dataset.manifest(data, where)))
+    columns, ids = contract.read_manifest(str(path))
+    assert columns == ["a", "b", "label"]
+    assert ids == {data.identity(i) for i in range(data.n_rows) if where[i] in (0, 1)}
+    path.write_text(json.dumps({"manifest_version": 2}))
+    with pytest.raises(ValueError, match="version 1"):
+        contract.read_manifest(str(path))

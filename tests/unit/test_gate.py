@@ -186,3 +186,87 @@ def test_final_metric_lookup():
     assert final_metric(data, "test:logloss") is None
     assert final_metric(None, "test:auc") is None
     assert final_metric([{"MetricName": "test:auc", "Value": math.nan}], "test:auc") is None
+
+
+# ------------------------------------------------ issue 11: lineage (overlap) and feature-set changes
+def scored_on_unseen_rows(champion, challenger_same_rows, rows=500, overlap=165, diff=None, metric="auc"):
+    """A champion scored on the test rows that did not train it, with the challenger on the same rows."""
+    return {
+        "status": "scored",
+        "metrics": {"test": {metric: champion}},
+        "challenger_metrics": {"test": {metric: challenger_same_rows}},
+        "rows_scored": rows,
+        "overlap": overlap,
+        "lineage": "the champion's split manifest",
+        "schema_diff": diff,
+    }
+
+
+def test_decision_carries_the_overlap_and_compares_on_the_same_rows():
+    # full test split: challenger 0.82; on the 500 rows the champion never saw: challenger 0.84, champion 0.83
+    d = run(cfg(), 0.82, scored_on_unseen_rows(0.83, 0.84))
+    assert_deploy(d, "champion")
+    assert d["champion_overlap"] == 165 and d["champion_rows_scored"] == 500
+    assert d["challenger"] == 0.82 and d["challenger_compared"] == 0.84 and d["champion"] == 0.83
+    assert "on 500 test rows (165 left out: they trained the champion)" in d["reason"]
+    # the full-split value (0.82 < 0.83) would have rejected: the comparison is on the same rows
+    worse = run(cfg(), 0.86, scored_on_unseen_rows(0.83, 0.80))
+    assert_reject(worse, "champion:tolerance")
+    assert worse["challenger_compared"] == 0.80
+    json.dumps(d, allow_nan=False)
+
+
+def test_champion_without_lineage_says_so():
+    champ = {**scored_on_unseen_rows(0.8, 0.9, rows=700, overlap=None), "challenger_metrics": None}
+    d = run(cfg(), 0.9, champ)
+    assert_deploy(d, "champion")
+    assert d["champion_overlap"] is None and d["champion_rows_scored"] == 700
+    assert "lineage unknown" in d["reason"]
+
+
+def test_challenger_on_the_champions_rows_not_finite_fails_closed():
+    d = run(cfg(), 0.9, scored_on_unseen_rows(0.8, float("nan")))
+    assert_reject(d, "fail_closed")
+
+
+ADDED = {"added": ["noise"], "removed": [], "retyped": [], "counts": {"added": 1, "removed": 0, "retyped": 0}}
+
+
+def test_feature_set_change_needs_manual_approval_by_default():
+    d = run(cfg(), 0.84, scored_on_unseen_rows(0.82, 0.84, diff=ADDED))
+    assert_deploy(d, "champion")
+    assert d["approval_required"] is True and d["schema_change"] == ADDED
+    assert "feature set changed: added noise" in d["reason"] and "manual approval required" in d["reason"]
+    same = run(cfg(), 0.84, scored_on_unseen_rows(0.82, 0.84))
+    assert same["approval_required"] is False and same["schema_change"] is None
+
+
+def test_feature_set_change_policies_auto_and_reject():
+    champ = scored_on_unseen_rows(0.82, 0.84, diff=ADDED)
+    auto = run(cfg(schema_change="auto"), 0.84, champ)
+    assert_deploy(auto, "champion")
+    assert auto["approval_required"] is False and auto["schema_change"] == ADDED
+    rejected = run(cfg(schema_change="reject"), 0.84, champ)
+    assert_reject(rejected, "schema_change:reject")
+    assert "added noise" in rejected["reason"]
+    # a candidate the gate rejects anyway keeps its own rule
+    assert_reject(run(cfg(schema_change="reject"), 0.70, champ), "threshold")
+
+
+def test_removed_feature_incompatible_champion_still_needs_approval():
+    diff = {"added": [], "removed": ["state"], "retyped": [], "counts": {"added": 0, "removed": 1, "retyped": 0}}
+    champ = {
+        "status": "incompatible",
+        "reason": "features only in champion: state",
+        "metrics": None,
+        "schema_diff": diff,
+    }
+    d = run(cfg(), 0.9, champ)
+    assert_deploy(d, "incompatible_champion:threshold_only")
+    assert d["approval_required"] is True and "removed state" in d["reason"]
+
+
+def test_schema_change_config_values():
+    assert parse_config(None).schema_change == "manual"
+    with pytest.raises(Exception, match="schema_change"):
+        parse_config({"schema_change": "approve"})

@@ -269,7 +269,13 @@ def test_validate_good_csv(stack, load_handler, lambda_context):
     exec_name = event["execution_name"]
     prefix = f"runs/churn/{exec_name}/splits"
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=prefix)["Contents"])
-    assert keys == [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")]
+    manifest_key = f"{prefix}/manifest/split_manifest.json"
+    assert keys == sorted([manifest_key] + [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")])
+    manifest = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=manifest_key)["Body"].read())
+    assert run["splits"]["manifest"] == f"s3://{ARTIFACTS}/{manifest_key}"
+    assert manifest["rows"] == run["splits"]["rows"] and manifest["columns"] == sorted(manifest["columns"])
+    trained = len(base64.b64decode(manifest["train"])) + len(base64.b64decode(manifest["validation"]))
+    assert 0 < trained // 16 <= run["splits"]["rows"]["train"] + run["splits"]["rows"]["validation"]
     total = 0
     for n in ("train", "validation", "test"):
         text = s3.get_object(Bucket=ARTIFACTS, Key=f"{prefix}/{n}/{n}.csv")["Body"].read().decode()
@@ -279,7 +285,7 @@ def test_validate_good_csv(stack, load_handler, lambda_context):
         total += len(lines) - 1
     assert total == 5000
     req = run["training"]
-    assert [c["ChannelName"] for c in req["InputDataConfig"]] == ["train", "validation", "test"]
+    assert [c["ChannelName"] for c in req["InputDataConfig"]] == ["train", "validation", "test", "manifest"]
     for c in req["InputDataConfig"]:
         assert c["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{ARTIFACTS}/{prefix}/{c['ChannelName']}/"
     assert SM_RE.match(req["TrainingJobName"]) and req["TrainingJobName"] == run["names"]["TrainingJobName"]

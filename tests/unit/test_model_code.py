@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import import_model_module
+
 # every test here runs model/train.py in a subprocess (or needs its output): `pytest -m "not slow"` skips them
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -396,3 +398,110 @@ def test_inference_unsupported_types(inference):
         mod.output_fn([{"label": "no", "probabilities": {}}], "application/xml")
     assert issubclass(mod.UnsupportedContentType, ValueError)
     assert mod.output_fn([{"value": 1.5}], "text/csv") == ("1.5\n", "text/csv")
+
+
+# ------------------------------------------- issue 11: the champion's lineage and a superset schema
+def core_channels(root: Path, body: bytes) -> tuple:
+    """ValidateData's outputs for ``body``: the split files and the split manifest (sagepipe_core.dataset),
+    as the training job's channels. Returns ``(where, channel dirs)``."""
+    from sagepipe_core import dataset as ds
+    from sagepipe_core.config import parse_config
+
+    cfg = parse_config({"target": "churn"})
+    data = ds.parse_and_validate(body, cfg)
+    where = ds.assign_splits(data, cfg)
+    dirs = {}
+    for name, (fh, _) in ds.write_splits(data, cfg, where).items():
+        (root / name).mkdir(parents=True)
+        with fh:
+            (root / name / f"{name}.csv").write_bytes(fh.read())
+        dirs[name] = root / name
+    (root / "manifest").mkdir()
+    (root / "manifest" / ds.MANIFEST_FILE).write_text(json.dumps(ds.manifest(data, where)))
+    dirs["manifest"] = root / "manifest"
+    return where, dirs
+
+
+@pytest.fixture(scope="module")
+def lineage(tmp_path_factory):
+    """The champion trained on the first 4,000 churn rows (with its manifest); then all 5,000 rows come back
+    re-exported by another tool with a new column of noise, every field quoted and the columns reordered."""
+    import csv
+    import random
+
+    tmp = tmp_path_factory.mktemp("lineage")
+    text = CHURN.read_text().splitlines()
+    header, rows = text[0].split(","), [line.split(",") for line in text[1:]]
+    assert len({tuple(r) for r in rows}) == len(rows) == 5000  # no duplicate rows: indices identify rows
+    first = ("\n".join(text[:4001]) + "\n").encode()
+    where_first, channels = core_channels(tmp / "first", first)
+    proc, champ_dir, _, _ = run_train(tmp / "champ", channels, ["--target", "churn", "--max_iter", "50"])
+    assert proc.returncode == 0, proc.stderr
+    assert (champ_dir / "split_manifest.json").read_bytes() == (
+        channels["manifest"] / "split_manifest.json"
+    ).read_bytes()
+    rng = random.Random(5)
+    order = [*range(len(header))]
+    rng.shuffle(order)
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_ALL)
+    writer.writerow([header[j] for j in order] + ["noise"])
+    for r in rows:
+        writer.writerow([r[j] for j in order] + [f"{rng.random():.6f}"])
+    where_new, new_channels = core_channels(tmp / "new", buf.getvalue().encode())
+    champion = make_model_tar(champ_dir, tmp / "champion")
+    proc, model_dir, _, _ = run_train(
+        tmp / "chall", new_channels, ["--target", "churn", "--max_iter", "50"], champion.parent
+    )
+    assert proc.returncode == 0, proc.stderr
+    trained = {i for i in range(4000) if where_first[i] in (0, 1)}  # the champion's train + validation rows
+    test_rows = [i for i in range(5000) if where_new[i] == 2]  # the new test split, in file order
+    return {
+        "ev": json.loads((model_dir / "evaluation.json").read_text()),
+        "stdout": proc.stdout,
+        "champ_dir": champ_dir,
+        "test_csv": new_channels["test"] / "test.csv",
+        "trained": trained,
+        "test_rows": test_rows,
+    }
+
+
+def test_champion_is_never_scored_on_its_training_rows(lineage):
+    """Issue 11 item 1: the new test split holds hundreds of rows that trained the champion (the new column
+    reshuffled the splits); the champion is scored on the others only, and says how many it left out."""
+    from sagepipe_core import dataset as ds
+
+    ev, trained, test_rows = lineage["ev"], lineage["trained"], lineage["test_rows"]
+    overlap = [i for i in test_rows if i in trained]
+    assert len(overlap) > 300  # the leak is real: most new test rows trained the champion
+    champ = ev["champion"]
+    assert champ["status"] == "scored", champ
+    assert champ["overlap"] == len(overlap) and champ["rows_scored"] == len(test_rows) - len(overlap)
+    assert ev["rows"]["test"] == len(test_rows)
+    # the champion's metrics are those of exactly the rows it never saw; the challenger's on the same rows too
+    train_mod = import_model_module("train")
+    import joblib
+
+    frame = pd.read_csv(lineage["test_csv"], dtype=str)
+    unseen = frame[[i not in trained for i in test_rows]]
+    schema = json.loads((lineage["champ_dir"] / "schema.json").read_text())
+    model = joblib.load(lineage["champ_dir"] / "model.joblib")
+    y = unseen["churn"].str.strip().to_numpy(dtype=object)
+    X = train_mod.prepare_features(unseen, schema["features"], "test")
+    expected = train_mod.compute_metrics("binary", schema["labels"], y, model, X)
+    assert champ["metrics"]["test"] == pytest.approx(expected, rel=1e-9)
+    assert set(champ["challenger_metrics"]["test"]) == set(expected)
+    assert "left out" in lineage["stdout"] and ds.MANIFEST_FILE == "split_manifest.json"
+
+
+def test_champion_is_scored_when_the_new_data_adds_a_column(lineage):
+    """Issue 11 item 2: a new column no longer makes the champion "incompatible"; the diff is recorded."""
+    champ = lineage["ev"]["champion"]
+    assert champ["status"] == "scored" and champ["metrics"]["test"]["auc"] is not None
+    assert champ["schema_diff"] == {
+        "added": ["noise"],
+        "removed": [],
+        "retyped": [],
+        "counts": {"added": 1, "removed": 0, "retyped": 0},
+    }
+    assert ("champion_test", "auc") in metric_lines(lineage["stdout"])

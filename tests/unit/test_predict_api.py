@@ -394,6 +394,21 @@ def test_get_model_describes_live_version(api, lambda_context):
     assert body["version"] == "churn-v1" and body["endpoint_config"] == "churn-v1" and body["status"] == "InService"
     assert body["metrics"] == {"auc": 0.91} and body["deployed_at"] and body["labels"] == ["no", "yes"]
     assert body["schema"]["feature_order"][0] == "state" and body["request_id"] == REQUEST_ID
+    assert body["schema_change"] is None  # its evaluation.json has no champion: nothing changed
+
+
+def test_get_model_shows_the_schema_change_of_the_live_version(aws, monkeypatch, load_handler, lambda_context):
+    """Issue 11 item 2: a version whose feature set differs from its predecessor's says how (GET /models/{model})."""
+    monkeypatch.setenv("MODEL_CACHE_TTL_SECONDS", "0")
+    diff = {"added": ["noise"], "removed": [], "retyped": [], "counts": {"added": 1, "removed": 0, "retyped": 0}}
+    evaluation = {"metrics": {"test": {"auc": 0.9}}, "champion": {"status": "scored", "schema_diff": diff}}
+    deploy_version(boto3.client("s3"), boto3.client("sagemaker"), "churn-v2", churn_schema(), evaluation=evaluation)
+    app = load_handler("predict")
+    ev = event(None, None, method="GET", resource="/models/{model}", path="/models/churn")
+    ev["body"] = None
+    status, body, _ = call(app, ev, lambda_context)
+    assert status == 200, body
+    assert body["schema_change"] == diff and body["version"] == "churn-v2"
 
 
 def test_health_makes_no_aws_call(api, lambda_context):

@@ -142,8 +142,12 @@ def test_validate_data_writes_splits_and_builds_the_training_request() -> None:
     prefix = f"runs/churn/{name}/splits"
     written = {k: v for (b, k), v in s3.objects.items() if b == ARTIFACTS and not k.startswith("code/")}
     profile = f"runs/churn/{name}/dataset.json"
-    assert sorted(written) == [profile] + [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")]
+    manifest = f"{prefix}/manifest/split_manifest.json"
+    splits = [f"{prefix}/{n}/{n}.csv" for n in ("test", "train", "validation")]
+    assert sorted(written) == sorted([profile, manifest, *splits])
     assert json.loads(written.pop(profile))["class_counts"] == {"no": 4293, "yes": 707}
+    assert json.loads(written.pop(manifest))["rows"] == run["splits"]["rows"]
+    assert run["splits"]["manifest"] == f"s3://{ARTIFACTS}/{manifest}"
     assert run["dataset"]["profile"] == f"s3://{ARTIFACTS}/{profile}"
     rows = {n: written[f"{prefix}/{n}/{n}.csv"].decode().splitlines() for n in ("train", "validation", "test")}
     assert all(lines[0] == CHURN.decode().splitlines()[0] for lines in rows.values())  # header in every split
@@ -153,7 +157,7 @@ def test_validate_data_writes_splits_and_builds_the_training_request() -> None:
 
     request = run["training"]
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
-    assert channels == {n: f"s3://{ARTIFACTS}/{prefix}/{n}/" for n in ("train", "validation", "test")}
+    assert channels == {n: f"s3://{ARTIFACTS}/{prefix}/{n}/" for n in ("train", "validation", "test", "manifest")}
     assert request["TrainingJobName"] == run["names"]["TrainingJobName"]
     assert run["names"]["EndpointName"] == "sagepipe-churn" and run["champion"] is None and run["tuning"] is None
     assert run["dataset"]["version_id"] == execution["dataset"]["version_id"] and run["dataset"]["target"] == "churn"
@@ -351,6 +355,33 @@ def test_register_model_creates_the_group_once_and_a_package_per_candidate(appro
     )
     assert s3.objects[ARTIFACTS, f"{registry_prefix}/schema.json"] == b'{"features": []}'  # copied out of the tarball
     assert package["CustomerMetadataProperties"]["data_key"] == "datasets/churn/churn.csv"
+
+
+ADDED_NOISE = {"added": ["noise"], "removed": [], "retyped": [], "counts": {"added": 1, "removed": 0, "retyped": 0}}
+
+
+def test_register_model_sends_a_feature_set_change_to_manual_approval() -> None:
+    """Issue 11 item 2: under approval auto, a candidate the gate marks approval_required (its feature set
+    changed) is registered PendingManualApproval and routed to RequestApproval ($.registered.approval)."""
+    s3, sm = FakeS3(), FakeSageMaker()
+    state = register_input(s3, "auto")
+    state["decision"] = decision(schema_change=ADDED_NOISE, approval_required=True)
+    result = steps.register_model(state, sm=sm, s3=s3, settings=SETTINGS)
+    assert result["approval"] == "manual"
+    assert sm.packages[result["ModelPackageArn"]]["ModelApprovalStatus"] == "PendingManualApproval"
+    report = s3.objects[ARTIFACTS, "models/churn/job-1/report.html"].decode()
+    assert "PendingManualApproval at registration" in report
+
+
+def test_request_approval_shows_the_schema_diff() -> None:
+    s3, events = FakeS3(), FakeEventBridge()
+    state = approval_input()
+    state["decision"] = decision(schema_change=ADDED_NOISE, approval_required=True)
+    detail = steps.request_approval(state, s3=s3, events=events, settings=SETTINGS)
+    assert detail["schema_change"] == ADDED_NOISE
+    assert json.loads(events.entries[0]["Detail"])["schema_change"] == ADDED_NOISE
+    plain = steps.request_approval(approval_input(), s3=FakeS3(), events=FakeEventBridge(), settings=SETTINGS)
+    assert plain["schema_change"] is None  # approval asked by the config, not by a schema change
 
 
 class RacingSageMaker(FakeSageMaker):

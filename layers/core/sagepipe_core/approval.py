@@ -51,7 +51,9 @@ def request(
 ) -> ApprovalNeeded:
     """Store the task token and announce the pending approval (EventBridge "Pipeline Approval Needed").
 
-    Returns the event detail sent (without the token).
+    When the gate asked for the approval (``decision["approval_required"]``: the feature set changed under
+    ``schema_change: manual``), the detail's ``schema_change`` is the diff (added / removed / retyped
+    features) and the decision's reason says so. Returns the event detail sent (without the token).
     """
     record = {
         "model": model,
@@ -69,6 +71,7 @@ def request(
         "outcome": "approval_needed",
         "model_package_arn": registered["ModelPackageArn"],
         "decision": decision,
+        "schema_change": decision.get("schema_change") if decision.get("approval_required") else None,
         "how_to_decide": f"sagepipe approve {execution}  |  sagepipe reject {execution} --reason '...'",
     }
     resp = events.put_events(

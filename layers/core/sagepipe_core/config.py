@@ -147,7 +147,10 @@ class ModelConfig(_Strict):
     - ``tolerance``: how much worse than the champion the challenger may be and still deploy;
       ``min_improvement``: how much better it must be (use one or the other; both default 0).
     - ``incompatible_champion``: ``threshold_only`` or ``reject`` when the champion cannot be scored on
-      the new schema.
+      the new test split (a champion feature is missing, or the target, problem type or labels changed).
+    - ``schema_change``: what a candidate whose feature set differs from the champion's (a breaking
+      change of the API contract) needs: ``manual`` (default: manual approval even under
+      ``approval: auto``, the request shows the diff), ``auto`` (deployed by the gate alone) or ``reject``.
     - ``approval``: ``auto`` (a passing candidate is Approved and deployed) or ``manual`` (it waits,
       with a task token, for ``sagepipe approve``/``reject``; ``approval_timeout_seconds`` rejects).
     - ``hyperparameters``: passed to ``model/train.py``; ``training`` / ``endpoint``: resources.
@@ -164,6 +167,7 @@ class ModelConfig(_Strict):
     tolerance: float = Field(0.0, ge=0)
     min_improvement: float = Field(0.0, ge=0)
     incompatible_champion: Literal["threshold_only", "reject"] = "threshold_only"
+    schema_change: Literal["manual", "auto", "reject"] = "manual"
     approval: Literal["auto", "manual"] = "auto"
     approval_timeout_seconds: int = Field(86400, ge=1, le=31536000)
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)

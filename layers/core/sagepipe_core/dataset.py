@@ -10,6 +10,7 @@ writes that reason next to it. Nothing is ever deleted.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import csv
 import hashlib
@@ -26,6 +27,7 @@ from typing import IO, Any
 
 from .config import ModelConfig
 from .errors import InvalidDatasetError
+from .schema import NA_TOKENS
 
 _OTHER_DELIMITERS = (";", "\t", "|")
 _BOM = codecs.BOM_UTF8
@@ -34,15 +36,19 @@ _DECODE_CHUNK = 1 << 20
 SPLIT_NAMES = ("train", "validation", "test")
 MAX_LISTED = 20  # classes / lines named in a message or a summary; the full lists are in S3
 SPOOL_BYTES = 8 << 20  # a split file above this spills from memory to a temporary file (Lambda: /tmp)
+IDENTITY_BYTES = 16  # a row identity: the first 128 bits of a SHA-256 (copy of sagepipe_contract's)
+MANIFEST_VERSION = 1
+MANIFEST_FILE = "split_manifest.json"  # also its name inside model.tar.gz (sagepipe_contract.SPLIT_MANIFEST_FILE)
 
 
 @dataclass
 class Dataset:
     """A validated CSV: ``header`` (column names), ``target``, per-class row counts, and its source bytes.
 
-    Rows are not held: :meth:`iter_rows` streams them from ``body`` (UTF-8, BOM allowed). ``keys`` holds
-    the 32-byte seeded SHA-256 of each row (the split key, :func:`row_key`) and ``labels`` each row's
-    class index into ``sorted(class_counts)`` (classification only).
+    Rows are not held: :meth:`iter_rows` streams them from ``body`` (UTF-8, BOM allowed). ``identities``
+    holds each row's 16-byte identity (:func:`row_identity`: its parsed values by column name, so
+    column order, number formatting and quoting do not change it) and ``labels`` each row's class index
+    into ``sorted(class_counts)`` (classification only).
     """
 
     header: list[str]
@@ -50,9 +56,12 @@ class Dataset:
     body: bytes
     n_rows: int
     class_counts: dict[str, int] = field(default_factory=dict)
-    keys: bytearray = field(default_factory=bytearray, repr=False)
+    identities: bytearray = field(default_factory=bytearray, repr=False)
     labels: array[int] = field(default_factory=lambda: array("I"), repr=False)
-    seed: int = 0
+
+    def identity(self, i: int) -> bytes:
+        """The identity of row ``i`` (0-based data row): :data:`IDENTITY_BYTES` bytes."""
+        return bytes(self.identities[IDENTITY_BYTES * i : IDENTITY_BYTES * (i + 1)])
 
     @property
     def target_index(self) -> int:
@@ -166,7 +175,7 @@ class _Scan:
 
     width: int
     target: int | None
-    seed: int
+    header: list[str]
     rows: int = 0
     ragged: int = 0
     first_ragged: list[int] = field(default_factory=list)
@@ -176,7 +185,8 @@ class _Scan:
     first: list[str | None] = field(default_factory=list)  # first non-blank value per column
     varied: list[bool] = field(default_factory=list)  # a second distinct non-blank value seen
     blanks: list[bool] = field(default_factory=list)  # a blank value seen
-    keys: bytearray = field(default_factory=bytearray)
+    identities: bytearray = field(default_factory=bytearray)
+    identity_of: Any = None  # row -> identity, :func:`identity_function` of the header
     class_ids: dict[str, int] = field(default_factory=dict)
     labels: array[int] = field(default_factory=lambda: array("I"))
 
@@ -184,6 +194,7 @@ class _Scan:
         self.first = [None] * self.width
         self.varied = [False] * self.width
         self.blanks = [False] * self.width
+        self.identity_of = identity_function(self.header)
 
     def add(self, row: list[str], regression: bool) -> None:
         self.rows += 1
@@ -192,7 +203,7 @@ class _Scan:
             if len(self.first_ragged) < 10:
                 self.first_ragged.append(self.rows + 1)
             return
-        self.keys += row_key(self.seed, row)
+        self.identities += self.identity_of(row)
         for i, value in enumerate(row):
             v = value.strip()
             if not v:
@@ -220,7 +231,7 @@ def _scan(body: bytes, config: ModelConfig) -> tuple[list[str], str, _Scan]:
         header = [h.strip() for h in next(records)]
         _check_header(header)
         target = config.target or header[-1]
-        scan = _Scan(len(header), header.index(target) if target in header else None, config.split.seed)
+        scan = _Scan(len(header), header.index(target) if target in header else None, header)
         regression = config.problem_type == "regression"
         for row in records:
             scan.add(row, regression)
@@ -331,7 +342,7 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
         InvalidDatasetError: the first check that fails (``details["check"]``).
 
     Returns:
-        The :class:`Dataset` (header, target, class counts, split keys; its rows stay in ``body``).
+        The :class:`Dataset` (header, target, class counts, row identities; its rows stay in ``body``).
     """
     _check_encoding(body)
     _check_shape(body)
@@ -350,32 +361,87 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
         body=body,
         n_rows=scan.rows,
         class_counts=counts,
-        keys=scan.keys,
+        identities=scan.identities,
         labels=labels,
-        seed=config.split.seed,
     )
 
 
 # ---------------------------------------------------------------------------------------- split
-def row_key(seed: int, row: list[str]) -> bytes:
-    """The split key of a row: SHA-256 of the seed and the row's fields (32 bytes)."""
-    return hashlib.sha256(f"{seed}\0".encode() + "\x1f".join(row).encode("utf-8")).digest()
+def canonical_value(value: object) -> str:
+    """A field's canonical text for :func:`row_identity` (a copy of ``sagepipe_contract.canonical_value``).
+
+    Surrounding whitespace is dropped; a missing value (None, a float NaN, or an NA token of
+    :data:`~.schema.NA_TOKENS`, pandas' defaults) is ``""``; a finite number is written one way
+    (``129``, ``129.0``, ``1.29e2`` and ``+129`` are ``129``; others ``repr(float)``, ``0.1``); any other
+    text is kept as is (case-sensitive). Quoting is gone already: the CSV parser removed it.
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    text = str(value).strip()
+    if text in NA_TOKENS:
+        return ""
+    if "_" in text:  # float() accepts "1_000"; a CSV writer never writes a number so
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        return text
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return repr(number)
+
+
+def identity_function(header: list[str]) -> Any:
+    """``row -> identity`` for rows of ``header``: :func:`row_identity` with the column order fixed once."""
+    order = sorted(range(len(header)), key=lambda i: header[i])
+    names = [header[i] for i in order]
+
+    def identity(row: list[str]) -> bytes:
+        return row_identity(names, [row[i] for i in order])
+
+    return identity
+
+
+def row_identity(names: list[str], values: list[Any]) -> bytes:
+    r"""A row's identity: SHA-256 (first :data:`IDENTITY_BYTES` bytes) of its canonical values by column name.
+
+    ``names`` must be sorted (:func:`identity_function` sorts them): the text hashed is
+    ``name \x1f canonical value`` per column, joined by ``\x1e``, so the same data re-exported with
+    another column order, number formatting (``129.0`` / ``129``) or quoting has the same identity.
+    A copy of ``sagepipe_contract.row_identity`` (the training job computes the test rows' identities
+    with it); ``tests/unit/test_contract.py`` pins the two together.
+    """
+    text = "\x1e".join(f"{n}\x1f{canonical_value(v)}" for n, v in zip(names, values, strict=True))
+    return hashlib.sha256(text.encode("utf-8")).digest()[:IDENTITY_BYTES]
+
+
+def split_keys(dataset: Dataset, seed: int) -> bytes:
+    """Each row's 32-byte split key: SHA-256 of the seed and the row's identity, concatenated in row order."""
+    prefix = f"{seed}\0".encode()
+    ids = dataset.identities
+    return b"".join(
+        hashlib.sha256(prefix + ids[i : i + IDENTITY_BYTES]).digest() for i in range(0, len(ids), IDENTITY_BYTES)
+    )
 
 
 def assign_splits(dataset: Dataset, config: ModelConfig) -> bytearray:
     """The split of every row: ``0`` train, ``1`` validation, ``2`` test (index into :data:`SPLIT_NAMES`).
 
-    Each row's place is decided by a seeded SHA-256 of its content (``split.seed``); within each class
+    Each row's place is decided by a seeded SHA-256 of its identity (``split.seed``,
+    :func:`split_keys`; the identity is of its parsed values, :func:`row_identity`); within each class
     (classification: stratified) rows are ordered by that hash and cut at the configured fractions
     (every class with 3+ rows gets at least one row in each split). Consequences:
 
-    - same data + same config → same split;
+    - same data + same config → same split, also when the file is re-exported with another column
+      order, number formatting or quoting;
     - stable across data versions: a row keeps its split when rows are added, except near the cut
-      points, so rows that trained the champion almost never land in the new test split (the champion
-      comparison is not flattered by leakage);
+      points (the champion is not scored on the rows it trained on anyway: its split manifest,
+      :func:`manifest`, lets the training job leave them out);
     - identical rows always land in the same split.
     """
-    keys = bytes(dataset.keys if config.split.seed == dataset.seed else _rekey(dataset, config.split.seed))
+    keys = split_keys(dataset, config.split.seed)
     n = dataset.n_rows
     if config.problem_type == "regression" or not dataset.class_counts:
         groups = [list(range(n))]
@@ -399,11 +465,31 @@ def assign_splits(dataset: Dataset, config: ModelConfig) -> bytearray:
     return out
 
 
-def _rekey(dataset: Dataset, seed: int) -> bytearray:
-    keys = bytearray()
-    for row in dataset.iter_rows():
-        keys += row_key(seed, row)
-    return keys
+def manifest(dataset: Dataset, where: bytearray) -> dict[str, Any]:
+    """The split manifest: which rows (by identity) trained a model, written next to the splits.
+
+    ``{"manifest_version": 1, "identity": "...", "identity_bytes": 16, "columns": [sorted header],
+    "rows": {"train", "validation", "test"}, "train": base64, "validation": base64}``: the base64 of the
+    sorted, distinct identities (:func:`row_identity`, 16 bytes each) of the train and validation rows
+    (``where`` is :func:`assign_splits`). The training job copies it into ``model.tar.gz``; when that
+    model is the champion, the next job scores it only on test rows whose identity (over ``columns``) is
+    in neither list. About 22 bytes per training row.
+    """
+    parts: dict[int, set[bytes]] = {0: set(), 1: set()}
+    rows = dict.fromkeys(SPLIT_NAMES, 0)
+    for i, split_index in enumerate(where):
+        rows[SPLIT_NAMES[split_index]] += 1
+        if split_index in parts:
+            parts[split_index].add(dataset.identity(i))
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "identity": "sha256(name \\x1f canonical value, joined by \\x1e, columns sorted by name)[:16]",
+        "identity_bytes": IDENTITY_BYTES,
+        "columns": sorted(dataset.header),
+        "rows": rows,
+        "train": base64.b64encode(b"".join(sorted(parts[0]))).decode("ascii"),
+        "validation": base64.b64encode(b"".join(sorted(parts[1]))).decode("ascii"),
+    }
 
 
 def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
@@ -418,14 +504,18 @@ def split(dataset: Dataset, config: ModelConfig) -> dict[str, list[list[str]]]:
     return out
 
 
-def write_splits(dataset: Dataset, config: ModelConfig) -> dict[str, tuple[IO[bytes], int]]:
+def write_splits(
+    dataset: Dataset, config: ModelConfig, where: bytearray | None = None
+) -> dict[str, tuple[IO[bytes], int]]:
     r"""Stream the rows into one CSV file per split (header first); ``{name: (file, rows)}``.
+
+    ``where`` is :func:`assign_splits` (computed when not given).
 
     Each file is a ``SpooledTemporaryFile`` (in memory up to 8 MiB, then a temporary file: Lambda's
     ``/tmp``), rewound for reading (S3 PutObject ``Body``); the caller closes it. Rows keep their
     file order. RFC 4180 CSV, UTF-8, ``\n`` line ends, as :func:`to_csv`.
     """
-    where = assign_splits(dataset, config)
+    where = assign_splits(dataset, config) if where is None else where
     files: dict[str, tuple[IO[bytes], Any]] = {}
     for name in SPLIT_NAMES:
         fh: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned open to the caller

@@ -49,34 +49,43 @@ def decide(
     """Decide whether the challenger may be deployed.
 
     ``config`` is the resolved per-model config (``metric``, ``threshold``, ``higher_is_better``,
-    ``tolerance``, ``min_improvement``, ``incompatible_champion``). Rules, in order:
+    ``tolerance``, ``min_improvement``, ``incompatible_champion``, ``schema_change``). Rules, in order:
 
     1. the evaluation report must exist and hold a finite challenger ``test`` metric, and the
        ``test:<metric>`` value in ``FinalMetricDataList`` must exist, be finite and agree with it
        (else ``reject``: fail closed);
     2. the challenger must meet the threshold;
     3. no champion → ``deploy``; champion scored → deploy only if the challenger is not worse by more
-       than ``tolerance`` and better by at least ``min_improvement``; champion incompatible →
-       ``incompatible_champion`` policy (``threshold_only`` deploys, ``reject`` rejects); champion
-       could not be scored → ``reject``.
+       than ``tolerance`` and better by at least ``min_improvement``, both measured on the rows the
+       champion was scored on (the test rows that did not train it: ``champion.challenger_metrics``);
+       champion incompatible → ``incompatible_champion`` policy (``threshold_only`` deploys, ``reject``
+       rejects); champion could not be scored → ``reject``;
+    4. a candidate that would deploy with a feature set other than the champion's
+       (``champion.schema_diff``) follows ``schema_change``: ``manual`` → ``approval_required``
+       (RegisterModel then asks for manual approval), ``auto`` → deploy, ``reject`` → reject.
 
     Returns the :class:`~.records.GateDecision` (without ``metrics``: the Evaluate step adds them).
     """
     metric = config["metric"]
     maximize = bool(config["higher_is_better"])
     threshold = float(config["threshold"])
-    challenger: float | None = None
-    champion: float | None = None
-    champion_status: str | None = None
+    champ: dict[str, Any] = {}
+    values: dict[str, float | None] = {"challenger": None, "champion": None, "compared": None}
 
     def result(deploy: bool, rule: str, reason: str) -> GateDecision:
+        deploy, rule, reason, required = _schema_policy(champ, deploy, rule, reason, config)
         return {
             "metric": metric,
             "higher_is_better": maximize,
             "threshold": threshold,
-            "challenger": challenger,
-            "champion": champion,
-            "champion_status": champion_status,
+            "challenger": values["challenger"],
+            "champion": values["champion"],
+            "champion_status": champ.get("status") if champ else None,
+            "champion_rows_scored": _count(champ.get("rows_scored")),
+            "champion_overlap": _count(champ.get("overlap")),
+            "challenger_compared": values["compared"],
+            "schema_change": champ.get("schema_diff") or None,
+            "approval_required": required,
             "deploy": deploy,
             "decision": "deploy" if deploy else "reject",
             "rule": rule,
@@ -87,7 +96,7 @@ def decide(
         return result(False, "fail_closed", f"evaluation report unavailable: {evaluation_error or 'missing'}")
     report_value = _number(((evaluation.get("metrics") or {}).get("test") or {}).get(metric))
     job_value = final_metric(final_metrics, f"test:{metric}")
-    challenger = report_value
+    values["challenger"] = report_value
     if report_value is None:
         raw = ((evaluation.get("metrics") or {}).get("test") or {}).get(metric, "absent")
         return result(
@@ -105,9 +114,9 @@ def decide(
         return result(
             False, "threshold", f"challenger test {metric} {report_value:.4f} does not meet threshold {op} {threshold}"
         )
-    champ = evaluation.get("champion") or {"status": "absent"}
+    found = evaluation.get("champion") or {"status": "absent"}
+    champ = found if isinstance(found, dict) else {"status": "error", "reason": "champion is not an object"}
     status = champ.get("status", "absent")
-    champion_status = status
     if status == "absent":
         return result(
             True, "threshold", f"no champion; challenger test {metric} {report_value:.4f} meets threshold {threshold}"
@@ -124,26 +133,84 @@ def decide(
         return result(False, "incompatible_champion:reject", f"champion incompatible ({why}); policy rejects")
     if status != "scored":
         return result(False, "fail_closed", f"champion could not be scored: {_cut(str(champ.get('reason') or status))}")
+    return result(*_versus_champion(champ, report_value, values, config))
+
+
+def _versus_champion(
+    champ: dict[str, Any], report_value: float, values: dict[str, float | None], config: dict[str, Any]
+) -> tuple[bool, str, str]:
+    """Rule 3 for a scored champion: ``(deploy, rule, reason)``; sets ``values["champion"|"compared"]``.
+
+    The challenger's value on the champion's rows (``champion.challenger_metrics``) is compared when the
+    report has it (evaluation reports from before manifests do not: then the full test value is).
+    """
+    metric, maximize = config["metric"], bool(config["higher_is_better"])
     champ_value = _number(((champ.get("metrics") or {}).get("test") or {}).get(metric))
-    champion = champ_value
+    values["champion"] = champ_value
     if champ_value is None:
-        return result(False, "fail_closed", f"champion test {metric} is missing or not finite")
-    gain = (report_value - champ_value) if maximize else (champ_value - report_value)
+        return False, "fail_closed", f"champion test {metric} is missing or not finite"
+    same_rows = champ.get("challenger_metrics")
+    compared = report_value if same_rows is None else _number(((same_rows or {}).get("test") or {}).get(metric))
+    values["compared"] = compared
+    if compared is None:
+        return False, "fail_closed", f"challenger test {metric} on the champion's rows is missing or not finite"
+    rows = _rows_text(champ)
+    gain = (compared - champ_value) if maximize else (champ_value - compared)
     tolerance, min_improvement = float(config.get("tolerance", 0.0)), float(config.get("min_improvement", 0.0))
+    versus = f"challenger {compared:.4f} vs champion {champ_value:.4f}{rows}"
     if min_improvement > 0 and gain < min_improvement:
-        return result(
-            False,
-            "champion:min_improvement",
-            f"challenger {report_value:.4f} vs champion {champ_value:.4f}: gain {gain:.4f} < min_improvement {min_improvement}",
-        )
+        return False, "champion:min_improvement", f"{versus}: gain {gain:.4f} < min_improvement {min_improvement}"
     if gain < -tolerance - 1e-12:
-        return result(
-            False,
-            "champion:tolerance",
-            f"challenger {report_value:.4f} is worse than champion {champ_value:.4f} by {-gain:.4f} > tolerance {tolerance}",
-        )
-    return result(
+        return False, "champion:tolerance", f"{versus}: worse by {-gain:.4f} > tolerance {tolerance}"
+    return (
         True,
         "champion",
-        f"challenger {report_value:.4f} vs champion {champ_value:.4f}: gain {gain:+.4f} within rules (tolerance {tolerance}, min_improvement {min_improvement})",
+        f"{versus}: gain {gain:+.4f} within rules (tolerance {tolerance}, min_improvement {min_improvement})",
     )
+
+
+def _schema_policy(
+    champ: dict[str, Any], deploy: bool, rule: str, reason: str, config: dict[str, Any]
+) -> tuple[bool, str, str, bool]:
+    """Rule 4: ``(deploy, rule, reason, approval_required)`` after the ``schema_change`` policy."""
+    diff = champ.get("schema_diff") if champ else None
+    if not (deploy and diff):
+        return deploy, rule, reason, False
+    policy = config.get("schema_change", "manual")
+    what = _cut(schema_change_text(diff))
+    if policy == "reject":
+        return False, "schema_change:reject", f"{reason}; but {what}: policy rejects", False
+    if policy == "manual":
+        return True, rule, f"{reason}; {what}: manual approval required (schema_change=manual)", True
+    return True, rule, f"{reason}; {what} (schema_change=auto)", False
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _rows_text(champ: dict[str, Any]) -> str:
+    """`` on N test rows (K left out: they trained the champion)`` for a reason; ``""`` without counts."""
+    rows, overlap = _count(champ.get("rows_scored")), _count(champ.get("overlap"))
+    if rows is None:
+        return ""
+    if overlap is None:
+        return f" on {rows} test rows (lineage unknown: none left out)"
+    return f" on {rows} test rows ({overlap} left out: they trained the champion)"
+
+
+def schema_change_text(diff: dict[str, Any]) -> str:
+    """One line for a ``schema_diff``: ``feature set changed: added x, y; removed z; retyped w (numeric → categorical)``."""
+    counts = diff.get("counts") or {}
+    parts = []
+    for kind in ("added", "removed"):
+        names = [str(n) for n in diff.get(kind) or []]
+        if names:
+            more = int(counts.get(kind, len(names))) - len(names)
+            parts.append(f"{kind} {', '.join(names)}" + (f" (+{more} more)" if more > 0 else ""))
+    retyped = diff.get("retyped") or []
+    if retyped:
+        parts.append(
+            "retyped " + ", ".join(f"{r.get('name')} ({r.get('champion')} → {r.get('challenger')})" for r in retyped)
+        )
+    return "feature set changed: " + ("; ".join(parts) or "yes")

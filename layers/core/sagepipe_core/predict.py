@@ -416,14 +416,17 @@ def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]
     """``GET /models/{model}``: the live version.
 
     Returns ``{"model", "version", "endpoint", "endpoint_config", "status", "deployed_at", "problem_type",
-    "labels", "metrics", "report", "schema"}`` (``metrics``: the test-split metrics of ``evaluation.json``;
-    ``report``: the ``s3://`` URI of the run report the pipeline wrote next to the artifact,
-    :func:`sagepipe_core.report.report_uri`). Raises :class:`ApiError` 400/404/503/429/502 as
+    "labels", "metrics", "report", "schema_change", "schema"}`` (``metrics``: the test-split metrics of
+    ``evaluation.json``; ``report``: the ``s3://`` URI of the run report the pipeline wrote next to the
+    artifact, :func:`sagepipe_core.report.report_uri`; ``schema_change``: how this version's features
+    differ from those of the version it replaced, ``{"added", "removed", "retyped", "counts"}``, from
+    ``evaluation.json`` ``champion.schema_diff``, None when unchanged or there was none). Raises :class:`ApiError` 400/404/503/429/502 as
     :class:`LiveModels`.
     """
     check_model_name(model)
     v = live.get(settings.prefix, model)
     metrics = ((v.evaluation or {}).get("metrics") or {}).get("test") or {}
+    champion = (v.evaluation or {}).get("champion")
     return {
         "model": model,
         "version": v.model_name,
@@ -435,6 +438,7 @@ def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]
         "labels": list(v.schema.labels) if v.schema.labels else None,
         "metrics": metrics,
         "report": report_uri(v.model_data_url),
+        "schema_change": (champion.get("schema_diff") or None) if isinstance(champion, dict) else None,
         "schema": {
             "features": v.schema.raw.get("features", []),
             "feature_order": list(v.schema.feature_order),

@@ -101,6 +101,7 @@ class Splits(TypedDict):
     validation: str
     test: str
     rows: dict[str, int]  # rows per split name
+    manifest: str  # s3:// URI of the split manifest (identities of the train and validation rows)
 
 
 class Champion(TypedDict):
@@ -156,6 +157,11 @@ class GateDecision(TypedDict):
 
     ``challenger`` / ``champion`` are the ``test`` values of ``metric`` (None when absent or not finite);
     ``metrics`` (added by the Evaluate step) is the report's metrics per split, non-finite values as None.
+    A scored champion is scored on the test rows that did not train it: ``champion_rows_scored`` rows,
+    ``champion_overlap`` left out (None: its lineage is unknown), and ``challenger_compared`` is the
+    challenger's value on those same rows. ``schema_change`` is the feature-set change from the champion
+    (``{"added", "removed", "retyped", "counts"}``, None when unchanged); ``approval_required`` says the
+    ``schema_change`` policy ``manual`` sends the candidate to manual approval.
     """
 
     deploy: bool
@@ -168,6 +174,11 @@ class GateDecision(TypedDict):
     challenger: float | None
     champion: float | None
     champion_status: str | None
+    champion_rows_scored: int | None
+    champion_overlap: int | None
+    challenger_compared: float | None
+    schema_change: dict[str, Any] | None
+    approval_required: bool
     metrics: NotRequired[dict[str, Any] | None]
     report: NotRequired[str | None]  # s3:// URI of the run report (added by the Evaluate step)
 
@@ -189,7 +200,7 @@ class RegisteredPackage(TypedDict):
 
     ModelPackageArn: str
     ModelPackageGroupName: str
-    approval: str  # the config's approval mode: "auto" | "manual"
+    approval: str  # the effective approval mode: "auto" | "manual" (steps.effective_approval)
     report: NotRequired[str]  # s3:// URI of the run report, rendered again with the package
 
 
@@ -212,6 +223,7 @@ class ApprovalNeeded(TypedDict):
     outcome: Literal["approval_needed"]
     model_package_arn: str
     decision: GateDecision
+    schema_change: dict[str, Any] | None  # the feature-set change that needs the approval (None: config approval)
     how_to_decide: str
 
 

@@ -357,15 +357,23 @@ def _checked_data(
 
 
 def _write_splits(s3: S3Port, bucket: str, prefix: str, data: ds.Dataset, config: ModelConfig) -> Splits:
-    """PutObject ``<prefix>/splits/<name>/<name>.csv`` per split (streamed, :func:`dataset.write_splits`)."""
+    """PutObject ``<prefix>/splits/<name>/<name>.csv`` per split (streamed, :func:`dataset.write_splits`).
+
+    And the split manifest (:func:`dataset.manifest`: the identities of the train and validation rows)
+    at ``<prefix>/splits/manifest/split_manifest.json``; the state carries only its URI (``manifest``).
+    """
     split_prefixes: dict[str, str] = {}
     rows_per_split: dict[str, int] = {}
-    for name, (fh, rows) in ds.write_splits(data, config).items():
+    where = ds.assign_splits(data, config)
+    for name, (fh, rows) in ds.write_splits(data, config, where).items():
         with fh:
             s3.put_object(Bucket=bucket, Key=f"{prefix}/splits/{name}/{name}.csv", Body=fh, ContentType="text/csv")
         split_prefixes[name] = f"s3://{bucket}/{prefix}/splits/{name}/"
         rows_per_split[name] = rows
-    return cast(Splits, {**split_prefixes, "rows": rows_per_split})
+    key = f"{prefix}/splits/manifest/{ds.MANIFEST_FILE}"
+    body = json.dumps(ds.manifest(data, where), separators=(",", ":")).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    return cast(Splits, {**split_prefixes, "rows": rows_per_split, "manifest": f"s3://{bucket}/{key}"})
 
 
 def validate_data(
@@ -411,6 +419,7 @@ def validate_data(
         job_name=names["TrainingJobName"],
         config=resolved,
         split_prefixes=split_prefixes,
+        manifest_uri=splits["manifest"].rsplit("/", 1)[0] + "/",  # the channel: the manifest's folder
         champion_model_data_url=champion_url,
         output_path=f"s3://{settings.artifacts_bucket}/models/{model}/",
         code_uri=settings.model_code_uri,
@@ -494,7 +503,7 @@ def report_lineage(
     names = state.get("names") or {}
     trained = state.get("trained") or state.get("training") or {}
     deploys = decision.get("decision") == "deploy"
-    approval = (state.get("config") or {}).get("approval", "auto")
+    approval = effective_approval(state.get("config") or {}, decision)
     if package_arn:
         package = f"{package_arn} ({'Approved' if approval == 'auto' else 'PendingManualApproval'} at registration)"
     else:
@@ -513,6 +522,15 @@ def report_lineage(
             f"{config} ({'created by DeployModel' if deploys else 'not created: not deployed'})" if config else None
         ),
     }
+
+
+def effective_approval(config: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
+    """The approval a candidate gets: ``manual`` or ``auto``.
+
+    ``manual`` when the config says so or the gate requires it (a feature-set change under
+    ``schema_change: manual``: ``decision["approval_required"]``).
+    """
+    return "manual" if decision.get("approval_required") else str(config.get("approval", "auto"))
 
 
 def publish_report(
@@ -594,7 +612,9 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
     """RegisterModel step: a model package in the model's group.
 
     The package carries metrics (ModelMetrics from ``evaluation.json``), schema and lineage (data key and ETag,
-    split URIs, training job, decision).
+    split URIs and the split manifest, training job, decision). Its approval is :func:`effective_approval`:
+    ``manual`` (``PendingManualApproval``, then RequestApproval) when the config says so or the gate
+    requires it for a feature-set change.
 
     ``state`` needs ``model``, ``config``, ``run`` (``dataset``, ``splits``), ``trained`` and
     ``decision``. The full lineage and decision (the gate reason is free text, which
@@ -605,6 +625,7 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
     :class:`~.records.RegisteredPackage` (with ``report``).
     """
     model, trained, run = state["model"], state["trained"], state["run"]
+    approval = effective_approval(state["config"], state["decision"])
     group = registry.ensure_group(sm, settings.resource_prefix, model)
     reports = registry.publish_reports(
         s3,
@@ -620,6 +641,7 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
         "split_train": run["splits"]["train"],
         "split_validation": run["splits"]["validation"],
         "split_test": run["splits"]["test"],
+        "split_manifest": run["splits"].get("manifest"),
         "training_job": trained["TrainingJobName"],
         "schema": reports.get("schema"),
         "report": f"s3://{settings.artifacts_bucket}/{report.report_key(model, trained['TrainingJobName'])}",
@@ -635,7 +657,7 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
         group=group,
         image=settings.inference_image,
         model_data_url=trained["ModelArtifacts"],
-        approval=state["config"]["approval"],
+        approval=approval,
         instance_type=state["config"]["endpoint"]["instance_type"],
         lineage=lineage,
         decision=state["decision"],
@@ -660,7 +682,7 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
     return {
         "ModelPackageArn": arn,
         "ModelPackageGroupName": group,
-        "approval": state["config"]["approval"],
+        "approval": approval,
         "report": uri,
     }
 

@@ -15,6 +15,7 @@ from .config import METRICS
 
 SPLITS = ("train", "validation", "test")
 CHAMPION_CHANNEL = "champion"
+MANIFEST_CHANNEL = "manifest"  # this run's split manifest: train.py copies it into model.tar.gz
 _NUMBER = r"([-+0-9.eE]+|nan)"
 
 
@@ -51,6 +52,7 @@ def build_request(
     config: dict[str, Any],
     split_prefixes: dict[str, str],
     champion_model_data_url: str | None,
+    manifest_uri: str | None = None,
     output_path: str,
     code_uri: str,
     region: str,
@@ -59,14 +61,17 @@ def build_request(
 
     The image and role come from ``DefinitionSubstitutions``. Fields: ``TrainingJobName``, ``HyperParameters``,
     ``MetricDefinitions``, ``InputDataConfig`` (channels train / validation / test, plus ``champion`` holding
-    the production model's ``model.tar.gz`` when there is one), ``OutputDataConfig``, ``ResourceConfig``,
-    ``StoppingCondition``.
+    the production model's ``model.tar.gz`` when there is one, and ``manifest`` holding ``manifest_uri``,
+    this run's split manifest, which ``train.py`` copies into the artifact so that the model carries its
+    lineage when it is the champion), ``OutputDataConfig``, ``ResourceConfig``, ``StoppingCondition``.
     """
 
     def channel(name: str, uri: str) -> dict[str, Any]:
         return {
             "ChannelName": name,
-            "ContentType": "text/csv" if name != CHAMPION_CHANNEL else "application/x-tar",
+            "ContentType": {CHAMPION_CHANNEL: "application/x-tar", MANIFEST_CHANNEL: "application/json"}.get(
+                name, "text/csv"
+            ),
             "InputMode": "File",
             "CompressionType": "None",
             "DataSource": {
@@ -75,6 +80,8 @@ def build_request(
         }
 
     channels = [channel(s, split_prefixes[s]) for s in SPLITS]
+    if manifest_uri:
+        channels.append(channel(MANIFEST_CHANNEL, manifest_uri))
     if champion_model_data_url:
         channels.append(channel(CHAMPION_CHANNEL, champion_model_data_url))
     res = config["training"]
