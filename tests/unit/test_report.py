@@ -215,3 +215,12 @@ def test_report_uri_is_next_to_the_model_artifact() -> None:
     assert report.report_uri(url) == "s3://artifacts/models/churn/churn-0123456789/report.html"
     assert report.report_uri(url) == f"s3://artifacts/{report.report_key('churn', 'churn-0123456789')}"
     assert report.report_uri("s3://elsewhere/model.tar.gz") is None
+
+
+def test_confusion_shares_are_not_rounded_to_a_misleading_100_or_0_percent() -> None:
+    """639 of 642 right is 99.5%, not "100%" beside 3 errors; 3 of 642 is 0.5%, not "0%"."""
+    from sagepipe_core.report import _row_share
+
+    assert (_row_share(639, 642), _row_share(3, 642)) == ("99.5%", "0.5%")
+    assert (_row_share(642, 642), _row_share(0, 642), _row_share(78, 105)) == ("100%", "0%", "74%")
+    assert (_row_share(99999, 100000), _row_share(1, 100000)) == (">99.9%", "<0.1%")

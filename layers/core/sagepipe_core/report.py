@@ -324,7 +324,7 @@ def _confusion_chart(name: str, curves: dict[str, Any] | None) -> str:
                 f'stroke="#fff"/><text x="{left + cell * j + cell / 2:.0f}" y="{top + cell * i + cell / 2:.0f}" '
                 f'font-size="{11 if cell > 34 else 9}" text-anchor="middle" fill="{ink}">{v}</text>'
                 f'<text x="{left + cell * j + cell / 2:.0f}" y="{top + cell * i + cell / 2 + 12:.0f}" font-size="9" '
-                f'text-anchor="middle" fill="{ink}">{100 * v / total:.0f}%</text>'
+                f'text-anchor="middle" fill="{ink}">{_row_share(v, total)}</text>'
                 if cell > 34
                 else f'<rect x="{left + cell * j}" y="{top + cell * i}" width="{cell}" height="{cell}" '
                 f'fill="{fill}" stroke="#fff"/><text x="{left + cell * j + cell / 2:.0f}" '
@@ -360,6 +360,15 @@ def _common_prefix(labels: Sequence[str]) -> str:
 def _short(label: Any, n: int = 12) -> str:
     s = str(label)
     return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _row_share(v: int, total: int) -> str:
+    """``v`` as a share of its row, never rounded to a misleading 100% or 0%: 639 of 642 is "99.5%"."""
+    share = 100 * v / total if total else 0.0
+    text = f"{share:.0f}%"
+    if (text == "100%" and v < total) or (text == "0%" and v > 0):
+        text = f"{share:.1f}%" if 0.05 <= share <= 99.95 else ("<0.1%" if v > 0 and share < 1 else ">99.9%")
+    return text
 
 
 def _per_class_table(models: list[tuple[str, str, dict[str, Any] | None]]) -> str:
