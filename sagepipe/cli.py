@@ -70,8 +70,43 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    key = client.upload(_target(args), Path(args.file), args.model, Path(args.config) if args.config else None)
+    target = _target(args)
+    key = client.upload(target, Path(args.file), args.model, Path(args.config) if args.config else None)
     out.print(key)
+    earlier = client.previous_run(target, key)
+    if earlier is not None:
+        console.print(already_ran_text(earlier, args.model), markup=False, soft_wrap=True)
+    return 0
+
+
+def already_ran_text(run: dict[str, Any], model: str) -> str:
+    """What ``sagepipe upload`` says when the same bytes already ran: the run, how it ended, what to do."""
+    if run["status"] == "RUNNING":
+        ended = f"is still running (state {run.get('current_state') or '?'})"
+    else:
+        outcome = f"{run['decision']}: {run['reason']}" if run.get("decision") else (run.get("reason") or "")
+        ended = f"ended {run['status']}" + (f" ({outcome[:300]})" if outcome else "")
+    return (
+        f"this version (same bytes) already ran as {run['execution_name']} and {ended}; "
+        f"uploading it again starts no new run. To train again: sagepipe retrain --model {model}"
+    )
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    result = client.retrain(_target(args), args.model)
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0
+    out.print(
+        f"Retrain Requested (event {result['event_id']}): run {result['execution_name']} on {result['key']}",
+        soft_wrap=True,
+    )
+    if result["tied"]:
+        console.print(
+            f"note: {', '.join(result['tied'])} share its LastModified second; the greatest key was chosen",
+            markup=False,
+            soft_wrap=True,
+        )
     return 0
 
 
@@ -234,12 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--quiet", action="store_true", help="do not echo function, training and model logs")
     up.set_defaults(func=cmd_twin_up)
 
-    p = sub.add_parser("upload", help="upload a CSV data set (starts a run)")
+    p = sub.add_parser("upload", help="upload a CSV data set (starts a run; says so when the same bytes already ran)")
     p.add_argument("file")
     p.add_argument("--model", required=True)
     p.add_argument("--config", help="per-model config JSON uploaded as datasets/<model>/sagepipe.json")
     _add_target_args(p)
     p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser("retrain", help='retrain a model on its latest data (the "Retrain Requested" event)')
+    p.add_argument("--model", required=True)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("runs", help="list pipeline runs")
     p.add_argument("--model")

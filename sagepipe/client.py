@@ -135,6 +135,73 @@ def upload(target: Target, file: Path, model: str, config: Path | None = None) -
     return key
 
 
+def previous_run(target: Target, key: str) -> dict[str, Any] | None:
+    """The run an earlier upload of the same bytes already had, if any (what ``sagepipe upload`` reports).
+
+    The start function names a run after the model, key and ETag (:func:`sagepipe_core.naming.execution_name`),
+    so re-uploading byte-identical data starts nothing new. HeadObject gives the object's ETag and
+    ``LastModified``; an execution of that name (DescribeExecution) that started before this upload's
+    ``LastModified`` (S3 and Step Functions clocks, both AWS's) belongs to an earlier upload: its
+    :func:`run_record` row is returned. None when there is no such run (this upload's own run may be
+    starting). Raises ``ClientError`` from S3 (e.g. the key does not exist).
+    """
+    from sagepipe_core.naming import execution_name
+
+    head = target.client("s3").head_object(Bucket=target.data_bucket, Key=key)
+    model = key.split("/")[1]
+    name = execution_name(model, key, head["ETag"].strip('"'))
+    sfn = target.client("stepfunctions")
+    arn = _execution_arn(target, name)
+    try:
+        desc = sfn.describe_execution(executionArn=arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return None
+    if desc["startDate"] >= head["LastModified"].replace(microsecond=0):
+        return None  # started by this upload
+    return run_record(sfn, {"executionArn": arn, "name": name})
+
+
+def retrain(target: Target, model: str) -> dict[str, Any]:
+    """``sagepipe retrain``: send the "Retrain Requested" event (EventBridge PutEvents, default bus).
+
+    The stack's RetrainRequested rule sends it to the start function, which starts one run on the model's
+    latest data (:func:`sagepipe_core.events.latest_data_object`: newest ``LastModified`` second, then key).
+    Returns ``{"event_id", "model", "key", "tied", "execution_name"}``: the data version it will train on and
+    the run's name (both as the start function derives them). Raises ValueError for a bad model name,
+    ``DatasetNotFoundError`` when the model has no data (nothing is sent), SagepipeError when PutEvents
+    refuses the entry.
+    """
+    from sagepipe_core.errors import DatasetNotFoundError, SagepipeError
+    from sagepipe_core.events import DATASETS_PREFIX, RETRAIN_DETAIL_TYPE, latest_data_object
+    from sagepipe_core.naming import execution_name
+
+    if not MODEL_NAME_RE.match(model):
+        raise ValueError(f"model name {model!r} must match {MODEL_NAME_RE.pattern}")
+    newest, tied = latest_data_object(target.client("s3"), target.data_bucket, model)
+    if newest is None:
+        raise DatasetNotFoundError(
+            f"model {model!r} has no data: no .csv under s3://{target.data_bucket}/{DATASETS_PREFIX}{model}/"
+            " (upload one with `sagepipe upload`)",
+            model=model,
+        )
+    resp = target.client("events").put_events(
+        Entries=[
+            {"Source": target.event_source, "DetailType": RETRAIN_DETAIL_TYPE, "Detail": json.dumps({"model": model})}
+        ]
+    )
+    [entry] = resp["Entries"]
+    if resp.get("FailedEntryCount") or "EventId" not in entry:
+        raise SagepipeError(f"PutEvents refused the event: {entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
+    event_id = entry["EventId"]
+    return {
+        "event_id": event_id,
+        "model": model,
+        "key": newest["Key"],
+        "tied": tied,
+        "execution_name": execution_name(model, newest["Key"], f"retrain-request:{event_id}"),
+    }
+
+
 def _current_state(sfn: Any, arn: str) -> str | None:
     """The last state entered (GetExecutionHistory, all pages, oldest first)."""
     current = None

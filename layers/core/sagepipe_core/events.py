@@ -10,12 +10,14 @@ Accepted shapes:
 - A scheduled event (``source: aws.events``, ``detail-type: Scheduled Event``): retrain the model named
   by the function's ``SCHEDULED_MODEL_NAME``.
 - A custom event (``source: <app source>``, ``detail-type: Retrain Requested``, ``detail.model``).
-Retrains resolve to the newest ``.csv`` under ``datasets/<model>/`` (see :func:`latest_data_version`).
+Retrains resolve to the newest ``.csv`` under ``datasets/<model>/``, ties within one second broken by
+key (see :func:`latest_data_object`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -26,6 +28,7 @@ from .naming import execution_name
 DATASETS_PREFIX = "datasets/"
 OUTPUT_PREFIXES = ("quarantine/", "runs/", "models/", "code/", "reports/")
 RETRAIN_DETAIL_TYPE = "Retrain Requested"
+log = logging.getLogger("sagepipe")
 
 
 @dataclass(frozen=True)
@@ -208,31 +211,65 @@ def normalize(
     raise InvalidEventError(f"unsupported event: source={source!r} detail-type={detail_type!r}")
 
 
-def latest_data_version(s3: Any, bucket: str, request: RetrainRequest) -> DataVersion:
-    """Resolve a retrain to the newest ``.csv`` object under ``datasets/<model>/`` (ListObjectsV2 paginator).
+def _whole_second(value: Any) -> Any:
+    """``LastModified`` cut to whole seconds (a ``datetime``; other values as they are)."""
+    return value.replace(microsecond=0) if hasattr(value, "replace") and hasattr(value, "microsecond") else value
 
-    The identity is ``<request_id>`` so every firing runs once. Raises :class:`DatasetNotFoundError`.
+
+def latest_data_object(s3: Any, bucket: str, model: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """The newest non-empty ``.csv`` under ``datasets/<model>/`` (ListObjectsV2 paginator), chosen deterministically.
+
+    Order: ``LastModified`` cut to whole seconds, then the key (the greatest wins). S3 keeps
+    ``LastModified`` to the second (ListObjectsV2 returns ``…T12:00:00.000Z``; moto keeps microseconds,
+    so without the cut the twin would order uploads of the same second that AWS cannot), and it records no
+    order between two keys written in the same second; ``VersionId`` is an opaque string, not ordered
+    (S3 User Guide, "How S3 Versioning works"), so it cannot break the tie meaningfully, while the key is
+    stable and chosen by the user (``2026-12-03.csv`` after ``2026-12-02.csv``). The result does not depend
+    on the listing order.
+
+    Returns:
+        ``(object, tied)``: the ListObjectsV2 ``Contents`` entry (None when there is none) and the other
+        keys with the same whole-second ``LastModified`` that lost the tie (sorted).
     """
-    newest: dict[str, Any] | None = None
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{DATASETS_PREFIX}{request.model}/"
-    ):
-        for obj in page.get("Contents", []):
-            if obj["Key"].lower().endswith(".csv") and obj["Size"] > 0:
-                if newest is None or (obj["LastModified"], obj["Key"]) > (newest["LastModified"], newest["Key"]):
-                    newest = obj
+    candidates: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{DATASETS_PREFIX}{model}/"):
+        candidates.extend(o for o in page.get("Contents", []) if o["Key"].lower().endswith(".csv") and o["Size"] > 0)
+    if not candidates:
+        return None, []
+    newest = max(candidates, key=lambda o: (_whole_second(o["LastModified"]), o["Key"]))
+    second = _whole_second(newest["LastModified"])
+    tied = sorted(o["Key"] for o in candidates if o is not newest and _whole_second(o["LastModified"]) == second)
+    return newest, tied
+
+
+def latest_data_version(s3: Any, bucket: str, request: RetrainRequest) -> DataVersion:
+    """Resolve a retrain to the newest ``.csv`` object under ``datasets/<model>/`` (:func:`latest_data_object`).
+
+    The ETag, VersionId and size are HeadObject's (one answer, even if the key was overwritten since the
+    listing). The identity is ``<trigger>:<request_id>`` so every firing runs once. Raises
+    :class:`DatasetNotFoundError`.
+    """
+    newest, tied = latest_data_object(s3, bucket, request.model)
     if newest is None:
         raise DatasetNotFoundError(
             f"no .csv data set under s3://{bucket}/{DATASETS_PREFIX}{request.model}/", model=request.model
         )
+    if tied:
+        log.info(
+            "retrain of %s: %s and %d other key(s) share the newest LastModified second; chose %s by key order",
+            request.model,
+            newest["Key"],
+            len(tied),
+            newest["Key"],
+            extra={"tied_keys": tied[:20]},
+        )
     head = s3.head_object(Bucket=bucket, Key=newest["Key"])
-    etag = newest["ETag"].strip('"')
     return DataVersion(
         bucket=bucket,
         key=newest["Key"],
-        etag=etag,
+        etag=str(head.get("ETag") or newest["ETag"]).strip('"'),
         version_id=head.get("VersionId"),
-        size=newest["Size"],
+        size=int(head.get("ContentLength", newest["Size"])),
         model=request.model,
         trigger=request.trigger,
         identity=f"{request.trigger}:{request.request_id}",

@@ -195,7 +195,19 @@ def _start_one(
             if error_kind(exc) != "already_exists":
                 raise
             status = "already_started"
-    log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
+    if status == "already_started" and not isinstance(item, RetrainRequest):
+        log.info(
+            "data version already ran: %s (model %s, key %s, ETag %s); a byte-identical upload starts nothing, "
+            "a Retrain Requested event (sagepipe retrain --model %s) trains again",
+            name,
+            version.model,
+            version.key,
+            version.etag,
+            version.model,
+            extra={"execution_name": name, "key": version.key},
+        )
+    else:
+        log.info("execution %s: %s", status, name, extra={"execution_name": name, "key": version.key})
     return {"status": status, "execution_name": name, "execution_arn": arn, "key": version.key, "model": version.model}
 
 
