@@ -111,17 +111,20 @@ def test_upload_of_the_same_bytes_says_it_already_ran_and_retrain_runs_again(
     twin: Any, target: Target, tmp_path: Path
 ) -> None:
     state = str(twin.info.state_dir)
-    header, rows = churn_rows(0, 1000)
+    header, rows = churn_rows(0, 20)  # too few rows: the run ends in DataRejected, quickly and without training
     data = write_csv(tmp_path, "rerun.csv", header, rows)
-    cfg = churn_config(tmp_path, threshold=0.999)  # rejected at the gate: a run that ends quickly
+    cfg = churn_config(tmp_path)
     up = _cli(state, "upload", str(data), "--model", "rerun", "--config", str(cfg))
     assert up.returncode == 0 and "already ran" not in up.stderr, up.stderr
     key = up.stdout.strip()
     [first] = wait_for_key(target, key)
+    assert first["status"] == "FAILED" and first["error"] == "InvalidDatasetError"
     again = _cli(state, "upload", str(data), "--model", "rerun")
     assert again.returncode == 0, again.stderr
     said = " ".join(again.stderr.split())
-    assert f"already ran as {first['name']} and ended SUCCEEDED (reject:" in said, said
+    assert f"already ran as {first['name']} and ended FAILED (rejected: InvalidDatasetError: too_few_rows:" in said, (
+        said
+    )
     assert "sagepipe retrain --model rerun" in said
     retrain = _cli(state, "retrain", "--model", "rerun", "--json")
     assert retrain.returncode == 0, retrain.stderr

@@ -110,9 +110,10 @@ def customer_metadata(
 ) -> dict[str, str]:
     """The package's ``CustomerMetadataProperties``.
 
-    The registration record's URI, the execution, the gate's decision, rule, metric and values, the
-    lineage and the per-split metrics (``test_auc``...), each only if :func:`metadata_value` accepts
-    it, at most 50 entries (``CustomerMetadataMap`` max); the record in S3 has everything.
+    The registration record's URI, the execution, the gate's decision, rule, metric and values (with the
+    champion's overlap and rows scored, and ``schema_changed``), the lineage and the per-split metrics
+    (``test_auc``...), each only if :func:`metadata_value` accepts it, at most 50 entries
+    (``CustomerMetadataMap`` max); the record in S3 has everything.
     """
     candidates: dict[str, Any] = {
         "registration": record_uri,
@@ -122,6 +123,9 @@ def customer_metadata(
         "gate_metric": decision.get("metric"),
         "challenger": decision.get("challenger"),
         "champion": decision.get("champion"),
+        "champion_overlap": decision.get("champion_overlap"),
+        "champion_rows_scored": decision.get("champion_rows_scored"),
+        "schema_changed": "yes" if decision.get("schema_change") else None,
         **lineage,
     }
     for split, values in (decision.get("metrics") or {}).items():
