@@ -23,6 +23,10 @@ The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
    ("Unsupported declaration in QueryLanguage=JSONata block") and hang RUNNING: parses are serialised.
 9. ``sfn_status_events`` - an ended execution puts "Step Functions Execution Status Change" on the
    default bus, as AWS does, and StopExecution aborts at once with its error/cause (``sfn_events.py``).
+10. ``server_validation`` - every request moto dispatches through ``BaseResponse.call_action`` (the JSON
+    and query services: SageMaker, Step Functions, EventBridge, CloudWatch Logs, SNS, SQS...) is parsed by
+    moto's protocol parsers and checked against botocore's service model (pattern, max, enum, sizes);
+    a violation is answered with ``ValidationException`` in the service's protocol (``validation.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote_plus
 
-from . import sfn_events
+from . import sfn_events, validation
 
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
@@ -701,6 +705,12 @@ PATCHES: tuple[Patch, ...] = (
         _apply_asl_parse,
     ),
     Patch("sfn_status_events", sfn_events.SITES, lambda: sfn_events.check(), lambda: sfn_events.apply()),
+    Patch(
+        "server_validation",
+        validation.SERVER_SITES,
+        lambda: validation.check_server_sites(),
+        lambda: validation.apply_server_check(),
+    ),
 )
 
 

@@ -22,6 +22,8 @@ Patterns use the ``regex`` package (``\\p{L}`` and the other Unicode classes Jav
 from __future__ import annotations
 
 import functools
+import json
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -187,3 +189,146 @@ def set_active(on: bool) -> bool:
     before = _STATE["active"]
     _STATE["active"] = on
     return before
+
+
+# ------------------------------------------------------------------------------------- server side
+#: The twin's patch of moto's request dispatch (registered in :mod:`sagepipe.twin.patches`).
+SERVER_SITES = ("moto.core.responses:BaseResponse.call_action",)
+_SERVER_STATE: dict[str, Any] = {"checked": 0, "refused": 0, "unparsed": 0}
+
+
+def request_params(response: Any) -> tuple[str, str, dict[str, Any]] | None:
+    """The (botocore service name, operation name, parameters) of the request a moto ``BaseResponse`` holds.
+
+    Parameters are parsed from the wire (JSON, query, rest-json, rest-xml) by moto's own protocol parsers
+    (``moto.core.parse.PROTOCOL_PARSERS``, driven by botocore's operation model), so the server checks what
+    any client sent - boto3, the sagemaker SDK, a notebook's plain HTTP - not what a client-side hook saw.
+    None when the operation is not in the service model (moto-only routes such as ``/moto-api``).
+    """
+    from botocore.model import OperationNotFoundError
+    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.request import determine_request_protocol
+    from moto.core.utils import get_service_model
+
+    service = getattr(response, "boto3_service_name", None)
+    request = getattr(response, "normalized_request", None)
+    if not service or request is None:
+        return None
+    try:
+        action = response._get_action()
+        if not action:
+            return None
+        service_model = get_service_model(service)
+        operation = service_model.operation_model(action)
+    except (OperationNotFoundError, KeyError, AttributeError):
+        return None
+    protocol = determine_request_protocol(service_model, request.content_type)
+    parser = PROTOCOL_PARSERS[protocol](operation, map_type=dict)
+    parsed = parser.parse(
+        {
+            "method": request.method,
+            "values": request.values,
+            "headers": request.headers,
+            "body": request.data,
+            "url_path": request.path,
+            "url_params": getattr(response, "uri_match", None) or {},
+        }
+    )
+    return service_model.service_name, operation.name, dict(parsed)
+
+
+def server_check(response: Any) -> ClientError | None:
+    """:func:`validate` the request ``response`` (a moto ``BaseResponse`` after ``setup_class``) holds.
+
+    Returns the ``ValidationException`` to answer with, or None (valid, or not an operation of the model).
+    A request moto's parsers cannot read is left to moto (it answers as it would have).
+    """
+    try:
+        found = request_params(response)
+    except Exception:  # noqa: BLE001 - a gap of moto's parsers must not turn a valid call into an error
+        _SERVER_STATE["unparsed"] += 1  # counted: tests assert it stays 0 for sagepipe's own calls
+        return None
+    if found is None:
+        return None
+    service, operation, params = found
+    _SERVER_STATE["checked"] += 1
+    try:
+        validate(service, operation, params)
+    except ClientError as exc:
+        _SERVER_STATE["refused"] += 1
+        return exc
+    return None
+
+
+def server_counts() -> dict[str, int]:
+    """How many requests the server-side check has read, refused and failed to parse in this process."""
+    return dict(_SERVER_STATE)
+
+
+def check_server_sites() -> None:
+    """moto's dispatch, its protocol parsers and the request fields read by :func:`request_params` must exist."""
+    import inspect
+
+    from moto.core import parse, request, responses, utils
+
+    from .patches import MotoInternalsChanged
+
+    missing = [name for name in ("PROTOCOL_PARSERS",) if not hasattr(parse, name)]
+    missing += [n for n in ("determine_request_protocol",) if not hasattr(request, n)]
+    missing += [n for n in ("get_service_model",) if not hasattr(utils, n)]
+    base = responses.BaseResponse
+    missing += [n for n in ("call_action", "_get_action", "serialized", "setup_class") if not hasattr(base, n)]
+    if not missing and "normalized_request" not in inspect.getsource(base.setup_class):
+        missing.append("BaseResponse.setup_class sets normalized_request")
+    if not missing and not {"json", "query", "rest-json", "rest-xml"} <= set(parse.PROTOCOL_PARSERS):
+        missing.append("PROTOCOL_PARSERS for json, query, rest-json, rest-xml")
+    if missing:
+        raise MotoInternalsChanged(f"moto internals for the server-side validation are gone: {missing}")
+
+
+def error_response(protocol: str, message: str) -> tuple[int, dict[str, str], str]:
+    """The HTTP response AWS sends for a request that breaks the model, in ``protocol``'s error shape.
+
+    JSON protocols (awsJson1.0/1.1, restJson1): HTTP 400, ``x-amzn-ErrorType: ValidationException`` and a
+    ``__type``/``message`` body; query protocols: ``<ErrorResponse><Error><Type>Sender</Type><Code>
+    ValidationError</Code>``, the code those services use; rest-xml (S3): ``InvalidArgument``.
+    """
+    from xml.sax.saxutils import escape
+
+    if protocol in {"json", "rest-json"}:
+        content_type = "application/x-amz-json-1.1" if protocol == "json" else "application/json"
+        body = {"__type": "ValidationException", "message": message, "Message": message}
+        headers = {"Content-Type": content_type, "x-amzn-ErrorType": "ValidationException"}
+        return 400, headers, json.dumps(body)
+    if protocol == "rest-xml":
+        xml = f"<Error><Code>InvalidArgument</Code><Message>{escape(message)}</Message></Error>"
+        return 400, {"Content-Type": "application/xml"}, xml
+    xml = (
+        "<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code>"
+        f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+    return 400, {"Content-Type": "text/xml"}, xml
+
+
+def apply_server_check() -> None:
+    """Wrap ``BaseResponse.call_action``: a request that breaks its service model is answered with AWS's
+    validation error (HTTP 400) in the service's own protocol (:func:`error_response`), before moto acts."""
+    from moto.core.request import determine_request_protocol
+    from moto.core.responses import BaseResponse
+    from moto.core.utils import get_service_model
+
+    from .patches import _install, patched_by
+
+    original = BaseResponse.call_action
+    if patched_by(original) == "server_validation":
+        return
+
+    def call_action(self: Any) -> Any:
+        refused = server_check(self)
+        if refused is None:
+            return original(self)
+        model = get_service_model(self.boto3_service_name)
+        protocol = determine_request_protocol(model, self.normalized_request.content_type)
+        return error_response(protocol, str(refused.response["Error"]["Message"]))
+
+    _install("server_validation", BaseResponse, "call_action", call_action)

@@ -102,3 +102,13 @@ def test_moto_gaining_update_endpoint_is_reported(monkeypatch: pytest.MonkeyPatc
     check = next(p for p in patches.PATCHES if p.name == "sagemaker_api").check
     with pytest.raises(patches.MotoInternalsChanged, match="UpdateEndpoint"):
         check()
+
+
+def test_moto_losing_a_protocol_parser_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server-side validation reads requests with moto's protocol parsers: without one, it says so."""
+    import moto.core.parse as parse
+
+    monkeypatch.setattr(parse, "PROTOCOL_PARSERS", {"json": parse.PROTOCOL_PARSERS["json"]})
+    check = next(p for p in patches.PATCHES if p.name == "server_validation").check
+    with pytest.raises(patches.MotoInternalsChanged, match="PROTOCOL_PARSERS"):
+        check()
