@@ -23,7 +23,11 @@ The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
    ("Unsupported declaration in QueryLanguage=JSONata block") and hang RUNNING: parses are serialised.
 9. ``sfn_status_events`` - an ended execution puts "Step Functions Execution Status Change" on the
    default bus, as AWS does, and StopExecution aborts at once with its error/cause (``sfn_events.py``).
-10. ``server_validation`` - every request moto dispatches through ``BaseResponse.call_action`` (the JSON
+10. ``sdk_error_names`` - a ClientError of an ``aws-sdk:`` task is named as AWS names it
+    (``SageMaker.ValidationException``; moto: ``sagemaker.sagemakerException``), and the optimised
+    SageMaker integration's as ``SageMaker.AmazonSageMakerException`` / ``SageMaker.<Modelled>Exception``
+    (``sfn_sagemaker.py``), so Retry and Catch by name run in the twin as on AWS.
+11. ``server_validation`` - every request moto dispatches through ``BaseResponse.call_action`` (the JSON
     and query services: SageMaker, Step Functions, EventBridge, CloudWatch Logs, SNS, SQS...) is parsed by
     moto's protocol parsers and checked against botocore's service model (pattern, max, enum, sizes);
     a violation is answered with ``ValidationException`` in the service's protocol (``validation.py``).
@@ -220,6 +224,45 @@ def _apply_sfn_sagemaker() -> None:
 
     _install("sfn_sagemaker", factory, "state_task_service_for", state_task_service_for)
     _install("sfn_sagemaker", task_factory, "state_task_service_for", state_task_service_for)  # imported by name
+
+
+_SDK_FROM_ERROR = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk:"
+    "StateTaskServiceAwsSdk._from_error"
+)
+
+
+def _aws_sdk_module() -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
+
+    return state_task_service_aws_sdk
+
+
+def _check_sdk_error_names() -> None:
+    mod = _aws_sdk_module()
+    _require(mod.StateTaskServiceAwsSdk, "_from_error", ["self", "env", "ex"])
+    _require(mod.StateTaskServiceAwsSdk, "_get_task_failure_event", ["self", "env", "error", "cause"])
+    _require(mod.StateTaskServiceAwsSdk, "_get_boto_service_name", ["self"])
+    if "sagemaker" in _require(mod, "_SERVICE_ERROR_NAMES"):
+        raise MotoInternalsChanged("moto now names SageMaker aws-sdk errors itself; re-check the twin patch")
+
+
+def _apply_sdk_error_names() -> None:
+    from botocore.exceptions import ClientError
+
+    from .sfn_sagemaker import java_style_cause, sdk_error_name
+
+    cls = _aws_sdk_module().StateTaskServiceAwsSdk
+    original = _APPLIED.setdefault("sdk_error_names.original", cls._from_error)
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        service = self._get_boto_service_name()
+        error = sdk_error_name(service, ex)
+        return self._get_task_failure_event(env=env, error=error, cause=java_style_cause(ex, error.split(".")[0]))
+
+    _install("sdk_error_names", cls, "_from_error", _from_error)
 
 
 # ------------------------------------------------------------------------------------ 3 lambda invoke
@@ -705,6 +748,12 @@ PATCHES: tuple[Patch, ...] = (
         _apply_asl_parse,
     ),
     Patch("sfn_status_events", sfn_events.SITES, lambda: sfn_events.check(), lambda: sfn_events.apply()),
+    Patch(
+        "sdk_error_names",
+        (_SDK_FROM_ERROR,),
+        _check_sdk_error_names,
+        _apply_sdk_error_names,
+    ),
     Patch(
         "server_validation",
         validation.SERVER_SITES,

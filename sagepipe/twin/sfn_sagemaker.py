@@ -12,12 +12,15 @@ service factory to return :class:`StateTaskServiceSageMaker` instead.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
+from botocore.exceptions import ClientError
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
@@ -49,6 +52,57 @@ def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o)))
 
 
+@functools.lru_cache(maxsize=16)
+def modeled_exceptions(service: str) -> frozenset[str]:
+    """The names of the exception shapes ``service``'s botocore model declares (its modelled errors)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model(service)
+    return frozenset(n for n in model.shape_names if model.shape_for(n).metadata.get("exception"))
+
+
+def sdk_error_name(service: str, ex: Exception) -> str:
+    """The Step Functions error name of an ``aws-sdk:<service>:<action>`` task's ClientError.
+
+    ``<ServiceId>.<ErrorCode>`` with ``Exception`` appended when the code lacks it, the service named as
+    the SDKs name it (botocore's ``serviceId`` without spaces: ``SageMaker``, ``S3``, ``EventBridge``):
+    ``SageMaker.ValidationException``, ``SageMaker.ResourceNotFoundException``, ``SageMaker.ThrottlingException``
+    (Step Functions docs, "Handling errors" of AWS SDK integrations). moto spells them lower-case
+    (``sagemaker.sagemakerException``), which no Retry/Catch by name matches.
+    """
+    import botocore.session
+
+    service_id = botocore.session.get_session().get_service_model(service).metadata["serviceId"].replace(" ", "")
+    code = str(ex.response.get("Error", {}).get("Code", "")) if isinstance(ex, ClientError) else ""
+    name = code or type(ex).__name__
+    return f"{service_id}.{name if name.endswith('Exception') else name + 'Exception'}"
+
+
+def optimized_error_name(ex: ClientError) -> str:
+    """The Step Functions error name of a SageMaker call's ClientError in an optimised integration.
+
+    Step Functions reports the Java SDK exception of the service call as ``SageMaker.<Exception>``: a
+    modelled exception by its class (``ResourceLimitExceeded`` -> ``SageMaker.ResourceLimitExceededException``,
+    ``ResourceInUse``, ``ResourceNotFound``), every other service error (``ValidationException``,
+    ``ThrottlingException``, ...) as the SDK's base class ``SageMaker.AmazonSageMakerException`` with the
+    code in the Cause ("Handling errors in Step Functions workflows"; the names this repo's ASL retries on).
+    """
+    code = str(ex.response.get("Error", {}).get("Code", ""))
+    modeled = modeled_exceptions("sagemaker")
+    if code in modeled:
+        return f"SageMaker.{code if code.endswith('Exception') else code + 'Exception'}"
+    return "SageMaker.AmazonSageMakerException"
+
+
+def java_style_cause(ex: ClientError, service: str) -> str:
+    """``<message> (Service: <service>; Status Code: <n>; Error Code: <code>; Request ID: <id>; Proxy: null)``."""
+    err, meta = ex.response.get("Error", {}), ex.response.get("ResponseMetadata", {})
+    return (
+        f"{err.get('Message', '')} (Service: {service}; Status Code: {meta.get('HTTPStatusCode', 400)}; "
+        f"Error Code: {err.get('Code', '')}; Request ID: {meta.get('RequestId', '')}; Proxy: null)"
+    )
+
+
 class StateTaskServiceSageMaker(StateTaskServiceCallback):
     """``arn:aws:states:::sagemaker:<action>[.sync]`` for moto's ASL interpreter."""
 
@@ -56,6 +110,27 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         # moto declares ResourceCondition's members as plain str class attributes, its own services pass them so
         patterns = {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
         super().__init__(supported_integration_patterns=patterns)  # type: ignore[arg-type]
+
+    def _from_error(self, env: Any, ex: Exception) -> FailureEvent:
+        """A ClientError of the service call fails the task with the name AWS gives it (catchable by name)."""
+        if not isinstance(ex, ClientError):
+            failure: FailureEvent = super()._from_error(env=env, ex=ex)
+            return failure
+        error = optimized_error_name(ex)
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error_name=error),
+            event_type=HistoryEventType.TaskFailed,
+            # EventDetails is a total TypedDict in moto, which builds it with one member as here
+            event_details=EventDetails(  # type: ignore[typeddict-item]
+                taskFailedEventDetails=TaskFailedEventDetails(
+                    resource=self._get_sfn_resource(),
+                    resourceType=self._get_sfn_resource_type(),
+                    error=error,
+                    cause=java_style_cause(ex, "AmazonSageMaker"),
+                )
+            ),
+        )
 
     def _get_supported_parameters(self) -> set[str] | None:  # every request parameter is passed through
         return set()
