@@ -4,11 +4,14 @@ Issue 9 item 7: a 64 MiB CSV of 2-digit integers (51 columns) peaked at 1,986 Mi
 function with the list-of-rows parser; the config allows 256 MiB. Each measurement runs in a fresh
 process: it reads the file into memory (as the step does, GetObject), notes its RSS, runs
 ``parse_and_validate`` + the split writing, and reports the high-water RSS (``VmHWM``) above that
-baseline and in total. "before" is ``layers/core/sagepipe_core/dataset.py`` at commit ``BEFORE`` (read
-with ``git show``; skipped when git or that commit is not available); "after" is the working tree's.
-Both must write byte-identical split files (checked on the smallest size).
+baseline and in total. "before" is ``layers/core/sagepipe_core/dataset.py`` at commit ``--before``
+(default ``BEFORE``; read with ``git show``; skipped when git or that commit is not available); "after" is
+the working tree's. Both must write the same rows: the same number per split and, all splits together,
+the same lines. Since issue 11 the split key is each row's canonical identity, not its text, so which
+row goes to which split differs from commits before ``IDENTITY_KEYS`` (byte-identical split files are
+required only against a commit from there on).
 
-    .venv/bin/python bench/validate_memory.py [--sizes 4,16,64] [--before-sizes 4,16]
+    .venv/bin/python bench/validate_memory.py [--sizes 4,16,64] [--before-sizes 4,16] [--before REV]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "f01650e"  # the last commit with the list-of-rows parser
+IDENTITY_KEYS = "78cb205"  # splits keyed on each row's canonical identity (issue 11 item 1)
 MIB = 1 << 20
 
 
@@ -49,13 +53,13 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(field)
 
 
-def child(which: str, csv_path: str) -> None:
+def child(which: str, csv_path: str, rev: str = BEFORE) -> None:
     """Run one measurement (in a fresh process) and print it as JSON."""
     from sagepipe_core.config import parse_config
 
     if which == "before":
         source = subprocess.run(
-            ["git", "-C", str(REPO), "show", f"{BEFORE}:layers/core/sagepipe_core/dataset.py"],
+            ["git", "-C", str(REPO), "show", f"{rev}:layers/core/sagepipe_core/dataset.py"],
             check=True,
             capture_output=True,
             text=True,
@@ -72,24 +76,29 @@ def child(which: str, csv_path: str) -> None:
     body = Path(csv_path).read_bytes()
     base = _rss_kib("VmRSS")
     start = time.perf_counter()
-    digests = {}
-    if which == "before":
-        data = mod.parse_and_validate(body, config)
-        for name, rows in mod.split(data, config).items():
-            digests[name] = hashlib.sha256(mod.to_csv(data.header, rows)).hexdigest()
-    else:
-        data = mod.parse_and_validate(body, config)
+    digests, counts, lines = {}, {}, hashlib.sha256()
+    files: dict[str, bytes] = {}
+    data = mod.parse_and_validate(body, config)
+    if hasattr(mod, "write_splits"):
         for name, (fh, _) in mod.write_splits(data, config).items():
             with fh:
-                digests[name] = hashlib.sha256(fh.read()).hexdigest()
+                files[name] = fh.read()
+    else:
+        files = {name: mod.to_csv(data.header, rows) for name, rows in mod.split(data, config).items()}
     seconds = time.perf_counter() - start
     peak = _rss_kib("VmHWM")
-    print(json.dumps({"base_mib": base / 1024, "peak_mib": peak / 1024, "seconds": seconds, "digests": digests}))
+    for name, raw in files.items():
+        digests[name] = hashlib.sha256(raw).hexdigest()
+        counts[name] = raw.count(b"\n") - 1
+    for line in sorted(b"".join(raw.split(b"\n", 1)[1] for raw in files.values()).splitlines()):
+        lines.update(line + b"\n")
+    doc = {"base_mib": base / 1024, "peak_mib": peak / 1024, "seconds": seconds, "digests": digests}
+    print(json.dumps({**doc, "counts": counts, "rows_digest": lines.hexdigest()}))
 
 
-def measure(which: str, path: Path) -> dict:
+def measure(which: str, path: Path, rev: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", which, str(path)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", which, str(path), rev], check=True, capture_output=True, text=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -98,14 +107,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="4,16,64", help="input sizes in MiB for 'after'")
     parser.add_argument("--before-sizes", default="4,16,64", help="input sizes in MiB for 'before' ('' = none)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--before", default=BEFORE, help=f"the 'before' commit (default {BEFORE})")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | {int(s) for s in args.before_sizes.split(",") if s})
     before = {int(s) for s in args.before_sizes.split(",") if s}
-    have_git = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{BEFORE}^{{commit}}"]).returncode == 0
+    have_git = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{args.before}^{{commit}}"]).returncode == 0
     print(f"{'MiB':>5} {'impl':>7} {'peak MiB':>9} {'above body':>11} {'peak/input':>11} {'s':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for mib in sizes:
@@ -117,7 +127,7 @@ def main() -> None:
                     continue
                 if which == "after" and str(mib) not in args.sizes.split(","):
                     continue
-                r = results[which] = measure(which, path)
+                r = results[which] = measure(which, path, args.before)
                 above = r["peak_mib"] - r["base_mib"]
                 print(
                     f"{mib:>5} {which:>7} {r['peak_mib']:>9.0f} {above:>11.0f} "
@@ -125,9 +135,17 @@ def main() -> None:
                     flush=True,
                 )
             if len(results) == 2:
-                same = results["before"]["digests"] == results["after"]["digests"]
-                print(f"      split files identical before/after: {same}")
-                if not same:
+                b, a = results["before"], results["after"]
+                same_rows = b["counts"] == a["counts"] and b["rows_digest"] == a["rows_digest"]
+                identical = b["digests"] == a["digests"]
+                print(f"      same rows per split count and in all: {same_rows}; split files identical: {identical}")
+                keyed_alike = (
+                    subprocess.run(
+                        ["git", "-C", str(REPO), "merge-base", "--is-ancestor", IDENTITY_KEYS, args.before]
+                    ).returncode
+                    == 0
+                )
+                if not same_rows or (keyed_alike and not identical):
                     raise SystemExit("the split files differ")
 
 

@@ -38,6 +38,7 @@ MAX_LISTED = 20  # classes / lines named in a message or a summary; the full lis
 SPOOL_BYTES = 8 << 20  # a split file above this spills from memory to a temporary file (Lambda: /tmp)
 IDENTITY_BYTES = 16  # a row identity: the first 128 bits of a SHA-256 (copy of sagepipe_contract's)
 MANIFEST_VERSION = 1
+CANONICAL_CACHE = 4096  # distinct raw values per column whose canonical text is remembered while scanning
 MANIFEST_FILE = "split_manifest.json"  # also its name inside model.tar.gz (sagepipe_contract.SPLIT_MANIFEST_FILE)
 
 
@@ -393,13 +394,46 @@ def canonical_value(value: object) -> str:
     return repr(number)
 
 
+def _canonical_fast(value: str) -> str:
+    """:func:`canonical_value` of a CSV field: the same text, with fewer steps for the common cases."""
+    text = value.strip()
+    if text.isascii() and text.isdigit() and len(text) < 16 and (text[0] != "0" or len(text) == 1):
+        return text  # "129": float() and back give the same text
+    if "_" in text or text in NA_TOKENS:
+        return canonical_value(text)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        return text
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return repr(number)
+
+
 def identity_function(header: list[str]) -> Any:
-    """``row -> identity`` for rows of ``header``: :func:`row_identity` with the column order fixed once."""
-    order = sorted(range(len(header)), key=lambda i: header[i])
-    names = [header[i] for i in order]
+    """``row -> identity`` for rows of ``header``: :func:`row_identity` with the column order fixed once.
+
+    The same bytes as :func:`row_identity`, faster: each column remembers the canonical text of up to
+    :data:`CANONICAL_CACHE` distinct raw values (repeated values are the common case).
+    """
+    order = sorted(range(len(header)), key=header.__getitem__)
+    prefixes = [header[i] + "\x1f" for i in order]
+    caches: list[dict[str, str]] = [{} for _ in order]
+    columns = list(zip(order, prefixes, caches, strict=True))
 
     def identity(row: list[str]) -> bytes:
-        return row_identity(names, [row[i] for i in order])
+        parts = []
+        for i, prefix, cache in columns:
+            raw = row[i]
+            text = cache.get(raw)
+            if text is None:
+                text = _canonical_fast(raw)
+                if len(cache) < CANONICAL_CACHE:
+                    cache[raw] = text
+            parts.append(prefix + text)
+        return hashlib.sha256("\x1e".join(parts).encode("utf-8")).digest()[:IDENTITY_BYTES]
 
     return identity
 
