@@ -187,8 +187,27 @@ class Deployer:
         if props.get("AutoPublishAlias"):  # SAM: `!Ref Function.Version` / `!Ref Function.Alias`
             self.stack.physical[f"{lid}.Version"] = f"{arn}:1"
             self.stack.physical[f"{lid}.Alias"] = f"{arn}:{props['AutoPublishAlias']}"
+        self._event_invoke_config(name, props.get("EventInvokeConfig"))
         for event_id, event in (props.get("Events") or {}).items():
             self._event_source(lid, name, arn, event_id, event)
+
+    def _event_invoke_config(self, name: str, config: dict[str, Any] | None) -> None:
+        """SAM ``EventInvokeConfig`` → Lambda PutFunctionEventInvokeConfig (retries, max event age and the
+        on-failure/on-success destinations of asynchronous invocations; the twin's delivery reads it back)."""
+        if not config:
+            return
+        args: dict[str, Any] = {"FunctionName": name}
+        for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+            if key in config:
+                args[key] = int(config[key])
+        destinations = {
+            when: {"Destination": str(d["Destination"])}
+            for when, d in (config.get("DestinationConfig") or {}).items()
+            if isinstance(d, dict) and d.get("Destination")
+        }
+        if destinations:
+            args["DestinationConfig"] = destinations
+        self.clients("lambda").put_function_event_invoke_config(**args)
 
     def _event_source(self, lid: str, name: str, arn: str, event_id: str, event: dict[str, Any]) -> None:
         kind, p = event["Type"], event.get("Properties", {})

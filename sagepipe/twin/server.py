@@ -14,9 +14,11 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from .template import Stack, load_template
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 ASYNC_INVOKE_RETRIES = 2  # Lambda asynchronous invocation retries (AWS default)
+MAX_ASYNC_PAYLOAD = 256 * 1024  # Lambda: an asynchronous invocation's event is at most 256 KB
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 
 
@@ -233,8 +236,15 @@ class Twin:
         return result.payload.decode("utf-8"), result.errored, result.logs
 
     def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
-        """Deliver ``event`` from ``rule`` to a Lambda or Step Functions target, asynchronously as AWS
-        does; Lambda gets 2 retries, then the target's DeadLetterConfig queue receives the event."""
+        """Deliver ``event`` from ``rule`` to a Lambda or Step Functions target, asynchronously as AWS does.
+
+        EventBridge → Lambda is an asynchronous Invoke. A *delivery* failure (no such function, an event
+        over Lambda's 256 KB asynchronous payload limit) goes to the target's DeadLetterConfig queue. Once
+        Lambda has accepted the event, a *function error* is Lambda's: 1 + ``MaximumRetryAttempts``
+        (default 2) attempts, then the function's EventInvokeConfig ``OnFailure`` destination receives an
+        invocation record (Lambda docs, "Asynchronous invocation" / "Capturing records of asynchronous
+        invocations"); without one the event is dropped (logged), as on AWS.
+        """
         self.events_log.append({"rule": rule.name, "target": target["Arn"], "event": event})
 
         def run() -> None:
@@ -246,21 +256,72 @@ class Twin:
                     self._dead_letter(target, event, repr(exc))
                 return
             name = arn.split(":function:")[1].split(":")[0]
-            last = ""
-            for attempt in range(1 + ASYNC_INVOKE_RETRIES):
-                if attempt and self._stop.wait(min(2**attempt, 4)):
-                    return
-                try:
-                    result = self.pool.invoke(self.functions[name], json.dumps(event).encode())
-                except Exception as exc:  # noqa: BLE001
-                    last = repr(exc)
-                    continue
-                if not result.errored:
-                    return
-                last = result.payload.decode("utf-8", "replace")
-            self._dead_letter(target, event, last)
+            payload = json.dumps(event).encode()
+            if name not in self.functions:
+                self._dead_letter(target, event, f"ResourceNotFoundException: Function not found: {arn}")
+                return
+            if len(payload) > MAX_ASYNC_PAYLOAD:
+                self._dead_letter(
+                    target, event, f"RequestEntityTooLargeException: {len(payload)} bytes > {MAX_ASYNC_PAYLOAD}"
+                )
+                return
+            self._invoke_async(name, arn, event, payload)
 
         self._spawn(run, f"deliver-{rule.name}")
+
+    def _invoke_async(self, name: str, arn: str, event: dict[str, Any], payload: bytes) -> None:
+        """Lambda's asynchronous invocation of an accepted event: retries, then the on-failure destination."""
+        config = self._event_invoke_config(name)
+        retries = int(config.get("MaximumRetryAttempts", ASYNC_INVOKE_RETRIES))
+        last: dict[str, Any] = {}
+        attempts = 0
+        for attempt in range(1 + retries):
+            if attempt and self._stop.wait(min(2**attempt, 4)):  # AWS: about 1 min, then 2 min
+                return
+            attempts += 1
+            try:
+                result = self.pool.invoke(self.functions[name], payload)
+            except Exception as exc:  # noqa: BLE001 - a crashed worker is a function error to Lambda
+                last = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+                continue
+            if not result.errored:
+                return
+            try:
+                last = json.loads(result.payload)
+            except ValueError:
+                last = {"errorMessage": result.payload.decode("utf-8", "replace")}
+        on_failure = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        self.log("lambda", f"{name}: asynchronous event failed {attempts} times: {str(last)[:300]}")
+        if not on_failure:
+            self.log("lambda", f"{name}: no on-failure destination; the event is dropped (as on AWS)")
+            return
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": last,
+        }
+        if ":sqs:" not in on_failure:
+            self.log("lambda", f"{name}: on-failure destination {on_failure} is not emulated (SQS only)")
+            return
+        sqs = self.client("sqs")
+        url = sqs.get_queue_url(QueueName=on_failure.rsplit(":", 1)[1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
+    def _event_invoke_config(self, name: str) -> dict[str, Any]:
+        """GetFunctionEventInvokeConfig of ``name`` ({} when none is set: Lambda's defaults apply)."""
+        try:
+            config: dict[str, Any] = self.client("lambda").get_function_event_invoke_config(FunctionName=name)
+        except Exception:  # noqa: BLE001 - ResourceNotFoundException: no config, the defaults
+            return {}
+        return config
 
     def _dead_letter(self, target: dict[str, Any], event: dict[str, Any], error: str) -> None:
         self.log("events", f"delivery to {target['Arn']} failed: {error[:300]}")

@@ -11,6 +11,7 @@ them"), so the ASL's Retry and Catch by name run in the twin as on AWS.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,46 @@ def test_a_refused_create_training_job_is_retried_by_name_then_notified(
     detail = events[0]["detail"]
     assert detail["error"] == "SageMaker.AmazonSageMakerException", json.dumps(detail)[:500]
     record("CreateTrainingJob refused (ValidationException)", "SageMaker.AmazonSageMakerException, 3 retries, notified")
+
+
+def _dead_letters(target: Target, key: str, timeout_s: float = 120) -> list[dict[str, Any]]:
+    """Messages of the stack's trigger dead-letter queue that concern data set ``key`` (left in the queue)."""
+    sqs = target.client("sqs")
+    [url] = [u for u in sqs.list_queues()["QueueUrls"] if "TriggerDeadLetterQueue" in u]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1)
+        found = [json.loads(m["Body"]) for m in got.get("Messages", []) if key in m["Body"]]
+        if found:
+            return found
+    raise AssertionError(f"nothing for {key} in the trigger dead-letter queue")
+
+
+def test_a_start_function_error_is_retried_twice_by_lambda_then_sent_to_its_on_failure_destination(
+    target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EventBridge → StartFunction is asynchronous: StartExecution throttled on every try makes the function
+    fail; Lambda runs it 1 + MaximumRetryAttempts (2) times, then its EventInvokeConfig OnFailure queue gets
+    an invocation record (condition RetriesExhausted, the event as requestPayload) - not the rule's DLQ
+    delivery message, and nothing is lost."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    tries: list[str] = []
+
+    def throttled(self: Any, state_machine_arn: str, *args: Any, **kwargs: Any) -> Any:
+        tries.append(state_machine_arn)
+        raise JsonRESTError("ThrottlingException", "Rate exceeded")
+
+    monkeypatch.setattr(StepFunctionsParserBackend, "start_execution", throttled)
+    header, data = churn_rows(0, 300)
+    key = client.upload(target, write_csv(tmp_path, "throttled.csv", header, data), "throttled")
+    [record_] = _dead_letters(target, key)
+    monkeypatch.undo()
+    assert record_["requestContext"]["condition"] == "RetriesExhausted"
+    assert record_["requestContext"]["approximateInvokeCount"] == 3 and record_["requestContext"]["functionArn"]
+    assert record_["requestPayload"]["detail"]["object"]["key"] == key
+    assert record_["responseContext"]["functionError"] == "Unhandled"
+    assert "TransientServiceError" in json.dumps(record_["responsePayload"])
+    assert len(tries) >= 3  # each attempt tried StartExecution (the boto3 client's own retries add more)
+    record("start function fails on every try", "2 Lambda retries, invocation record in the on-failure queue")
