@@ -34,8 +34,12 @@ match MetricDefinitions regexes like ``\\[metric\\] validation:auc=([-+0-9.eE]+|
 
 Hyperparameters: ``target`` (required), ``problem_type`` (binary|multiclass|regression;
 inferred when absent: numeric target with > 20 distinct values -> regression, 2 labels
--> binary, else multiclass), ``seed`` (int, 0), ``max_iter`` (200), ``learning_rate``
-(0.1), ``max_depth`` (None), ``max_leaf_nodes`` (31), ``l2_regularization`` (0.0).
+-> binary, else multiclass), ``seed`` (int, 0); the model (``candidates.py``): ``model``
+(``auto``: every candidate, chosen on the validation split; or a comma-separated subset of
+``linear``, ``gbm``), ``selection_metric`` (default auc / macro_f1 / r2),
+the GBM's ``max_iter`` (200, the upper bound of early stopping), ``learning_rate`` (0.1),
+``max_depth`` (None), ``max_leaf_nodes`` (31), ``l2_regularization`` (0.0) and
+``n_iter_no_change`` (20, early stopping's patience on the validation loss).
 ``sagemaker_*`` hyperparameters are ignored; other unknown names are reported on
 stderr and ignored.
 """
@@ -53,6 +57,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+import candidates
 import diagnostics
 from sagepipe_contract import (
     CODE_DIR,
@@ -76,7 +81,6 @@ if TYPE_CHECKING:  # pandas/numpy/sklearn are imported lazily: `import train` st
     import pandas as pd
     from numpy.typing import NDArray
 
-MISSING_CATEGORY = "__missing__"
 MODEL_PARAM_DEFAULTS: dict[str, Any] = {
     "max_iter": 200,
     "learning_rate": 0.1,
@@ -84,7 +88,7 @@ MODEL_PARAM_DEFAULTS: dict[str, Any] = {
     "max_leaf_nodes": 31,
     "l2_regularization": 0.0,
 }
-KNOWN_HPS = {"target", "problem_type", "seed", *MODEL_PARAM_DEFAULTS}
+KNOWN_HPS = {"target", "problem_type", "seed", "model", "selection_metric", "n_iter_no_change", *MODEL_PARAM_DEFAULTS}
 
 Schema = dict[str, Any]  # schema.json (sagepipe_contract.check_schema)
 Metrics = dict[str, float]  # metric name -> value (NaN when undefined)
@@ -105,6 +109,9 @@ class TrainConfig(TypedDict):
     problem_type: str | None  # None: infer from the train split
     seed: int
     model_params: dict[str, Any]  # HistGradientBoosting* keyword arguments
+    candidates: tuple[str, ...]  # candidates.CANDIDATES subset to fit and choose from
+    selection_metric: str | None  # None: candidates.PRIMARY_METRIC of the problem type
+    n_iter_no_change: int  # the GBM's early-stopping patience (iterations) on the validation loss
 
 
 class ChampionResult(TypedDict):
@@ -267,11 +274,26 @@ def resolve_config(hps: Mapping[str, Any]) -> TrainConfig:
         "max_leaf_nodes": _as_int(hps, "max_leaf_nodes", 31, minimum=2),
         "l2_regularization": _as_float(hps, "l2_regularization", 0.0, minimum=0.0),
     }
+    try:
+        names = candidates.parse_model_list(hps.get("model"))
+    except candidates.CandidateError as exc:
+        raise TrainingError(str(exc)) from exc
+    metric = hps.get("selection_metric")
+    metric = None if metric is None or str(metric).strip().lower() in ("", "auto", "none") else str(metric).strip()
+    known = sorted({m for names_ in METRIC_NAMES.values() for m in names_})
+    if metric is not None and metric not in known:
+        raise TrainingError(f"hyperparameter selection_metric must be one of {'|'.join(known)}, got {metric!r}")
+    if metric is not None and problem_type is not None and metric not in METRIC_NAMES[problem_type]:
+        raise TrainingError(f"hyperparameter selection_metric {metric!r} is not reported for {problem_type}")
+    patience = _as_int(hps, "n_iter_no_change", candidates.ES_DEFAULT_PATIENCE, minimum=1)
     return {
         "target": str(target),
         "problem_type": problem_type,
         "seed": _as_int(hps, "seed", 0) or 0,
         "model_params": params,
+        "candidates": names,
+        "selection_metric": metric,
+        "n_iter_no_change": patience or candidates.ES_DEFAULT_PATIENCE,
     }
 
 
@@ -501,50 +523,6 @@ def resolve_labels(problem_type: str, ys: Mapping[str, NDArray[Any]]) -> list[st
 # --------------------------------------------------------------------------------------
 # Model and metrics
 # --------------------------------------------------------------------------------------
-def build_pipeline(schema: Schema, model_params: Mapping[str, Any], seed: int) -> Any:
-    """Build the unfitted sklearn Pipeline (ColumnTransformer + HistGradientBoosting*).
-
-    Args:
-        schema: schema dict (feature types, problem_type).
-        model_params: HistGradientBoosting kwargs.
-        seed: random_state.
-    Returns:
-        sklearn.pipeline.Pipeline with steps ``preprocess`` and ``model``.
-    """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    numeric = [f["name"] for f in schema["features"] if f["type"] == "numeric"]
-    categorical = [f["name"] for f in schema["features"] if f["type"] == "categorical"]
-    transformers: list[tuple[str, Any, list[str]]] = []
-    if numeric:
-        transformers.append(("num", SimpleImputer(strategy="median"), numeric))
-    if categorical:
-        transformers.append(
-            (
-                "cat",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-                    ]
-                ),
-                categorical,
-            )
-        )
-    if not transformers:
-        raise TrainingError("no feature columns besides the target")
-    preprocess = ColumnTransformer(transformers, remainder="drop")
-    if schema["problem_type"] == "regression":
-        model = HistGradientBoostingRegressor(random_state=seed, **model_params)
-    else:
-        model = HistGradientBoostingClassifier(random_state=seed, **model_params)
-    return Pipeline([("preprocess", preprocess), ("model", model)])
-
-
 def _safe(fn: Callable[[], Any]) -> float:
     import warnings
 
@@ -556,43 +534,72 @@ def _safe(fn: Callable[[], Any]) -> float:
         return float("nan")
 
 
-def _regression_metrics(y_true: NDArray[Any], model: Any, X: pd.DataFrame) -> Metrics:
+def _regression_metrics(y_true: NDArray[Any], predicted: NDArray[Any]) -> dict[str, Callable[[], float]]:
     import numpy as np
     from sklearn import metrics as skm
 
-    pred = np.asarray(model.predict(X), dtype=float)
+    pred = np.asarray(predicted, dtype=float)
     y = np.asarray(y_true, dtype=float)
     return {
-        "rmse": _safe(lambda: math.sqrt(skm.mean_squared_error(y, pred))),
-        "mae": _safe(lambda: skm.mean_absolute_error(y, pred)),
-        "r2": _safe(lambda: skm.r2_score(y, pred)) if len(y) > 1 else float("nan"),
+        "rmse": lambda: math.sqrt(skm.mean_squared_error(y, pred)),
+        "mae": lambda: skm.mean_absolute_error(y, pred),
+        "r2": lambda: skm.r2_score(y, pred) if len(y) > 1 else float("nan"),
     }
 
 
 def _classifier_metrics(
-    problem_type: str, labels: list[str], y_true: NDArray[Any], model: Any, X: pd.DataFrame
-) -> Metrics:
+    problem_type: str, labels: list[str], y_true: NDArray[Any], proba: NDArray[Any]
+) -> dict[str, Callable[[], float]]:
     import numpy as np
     from sklearn import metrics as skm
 
     y = np.asarray(y_true, dtype=object).astype(str)
-    proba = model.predict_proba(X)
-    classes = [str(c) for c in model.classes_]
-    # align probability columns to the schema label order
-    order = [classes.index(lbl) for lbl in labels]
-    proba = proba[:, order]
     pred = np.asarray(labels, dtype=object)[proba.argmax(axis=1)].astype(str)
-    out: Metrics = {}
+    out: dict[str, Callable[[], float]] = {}
     if problem_type == "binary":
         pos = labels[1]
-        out["auc"] = _safe(lambda: skm.roc_auc_score((y == pos).astype(int), proba[:, 1]))
-        out["accuracy"] = _safe(lambda: skm.accuracy_score(y, pred))
-        out["f1"] = _safe(lambda: skm.f1_score(y, pred, pos_label=pos, average="binary", zero_division=0))
+        out["auc"] = lambda: skm.roc_auc_score((y == pos).astype(int), proba[:, 1])
+        out["accuracy"] = lambda: skm.accuracy_score(y, pred)
+        out["f1"] = lambda: skm.f1_score(y, pred, pos_label=pos, average="binary", zero_division=0)
     else:
-        out["macro_f1"] = _safe(lambda: skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0))
-        out["accuracy"] = _safe(lambda: skm.accuracy_score(y, pred))
-    out["logloss"] = _safe(lambda: skm.log_loss(y, proba, labels=labels))
+        out["macro_f1"] = lambda: skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)
+        out["accuracy"] = lambda: skm.accuracy_score(y, pred)
+    out["logloss"] = lambda: skm.log_loss(y, proba, labels=labels)
     return out
+
+
+def predictions(problem_type: str, labels: list[str] | None, model: Any, X: pd.DataFrame) -> NDArray[Any]:
+    """What the metrics are computed from: ``predict_proba`` with columns in ``labels`` order (classifiers)
+    or ``predict`` as floats (regression); shape (n, len(labels)) or (n,)."""
+    import numpy as np
+
+    if problem_type == "regression":
+        values: NDArray[Any] = np.asarray(model.predict(X), dtype=float)
+        return values
+    classes = [str(c) for c in model.classes_]
+    order = [classes.index(lbl) for lbl in labels or []]  # align probability columns to the schema label order
+    proba: NDArray[Any] = np.asarray(model.predict_proba(X), dtype=float)[:, order]
+    return proba
+
+
+def metrics_from_predictions(
+    problem_type: str,
+    labels: list[str] | None,
+    y_true: NDArray[Any],
+    predicted: NDArray[Any],
+    names: Sequence[str] | None = None,
+) -> Metrics:
+    """:func:`compute_metrics` from :func:`predictions`; ``names`` limits the metrics computed (the
+    candidates' bootstrap re-scores one metric many times). Undefined metrics are NaN."""
+    if len(y_true) == 0:
+        return {name: float("nan") for name in METRIC_NAMES[problem_type]}
+    if problem_type == "regression":
+        table = _regression_metrics(y_true, predicted)
+    elif labels is None:
+        raise TrainingError(f"{problem_type} metrics need the class labels")
+    else:
+        table = _classifier_metrics(problem_type, labels, y_true, predicted)
+    return {name: _safe(fn) for name, fn in table.items() if names is None or name in names}
 
 
 def compute_metrics(
@@ -614,11 +621,9 @@ def compute_metrics(
     """
     if len(y_true) == 0:
         return {name: float("nan") for name in METRIC_NAMES[problem_type]}
-    if problem_type == "regression":
-        return _regression_metrics(y_true, model, X)
-    if labels is None:
+    if problem_type != "regression" and labels is None:
         raise TrainingError(f"{problem_type} metrics need the class labels")
-    return _classifier_metrics(problem_type, labels, y_true, model, X)
+    return metrics_from_predictions(problem_type, labels, y_true, predictions(problem_type, labels, model, X))
 
 
 def format_metric_line(split: str, name: str, value: float) -> str:
@@ -895,24 +900,57 @@ def prepare(cfg: TrainConfig, environ: Mapping[str, str]) -> PreparedData:
     return PreparedData(frames, ys, Xs, schema)
 
 
-def fit(data: PreparedData, cfg: TrainConfig) -> tuple[Any, float]:
-    """Fit the pipeline on the train split. Returns ``(fitted pipeline, fit seconds)``."""
-    import numpy as np
+def fit(data: PreparedData, cfg: TrainConfig) -> tuple[Any, float, dict[str, Any]]:
+    """Fit the candidates on the train split and choose one on the validation split (``candidates.py``).
 
+    Returns:
+        ``(chosen fitted pipeline, fit seconds of all candidates, selection)``; selection is
+        ``evaluation.json`` ``model_selection`` (:func:`candidates.fit_and_select`), metrics JSON-safe.
+    Raises:
+        TrainingError: a ``selection_metric`` the problem type does not report, or no feature columns.
+    """
     schema = data.schema
     numeric = sum(f["type"] == "numeric" for f in schema["features"])
+    if not schema["features"]:
+        raise TrainingError("no feature columns besides the target")
     print(
         f"training {data.problem_type} model on {len(data.Xs['train'])} rows, {len(schema['features'])} features "
-        f"({numeric} numeric, {len(schema['features']) - numeric} categorical), "
-        f"params={json.dumps(cfg['model_params'])} seed={cfg['seed']}",
+        f"({numeric} numeric, {len(schema['features']) - numeric} categorical), candidates={','.join(cfg['candidates'])} "
+        f"gbm params={json.dumps(cfg['model_params'])} seed={cfg['seed']}",
         flush=True,
     )
-    pipeline = build_pipeline(schema, cfg["model_params"], cfg["seed"])
-    y_train = data.ys["train"]
-    y_fit = y_train if data.problem_type == "regression" else np.asarray(y_train).astype(str)
+    problem_type, labels = data.problem_type, data.labels
+
+    scoring = candidates.Scoring(
+        predict=lambda pipeline, X: predictions(problem_type, labels, pipeline, X),
+        metrics=lambda y, predicted, names=None: metrics_from_predictions(problem_type, labels, y, predicted, names),
+    )
+
+    splits: dict[str, tuple[pd.DataFrame, NDArray[Any]]] = {
+        s: (data.Xs[s], data.ys[s]) for s in ("train", "validation") if s in data.Xs
+    }
     fit_start = time.time()
-    pipeline.fit(data.Xs["train"], y_fit)
-    return pipeline, time.time() - fit_start
+    try:
+        pipeline, selection = candidates.fit_and_select(
+            schema,
+            cfg["model_params"],
+            cfg["seed"],
+            splits,
+            scoring,
+            names=cfg["candidates"],
+            selection_metric=cfg["selection_metric"],
+            patience=cfg["n_iter_no_change"],
+        )
+    except candidates.CandidateError as exc:
+        raise TrainingError(str(exc)) from exc
+    fit_seconds = time.time() - fit_start
+    for record in selection["candidates"]:
+        if "validation" in record:
+            record["validation"] = _json_metrics(record["validation"])
+        shown = {k: record.get(k) for k in ("fit_seconds", "iterations", "best_iteration") if k in record}
+        print(f"candidate {record['name']}: validation={json.dumps(record.get('validation'))} {shown}", flush=True)
+    print(f"model selection: {selection['reason']}", flush=True)
+    return pipeline, fit_seconds, selection
 
 
 def split_metrics(data: PreparedData, pipeline: Any) -> dict[str, Metrics]:
@@ -950,12 +988,15 @@ def champion_metrics(data: PreparedData, channel_dir: str | None, pipeline: Any 
     return champion
 
 
-def evaluate(data: PreparedData, pipeline: Any, champion_channel: str | None) -> dict[str, Any]:
+def evaluate(
+    data: PreparedData, pipeline: Any, champion_channel: str | None, selection: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The evaluation step: metrics of every split and of the champion, as the ``evaluation.json`` document.
 
     Returns:
         ``{"schema_version", "problem_type", "target", "labels", "rows": {split: int},
-        "metrics": {split: {name: float | None}}, "champion": ChampionResult}``.
+        "metrics": {split: {name: float | None}}, "champion": ChampionResult,
+        "model_selection": selection | None, "diagnostics": {...}}``.
     """
     metrics = split_metrics(data, pipeline)
     champion = champion_metrics(data, champion_channel, pipeline)
@@ -968,6 +1009,7 @@ def evaluate(data: PreparedData, pipeline: Any, champion_channel: str | None) ->
         "rows": {s: len(data.Xs[s]) if s in data.Xs else 0 for s in SPLITS},
         "metrics": {s: _json_metrics(metrics[s]) for s in SPLITS},
         "champion": champion,
+        "model_selection": selection,
         "diagnostics": report_data(data, pipeline, champion_curves),
     }
 
@@ -1074,8 +1116,8 @@ def train(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
     model_dir = environ.get("SM_MODEL_DIR", "/opt/ml/model")
     code_files()  # an incomplete code bundle fails before the fit, not after
     data = prepare(cfg, environ)
-    pipeline, fit_seconds = fit(data, cfg)
-    evaluation = evaluate(data, pipeline, environ.get("SM_CHANNEL_CHAMPION"))
+    pipeline, fit_seconds, selection = fit(data, cfg)
+    evaluation = evaluate(data, pipeline, environ.get("SM_CHANNEL_CHAMPION"), selection)
     write_artifacts(
         model_dir,
         pipeline,

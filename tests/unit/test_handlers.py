@@ -291,6 +291,7 @@ def test_validate_good_csv(stack, load_handler, lambda_context):
     assert SM_RE.match(req["TrainingJobName"]) and req["TrainingJobName"] == run["names"]["TrainingJobName"]
     assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{ARTIFACTS}/models/churn/"
     assert json.loads(req["HyperParameters"]["target"]) == "churn"
+    assert json.loads(req["HyperParameters"]["selection_metric"]) == "auc"  # train.py chooses by the gate metric
     assert run["champion"] is None and run["names"]["EndpointName"] == "sagepipe-churn"
     assert run["config"]["metric"] == "auc" and run["dataset"]["rows"] == 5000
     # everything the ASL ResultSelector picks is present and JSON-safe

@@ -190,6 +190,34 @@ def test_first_model_and_unreadable_evaluation() -> None:
     _assert_self_contained(broken)
 
 
+def test_model_selection_shows_every_candidate_the_choice_and_the_runner_up() -> None:
+    evaluation = _evaluation("binary")
+    evaluation["model_selection"] = {
+        "metric": "validation:auc",
+        "rule": "one_standard_error",
+        "chosen": "linear",
+        "runner_up": "gbm",
+        "reason": "validation auc: linear 0.9012 ± 0.0100, gbm 0.9050 ± 0.0110; chose linear (within one ...)",
+        "candidates": [
+            {"name": "linear", "params": {"C": 1.0}, "validation": {"auc": 0.9012}, "validation_se": 0.01},
+            {
+                "name": "gbm",
+                "iterations": 45,
+                "best_iteration": 25,
+                "validation": {"auc": 0.905},
+                "validation_se": 0.011,
+            },
+        ],
+    }
+    page = _render(evaluation)
+    section = page.split("<h2>Model selection</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<td>linear</td><td>chosen</td><td>0.9012</td>" in section
+    assert "<td>gbm</td><td>runner-up</td><td>0.9050</td>" in section and "45 (best 25)" in section
+    assert "one_standard_error" in section and "validation:auc" in section
+    old = _render(_evaluation("binary"))
+    assert "No model selection in evaluation.json" in old
+
+
 def test_text_from_the_data_is_escaped() -> None:
     evaluation = _evaluation("binary")
     evaluation["diagnostics"]["importance"]["features"][0]["feature"] = "<img src=x onerror=alert(1)>"

@@ -526,6 +526,42 @@ def _metrics_table(evaluation: dict[str, Any], decision: Mapping[str, Any]) -> s
     return f"<table><tr><th>model · split</th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _selection_section(selection: Mapping[str, Any] | None) -> str:
+    """The model-selection table: each candidate's validation metric, the choice and the runner-up.
+
+    Reads ``evaluation.json`` ``model_selection`` (``model/candidates.py``); None for older models.
+    """
+    if not selection:
+        return '<p class="muted">No model selection in evaluation.json (a model trained before candidates).</p>'
+    metric = str(selection.get("metric") or "")
+    name = metric.split(":", 1)[-1]
+    rows = []
+    for cand in selection.get("candidates") or []:
+        role = (
+            "chosen"
+            if cand.get("name") == selection.get("chosen")
+            else "runner-up"
+            if cand.get("name") == selection.get("runner_up")
+            else ""
+        )
+        params = ", ".join(f"{k}={v}" for k, v in (cand.get("params") or {}).items() if v is not None)
+        grown = ""
+        if cand.get("iterations") is not None:
+            grown = f"{cand.get('iterations')} (best {cand.get('best_iteration') or '-'})"
+        rows.append(
+            f"<tr><td>{_e(cand.get('name'))}</td><td>{_e(role)}</td>"
+            f"<td>{_fmt((cand.get('validation') or {}).get(name))}</td><td>{_fmt(cand.get('validation_se'))}</td>"
+            f"<td>{_e(grown)}</td><td>{_fmt(cand.get('fit_seconds'))}</td><td>{_e(params)}</td></tr>"
+        )
+    return (
+        f"<div>{_e(selection.get('reason'))}</div>"
+        f"<table><tr><th>candidate</th><th>role</th><th>{_e(metric)}</th><th>± s.e.</th><th>iterations</th>"
+        f"<th>fit s</th><th>parameters</th></tr>{''.join(rows)}</table>"
+        f'<p class="muted">Rule: {_e(selection.get("rule"))} (the simplest candidate that trails the best '
+        "validation score by at most the bootstrap standard error of the difference).</p>"
+    )
+
+
 def _decision_card(decision: Mapping[str, Any], evaluation: dict[str, Any]) -> str:
     verdict = "deploy" if decision.get("decision") == "deploy" else "reject"
     label = "passed the gate" if verdict == "deploy" else "rejected by the gate"
@@ -618,8 +654,8 @@ def render(
     """Build the report page.
 
     Args:
-        evaluation: ``evaluation.json`` (``metrics``, ``champion``, ``diagnostics`` from
-            ``model/diagnostics.py``); None when it could not be read (the page then says so).
+        evaluation: ``evaluation.json`` (``metrics``, ``champion``, ``model_selection`` from
+            ``model/candidates.py``, ``diagnostics`` from ``model/diagnostics.py``); None when it could not be read (the page then says so).
         decision: the gate's decision record (:func:`sagepipe_core.gate.decide`), optionally with
             ``approval`` (``{"approved", "by", "reason"}``).
         lineage: ordered ``{label: value}`` (data key and version, training job, model package,
@@ -647,6 +683,8 @@ def render(
     if evaluation is None:
         body.append('<div class="card">evaluation.json could not be read: no metrics or charts for this run.</div>')
     body.append("<h2>Metrics</h2>" + _metrics_table(ev, decision))
+    if evaluation is not None:
+        body.append("<h2>Model selection</h2>" + _selection_section(ev.get("model_selection")))
     charts: list[str] = []
     if challenger and challenger.get("error"):
         body.append(f'<p class="muted">Challenger curves unavailable: {_e(challenger["error"])}</p>')

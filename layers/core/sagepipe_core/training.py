@@ -33,7 +33,12 @@ def metric_definitions(problem_type: str) -> list[dict[str, str]]:
 
 
 def hyperparameters(config: dict[str, Any], *, code_uri: str, region: str) -> dict[str, str]:
-    """HyperParameters (str → str, values JSON-encoded as the SageMaker Python SDK does)."""
+    """HyperParameters (str → str, values JSON-encoded as the SageMaker Python SDK does).
+
+    ``selection_metric`` is the gate metric, so ``model/train.py`` chooses among its candidates on the
+    validation split by the metric the gate judges on the test split; the config's ``hyperparameters``
+    may override it.
+    """
     hp: dict[str, Any] = {
         "sagemaker_program": "train.py",
         "sagemaker_submit_directory": code_uri,
@@ -41,6 +46,7 @@ def hyperparameters(config: dict[str, Any], *, code_uri: str, region: str) -> di
         "target": config["target"],
         "problem_type": config["problem_type"],
         "seed": config["split"]["seed"],
+        "selection_metric": config["metric"],
         **config.get("hyperparameters", {}),
     }
     return {k: json.dumps(v) for k, v in hp.items()}
