@@ -252,3 +252,33 @@ def test_confusion_shares_are_not_rounded_to_a_misleading_100_or_0_percent() -> 
     assert (_row_share(639, 642), _row_share(3, 642)) == ("99.5%", "0.5%")
     assert (_row_share(642, 642), _row_share(0, 642), _row_share(78, 105)) == ("100%", "0%", "74%")
     assert (_row_share(99999, 100000), _row_share(1, 100000)) == (">99.9%", "<0.1%")
+
+
+def test_report_shows_the_rows_compared_and_the_schema_change():
+    """Issue 11 items 1, 2: the page says on which rows the two models were compared and how the API changed."""
+    from sagepipe_core import report
+
+    diff = {"added": ["noise"], "removed": [], "retyped": [], "counts": {"added": 1, "removed": 0, "retyped": 0}}
+    evaluation = {
+        "metrics": {"test": {"auc": 0.82}},
+        "champion": {
+            "status": "scored",
+            "metrics": {"test": {"auc": 0.81}},
+            "challenger_metrics": {"test": {"auc": 0.8345}},
+            "rows_scored": 258,
+            "overlap": 492,
+            "schema_diff": diff,
+        },
+    }
+    decision = {
+        "decision": "deploy",
+        "rule": "champion",
+        "reason": "r",
+        "metric": "auc",
+        "schema_change": diff,
+        "approval_required": True,
+    }
+    page = report.render(evaluation, decision=decision, lineage={}, model="m", execution="e", generated_at="now")
+    assert "the 258 test rows the champion never trained on (492 left out)" in page
+    assert "challenger · test, champion's rows" in page and "0.8345" in page
+    assert "feature set changed: added noise (manual approval required)" in page

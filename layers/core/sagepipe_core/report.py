@@ -19,6 +19,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .gate import schema_change_text
+
 CHALLENGER = "#1f77b4"
 CHAMPION = "#e6760b"
 REPORT_NAME = "report.html"
@@ -518,6 +520,13 @@ def _metrics_table(evaluation: dict[str, Any], decision: Mapping[str, Any]) -> s
     for split in ("train", "validation", "test"):
         vals = (metrics.get(split) or {}) if isinstance(metrics, dict) else {}
         rows.append(f"<tr><td>challenger · {split}</td>{''.join(f'<td>{_fmt(vals.get(n))}</td>' for n in names)}</tr>")
+    same_rows = (((evaluation.get("champion") or {}).get("challenger_metrics")) or {}).get("test") or {}
+    if same_rows:  # the challenger on the test rows that did not train the champion: what the gate compares
+        rows.append(
+            "<tr><td>challenger · test, champion's rows</td>"
+            + "".join(f"<td>{_fmt(same_rows.get(n))}</td>" for n in names)
+            + "</tr>"
+        )
     rows.append(
         "<tr><td>champion · test</td>"
         + "".join(f"<td>{_fmt(champ.get(n)) if champ else '-'}</td>" for n in names)
@@ -562,6 +571,17 @@ def _selection_section(selection: Mapping[str, Any] | None) -> str:
     )
 
 
+def _scored_line(champ: Mapping[str, Any]) -> str:
+    rows, overlap = champ.get("rows_scored"), champ.get("overlap")
+    if rows is None:
+        return "champion scored on the same test split"
+    if overlap is None:
+        return f"champion scored on {rows} test rows (lineage unknown: {champ.get('lineage') or 'no split manifest'})"
+    return (
+        f"champion and challenger compared on the {rows} test rows the champion never trained on ({overlap} left out)"
+    )
+
+
 def _decision_card(decision: Mapping[str, Any], evaluation: dict[str, Any]) -> str:
     verdict = "deploy" if decision.get("decision") == "deploy" else "reject"
     label = "passed the gate" if verdict == "deploy" else "rejected by the gate"
@@ -570,14 +590,19 @@ def _decision_card(decision: Mapping[str, Any], evaluation: dict[str, Any]) -> s
     status = champ.get("status") or decision.get("champion_status") or "absent"
     champ_line = {
         "absent": "no champion (first model of this name)",
-        "scored": "champion scored on the same test split",
+        "scored": _scored_line(champ),
         "incompatible": f"champion incompatible: {champ.get('reason')}",
         "error": f"champion could not be scored: {champ.get('reason')}",
     }.get(status, status)
     extra = decision.get("approval")
     approval_line = ""
+    if decision.get("schema_change"):
+        approval_line += (
+            f"<div>API contract: {_e(schema_change_text(decision['schema_change']))}"
+            f"{' (manual approval required)' if decision.get('approval_required') else ''}</div>"
+        )
     if isinstance(extra, dict):
-        approval_line = f"<div>approval: {'approved' if extra.get('approved') else 'rejected'} by {_e(extra.get('by'))}: {_e(extra.get('reason'))}</div>"
+        approval_line += f"<div>approval: {'approved' if extra.get('approved') else 'rejected'} by {_e(extra.get('by'))}: {_e(extra.get('reason'))}</div>"
     return (
         f'<div class="card"><span class="badge {verdict}">{verdict}</span> <b>{label}</b>'
         f"<div>{_e(decision.get('reason'))}</div>"
