@@ -13,8 +13,9 @@ Request formats:
 
 * ``text/csv``: one row per line, values in ``schema.json`` ``feature_order``, no
   header; a first line equal to the feature names (or a permutation of them, in which
-  case columns are re-ordered) is detected and treated as a header. Empty cells and the
-  pandas NA tokens (``NA``, ``nan``, ``null`` ...) are missing values.
+  case columns are re-ordered; the target and ``excluded`` columns may be in it too) is detected and
+  treated as a header. Empty cells and the missing-value tokens of ``sagepipe_contract.NA_TOKENS``
+  (``NA``, ``nan``, ``null``, ``?`` ...) are missing values.
 * ``application/json``: ``{"instances": [{feature: value, ...}, ...]}``; an instance may
   also be a list of values in ``feature_order``. Absent keys / ``null`` are missing
   values; unknown keys are an error (the target column is tolerated and ignored).
@@ -45,7 +46,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sagepipe_contract import MODEL_FILE, NA_TOKENS, load_schema
+from sagepipe_contract import MODEL_FILE, is_missing, load_schema, parse_number
 
 if TYPE_CHECKING:  # pandas is imported lazily: importing this module stays cheap
     import pandas as pd
@@ -82,6 +83,10 @@ class LoadedModel:
         self.types: dict[str, str] = {f["name"]: f["type"] for f in schema["features"]}
         self.labels: list[str] | None = schema.get("labels")
         self.problem_type: str = schema["problem_type"]
+        #: columns a request may carry that are not features: the target and the excluded columns
+        self.ignored: frozenset[str] = frozenset(
+            [*([schema["target"]] if schema.get("target") else []), *(e["name"] for e in schema.get("excluded") or ())]
+        )
 
     def __repr__(self) -> str:
         return f"LoadedModel(problem_type={self.problem_type!r}, features={len(self.feature_order)})"
@@ -198,13 +203,18 @@ def _numeric(value: object, where: str) -> float:
     if isinstance(value, numbers.Real):  # int, float, numpy scalars
         result = float(value)
     elif isinstance(value, str):
-        token = value.strip()
-        if token in NA_TOKENS:
+        if is_missing(value):
             return float("nan")
-        try:
-            result = float(token)
-        except ValueError as exc:
-            raise InputError(f"{where}: expected a number, got {value!r}") from exc
+        parsed = parse_number(value)  # as train.py read the column: "2,651.0" is 2651.0
+        if parsed is None:
+            try:
+                result = float(value)
+            except ValueError as exc:
+                raise InputError(f"{where}: expected a number, got {value!r}") from exc
+            if math.isfinite(result):  # float() reads it ("1_000"), training did not
+                raise InputError(f"{where}: expected a number, got {value!r}")
+        else:
+            result = parsed
     else:
         raise InputError(f"{where}: expected a number, got {type(value).__name__}")
     if math.isinf(result):
@@ -219,19 +229,22 @@ def _categorical(value: object, where: str) -> float | str:
         raise InputError(f"{where}: expected a scalar, got {type(value).__name__}")
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value):
         return float("nan")
-    if isinstance(value, str) and value in NA_TOKENS:
+    if is_missing(value):
         return float("nan")
-    return str(value)
+    return str(value).strip()
 
 
-def _strip_header(items: list[Any], order: Sequence[str]) -> tuple[str, list[Any]]:
-    """CSV: drop a first row equal to the feature names; a permutation of them turns the rows into
-    records keyed by that header. Returns ``(kind, items)``."""
+def _strip_header(items: list[Any], order: Sequence[str], extra: frozenset[str] = frozenset()) -> tuple[str, list[Any]]:
+    """CSV: drop a first row equal to the feature names; a permutation of them (plus any of ``extra``: the
+    target and the excluded columns) turns the rows into records keyed by that header.
+
+    Returns ``(kind, items)``.
+    """
     kind = "rows"
     first = [str(c).strip() for c in items[0]]
     if first == list(order):
         items = items[1:]
-    elif sorted(first) == sorted(order):
+    elif set(first) >= set(order) and set(first) <= set(order) | extra and len(set(first)) == len(first):
         header = first
         records = [dict(zip(header, row, strict=True)) if len(row) == len(header) else row for row in items[1:]]
         bad = [i for i, r in enumerate(records) if not isinstance(r, dict)]
@@ -243,7 +256,7 @@ def _strip_header(items: list[Any], order: Sequence[str]) -> tuple[str, list[Any
     return kind, items
 
 
-def _items(data: object, order: Sequence[str]) -> tuple[str, list[Any]]:
+def _items(data: object, order: Sequence[str], extra: frozenset[str] = frozenset()) -> tuple[str, list[Any]]:
     """The ``(kind, items)`` of a :class:`ParsedInput` or a DataFrame holding the feature columns."""
     import pandas as pd
 
@@ -254,7 +267,7 @@ def _items(data: object, order: Sequence[str]) -> tuple[str, list[Any]]:
         return "records", data[list(order)].to_dict("records")
     if isinstance(data, ParsedInput):
         if data.kind == "rows" and data.may_have_header and data.items:
-            return _strip_header(list(data.items), order)
+            return _strip_header(list(data.items), order, extra)
         return data.kind, list(data.items)
     raise InputError(f"unsupported input object {type(data).__name__}")
 
@@ -267,8 +280,7 @@ def _values(kind: str, item: Any, i: int, model: LoadedModel) -> Mapping[str, An
             count = len(item) if isinstance(item, list) else 0
             raise InputError(f"row {i} has {count} values, expected {len(order)} (in order: {','.join(order)})")
         return dict(zip(order, item, strict=True))
-    target = model.schema.get("target")
-    unknown = sorted(k for k in item if k not in model.types and k != target)
+    unknown = sorted(k for k in item if k not in model.types and k not in model.ignored)
     if unknown:
         raise InputError("instance {} has unknown features: {}".format(i, ", ".join(map(str, unknown))))
     values: Mapping[str, Any] = item
@@ -279,7 +291,7 @@ def _to_frame(data: object, model: LoadedModel) -> pd.DataFrame:
     import pandas as pd
 
     order = model.feature_order
-    kind, items = _items(data, order)
+    kind, items = _items(data, order, model.ignored)
     columns: dict[str, list[float | str]] = {name: [] for name in order}
     for i, item in enumerate(items, start=1):
         values = _values(kind, item, i, model)

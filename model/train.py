@@ -63,15 +63,20 @@ from sagepipe_contract import (
     CODE_DIR,
     CODE_FILES,
     EVALUATION_FILE,
+    GROUPED_NUMBER_PATTERN,
     METRIC_NAMES,
     MODEL_ARCHIVE,
     MODEL_FILE,
+    NA_TOKENS,
+    NUMBER_PATTERN,
     PROBLEM_TYPES,
     SCHEMA_FILE,
     SCHEMA_VERSION,
     SPLIT_MANIFEST_FILE,
     SPLITS,
+    STRAY_MAX_DISTINCT,
     check_schema,
+    column_type,
     read_manifest,
     row_identity,
     safe_extract,
@@ -88,7 +93,18 @@ MODEL_PARAM_DEFAULTS: dict[str, Any] = {
     "max_leaf_nodes": 31,
     "l2_regularization": 0.0,
 }
-KNOWN_HPS = {"target", "problem_type", "seed", "model", "selection_metric", "n_iter_no_change", *MODEL_PARAM_DEFAULTS}
+MISSING_POLICIES = ("impute", "reject")
+KNOWN_HPS = {
+    "target",
+    "problem_type",
+    "seed",
+    "model",
+    "selection_metric",
+    "n_iter_no_change",
+    "exclude_columns",
+    "missing_features",
+    *MODEL_PARAM_DEFAULTS,
+}
 
 Schema = dict[str, Any]  # schema.json (sagepipe_contract.check_schema)
 Metrics = dict[str, float]  # metric name -> value (NaN when undefined)
@@ -112,6 +128,8 @@ class TrainConfig(TypedDict):
     candidates: tuple[str, ...]  # candidates.CANDIDATES subset to fit and choose from
     selection_metric: str | None  # None: candidates.PRIMARY_METRIC of the problem type
     n_iter_no_change: int  # the GBM's early-stopping patience (iterations) on the validation loss
+    exclude_columns: dict[str, str]  # column -> why it is not a feature (ValidateData's decision)
+    missing_features: str  # the API's policy for a missing feature, recorded in schema.json
 
 
 class ChampionResult(TypedDict):
@@ -255,8 +273,9 @@ def resolve_config(hps: Mapping[str, Any]) -> TrainConfig:
     Args:
         hps: dict from :func:`parse_hyperparameters`.
     Returns:
-        :class:`TrainConfig`: ``target``, ``problem_type`` (None = infer), ``seed`` and
-        ``model_params`` (kwargs for HistGradientBoosting*).
+        :class:`TrainConfig`: ``target``, ``problem_type`` (None = infer), ``seed``,
+        ``model_params`` (kwargs for HistGradientBoosting*), ``exclude_columns`` (columns that are not
+        features, ``{name: reason}``) and ``missing_features`` (``impute`` | ``reject``).
     Raises:
         TrainingError: missing ``target``, bad ``problem_type`` or bad model params.
     """
@@ -286,6 +305,9 @@ def resolve_config(hps: Mapping[str, Any]) -> TrainConfig:
     if metric is not None and problem_type is not None and metric not in METRIC_NAMES[problem_type]:
         raise TrainingError(f"hyperparameter selection_metric {metric!r} is not reported for {problem_type}")
     patience = _as_int(hps, "n_iter_no_change", candidates.ES_DEFAULT_PATIENCE, minimum=1)
+    missing = str(hps.get("missing_features", "impute"))
+    if missing not in MISSING_POLICIES:
+        raise TrainingError(f"hyperparameter missing_features must be impute or reject, got {missing!r}")
     return {
         "target": str(target),
         "problem_type": problem_type,
@@ -294,7 +316,20 @@ def resolve_config(hps: Mapping[str, Any]) -> TrainConfig:
         "candidates": names,
         "selection_metric": metric,
         "n_iter_no_change": patience or candidates.ES_DEFAULT_PATIENCE,
+        "exclude_columns": _exclude_columns(hps.get("exclude_columns")),
+        "missing_features": missing,
     }
+
+
+def _exclude_columns(raw: Any) -> dict[str, str]:
+    """``exclude_columns``: ``{column: reason}`` (ValidateData's) or a list of names (reason ``config``)."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, list) and all(isinstance(n, str) for n in raw):
+        return dict.fromkeys(raw, "config")
+    if isinstance(raw, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        return dict(raw)
+    raise TrainingError("hyperparameter exclude_columns must be a JSON object {column: reason} or a list of names")
 
 
 # --------------------------------------------------------------------------------------
@@ -330,12 +365,15 @@ def list_channel_files(channel_dir: str) -> list[str]:
 def read_channel(channel_dir: str, split: str) -> pd.DataFrame:
     """Read and concatenate every CSV (with header) of a channel as strings.
 
+    Every cell is stripped; a cell that is one of ``sagepipe_contract.NA_TOKENS`` is missing (NaN). pandas'
+    own NA list is switched off (``na_filter=False``), so ValidateData, training and inference read a cell
+    alike.
+
     Args:
         channel_dir: channel directory.
         split: split name, used in error messages.
     Returns:
-        pandas.DataFrame of ``str``/NaN values (empty cells -> NaN), columns as in the
-        first file's header.
+        pandas.DataFrame of stripped ``str``/NaN values, columns as in the first file's header.
     Raises:
         TrainingError: unreadable CSV or files whose headers differ.
     """
@@ -345,7 +383,7 @@ def read_channel(channel_dir: str, split: str) -> pd.DataFrame:
     columns: list[str] | None = None
     for path in list_channel_files(channel_dir):
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=True)
+            frame = pd.read_csv(path, dtype=str, na_filter=False, keep_default_na=False)
         except Exception as exc:  # pandas raises several parser error types
             raise TrainingError(f"cannot read {split} CSV {path}: {exc}") from exc
         frame.columns = [str(c).strip() for c in frame.columns]
@@ -357,7 +395,17 @@ def read_channel(channel_dir: str, split: str) -> pd.DataFrame:
     data = pd.concat(frames, ignore_index=True)
     if columns is not None and len(set(columns)) != len(columns):
         raise TrainingError(f"{split} data has duplicate column names")
-    return data
+    return apply_missing_tokens(data)
+
+
+def apply_missing_tokens(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip every cell and turn the missing-value tokens (``NA_TOKENS``) into NaN (a new frame)."""
+    tokens = sorted(NA_TOKENS)
+    out = frame.copy()
+    for name in out.columns:
+        col = out[name].astype(object).str.strip()
+        out[name] = col.mask(col.isin(tokens) | col.isna())
+    return out
 
 
 def read_splits(environ: Mapping[str, str]) -> dict[str, pd.DataFrame | None]:
@@ -378,16 +426,31 @@ def read_splits(environ: Mapping[str, str]) -> dict[str, pd.DataFrame | None]:
 
 
 def _parse_numeric(series: pd.Series) -> pd.Series:
+    """float64: the finite number each cell spells (``sagepipe_contract.parse_number``, vectorised), else NaN."""
+    import numpy as np
     import pandas as pd
 
-    return pd.to_numeric(series.str.strip() if series.dtype == object else series, errors="coerce")
+    if series.dtype != object:
+        values = pd.to_numeric(series, errors="coerce").astype("float64")
+        return values.where(np.isfinite(values))
+    text = series.str.strip()
+    plain = text.str.fullmatch(NUMBER_PATTERN, na=False)
+    grouped = ~plain & text.str.fullmatch(GROUPED_NUMBER_PATTERN, na=False)
+    out = pd.Series(np.nan, index=series.index, dtype="float64")
+    out[plain] = text[plain].astype("float64")
+    out[grouped] = text[grouped].str.replace(",", "", regex=False).astype("float64")
+    return out.where(np.isfinite(out))
 
 
 def infer_feature_types(frame: pd.DataFrame, feature_order: Sequence[str]) -> dict[str, str]:
-    """Type each feature column: numeric iff every non-missing value parses as a number.
+    """Type each feature column with ``sagepipe_contract.column_type`` (as ValidateData types it).
+
+    Numeric when every non-missing value is a number, or all but a few stray texts (at most 1% of the
+    values and 5 distinct texts: they are then read as missing); else categorical.
 
     Args:
-        frame: training DataFrame of strings.
+        frame: DataFrame of strings (:func:`read_channel`), every split of the job (the rows ValidateData
+            typed).
         feature_order: feature column names.
     Returns:
         dict name -> "numeric" | "categorical".
@@ -396,8 +459,9 @@ def infer_feature_types(frame: pd.DataFrame, feature_order: Sequence[str]) -> di
     for name in feature_order:
         col = frame[name]
         present = col.notna()
-        parsed = _parse_numeric(col)
-        types[name] = "numeric" if bool((parsed.notna() | ~present).all()) else "categorical"
+        stray = present & _parse_numeric(col).isna()
+        distinct = int(col[stray].nunique()) if stray.any() else 0
+        types[name] = column_type(int(present.sum()), int(stray.sum()), min(distinct, STRAY_MAX_DISTINCT + 1))
     return types
 
 
@@ -436,7 +500,16 @@ def prepare_features(frame: pd.DataFrame, schema_features: Sequence[Mapping[str,
     return pd.DataFrame(out, columns=[f["name"] for f in schema_features])
 
 
-def build_schema(train: pd.DataFrame, target: str, problem_type: str, labels: list[str] | None) -> Schema:
+def build_schema(
+    train: pd.DataFrame,
+    target: str,
+    problem_type: str,
+    labels: list[str] | None,
+    *,
+    typed: pd.DataFrame | None = None,
+    exclude: Mapping[str, str] | None = None,
+    missing_features: str = "impute",
+) -> Schema:
     """Build the schema.json document from the training split.
 
     Args:
@@ -444,18 +517,30 @@ def build_schema(train: pd.DataFrame, target: str, problem_type: str, labels: li
         target: label column name.
         problem_type: binary|multiclass|regression.
         labels: sorted string labels (classifiers) or None.
+        typed: the rows the feature types are decided on (every split of the job, as ValidateData
+            decided them on the whole file); default ``train``.
+        exclude: columns that are not features, ``{name: reason}`` (recorded as ``excluded``).
+        missing_features: the API's policy for a missing feature (``impute`` | ``reject``).
     Returns:
         dict ``{"schema_version", "target", "problem_type", "labels", "features",
-        "feature_order"}`` (see ``sagepipe_core.schema`` for the shape).
+        "feature_order", "excluded", "missing_features"}`` (see ``sagepipe_core.schema`` for the shape).
+        ``nullable``: the train split has a missing value (or a stray text, read as missing) there.
+    Raises:
+        TrainingError: an excluded column is not in the data.
     """
-    feature_order = [c for c in train.columns if c != target]
-    types = infer_feature_types(train, feature_order)
+    exclude = dict(exclude or {})
+    absent = sorted(set(exclude) - set(train.columns))
+    if absent:
+        raise TrainingError("exclude_columns names columns the data does not have: {}".format(", ".join(absent)))
+    feature_order = [c for c in train.columns if c != target and c not in exclude]
+    types = infer_feature_types(train if typed is None else typed, feature_order)
     features = []
     for name in feature_order:
         col = train[name]
         entry: dict[str, Any] = {"name": name, "type": types[name], "nullable": bool(col.isna().any())}
         if types[name] == "numeric":
             parsed = _parse_numeric(col)
+            entry["nullable"] = bool(parsed.isna().any())
             entry["min"] = None if parsed.notna().sum() == 0 else float(parsed.min())
             entry["max"] = None if parsed.notna().sum() == 0 else float(parsed.max())
         else:
@@ -468,6 +553,8 @@ def build_schema(train: pd.DataFrame, target: str, problem_type: str, labels: li
         "labels": labels,
         "features": features,
         "feature_order": feature_order,
+        "excluded": [{"name": name, "reason": reason} for name, reason in exclude.items()],
+        "missing_features": missing_features,
     }
 
 
@@ -477,7 +564,10 @@ def _target_values(frame: pd.DataFrame, target: str, problem_type: str, split: s
     col = frame[target]
     missing = int(col.isna().sum() + (col.dropna().str.strip() == "").sum())
     if missing:
-        raise TrainingError(f"{split} data has {missing} rows with a missing label in column {target!r}")
+        raise TrainingError(
+            f"{split} data has {missing} rows with a missing label in column {target!r} "
+            "(empty or a missing-value token such as NA)"
+        )
     if problem_type == "regression":
         parsed = _parse_numeric(col)
         bad = col[parsed.isna()]
@@ -882,6 +972,8 @@ def prepare(cfg: TrainConfig, environ: Mapping[str, str]) -> PreparedData:
     Raises:
         TrainingError: missing channel, target column or labels, no rows, unseen labels, bad values.
     """
+    import pandas as pd
+
     target = cfg["target"]
     frames = read_splits(environ)
     train_df = frames["train"]
@@ -895,7 +987,16 @@ def prepare(cfg: TrainConfig, environ: Mapping[str, str]) -> PreparedData:
     present = {split: frame for split, frame in frames.items() if frame is not None}
     ys = {split: _target_values(frame, target, problem_type, split) for split, frame in present.items()}
     labels = resolve_labels(problem_type, ys)
-    schema = build_schema(train_df, target, problem_type, labels)
+    typed = pd.concat(list(present.values()), ignore_index=True) if len(present) > 1 else train_df
+    schema = build_schema(
+        train_df,
+        target,
+        problem_type,
+        labels,
+        typed=typed,
+        exclude=cfg["exclude_columns"],
+        missing_features=cfg["missing_features"],
+    )
     Xs = {split: prepare_features(frame, schema["features"], split) for split, frame in present.items()}
     return PreparedData(frames, ys, Xs, schema)
 

@@ -18,7 +18,7 @@ import pytest
 from pandas._libs.parsers import STR_NA_VALUES
 
 from sagepipe.twin import training as twin_training
-from sagepipe_core import config, schema
+from sagepipe_core import config, dataset, schema, values
 from tests.conftest import import_model_module, tar_gz
 
 pytestmark = pytest.mark.unit
@@ -26,11 +26,52 @@ pytestmark = pytest.mark.unit
 contract = import_model_module("sagepipe_contract")
 
 
-def test_na_tokens_are_pandas_defaults_and_the_cores() -> None:
-    # training reads CSVs with pandas' default NA tokens; inference and the predict Lambda must agree
-    assert contract.NA_TOKENS == frozenset(STR_NA_VALUES)
-    assert schema.NA_TOKENS == contract.NA_TOKENS
-    assert import_model_module("inference").NA_TOKENS is contract.NA_TOKENS
+def test_na_tokens_are_pandas_defaults_plus_question_mark_and_the_cores() -> None:
+    # one list for ValidateData, training and inference (and the predict Lambda)
+    assert contract.NA_TOKENS == frozenset(STR_NA_VALUES) | {"?"}
+    assert values.NA_TOKENS == contract.NA_TOKENS
+    assert schema.NA_TOKENS is values.NA_TOKENS and dataset.NA_TOKENS is values.NA_TOKENS
+    assert import_model_module("inference").is_missing is contract.is_missing
+    assert import_model_module("train").NA_TOKENS is contract.NA_TOKENS
+
+
+def test_number_and_column_type_rules_are_the_cores() -> None:
+    assert values.NUMBER_PATTERN == contract.NUMBER_PATTERN
+    assert values.GROUPED_NUMBER_PATTERN == contract.GROUPED_NUMBER_PATTERN
+    assert values.STRAY_MAX_FRACTION == contract.STRAY_MAX_FRACTION
+    assert values.STRAY_MAX_DISTINCT == contract.STRAY_MAX_DISTINCT
+    texts = ["1", " 2.5 ", "-3e2", "2,651.0", "2,5", "inf", "1e999", "NA", "", "abc", "1_0", ".5", "5."]
+    assert [values.parse_number(t) for t in texts] == [contract.parse_number(t) for t in texts]
+    for present in (0, 1, 50, 100, 1000):
+        for strays in (0, 1, 2, 10, 50):
+            for distinct in (1, 5, 6):
+                args = (present, min(strays, present), distinct)
+                assert values.column_type(*args) == contract.column_type(*args), args
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["1", "2", "3", "?"],
+        [str(i) for i in range(200)] + ["x"],
+        [str(i) for i in range(200)] + ["x", "y", "z"],
+        [str(i) for i in range(1000)] + list("abcdef"),
+        [str(i) for i in range(1000)] + list("abcde") * 2,
+        ["NA", "", " n/a ", "4"],
+        ["2,651.0", "12", "3,000"],
+        ["a", "b"],
+        ["", "NA"],
+    ],
+)
+def test_column_types_agree_with_train(cells: list[str]) -> None:
+    import pandas as pd
+
+    train = import_model_module("train")
+    column = dataset._Column(dup_limit=0)
+    for cell in cells:
+        column.add(cell)
+    frame = train.apply_missing_tokens(pd.DataFrame({"c": cells}, dtype=object))
+    assert train.infer_feature_types(frame, ["c"]) == {"c": column.type}
 
 
 def test_metric_table_and_problem_types_are_the_cores() -> None:

@@ -154,9 +154,17 @@ def test_too_few_rows_per_class():
 
 def test_non_numeric_target():
     cfg = parse_config({"problem_type": "regression"})
-    body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'n/a' if i in (1, 2) else ('inf' if i == 3 else i * 1.5)}")
+    body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'abc' if i in (1, 2) else ('inf' if i == 3 else i * 1.5)}")
     err = fail(body, cfg)
     assert err.reason == "non_numeric_target" and err.details["rows"] == 3 and err.details["column"] == "label"
+
+
+def test_missing_value_token_in_a_regression_target_is_a_missing_label():
+    # 'n/a' is a missing-value token: model/train.py reads it as missing, so ValidateData does too
+    cfg = parse_config({"problem_type": "regression"})
+    body = make_csv(row=lambda i: f"{i},p{i % 4},{i},{'n/a' if i in (1, 2) else i * 1.5}")
+    err = fail(body, cfg)
+    assert err.reason == "missing_labels" and err.details["rows"] == 2 and err.details["tokens"] == {"n/a": 2}
 
 
 def test_regression_ok():

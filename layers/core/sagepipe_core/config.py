@@ -65,6 +65,10 @@ class StackLimits:
     endpoint_instance_count: int = 1
 
 
+#: Hyperparameters sagepipe sets itself (``training.hyperparameters``); a config may not set them.
+RESERVED_HYPERPARAMETERS = frozenset({"target", "problem_type", "seed", "exclude_columns", "missing_features"})
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -157,6 +161,10 @@ class ModelConfig(_Strict):
     - ``tuning``: optional :class:`TuningConfig`; the train step becomes a tuning job and its best
       training job goes on to evaluation.
     - ``split``, ``min_rows``, ``min_rows_per_class``, ``max_dataset_bytes``: data contract.
+    - ``exclude``: columns that are never features; ``include``: columns kept as features even when
+      ValidateData finds them identifier-like (:func:`sagepipe_core.dataset.parse_and_validate`).
+    - ``missing_features``: what the API does with a record that lacks a feature training never saw
+      missing: ``impute`` (the model imputes it, the response warns per record) or ``reject`` (422).
     """
 
     target: str | None = None
@@ -178,6 +186,9 @@ class ModelConfig(_Strict):
     training: TrainingResources = Field(default_factory=TrainingResources)
     endpoint: EndpointResources = Field(default_factory=EndpointResources)
     tuning: TuningConfig | None = None
+    exclude: list[str] = Field(default_factory=list, max_length=1000)
+    include: list[str] = Field(default_factory=list, max_length=1000)
+    missing_features: Literal["impute", "reject"] = "impute"
 
     @model_validator(mode="before")
     @classmethod
@@ -230,8 +241,11 @@ class ModelConfig(_Strict):
                 f"threshold is required for metric {self.gate_metric!r} (defaults exist only for "
                 f"{sorted(DEFAULT_THRESHOLD)})"
             )
+        both = sorted(set(self.exclude) & set(self.include))
+        if both:
+            raise ValueError(f"columns both excluded and included: {both[:20]}")
         for key in [*self.hyperparameters, *(self.tuning.parameter_ranges if self.tuning else {})]:
-            if key in {"target", "problem_type", "seed"} or key.startswith("sagemaker_"):
+            if key in RESERVED_HYPERPARAMETERS or key.startswith("sagemaker_"):
                 raise ValueError(f"hyperparameter {key!r} is reserved")
         if (
             self.tuning

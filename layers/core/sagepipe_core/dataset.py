@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from .config import ModelConfig
 from .errors import InvalidDatasetError
-from .schema import NA_TOKENS
+from .values import NA_TOKENS, STRAY_MAX_DISTINCT, column_type, parse_number
 
 _OTHER_DELIMITERS = (";", "\t", "|")
 _BOM = codecs.BOM_UTF8
@@ -35,6 +35,7 @@ _NON_SPACE = re.compile(rb"\S")
 _DECODE_CHUNK = 1 << 20
 SPLIT_NAMES = ("train", "validation", "test")
 MAX_LISTED = 20  # classes / lines named in a message or a summary; the full lists are in S3
+HYPERPARAMETER_VALUE_MAX = 2500  # CreateTrainingJob HyperParameters value length (botocore)
 SPOOL_BYTES = 8 << 20  # a split file above this spills from memory to a temporary file (Lambda: /tmp)
 IDENTITY_BYTES = 16  # a row identity: the first 128 bits of a SHA-256 (copy of sagepipe_contract's)
 MANIFEST_VERSION = 1
@@ -49,7 +50,10 @@ class Dataset:
     Rows are not held: :meth:`iter_rows` streams them from ``body`` (UTF-8, BOM allowed). ``identities``
     holds each row's 16-byte identity (:func:`row_identity`: its parsed values by column name, so
     column order, number formatting and quoting do not change it) and ``labels`` each row's class index
-    into ``sorted(class_counts)`` (classification only).
+    into ``sorted(class_counts)`` (classification only). ``excluded`` maps the columns that
+    are not features to why (``config``, ``unique_text``, ``row_number``); ``columns`` is the per-column
+    report of the feature columns (:meth:`_Column.report`: type, missing count, missing-value tokens and
+    the stray texts of a numeric column, which count as missing).
     """
 
     header: list[str]
@@ -59,6 +63,8 @@ class Dataset:
     class_counts: dict[str, int] = field(default_factory=dict)
     identities: bytearray = field(default_factory=bytearray, repr=False)
     labels: array[int] = field(default_factory=lambda: array("I"), repr=False)
+    excluded: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def identity(self, i: int) -> bytes:
         """The identity of row ``i`` (0-based data row): :data:`IDENTITY_BYTES` bytes."""
@@ -81,7 +87,11 @@ class Dataset:
         return list(self.iter_rows())
 
     def summary(self, max_classes: int = MAX_LISTED) -> dict[str, Any]:
-        """``{"rows", "columns", "target", "classes", "class_counts"}`` for the run record, bounded in size.
+        """The run record's bounded summary of the data set.
+
+        ``{"rows", "columns", "target", "classes", "class_counts", "excluded"?, "stray_values"?}``
+        (``excluded``: column → reason; ``stray_values``: numeric column → how many of its cells were stray
+        texts read as missing).
 
         ``class_counts`` holds at most ``max_classes`` classes (the largest; ``class_counts_truncated``
         says when some were left out): a state's output must stay far below Step Functions' 256 KB. The
@@ -98,28 +108,32 @@ class Dataset:
         }
         if len(shown) < len(counts):
             out["class_counts_truncated"] = True
+        if self.excluded:
+            out["excluded"] = dict(list(self.excluded.items())[:max_classes])
+        strays = {n: sum(c["stray_values"].values()) for n, c in self.columns.items() if "stray_values" in c}
+        if strays:
+            out["stray_values"] = dict(list(strays.items())[:max_classes])
         return out
 
     def profile(self) -> dict[str, Any]:
-        """The full description (header, every class count) written next to the splits as ``dataset.json``."""
+        """The full description written next to the splits as ``dataset.json``.
+
+        Header, every class count, the excluded columns and the per-column report (type, missing,
+        missing-value tokens, stray texts).
+        """
         return {
             "rows": self.n_rows,
             "columns": len(self.header),
             "header": self.header,
             "target": self.target,
             "class_counts": self.class_counts,
+            "excluded": self.excluded,
+            "column_report": self.columns,
         }
 
 
 def _fail(check: str, message: str, **details: Any) -> InvalidDatasetError:
     return InvalidDatasetError(message, reason=check, check=check, **details)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 def _records(body: bytes) -> Iterator[list[str]]:
@@ -170,6 +184,100 @@ def _check_header(header: list[str]) -> None:
         raise _fail("duplicate_columns", f"duplicate column names: {dupes[:MAX_LISTED]}", columns=dupes[:MAX_LISTED])
 
 
+#: Identifier detection (README "Data validation"): a column is an identifier when it has at least
+#: ``ID_MIN_ROWS`` non-missing values and its distinct non-numeric texts are at least ``ID_UNIQUE_FRACTION``
+#: of them (``C100900``, ...), or when it is a row-number-like integer column: no missing value, only
+#: integers, strictly increasing or strictly decreasing in file order.
+ID_MIN_ROWS = 20
+ID_UNIQUE_FRACTION = 0.95
+
+
+@dataclass
+class _Column:
+    """One column's statistics from one pass: counts, a few stray texts, and identifier evidence.
+
+    O(1) memory per column, except ``texts`` (the distinct non-numeric values): it is dropped (``None``)
+    once the duplicates exceed what an identifier allows in a file of ``lines`` lines, so only
+    near-unique text columns keep theirs to the end.
+    """
+
+    dup_limit: float
+    present: int = 0
+    missing: int = 0
+    tokens: Counter[str] = field(default_factory=Counter)  # missing-value tokens other than blank
+    strays: int = 0
+    stray_values: Counter[str] = field(default_factory=Counter)  # at most STRAY_MAX_DISTINCT + 1 texts
+    first: str | None = None
+    varied: bool = False
+    integers: bool = True
+    increasing: bool = True
+    decreasing: bool = True
+    last: float | None = None
+    texts: set[str] | None = field(default_factory=set)
+    duplicates: int = 0
+
+    def add(self, value: str) -> None:
+        v = value.strip()
+        if v in NA_TOKENS:
+            self.missing += 1
+            if v:
+                self.tokens[v] += 1
+            return
+        self.present += 1
+        if self.first is None:
+            self.first = v
+        elif not self.varied and v != self.first:
+            self.varied = True
+        number = parse_number(v)
+        if number is None:
+            self.strays += 1
+            if v in self.stray_values or len(self.stray_values) <= STRAY_MAX_DISTINCT:
+                self.stray_values[v] += 1
+            if self.texts is not None:
+                if v in self.texts:
+                    self.duplicates += 1
+                    if self.duplicates > self.dup_limit:
+                        self.texts = None
+                else:
+                    self.texts.add(v)
+            return
+        if self.integers and not number.is_integer():
+            self.integers = False
+        if self.last is not None:
+            self.increasing = self.increasing and number > self.last
+            self.decreasing = self.decreasing and number < self.last
+        self.last = number
+
+    @property
+    def type(self) -> str:
+        """``numeric`` or ``categorical`` (:func:`.values.column_type`, as ``model/train.py`` types it)."""
+        return column_type(self.present, self.strays, len(self.stray_values))
+
+    def identifier(self) -> str | None:
+        """Why this column looks like an identifier (``unique_text`` / ``row_number``), or None."""
+        if self.present < ID_MIN_ROWS:
+            return None
+        if (
+            self.type == "categorical"
+            and self.texts is not None
+            and len(self.texts) >= ID_UNIQUE_FRACTION * self.present
+        ):
+            return "unique_text"
+        if self.strays == 0 and self.missing == 0 and self.integers and (self.increasing or self.decreasing):
+            return "row_number"
+        return None
+
+    def report(self) -> dict[str, Any]:
+        """``{"type", "missing", "missing_tokens"?, "stray_values"?}`` for ``dataset.json`` (bounded)."""
+        out: dict[str, Any] = {"type": self.type, "missing": self.missing}
+        if self.tokens:
+            out["missing_tokens"] = dict(sorted(self.tokens.items()))
+        if self.strays and self.type == "numeric":
+            out["stray_values"] = dict(sorted(self.stray_values.items()))
+            out["missing"] = self.missing + self.strays
+        return out
+
+
 @dataclass
 class _Scan:
     """What one pass over the rows gathers for the checks (O(columns + classes) memory, plus the keys)."""
@@ -177,24 +285,23 @@ class _Scan:
     width: int
     target: int | None
     header: list[str]
+    lines: int = 0  # newline count + 1: at least the number of rows (bounds an identifier's duplicates)
     rows: int = 0
     ragged: int = 0
     first_ragged: list[int] = field(default_factory=list)
     missing_labels: int = 0
+    label_tokens: Counter[str] = field(default_factory=Counter)  # missing-value tokens in the target
     non_numeric: int = 0
     counts: Counter[str] = field(default_factory=Counter)
-    first: list[str | None] = field(default_factory=list)  # first non-blank value per column
-    varied: list[bool] = field(default_factory=list)  # a second distinct non-blank value seen
-    blanks: list[bool] = field(default_factory=list)  # a blank value seen
+    columns: list[_Column] = field(default_factory=list)
     identities: bytearray = field(default_factory=bytearray)
     identity_of: Any = None  # row -> identity, :func:`identity_function` of the header
     class_ids: dict[str, int] = field(default_factory=dict)
     labels: array[int] = field(default_factory=lambda: array("I"))
 
     def __post_init__(self) -> None:
-        self.first = [None] * self.width
-        self.varied = [False] * self.width
-        self.blanks = [False] * self.width
+        limit = (1 - ID_UNIQUE_FRACTION) * max(self.lines, 1)
+        self.columns = [_Column(dup_limit=limit) for _ in range(self.width)]
         self.identity_of = identity_function(self.header)
 
     def add(self, row: list[str], regression: bool) -> None:
@@ -205,21 +312,18 @@ class _Scan:
                 self.first_ragged.append(self.rows + 1)
             return
         self.identities += self.identity_of(row)
-        for i, value in enumerate(row):
-            v = value.strip()
-            if not v:
-                self.blanks[i] = True
-            elif self.first[i] is None:
-                self.first[i] = v
-            elif not self.varied[i] and v != self.first[i]:
-                self.varied[i] = True
+        for column, value in zip(self.columns, row, strict=True):
+            column.add(value)
         if self.target is None:
             return
         label = row[self.target].strip()
-        if not label:
+        if label in NA_TOKENS:  # the same tokens model/train.py reads as missing
             self.missing_labels += 1
+            if label:
+                self.label_tokens[label] += 1
+            return
         if regression:
-            self.non_numeric += 0 if _is_number(row[self.target]) else 1
+            self.non_numeric += 0 if parse_number(label) is not None else 1
             return
         self.counts[label] += 1
         self.labels.append(self.class_ids.setdefault(label, len(self.class_ids)))
@@ -232,7 +336,7 @@ def _scan(body: bytes, config: ModelConfig) -> tuple[list[str], str, _Scan]:
         header = [h.strip() for h in next(records)]
         _check_header(header)
         target = config.target or header[-1]
-        scan = _Scan(len(header), header.index(target) if target in header else None, header)
+        scan = _Scan(len(header), header.index(target) if target in header else None, header, body.count(b"\n") + 1)
         regression = config.problem_type == "regression"
         for row in records:
             scan.add(row, regression)
@@ -258,11 +362,14 @@ def _check_rows(header: list[str], target: str, scan: _Scan, config: ModelConfig
             header=header[:200],
         )
     if scan.missing_labels:
+        tokens = dict(scan.label_tokens.most_common(MAX_LISTED))
+        said = f" (missing-value tokens: {tokens}; rename such a class, e.g. 'NA' -> 'N_A')" if tokens else ""
         raise _fail(
             "missing_labels",
-            f"{scan.missing_labels} row(s) have no value in target column {target!r}",
+            f"{scan.missing_labels} row(s) have no value in target column {target!r}{said}",
             column=target,
             rows=scan.missing_labels,
+            tokens=tokens,
         )
     if scan.rows < config.min_rows:
         raise _fail(
@@ -312,21 +419,75 @@ def _check_target(target: str, scan: _Scan, config: ModelConfig) -> dict[str, in
     return counts
 
 
-def _check_columns(header: list[str], scan: _Scan) -> None:
-    """``empty_column`` (blank in every row) and ``constant_column`` (one value, no blanks)."""
+def _check_columns(header: list[str], scan: _Scan, excluded: dict[str, str]) -> None:
+    """``empty_column`` (missing in every row) and ``constant_column`` (one value, nothing missing).
+
+    Missing: blank or a missing-value token. Columns excluded from the features are not checked.
+    """
     for i, name in enumerate(header):
-        if i == scan.target:
+        if i == scan.target or name in excluded:
             continue
-        if scan.first[i] is None:
-            raise _fail("empty_column", f"column {name!r} is empty in every row", column=name, rows=scan.rows)
-        if not scan.varied[i] and not scan.blanks[i]:
+        column = scan.columns[i]
+        if column.first is None:
+            raise _fail(
+                "empty_column",
+                f"column {name!r} is empty (or a missing-value token) in every row",
+                column=name,
+                rows=scan.rows,
+            )
+        if not column.varied and not column.missing:
             raise _fail(
                 "constant_column",
                 f"column {name!r} has the same value in every row",
                 column=name,
                 rows=scan.rows,
-                value=scan.first[i],
+                value=column.first,
             )
+
+
+def _exclusions(header: list[str], scan: _Scan, config: ModelConfig) -> dict[str, str]:
+    """The columns that are not features: ``{name: reason}``.
+
+    Reason ``config`` (``exclude``), ``unique_text`` or ``row_number`` (:meth:`_Column.identifier`;
+    ``include`` keeps such a column). Checks:
+
+    ``unknown_columns`` (``exclude`` / ``include`` names a column the header lacks), ``excluded_target``,
+    ``no_features`` (nothing left), ``too_many_excluded_columns`` (the list does not fit the 2,500-character
+    hyperparameter value CreateTrainingJob allows, botocore's ``HyperParameterValue``).
+    """
+    named = [*config.exclude, *config.include]
+    unknown = sorted(set(named) - set(header))
+    if unknown:
+        raise _fail(
+            "unknown_columns",
+            f"config exclude/include name columns the header does not have: {unknown[:MAX_LISTED]}",
+            columns=unknown[:MAX_LISTED],
+        )
+    target = header[scan.target] if scan.target is not None else None
+    if target in config.exclude:
+        raise _fail("excluded_target", f"config excludes the target column {target!r}", column=target)
+    out: dict[str, str] = {}
+    for i, name in enumerate(header):
+        if i == scan.target:
+            continue
+        if name in config.exclude:
+            out[name] = "config"
+        elif name not in config.include and (why := scan.columns[i].identifier()):
+            out[name] = why
+    if len(out) >= len(header) - 1:
+        raise _fail(
+            "no_features",
+            "no feature column is left once identifiers and excluded columns are set aside",
+            excluded=dict(list(out.items())[:MAX_LISTED]),
+        )
+    if len(json.dumps(out)) > HYPERPARAMETER_VALUE_MAX:
+        raise _fail(
+            "too_many_excluded_columns",
+            f"{len(out)} excluded columns do not fit the training job's hyperparameter "
+            f"({HYPERPARAMETER_VALUE_MAX} characters); drop them from the CSV instead",
+            columns=len(out),
+        )
+    return out
 
 
 def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
@@ -336,21 +497,26 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
     ``empty``, ``delimiter`` (must be ``,``), ``parse``, ``header`` (blank names), ``duplicate_columns``,
     ``ragged_rows`` (field count differs from the header), ``missing_target_column``,
     ``missing_labels``, ``too_few_rows``, ``too_few_classes`` / ``too_many_classes`` /
-    ``too_few_rows_per_class`` (classification), ``non_numeric_target`` (regression), ``empty_column``,
-    ``constant_column``. The rows are streamed (one pass), never held.
+    ``too_few_rows_per_class`` (classification), ``non_numeric_target`` (regression), then the column
+    roles (:func:`_exclusions`: ``unknown_columns``, ``excluded_target``, ``no_features``,
+    ``too_many_excluded_columns``), ``empty_column``, ``constant_column``. A cell is missing when its
+    stripped text is one of :data:`.values.NA_TOKENS` (as in ``model/train.py``): a target cell so is a
+    missing label. The rows are streamed (one pass), never held.
 
     Raises:
         InvalidDatasetError: the first check that fails (``details["check"]``).
 
     Returns:
-        The :class:`Dataset` (header, target, class counts, row identities; its rows stay in ``body``).
+        The :class:`Dataset` (header, target, class counts, row identities, the excluded columns and the
+        per-column report; its rows stay in ``body``).
     """
     _check_encoding(body)
     _check_shape(body)
     header, target, scan = _scan(body, config)
     _check_rows(header, target, scan, config)
     counts = _check_target(target, scan, config)
-    _check_columns(header, scan)
+    excluded = _exclusions(header, scan, config)
+    _check_columns(header, scan, excluded)
     labels = scan.labels
     if counts:  # class ids in order of first appearance -> index into sorted(counts)
         rank = {name: i for i, name in enumerate(counts)}
@@ -364,6 +530,10 @@ def parse_and_validate(body: bytes, config: ModelConfig) -> Dataset:
         class_counts=counts,
         identities=scan.identities,
         labels=labels,
+        excluded=excluded,
+        columns={
+            name: c.report() for i, (name, c) in enumerate(zip(header, scan.columns, strict=True)) if i != scan.target
+        },
     )
 
 
@@ -372,7 +542,7 @@ def canonical_value(value: object) -> str:
     """A field's canonical text for :func:`row_identity` (a copy of ``sagepipe_contract.canonical_value``).
 
     Surrounding whitespace is dropped; a missing value (None, a float NaN, or an NA token of
-    :data:`~.schema.NA_TOKENS`, pandas' defaults) is ``""``; a finite number is written one way
+    :data:`.values.NA_TOKENS`) is ``""``; a finite number is written one way
     (``129``, ``129.0``, ``1.29e2`` and ``+129`` are ``129``; others ``repr(float)``, ``0.1``); any other
     text is kept as is (case-sensitive). Quoting is gone already: the CSV parser removed it.
     """

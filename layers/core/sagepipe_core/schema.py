@@ -6,10 +6,13 @@
      "labels": [str] | null,
      "features": [{"name", "type": "numeric"|"categorical", "nullable": bool,
                    "min", "max" (numeric), "categories": [str] (categorical)}],
-     "feature_order": [str]}
+     "feature_order": [str],
+     "excluded": [{"name", "reason"}] (optional: columns of the data set that are not features),
+     "missing_features": "impute"|"reject" (optional, default impute)}
 
 :func:`validate_records` checks every record of a request and returns the records normalised for the
-inference container (``model/inference.py``: numeric → float, categorical → str, missing → ``None``),
+inference container (``model/inference.py``: numeric → float, categorical → str, missing → ``None``;
+a cell is missing, and a numeric string is read, as in training: :mod:`.values`),
 or raises :class:`RecordErrors` naming the record index and the field of each problem. Pure stdlib:
 the predict Lambda imports this on its cold start.
 """
@@ -22,34 +25,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-#: pandas.read_csv's default NA tokens: training read its CSV with them, so they mean "missing" here too
-#: (the same set as ``model/inference.py``).
-NA_TOKENS = frozenset(
-    [
-        "",
-        "#N/A",
-        "#N/A N/A",
-        "#NA",
-        "-1.#IND",
-        "-1.#QNAN",
-        "-NaN",
-        "-nan",
-        "1.#IND",
-        "1.#QNAN",
-        "<NA>",
-        "N/A",
-        "NA",
-        "NULL",
-        "NaN",
-        "None",
-        "n/a",
-        "nan",
-        "null",
-    ]
-)
+from .values import NA_TOKENS, is_missing, parse_number
+
+__all__ = ["NA_TOKENS", "Feature", "ModelSchema", "RecordErrors", "SchemaError", "parse_csv", "validate_records"]
+
 MAX_REPORTED_ERRORS = 50
 UNSEEN_REJECT = "reject"
 UNSEEN_MAP = "map_to_unknown"
+MISSING_IMPUTE = "impute"
+MISSING_REJECT = "reject"
 
 
 class SchemaError(ValueError):
@@ -82,6 +66,8 @@ class ModelSchema:
     features: dict[str, Feature]
     feature_order: tuple[str, ...]
     raw: dict[str, Any] = field(compare=False, repr=False)
+    excluded: frozenset[str] = frozenset()
+    missing_features: str = MISSING_IMPUTE
 
     @classmethod
     def parse(cls, doc: Any) -> ModelSchema:
@@ -107,6 +93,9 @@ class ModelSchema:
             if set(order) != set(feats):
                 raise SchemaError("feature_order does not list the features")
             labels = doc.get("labels")
+            missing = doc.get("missing_features", MISSING_IMPUTE)
+            if missing not in (MISSING_IMPUTE, MISSING_REJECT):
+                raise SchemaError(f"unknown missing_features policy {missing!r}")
             return cls(
                 target=doc.get("target"),
                 problem_type=doc["problem_type"],
@@ -114,6 +103,8 @@ class ModelSchema:
                 features=feats,
                 feature_order=order,
                 raw=doc,
+                excluded=frozenset(str(e["name"]) for e in doc.get("excluded") or ()),
+                missing_features=missing,
             )
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"schema.json is malformed: {exc!r}") from exc
@@ -148,8 +139,11 @@ class _Collector:
             self.errors.append({"index": index, "field": name, "code": code, "message": message})
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() in NA_TOKENS)
+def _spells_non_finite(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _check_value(
@@ -160,7 +154,7 @@ def _check_value(
     No value is echoed in messages (feature values are not logged or reflected by default).
     """
     name = feat.name
-    if _is_missing(value):
+    if is_missing(value):
         if not feat.nullable:
             out.add(index, name, "missing_feature", f"feature {name!r} is required (training saw no missing values)")
         return None
@@ -169,11 +163,14 @@ def _check_value(
             out.add(index, name, "wrong_type", f"feature {name!r} must be a number, got {type(value).__name__}")
             return None
         if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                out.add(index, name, "wrong_type", f"feature {name!r} must be a number, got a non-numeric string")
+            parsed = parse_number(value)  # as training read the column (thousands separators included)
+            if parsed is None:
+                if _spells_non_finite(value):
+                    out.add(index, name, "non_finite", f"feature {name!r} must be a finite number")
+                else:
+                    out.add(index, name, "wrong_type", f"feature {name!r} must be a number, got a non-numeric string")
                 return None
+            value = parsed
         number = float(value)
         if not math.isfinite(number):
             out.add(index, name, "non_finite", f"feature {name!r} must be a finite number")
@@ -188,7 +185,7 @@ def _check_value(
             return None
         text = str(int(value)) if value.is_integer() and str(int(value)) in feat.categories else str(value)
     else:
-        text = str(value)
+        text = str(value).strip()  # training stripped every cell
     if feat.categories and text not in feat.categories:
         if unseen == UNSEEN_REJECT:
             out.add(index, name, "unseen_category", f"feature {name!r} has a category not seen in training")
@@ -203,7 +200,8 @@ def validate_records(
     """Check ``records`` (JSON objects, or lists of values in ``feature_order``) against ``schema``.
 
     Returns ``(normalised_records, warnings)``: each record is ``{feature: float | str | None}`` in
-    feature order (the target column, if present, is dropped); ``warnings`` lists categories mapped to
+    feature order (the target column and the schema's ``excluded`` columns, if present, are dropped);
+    ``warnings`` lists categories mapped to
     unknown under ``unseen="map_to_unknown"`` (the model's one-hot encoder ignores unknown categories).
     Raises :class:`RecordErrors` if any record breaks the schema.
     """
@@ -226,7 +224,7 @@ def validate_records(
             out.add(i, None, "not_an_object", "each instance must be an object {feature: value}")
             continue
         for key in rec:
-            if key not in feats and key != target:
+            if key not in feats and key != target and key not in schema.excluded:
                 out.add(i, str(key), "unknown_feature", f"{str(key)[:64]!r} is not a feature of this model version")
         normalised.append({n: _check_value(feats[n], rec.get(n), i, out, unseen, warnings) for n in order})
     if out.total:
@@ -238,14 +236,14 @@ def parse_csv(schema: ModelSchema, text: str) -> list[Any]:
     """CSV body → records.
 
     The first row is a header if it names exactly the schema's features (any order,
-    the target column allowed); otherwise every row is values in ``feature_order``. Blank lines are
+    the target column and the ``excluded`` columns allowed); otherwise every row is values in ``feature_order``. Blank lines are
     skipped. Returns dicts (with a header) or lists (without). Raises ``ValueError`` (malformed CSV).
     """
     rows = [r for r in csv.reader(io.StringIO(text), strict=True) if r and any(c.strip() for c in r)]
     if not rows:
         return []
     first = [c.strip() for c in rows[0]]
-    names = set(schema.feature_order) | ({schema.target} if schema.target else set())
+    names = set(schema.feature_order) | schema.excluded | ({schema.target} if schema.target else set())
     if set(first) >= set(schema.feature_order) and set(first) <= names and len(set(first)) == len(first):
         return [dict(zip(first, r, strict=True)) if len(r) == len(first) else r for r in rows[1:]]
     return rows

@@ -414,7 +414,7 @@ def validate_data(
         endpoint_instance_count=settings.endpoint_instance_count,
     )
     config, data = _checked_data(s3, d, model, limits, _rejecter(s3, d, settings, model, execution_name))
-    resolved = config.resolved(data.target)
+    resolved = {**config.resolved(data.target), "exclude_columns": data.excluded}
     splits = _write_splits(s3, settings.artifacts_bucket, prefix, data, config)
     split_prefixes = {"train": splits["train"], "validation": splits["validation"], "test": splits["test"]}
     s3.put_object(

@@ -38,6 +38,11 @@ def hyperparameters(config: dict[str, Any], *, code_uri: str, region: str) -> di
     ``selection_metric`` is the gate metric, so ``model/train.py`` chooses among its candidates on the
     validation split by the metric the gate judges on the test split; the config's ``hyperparameters``
     may override it.
+
+    Besides the script-mode ones and the config's ``hyperparameters``: ``target``, ``problem_type``,
+    ``seed``, ``missing_features`` (the API policy ``model/train.py`` records in ``schema.json``) and,
+    when ValidateData set columns aside, ``exclude_columns`` (``{column: reason}``, at most 2,500
+    characters as CreateTrainingJob allows: :func:`sagepipe_core.dataset.parse_and_validate` checks it).
     """
     hp: dict[str, Any] = {
         "sagemaker_program": "train.py",
@@ -47,8 +52,11 @@ def hyperparameters(config: dict[str, Any], *, code_uri: str, region: str) -> di
         "problem_type": config["problem_type"],
         "seed": config["split"]["seed"],
         "selection_metric": config["metric"],
+        "missing_features": config.get("missing_features", "impute"),
         **config.get("hyperparameters", {}),
     }
+    if config.get("exclude_columns"):
+        hp["exclude_columns"] = config["exclude_columns"]
     return {k: json.dumps(v) for k, v in hp.items()}
 
 
