@@ -61,8 +61,15 @@ def predictions(model: str) -> dict[str, Any]:
     """Validate against the live version's schema, call its endpoint, return predictions + request id."""
     ev = app.current_event
     body = core.read_body(ev.body, ev.is_base64_encoded)
+    per_record = core.per_record_flag(ev.get_query_string_value("per_record"))
     result = core.predict(
-        RUNTIME, LIVE, SETTINGS, model=model, body=body, content_type=core.header(ev.headers, "content-type")
+        RUNTIME,
+        LIVE,
+        SETTINGS,
+        model=model,
+        body=body,
+        content_type=core.header(ev.headers, "content-type"),
+        per_record=per_record,
     )
     logger.info(
         "predicted", extra={"model": model, "version": result["version"], "instances": len(result["predictions"])}

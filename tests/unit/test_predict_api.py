@@ -49,6 +49,7 @@ def event(
     path=None,
     b64=False,
     headers=None,
+    query=None,
 ):
     """A REST v1 proxy event derived from ``events/predict_rest.json``."""
     ev = load_event("predict_rest.json")
@@ -67,6 +68,9 @@ def event(
         ev["multiValueHeaders"][k] = [v]
     if body is not None:
         ev["body"] = body if isinstance(body, str) else json.dumps(body)
+    if query is not None:
+        ev["queryStringParameters"] = query
+        ev["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
     if b64 and ev["body"] is not None:
         ev["body"] = base64.b64encode(ev["body"].encode()).decode()
         ev["isBase64Encoded"] = True
@@ -227,11 +231,11 @@ def test_invalid_model_name_400(api, lambda_context, model):
 
 
 # -------------------------------------------------------------------------- schema validation (422)
-def _violations(api, lambda_context, instances, unseen=None, monkeypatch=None):
+def _violations(api, lambda_context, instances, unseen=None, monkeypatch=None, version="churn-v1"):
     with Stubber(api.RUNTIME):  # SageMaker must not be called
         status, body, _ = call(api, event(json.dumps({"instances": instances}, allow_nan=True)), lambda_context)
     assert_error(status, body, 422, "invalid_instances")
-    assert body["error"]["version"] == "churn-v1"
+    assert body["error"]["version"] == version
     return [(e["index"], e["field"], e["code"]) for e in body["error"]["errors"]]
 
 
@@ -240,11 +244,106 @@ def test_unknown_feature_422(api, lambda_context):
     assert _violations(api, lambda_context, [good, bad]) == [(1, "favourite_colour", "unknown_feature")]
 
 
-def test_missing_feature_422_unless_training_saw_missing(api, lambda_context):
+def test_missing_feature_422_when_the_version_rejects_missing_features(api, lambda_context):
+    # per-model config missing_features: reject, recorded by train.py in schema.json
+    deploy_version(
+        boto3.client("s3"),
+        boto3.client("sagemaker"),
+        "churn-v2",
+        {**churn_schema(), "missing_features": "reject"},
+        create_bucket=False,
+    )
     rec = churn_record(0)
     del rec["total_day_minutes"]
     nullable_missing = {**churn_record(1), "number_vmail_messages": None}  # nullable in the schema
-    assert _violations(api, lambda_context, [nullable_missing, rec]) == [(1, "total_day_minutes", "missing_feature")]
+    assert _violations(api, lambda_context, [nullable_missing, rec], version="churn-v2") == [
+        (1, "total_day_minutes", "missing_feature")
+    ]
+
+
+def _records_sent(stub_body: list[bytes]) -> list[dict]:
+    return json.loads(stub_body[0])["instances"]
+
+
+class _Capture:
+    """``expect_body`` for the Stubber that keeps what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def __eq__(self, other: object) -> bool:
+        self.sent.append(other)  # type: ignore[arg-type]  # the Stubber compares the real Body with this
+        return True
+
+
+def test_missing_feature_is_imputed_with_a_warning_per_record_by_default(api, lambda_context):
+    """Issue 11 item 6: the model imputes, so a record lacking a feature training never saw missing is
+    accepted (a warning names the record and the fields); one such record does not fail 20."""
+    records = [churn_record(i) for i in range(20)]
+    del records[3]["total_day_minutes"]
+    records[3]["state"] = None
+    records[11]["total_eve_calls"] = "NA"
+    sent = _Capture()
+    with Stubber(api.RUNTIME) as stub:
+        ok_response(stub, 20, sent)
+        status, body, _ = call(api, event({"instances": records}), lambda_context)
+        stub.assert_no_pending_responses()
+    assert status == 200, body
+    assert len(body["predictions"]) == 20
+    assert body["warnings"] == [
+        {"index": 3, "fields": ["state", "total_day_minutes"], "code": "missing_feature_imputed"},
+        {"index": 11, "fields": ["total_eve_calls"], "code": "missing_feature_imputed"},
+    ]
+    assert body["warning_count"] == 2
+    instances = _records_sent(sent.sent)
+    assert instances[3]["total_day_minutes"] is None and instances[3]["state"] is None
+    assert instances[11]["total_eve_calls"] is None and instances[0] == churn_record(0)
+
+
+def test_per_record_results_keep_the_good_records(api, lambda_context):
+    records = [churn_record(i) for i in range(20)]
+    records[4]["account_length"] = "abc"
+    records[7]["favourite_colour"] = "red"
+    sent = _Capture()
+    with Stubber(api.RUNTIME) as stub:
+        ok_response(stub, 18, sent)
+        status, body, _ = call(api, event({"instances": records}, query={"per_record": "true"}), lambda_context)
+        stub.assert_no_pending_responses()
+    assert status == 200, body
+    assert len(_records_sent(sent.sent)) == 18
+    assert [i for i, p in enumerate(body["predictions"]) if p is None] == [4, 7]
+    assert body["predictions"][0] == {"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}}
+    assert [(e["index"], e["field"], e["code"]) for e in body["errors"]] == [
+        (4, "account_length", "wrong_type"),
+        (7, "favourite_colour", "unknown_feature"),
+    ]
+    assert body["error_count"] == 2
+
+
+def test_per_record_with_every_record_bad_calls_no_endpoint(api, lambda_context):
+    with Stubber(api.RUNTIME):  # SageMaker must not be called
+        status, body, _ = call(
+            api, event({"instances": [{"nope": 1}, 7]}, query={"per_record": "true"}), lambda_context
+        )
+    assert status == 200, body
+    assert body["predictions"] == [None, None] and body["error_count"] == 2
+    assert {e["index"] for e in body["errors"]} == {0, 1}
+
+
+def test_per_record_false_keeps_the_all_or_nothing_422(api, lambda_context):
+    records = [churn_record(0), {**churn_record(1), "account_length": "abc"}]
+    with Stubber(api.RUNTIME):
+        status, body, _ = call(api, event({"instances": records}, query={"per_record": "false"}), lambda_context)
+    assert_error(status, body, 422, "invalid_instances")
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "True", ""])
+def test_per_record_must_be_true_or_false(api, lambda_context, value):
+    with Stubber(api.RUNTIME):
+        status, body, _ = call(
+            api, event({"instances": [churn_record(0)]}, query={"per_record": value}), lambda_context
+        )
+    assert_error(status, body, 400, "invalid_parameter")
 
 
 @pytest.mark.parametrize(
@@ -467,7 +566,10 @@ def test_schema_drift_follows_the_live_version(api, lambda_context):
     with Stubber(api.RUNTIME) as stub:
         ok_response(stub)
         assert call(api, event({"instances": [with_a]}), lambda_context)[0] == 200
-    assert _violations(api, lambda_context, [without]) == [(0, "total_day_charge", "missing_feature")]
+    with Stubber(api.RUNTIME) as stub:  # A requires it: imputed, with a warning
+        ok_response(stub)
+        status, body, _ = call(api, event({"instances": [without]}), lambda_context)
+    assert status == 200 and body["warnings"][0]["fields"] == ["total_day_charge"]
     deploy_version(
         boto3.client("s3"),
         boto3.client("sagemaker"),
@@ -484,6 +586,7 @@ def test_schema_drift_follows_the_live_version(api, lambda_context):
         ok_response(stub)
         status, body, _ = call(api, event({"instances": [without]}), lambda_context)
     assert status == 200 and body["version"] == "churn-v2" and body["endpoint_config"] == "churn-v2"
+    assert "warnings" not in body
 
 
 def test_logs_have_correlation_id_and_no_feature_values(api, lambda_context, monkeypatch):

@@ -40,9 +40,10 @@ from .aws import (
 )
 from .naming import MODEL_NAME_RE, endpoint_name
 from .report import report_uri
-from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, RecordErrors, SchemaError, parse_csv, validate_records
+from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, SchemaError, check_records, parse_csv
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint limit
+MAX_WARNINGS = 50  # warnings listed in a response (``warning_count`` says how many in all)
 SUPPORTED_CONTENT_TYPES = ("application/json", "text/csv")
 SERVING_STATUSES = {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
 
@@ -131,6 +132,20 @@ def read_body(body: str | None, is_base64: bool | None) -> bytes:
         except (binascii.Error, ValueError) as exc:
             raise ApiError(400, "invalid_base64", "isBase64Encoded body is not valid base64") from exc
     return body.encode("utf-8", "surrogatepass")
+
+
+def per_record_flag(value: str | None) -> bool:
+    """The ``per_record`` query parameter: absent or ``false`` → False, ``true`` → True.
+
+    Raises 400 ``invalid_parameter`` for any other value.
+    """
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise ApiError(
+        400, "invalid_parameter", "query parameter per_record must be true or false", {"parameter": "per_record"}
+    )
 
 
 def check_request(model: str, body: bytes, content_type: str | None) -> str:
@@ -353,15 +368,32 @@ def _runtime_error(exc: ClientError, model: str) -> ApiError:
 
 
 def predict(
-    runtime: Any, live: LiveModels, settings: Settings, *, model: str, body: bytes, content_type: str | None
+    runtime: Any,
+    live: LiveModels,
+    settings: Settings,
+    *,
+    model: str,
+    body: bytes,
+    content_type: str | None,
+    per_record: bool = False,
 ) -> dict[str, Any]:
     """``POST /models/{model}/predictions``: check, validate against the live schema, invoke.
 
     Returns ``{"predictions": [{"label", "probabilities": {label: p}} | {"value"}], "model", "version",
-    "endpoint", "endpoint_config", "variant", "warnings"?}``. Raises :class:`ApiError` (status table in
-    ``api/openapi.yaml``): 400/413/415 before any AWS call, 404/503 from the live-version lookup,
-    422 ``invalid_instances`` (``errors`` name the record ``index`` and ``field``), then the InvokeEndpoint
-    mapping: ModelError 4xx → 422, 5xx → 502, throttling → 429, not serving → 503, timeout → 504.
+    "endpoint", "endpoint_config", "variant", "warnings"?, "warning_count"?}``. Raises :class:`ApiError`
+    (status table in ``api/openapi.yaml``): 400/413/415 before any AWS call, 404/503 from the live-version
+    lookup, 422 ``invalid_instances`` (``errors`` name the record ``index`` and ``field``), then the
+    InvokeEndpoint mapping: ModelError 4xx → 422, 5xx → 502, throttling → 429, not serving → 503, timeout
+    → 504.
+
+    A missing feature that training never saw missing is sent on for the model to impute, with a
+    ``missing_feature_imputed`` warning naming the record and the fields, unless the version's
+    ``schema.json`` says ``missing_features: reject`` (the per-model config's policy): then it is an error.
+
+    ``per_record``: a record that breaks the schema does not fail the request: the good ones are predicted,
+    ``predictions`` is aligned with the instances (``null`` for a rejected one) and the answer adds
+    ``"errors"`` and ``"error_count"`` (200, even when every record is rejected: then SageMaker is not
+    called). Errors of the request as a whole (shape, size, model) stay 4xx.
     """
     mt = check_request(model, body, content_type)
     if mt == "application/json":
@@ -369,15 +401,43 @@ def predict(
     version = live.get(settings.prefix, model)
     if mt == "text/csv":
         instances = parse_instances(body, mt, version.schema, settings.max_instances)
-    try:
-        records, warnings = validate_records(version.schema, instances, unseen=settings.unseen)
-    except RecordErrors as exc:
+    checked = check_records(version.schema, instances, unseen=settings.unseen)
+    if checked.total and not per_record:
         raise ApiError(
             422,
             "invalid_instances",
-            f"{exc.total} field(s) do not match the schema of model version {version.model_name}",
-            {"errors": exc.errors, "error_count": exc.total, "version": version.model_name},
-        ) from exc
+            f"{checked.total} field(s) do not match the schema of model version {version.model_name}",
+            {"errors": checked.errors, "error_count": checked.total, "version": version.model_name},
+        )
+    good = [(i, r) for i, r in enumerate(checked.records) if r is not None]
+    predicted: list[Any] = []
+    variant = None
+    if good:
+        predicted, variant = _invoke(runtime, version, model, [r for _, r in good])
+        if len(predicted) != len(good):
+            raise ApiError(502, "model_error", "the model returned an unexpected answer")
+    predictions: list[Any] = [None] * len(instances)
+    for (i, _), prediction in zip(good, predicted, strict=True):
+        predictions[i] = prediction
+    out: dict[str, Any] = {
+        "predictions": predictions if per_record else predicted,
+        "model": model,
+        "version": version.model_name,
+        "endpoint": version.endpoint,
+        "endpoint_config": version.endpoint_config,
+        "variant": variant,
+    }
+    if per_record:
+        out["errors"] = checked.errors
+        out["error_count"] = checked.total
+    if checked.warnings:
+        out["warnings"] = checked.warnings[:MAX_WARNINGS]
+        out["warning_count"] = len(checked.warnings)
+    return out
+
+
+def _invoke(runtime: Any, version: LiveVersion, model: str, records: list[dict[str, Any]]) -> tuple[list[Any], Any]:
+    """InvokeEndpoint with ``{"instances": records}``; ``(predictions, InvokedProductionVariant)``."""
     payload = json.dumps({"instances": records}, separators=(",", ":")).encode()
     try:
         resp = runtime.invoke_endpoint(
@@ -399,17 +459,7 @@ def predict(
             raise TypeError
     except (ValueError, KeyError, TypeError) as exc:
         raise ApiError(502, "model_error", "the model returned an unexpected answer") from exc
-    out = {
-        "predictions": predictions,
-        "model": model,
-        "version": version.model_name,
-        "endpoint": version.endpoint,
-        "endpoint_config": version.endpoint_config,
-        "variant": resp.get("InvokedProductionVariant"),
-    }
-    if warnings:
-        out["warnings"] = warnings[:50]
-    return out
+    return predictions, resp.get("InvokedProductionVariant")
 
 
 def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]:

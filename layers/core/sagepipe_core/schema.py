@@ -27,7 +27,17 @@ from typing import Any
 
 from .values import NA_TOKENS, is_missing, parse_number
 
-__all__ = ["NA_TOKENS", "Feature", "ModelSchema", "RecordErrors", "SchemaError", "parse_csv", "validate_records"]
+__all__ = [
+    "NA_TOKENS",
+    "CheckedRecords",
+    "Feature",
+    "ModelSchema",
+    "RecordErrors",
+    "SchemaError",
+    "check_records",
+    "parse_csv",
+    "validate_records",
+]
 
 MAX_REPORTED_ERRORS = 50
 UNSEEN_REJECT = "reject"
@@ -132,9 +142,11 @@ class _Collector:
     def __init__(self) -> None:
         self.errors: list[dict[str, Any]] = []
         self.total = 0
+        self.bad: set[int] = set()  # every record with an error (not capped)
 
     def add(self, index: int, name: str | None, code: str, message: str) -> None:
         self.total += 1
+        self.bad.add(index)
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append({"index": index, "field": name, "code": code, "message": message})
 
@@ -147,16 +159,30 @@ def _spells_non_finite(text: str) -> bool:
 
 
 def _check_value(
-    feat: Feature, value: Any, index: int, out: _Collector, unseen: str, warnings: list[dict[str, Any]]
+    feat: Feature,
+    value: Any,
+    index: int,
+    out: _Collector,
+    unseen: str,
+    warnings: list[dict[str, Any]],
+    imputed: list[str],
+    missing: str,
 ) -> Any:
     """One field → its normalised value (or ``None`` after recording an error).
 
-    No value is echoed in messages (feature values are not logged or reflected by default).
+    A missing value of a feature training never saw missing is an error under ``missing="reject"``, and
+    is added to ``imputed`` under ``"impute"``. No value is echoed in messages (feature values are not
+    logged or reflected by default).
     """
     name = feat.name
     if is_missing(value):
         if not feat.nullable:
-            out.add(index, name, "missing_feature", f"feature {name!r} is required (training saw no missing values)")
+            if missing == MISSING_REJECT:
+                out.add(
+                    index, name, "missing_feature", f"feature {name!r} is required (training saw no missing values)"
+                )
+            else:
+                imputed.append(name)
         return None
     if feat.type == "numeric":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -194,20 +220,40 @@ def _check_value(
     return text
 
 
-def validate_records(
-    schema: ModelSchema, records: list[Any], *, unseen: str = UNSEEN_REJECT
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Check ``records`` (JSON objects, or lists of values in ``feature_order``) against ``schema``.
+@dataclass
+class CheckedRecords:
+    """Every record of a request, checked (:func:`check_records`).
 
-    Returns ``(normalised_records, warnings)``: each record is ``{feature: float | str | None}`` in
-    feature order (the target column and the schema's ``excluded`` columns, if present, are dropped);
-    ``warnings`` lists categories mapped to
-    unknown under ``unseen="map_to_unknown"`` (the model's one-hot encoder ignores unknown categories).
-    Raises :class:`RecordErrors` if any record breaks the schema.
+    ``records``: the normalised record, or ``None`` where the record has an error; ``errors`` (at most
+    :data:`MAX_REPORTED_ERRORS`) and ``total`` as in :class:`RecordErrors`; ``bad``: the indexes of the
+    records with an error (all of them); ``warnings``: ``[{"index", "field", "code":
+    "unseen_category_mapped_to_unknown"}]`` and ``[{"index", "fields", "code": "missing_feature_imputed"}]``
+    (one per record).
     """
+
+    records: list[dict[str, Any] | None]
+    errors: list[dict[str, Any]]
+    total: int
+    bad: set[int]
+    warnings: list[dict[str, Any]]
+
+
+def check_records(
+    schema: ModelSchema, records: list[Any], *, unseen: str = UNSEEN_REJECT, missing: str | None = None
+) -> CheckedRecords:
+    """Check each of ``records`` (JSON objects, or lists of values in ``feature_order``) against ``schema``.
+
+    Each good record becomes ``{feature: float | str | None}`` in feature order (the target column and the
+    schema's ``excluded`` columns, if present, are dropped). ``unseen``: ``reject`` or ``map_to_unknown``
+    (the model's encoder ignores unknown categories; a warning says so). ``missing``: ``impute`` or
+    ``reject`` for a missing feature that training never saw missing; default the schema's
+    ``missing_features`` (the per-model config's, recorded at training). Under ``impute`` the record goes on
+    with ``None`` (the model pipeline imputes it) and a ``missing_feature_imputed`` warning.
+    """
+    policy = missing or schema.missing_features
     out = _Collector()
     warnings: list[dict[str, Any]] = []
-    normalised: list[dict[str, Any]] = []
+    normalised: list[dict[str, Any] | None] = []
     order, feats, target = schema.feature_order, schema.features, schema.target
     for i, rec in enumerate(records):
         if isinstance(rec, list):
@@ -218,18 +264,35 @@ def validate_records(
                     "wrong_value_count",
                     f"record has {len(rec)} values, expected {len(order)} in feature_order",
                 )
+                normalised.append(None)
                 continue
             rec = dict(zip(order, rec, strict=True))
         elif not isinstance(rec, dict):
             out.add(i, None, "not_an_object", "each instance must be an object {feature: value}")
+            normalised.append(None)
             continue
         for key in rec:
             if key not in feats and key != target and key not in schema.excluded:
                 out.add(i, str(key), "unknown_feature", f"{str(key)[:64]!r} is not a feature of this model version")
-        normalised.append({n: _check_value(feats[n], rec.get(n), i, out, unseen, warnings) for n in order})
-    if out.total:
-        raise RecordErrors(out.errors, out.total)
-    return normalised, warnings
+        imputed: list[str] = []
+        values = {n: _check_value(feats[n], rec.get(n), i, out, unseen, warnings, imputed, policy) for n in order}
+        if imputed and i not in out.bad:
+            warnings.append({"index": i, "fields": imputed, "code": "missing_feature_imputed"})
+        normalised.append(None if i in out.bad else values)
+    return CheckedRecords(normalised, out.errors, out.total, out.bad, warnings)
+
+
+def validate_records(
+    schema: ModelSchema, records: list[Any], *, unseen: str = UNSEEN_REJECT, missing: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """All-or-nothing :func:`check_records`: ``(normalised_records, warnings)``.
+
+    Raises :class:`RecordErrors` if any record breaks the schema.
+    """
+    checked = check_records(schema, records, unseen=unseen, missing=missing)
+    if checked.total:
+        raise RecordErrors(checked.errors, checked.total)
+    return [r for r in checked.records if r is not None], checked.warnings
 
 
 def parse_csv(schema: ModelSchema, text: str) -> list[Any]:
