@@ -641,7 +641,9 @@ def _predict_event(
 
 
 def _ok(stub, expected_body: bytes | None = None, endpoint: str = "sagepipe-churn"):
-    payload = json.dumps({"predictions": [{"label": "no", "probability": 0.12}]}).encode()
+    # one prediction per instance sent (the predict function checks the count)
+    n = len(json.loads(expected_body)["instances"]) if expected_body is not None else 1
+    payload = json.dumps({"predictions": [{"label": "no", "probability": 0.12}] * n}).encode()
     expected_body = None if expected_body is None else _normalised(expected_body)
     params = {
         "EndpointName": endpoint,
@@ -685,7 +687,7 @@ def test_predict_sample_event(predict_stack, load_handler, lambda_context):
         status, body, resp = _call(app, event, lambda_context)
         stub.assert_no_pending_responses()
     assert status == 200, body
-    assert body["predictions"] == [{"label": "no", "probability": 0.12}]
+    assert body["predictions"] == [{"label": "no", "probability": 0.12}] * 2
     assert body["model"] == "churn" and body["endpoint"] == "sagepipe-churn" and body["variant"] == "AllTraffic"
     assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
     assert "application/json" in str(resp.get("headers") or resp.get("multiValueHeaders"))

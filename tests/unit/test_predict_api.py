@@ -643,3 +643,10 @@ def test_openapi_documents_every_status_the_code_returns():
         429,
         504,
     }
+
+
+def test_a_model_answering_the_wrong_number_of_predictions_is_502(api, lambda_context):
+    with Stubber(api.RUNTIME) as stub:
+        ok_response(stub, 1)
+        status, body, _ = call(api, event({"instances": [churn_record(0), churn_record(1)]}), lambda_context)
+    assert_error(status, body, 502, "model_error")
