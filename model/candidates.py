@@ -3,8 +3,9 @@
 ``train.py``'s fit step calls :func:`fit_and_select`: every candidate is fitted on the train split and
 scored on the validation split by the selection metric (the task's primary metric, ``auc`` / ``macro_f1``
 / ``r2``, unless the ``selection_metric`` hyperparameter names another of ``sagepipe_contract.METRIC_NAMES``).
-The choice follows the one-standard-error rule (:func:`choose`): the simplest candidate whose validation
-metric trails the best one's by at most the bootstrap standard error of that difference. On a small validation split a more
+The choice follows the one-standard-error rule (:func:`choose`): the simplest candidate that is not
+significantly worse than the best one - its validation metric (and, for classifiers, its validation log
+loss) trails the best's by at most the bootstrap standard error of that difference. On a small validation split a more
 complex model must beat a simpler one by more than the split's noise; on a large one the best wins.
 Without a validation channel there is nothing to choose on: the GBM alone is fitted, to ``max_iter``
 (the model before candidates), and the selection record says so.
@@ -64,6 +65,8 @@ ES_TOL = 1e-7
 ES_DEFAULT_PATIENCE = 20
 LINEAR_ALPHA = 1.0  # Ridge alpha; LogisticRegression C = 1 / alpha (scikit-learn's defaults)
 BOOTSTRAP_ROUNDS = 100
+#: The second metric of the one-standard-error rule for classifiers (a proper scoring rule).
+GUARD_METRIC = "logloss"
 BOOTSTRAP_MAX_ROWS = 20000
 
 Metrics = dict[str, float]
@@ -340,8 +343,10 @@ class Scoring(NamedTuple):
     metrics: Callable[..., Metrics]
 
 
-def bootstrap_scores(scoring: Scoring, y: Any, predicted: Sequence[Any], metric: str, seed: int) -> NDArray[Any]:
-    """``metric`` of every candidate on the same :data:`BOOTSTRAP_ROUNDS` resamples of the validation rows.
+def bootstrap_scores(
+    scoring: Scoring, y: Any, predicted: Sequence[Any], metrics: Sequence[str], seed: int
+) -> dict[str, NDArray[Any]]:
+    """``metrics`` of every candidate on the same :data:`BOOTSTRAP_ROUNDS` resamples of the validation rows.
 
     Paired resamples: the spread of one candidate's score minus another's is the noise of their
     *difference*, much smaller than either's own when both err on the same rows. Splits larger than
@@ -349,7 +354,7 @@ def bootstrap_scores(scoring: Scoring, y: Any, predicted: Sequence[Any], metric:
     sqrt(m / n)). Resamples where some candidate's metric is undefined (one class: AUC) are dropped.
 
     Returns:
-        array (rounds kept, candidates).
+        metric -> array (rounds kept, candidates).
     """
     import numpy as np
 
@@ -359,13 +364,15 @@ def bootstrap_scores(scoring: Scoring, y: Any, predicted: Sequence[Any], metric:
     n = len(y)
     m = min(n, BOOTSTRAP_MAX_ROWS)
     base = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
-    rows = []
+    rows: dict[str, list[list[float]]] = {name: [] for name in metrics}
     for _ in range(BOOTSTRAP_ROUNDS):
         idx = base[rng.integers(0, m, size=m)]
-        values = [scoring.metrics(y[idx], p[idx], (metric,)).get(metric, float("nan")) for p in preds]
-        if all(v is not None and math.isfinite(v) for v in values):
-            rows.append(values)
-    return np.asarray(rows, dtype=float).reshape(len(rows), len(preds))
+        scores = [scoring.metrics(y[idx], p[idx], tuple(metrics)) for p in preds]
+        for name in metrics:
+            values = [s.get(name, float("nan")) for s in scores]
+            if all(v is not None and math.isfinite(v) for v in values):
+                rows[name].append(values)
+    return {name: np.asarray(r, dtype=float).reshape(len(r), len(preds)) for name, r in rows.items()}
 
 
 def standard_errors(scores: NDArray[Any], best: int, n: int) -> tuple[list[float], list[float]]:
@@ -395,20 +402,25 @@ def best_index(records: Sequence[Mapping[str, Any]], metric: str) -> int | None:
     return max(eligible, key=lambda i: (_oriented(records[i], metric), -i)) if eligible else None
 
 
-def choose(records: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any]:
+def choose(records: Sequence[Mapping[str, Any]], metric: str, guard: str | None = None) -> dict[str, Any]:
     """The one-standard-error rule over candidates in simplicity order.
 
-    The best candidate has the best validation ``metric``; the chosen one is the **first** record (the
-    simplest; :data:`CANDIDATES` order) that trails the best by at most its ``gap_se``, the standard error
-    of the difference between the two scores (paired bootstrap): a more complex model has to beat a
-    simpler one by more than the validation split's noise (Hastie, Tibshirani & Friedman, *The Elements of
-    Statistical Learning*, 2nd ed., section 7.10, applied to a paired difference). With ``gap_se`` = 0 this
-    is the plain best (exact ties go to the simpler candidate).
+    The best candidate has the best validation ``metric``. The chosen one is the **first** record (the
+    simplest; :data:`CANDIDATES` order) that is not significantly worse than the best: it trails the best
+    by at most ``gap_se`` on ``metric`` and, with a ``guard`` metric, by at most ``guard_gap_se`` on that
+    one too (``gap_se`` = the standard error of the difference of the two scores, paired bootstrap). So a
+    more complex model must beat a simpler one by more than the validation split's noise (Hastie,
+    Tibshirani & Friedman, *The Elements of Statistical Learning*, 2nd ed., section 7.10, applied to a
+    paired difference). The guard is the log loss for classifiers: a proper scoring rule, far less noisy
+    than AUC or macro-F1 on a small split, so a model that is clearly better calibrated and ahead on the
+    metric is not discarded for the metric's noise alone. With every ``gap_se`` 0 this is the plain best
+    (exact ties go to the simpler candidate).
 
     Args:
-        records: candidates in simplicity order, each with ``validation``: ``{metric: float | None}`` and
-            ``gap_se``: float (a NaN / None metric is not eligible).
+        records: candidates in simplicity order, each with ``validation``: ``{metric: float | None}``,
+            ``gap_se`` and (with a guard) ``guard_gap_se``: float (a NaN / None metric is not eligible).
         metric: the selection metric.
+        guard: a second metric the simpler model must not be significantly worse on, or None.
     Returns:
         ``{"chosen": index, "best": index | None, "runner_up": index | None}``; runner-up = the best of the
         others by the metric. Without any finite metric the first record is chosen and ``best`` is None.
@@ -416,13 +428,20 @@ def choose(records: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any]:
     best = best_index(records, metric)
     if best is None:
         return {"chosen": 0, "best": None, "runner_up": 1 if len(records) > 1 else None}
-    top = _oriented(records[best], metric)
 
-    def close(i: int) -> bool:
-        gap_se = records[i].get("gap_se") or 0.0
-        return _oriented(records[i], metric) >= top - (gap_se if math.isfinite(gap_se) else 0.0) - 1e-12
+    def close(i: int, name: str, se_key: str) -> bool:
+        se = records[i].get(se_key) or 0.0
+        top = _oriented(records[best], name)
+        if top == -math.inf:
+            return True  # the guard is undefined for the best: no evidence against the simpler model
+        return _oriented(records[i], name) >= top - (se if math.isfinite(se) else 0.0) - 1e-12
 
-    chosen = next(i for i in range(len(records)) if _oriented(records[i], metric) > -math.inf and close(i))
+    def kept(i: int) -> bool:
+        if _oriented(records[i], metric) == -math.inf:
+            return False
+        return close(i, metric, "gap_se") and (guard is None or close(i, guard, "guard_gap_se"))
+
+    chosen = next(i for i in range(len(records)) if i == best or kept(i))
     others = sorted((i for i in range(len(records)) if i != chosen), key=lambda i: (-_oriented(records[i], metric), i))
     return {"chosen": chosen, "best": best, "runner_up": others[0] if others else None}
 
@@ -450,17 +469,20 @@ def fit_and_select(
         patience: the GBM's ``n_iter_no_change``.
     Returns:
         ``(chosen fitted pipeline, selection)``; selection (``evaluation.json`` ``model_selection``):
-        ``{"metric": "validation:<name>", "higher_is_better", "rule": "one_standard_error", "chosen",
+        ``{"metric": "validation:<name>", "higher_is_better", "rule": "one_standard_error", "guard":
+        "validation:logloss" | None, "chosen",
         "runner_up": name | None, "best": name | None, "reason": str, "candidates": [{"name", "family",
         "params", "fit_seconds", ["iterations", "best_iteration", "validation_loss"], "validation":
-        {metric: float}, "validation_se": float, "gap_se": float}]}`` (candidates in simplicity order;
-        ``validation_se`` / ``gap_se``: the bootstrap standard error of the metric and of its difference
-        to the best's; metrics may be NaN: train.py makes them JSON-safe).
+        {metric: float}, "validation_se", "gap_se", ["guard_gap_se"]}]}`` (candidates in simplicity order;
+        ``validation_se`` / ``gap_se`` / ``guard_gap_se``: the bootstrap standard error of the metric, of
+        its difference to the best's, and of the guard metric's difference, computed only when the best
+        is not the simplest candidate; metrics may be NaN: train.py makes them JSON-safe).
     Raises:
         CandidateError: ``selection_metric`` is not reported for the problem type.
     """
     problem_type = str(schema["problem_type"])
     metric = selection_metric or PRIMARY_METRIC[problem_type]
+    guard = GUARD_METRIC if problem_type != "regression" and metric != GUARD_METRIC else None
     validation = data.get("validation")
     if validation is None or len(validation[1]) == 0:
         names, validation = (DEFAULT_CANDIDATE,), None
@@ -477,16 +499,21 @@ def fit_and_select(
     pick: dict[str, Any] = {"chosen": 0, "best": None, "runner_up": None}
     if validation is not None:
         best = best_index(records, metric)
-        if best is not None and len(records) > 1:
-            scores = bootstrap_scores(scoring, validation[1], predicted, metric, seed)
-            own, gap = standard_errors(scores, best, len(validation[1]))
-            for record, own_se, gap_se in zip(records, own, gap, strict=True):
+        if best is not None and best > 0:  # the simplest is the best: no noise estimate needed
+            names = (metric, guard) if guard and guard != metric else (metric,)
+            scores = bootstrap_scores(scoring, validation[1], predicted, names, seed)
+            own, gap = standard_errors(scores[metric], best, len(validation[1]))
+            guard_gap = standard_errors(scores[guard], best, len(validation[1]))[1] if guard else gap
+            for record, own_se, gap_se, guard_se in zip(records, own, gap, guard_gap, strict=True):
                 record["validation_se"], record["gap_se"] = round(own_se, 6), round(gap_se, 6)
-        pick = choose(records, metric)
+                if guard:
+                    record["guard_gap_se"] = round(guard_se, 6)
+        pick = choose(records, metric, guard)
     selection = {
         "metric": f"validation:{metric}",
         "higher_is_better": higher_is_better(metric),
         "rule": "one_standard_error",
+        "guard": f"validation:{guard}" if guard else None,
         "chosen": records[pick["chosen"]]["name"],
         "runner_up": records[pick["runner_up"]]["name"] if pick["runner_up"] is not None else None,
         "best": records[pick["best"]]["name"] if pick["best"] is not None else None,
@@ -509,11 +536,22 @@ def _reason(records: Sequence[Mapping[str, Any]], pick: Mapping[str, Any], metri
     text = f"validation {metric}: " + ", ".join(shown(r) for r in records) + f"; chose {chosen['name']}"
     best = records[pick["best"]]
     if best is chosen:
+        simpler = records[: pick["best"]]
+        noisy = [r["name"] for r in simpler if "guard_gap_se" in r and _within(r, best, metric, "gap_se")]
+        if noisy:
+            return (
+                text + f" (the best; {', '.join(noisy)} within the {metric} noise but significantly worse on logloss)"
+            )
         return text + " (the best)"
     return text + (
         f" (behind {best['name']} by less than the standard error of the difference, "
         f"{_fmt(chosen.get('gap_se'))}: the simpler model)"
     )
+
+
+def _within(record: Mapping[str, Any], best: Mapping[str, Any], metric: str, se_key: str) -> bool:
+    se = record.get(se_key) or 0.0
+    return _oriented(record, metric) >= _oriented(best, metric) - se - 1e-12
 
 
 def _finite(value: float) -> float | None:

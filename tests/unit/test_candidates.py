@@ -49,6 +49,24 @@ def test_choose_follows_the_metric_direction_and_skips_undefined_scores() -> Non
     assert candidates.choose(none, "auc") == {"chosen": 0, "best": None, "runner_up": 1}
 
 
+def test_choose_takes_the_better_model_when_the_guard_says_the_simpler_one_is_clearly_worse() -> None:
+    def rec(name: str, auc: float, logloss: float, gap_se: float, guard_se: float) -> dict[str, Any]:
+        return {
+            "name": name,
+            "validation": {"auc": auc, "logloss": logloss},
+            "gap_se": gap_se,
+            "guard_gap_se": guard_se,
+        }
+
+    # within the AUC's noise and within the log loss's: the simpler one
+    close = [rec("linear", 0.89, 0.30, 0.02, 0.05), rec("gbm", 0.90, 0.28, 0.0, 0.0)]
+    assert candidates.choose(close, "auc", "logloss")["chosen"] == 0
+    # within the AUC's noise but clearly worse log loss: the better one
+    worse = [rec("linear", 0.89, 0.40, 0.02, 0.05), rec("gbm", 0.90, 0.28, 0.0, 0.0)]
+    assert candidates.choose(worse, "auc", "logloss") == {"chosen": 1, "best": 1, "runner_up": 0}
+    assert candidates.choose(worse, "auc")["chosen"] == 0  # without the guard: the simpler one
+
+
 def test_paired_standard_error_is_the_noise_of_the_difference() -> None:
     rng = np.random.default_rng(0)
     scores = rng.normal(0.8, 0.05, size=(200, 1))
@@ -105,8 +123,13 @@ def test_the_job_chooses_on_validation_and_records_the_runner_up(
     by_name = {c["name"]: c for c in selection["candidates"]}
     assert list(by_name) == list(candidates.CANDIDATES)
     assert set(by_name[winner]["validation"]) == set(contract.METRIC_NAMES["binary"])
-    assert by_name[winner]["validation"]["auc"] >= by_name[loser]["validation"]["auc"] - by_name[winner]["gap_se"]
-    assert by_name[winner]["gap_se"] >= 0 and by_name[loser]["validation_se"] > 0
+    gap_se = by_name[winner].get("gap_se", 0.0)
+    assert by_name[winner]["validation"]["auc"] >= by_name[loser]["validation"]["auc"] - gap_se
+    if selection["best"] == "linear":  # the simplest is the best: no noise estimate needed
+        assert "gap_se" not in by_name["linear"]
+    else:  # standard errors of the bootstrap: the best's own, the others' differences to it
+        assert by_name["gbm"]["gap_se"] == 0.0 and by_name["linear"]["gap_se"] > 0
+        assert by_name["linear"]["validation_se"] > 0 and by_name["linear"]["guard_gap_se"] > 0
     # the chosen pipeline is the one in model.joblib: its validation metrics are the job's
     assert evaluation["metrics"]["validation"] == by_name[winner]["validation"]
     on_disk = json.loads((Path(tmp_path / "model" / "evaluation.json")).read_text())
