@@ -61,7 +61,9 @@ def test_twin_up_serves_the_cli_and_stops_everything_on_a_signal(tmp_path: Path,
         up = _cli(state, "upload", str(data), "--model", "cli", "--config", str(CHURN_CONFIG))
         assert up.returncode == 0 and up.stdout.strip() == "datasets/cli/cli.csv", up.stderr
         # straight after the upload: --wait also waits for the run that is about to start
-        runs = _cli(state, "runs", "--model", "cli", "--wait", "--json")
+        runs = _cli(
+            state, "runs", "--model", "cli", "--wait", "--json", timeout=1800
+        )  # waits on the run; CI bound only
         assert runs.returncode == 0, runs.stderr
         [run] = json.loads(runs.stdout)
         assert run["status"] == "SUCCEEDED" and run["decision"] == "deploy" and run["reason"], run
