@@ -92,6 +92,8 @@ class DatasetRecord(DatasetRef):
     class_counts: dict[str, int]  # at most 20 classes (the largest); all of them are in ``profile``
     class_counts_truncated: NotRequired[bool]
     profile: str  # s3://<artifacts>/runs/<model>/<execution>/dataset.json: header and every class count
+    excluded: NotRequired[dict[str, str]]  # columns that are not features -> why (config, unique_text, row_number)
+    stray_values: NotRequired[dict[str, int]]  # numeric column -> stray texts read as missing
 
 
 class Splits(TypedDict):
