@@ -215,32 +215,36 @@ def test_schemathesis_contract(live: dict[str, Any], target: Target) -> None:
 
 def test_schema_drift_follows_the_live_version(live: dict[str, Any], target: Target) -> None:
     """Version B is trained on data without ``total_day_charge``: once B is live, records with that field are
-    rejected (unknown_feature) and records without it are served; under A it was the other way round."""
+    rejected (unknown_feature) and records without it are served without a warning; under A records without
+    it were served with the field imputed and a ``missing_feature_imputed`` warning (issue 11 item 6)."""
     header, rows = live["header"], live["rows"]
     with_a = _records(live["held_out"][:2], header)
     without = _records(live["held_out"][:2], header, drop=DROPPED)
     before = _post(target, {"instances": with_a}).json()
-    assert _post(target, {"instances": without}).json()["error"]["errors"][0] == {
-        "index": 0,
-        "field": DROPPED,
-        "code": "missing_feature",
-        "message": f"feature {DROPPED!r} is required (training saw no missing values)",
-    }
+    under_a = _post(target, {"instances": without})
+    assert under_a.status_code == 200, under_a.text
+    assert under_a.json()["version"] == before["version"]
+    assert under_a.json()["warnings"] == [
+        {"index": i, "fields": [DROPPED], "code": "missing_feature_imputed"} for i in range(2)
+    ]
     cols = header.split(",")
     drop = cols.index(DROPPED)
     keep = lambda line: ",".join(v for i, v in enumerate(line.split(",")) if i != drop)  # noqa: E731
     path = live["tmp"] / "churn-b.csv"
     path.write_text("\n".join(keep(r) for r in [header, *rows[:3500]]) + "\n")
-    [desc] = wait_for_key(target, client.upload(target, path, "churn"))
+    config = live["tmp"] / "churn-b.sagepipe.json"  # a feature-set change waits for approval by default
+    config.write_text(json.dumps({**json.loads(CHURN_CONFIG.read_text()), "schema_change": "auto"}))
+    [desc] = wait_for_key(target, client.upload(target, path, "churn", config))
     assert desc["status"] == "SUCCEEDED", desc.get("cause")
     deadline = __import__("time").monotonic() + 30  # the predict function re-checks DescribeEndpoint every 10 s
     while True:
         resp = _post(target, {"instances": without})
-        if resp.status_code == 200 or __import__("time").monotonic() > deadline:
+        moved = resp.status_code == 200 and resp.json()["version"] != before["version"]
+        if moved or __import__("time").monotonic() > deadline:
             break
         __import__("time").sleep(0.5)
     assert resp.status_code == 200, resp.text
-    assert resp.json()["version"] != before["version"]
+    assert resp.json()["version"] != before["version"] and "warnings" not in resp.json()
     rejected = _post(target, {"instances": with_a})
     assert rejected.status_code == 422
     assert {(e["index"], e["field"], e["code"]) for e in rejected.json()["error"]["errors"]} == {
