@@ -170,7 +170,9 @@ def test_schema_change_follows_the_policy(
         "gate",
         f"schema-{policy}.csv",
         (0, 3000),
-        churn_config(tmp_path, tolerance=0.05, incompatible_champion=policy),
+        # the dropped feature is also a change of the API contract: allowed here (schema_change=auto), so the
+        # incompatible_champion policy alone decides; the default (manual approval) is in test_gate_lineage.py
+        churn_config(tmp_path, tolerance=0.05, incompatible_champion=policy, schema_change="auto"),
         drop_column="state",
     )
     d = _decision(run)
