@@ -7,6 +7,9 @@ Supported resource types are listed in :data:`HANDLERS`; any other type is repor
 
 from __future__ import annotations
 
+import copy
+import functools
+import importlib.util
 import io
 import json
 import zipfile
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import iam
 from .apigw import Route
 from .lambda_runtime import FunctionSpec
 from .template import ACCOUNT_ID, Stack
@@ -42,6 +46,52 @@ class Deployment:
     dead_letter_queues: dict[str, str] = field(default_factory=dict)  # rule name -> queue ARN
     unsupported: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=1)
+def sam_policy_templates() -> dict[str, Any]:
+    """aws-sam-translator's ``policy_templates.json`` (``Templates``: name → Parameters, Definition), the
+    file the SAM transform expands ``Policies`` entries such as ``S3ReadPolicy`` from. Read as data: the
+    package is installed without its dependencies (``requirements/sdk-registry.txt``).
+
+    Raises:
+        FileNotFoundError: aws-sam-translator is not installed (``make install`` installs it).
+    """
+    spec = importlib.util.find_spec("samtranslator")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("aws-sam-translator is not installed: make install")
+    path = Path(next(iter(spec.submodule_search_locations))) / "policy_templates_data" / "policy_templates.json"
+    templates: dict[str, Any] = json.loads(path.read_text())["Templates"]
+    return templates
+
+
+def _substitute_refs(value: Any, parameters: dict[str, Any]) -> Any:
+    """SAM's policy-template expansion: ``{"Ref": <template parameter>}`` becomes the given value (only
+    ``Ref`` is resolved, as samtranslator's ``Template.to_statement`` does; the rest is left to CloudFormation)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "Ref" in value and value["Ref"] in parameters:
+            return parameters[value["Ref"]]
+        return {k: _substitute_refs(v, parameters) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_refs(v, parameters) for v in value]
+    return value
+
+
+def expand_policy_template(name: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements SAM generates for policy template ``name`` with ``parameters`` (unresolved
+    ``Fn::Sub`` on ``AWS::Partition`` & co. remain for the stack to resolve).
+
+    Raises:
+        KeyError: no such template, or a parameter it needs is missing (SAM fails the transform too).
+    """
+    template = sam_policy_templates()[name]
+    missing = set(template.get("Parameters", {})) - set(parameters)
+    if missing:
+        raise KeyError(f"policy template {name} needs parameters {sorted(missing)}")
+    statements: list[dict[str, Any]] = iam._as_list(
+        _substitute_refs(copy.deepcopy(template["Definition"]), parameters)["Statement"]
+    )
+    return statements
 
 
 def _zip_placeholder() -> bytes:
@@ -125,17 +175,18 @@ class Deployer:
             )
         self.stack.physical[lid] = lid
 
-    def _role(self, name: str, trust: dict[str, Any], policies: list[dict[str, Any]]) -> str:
-        iam = self.clients("iam")
-        arn: str = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    def _role(self, lid: str, name: str, trust: dict[str, Any], policies: list[dict[str, Any]]) -> str:
+        client = self.clients("iam")
+        arn: str = client.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
         for i, doc in enumerate(policies):
-            iam.put_role_policy(RoleName=name, PolicyName=f"policy{i}", PolicyDocument=json.dumps(doc))
+            client.put_role_policy(RoleName=name, PolicyName=f"policy{i}", PolicyDocument=json.dumps(doc))
+        iam.deployed(arn, lid, policies)
         return arn
 
     def role(self, lid: str, props: dict[str, Any]) -> None:
         name = props.get("RoleName") or self.stack.physical_name(lid, max_len=64)
         arn = self._role(
-            name, props["AssumeRolePolicyDocument"], [p["PolicyDocument"] for p in props.get("Policies", [])]
+            lid, name, props["AssumeRolePolicyDocument"], [p["PolicyDocument"] for p in props.get("Policies", [])]
         )
         self.stack.physical[lid] = name
         self.stack.attributes[lid] = {"Arn": arn, "RoleId": name}
@@ -146,19 +197,28 @@ class Deployer:
         self.layers[arn] = path
         self.stack.physical[lid] = arn
 
-    def _inline_policies(self, props: dict[str, Any]) -> list[dict[str, Any]]:
-        """Hand-written statements from SAM ``Policies`` (policy templates are recorded, not expanded:
-        the twin does not enforce IAM - see README, twin fidelity)."""
+    def _inline_policies(self, lid: str, props: dict[str, Any]) -> list[dict[str, Any]]:
+        """The policy documents SAM puts on a function's or state machine's generated role, one per
+        ``Policies`` entry, in order: inline ``Statement`` documents as written, policy templates
+        (``S3ReadPolicy: {BucketName: ...}``) expanded from samtranslator's templates. AWS managed
+        policies named by ARN or name (and the ones SAM adds, AWSLambdaBasicExecutionRole...) are not
+        attached (reported): see :mod:`sagepipe.twin.iam`."""
         docs = []
-        for p in props.get("Policies", []) or []:
+        for p in iam._as_list(props.get("Policies") or []):
             if isinstance(p, dict) and "Statement" in p:
                 docs.append({"Version": "2012-10-17", "Statement": p["Statement"]})
+            elif isinstance(p, dict) and len(p) == 1:
+                ((name, parameters),) = p.items()
+                statements = expand_policy_template(name, dict(parameters or {}))
+                docs.append({"Version": "2012-10-17", "Statement": self.stack.resolve(statements)})
+            else:
+                self.say(f"{lid}: managed policy {p} is not attached by the twin (its IAM evaluates inline policies)")
         return docs
 
     def function(self, lid: str, props: dict[str, Any]) -> None:
         lam = self.clients("lambda")
         name = props.get("FunctionName") or self.stack.physical_name(lid, max_len=64)
-        role_arn = self._role(f"{name[:55]}-role", _TRUST, self._inline_policies(props))
+        role_arn = self._role(lid, f"{name[:55]}-role", _TRUST, self._inline_policies(lid, props))
         env = {k: str(v) for k, v in (props.get("Environment", {}).get("Variables", {}) or {}).items()}
         lam.create_function(
             FunctionName=name,
@@ -177,7 +237,8 @@ class Deployer:
             code_dir=(self.stack.root / props["CodeUri"]).resolve(),
             handler=props["Handler"],
             layer_dirs=layer_dirs,
-            environment={**env, **self.extra_env},
+            # the function's role's session credentials, as Lambda provides them (the twin's IAM checks them)
+            environment={**env, **self.extra_env, **iam.environment_for(role_arn)},
             timeout_s=float(props.get("Timeout", 3)),
             memory_mb=int(props.get("MemorySize", 128)),
             arn=arn,
@@ -260,7 +321,7 @@ class Deployer:
         """SAM ``Auth``: ``ApiKeyRequired`` (truthy after parameter resolution, as SAM reads it) makes the twin
         create one API key that the front requires in ``x-api-key`` (403 ``Forbidden`` otherwise, like API
         Gateway); ``DefaultAuthorizer: AWS_IAM`` makes it require a SigV4 ``Authorization`` header (not
-        verified: IAM is not enforced by the twin). The SAM-generated ``<Api>ApiKey``/``<Api>UsagePlan``
+        verified: the twin's IAM authorises its roles' AWS calls, not API callers). The SAM-generated ``<Api>ApiKey``/``<Api>UsagePlan``
         logical ids get physical ids so Outputs can Ref them. Usage-plan throttles/quotas are not emulated."""
         import secrets
 
@@ -334,7 +395,7 @@ class Deployer:
         for key, value in (props.get("DefinitionSubstitutions") or {}).items():
             text = text.replace("${" + key + "}", str(value))
         json.loads(text)  # the substituted definition must still be JSON
-        role_arn = self._role(f"{name[:55]}-role", _SFN_TRUST, self._inline_policies(props))
+        role_arn = self._role(lid, f"{name[:55]}-role", _SFN_TRUST, self._inline_policies(lid, props))
         arn = sfn.create_state_machine(
             name=name, definition=text, roleArn=role_arn, type=props.get("Type", "STANDARD")
         )["stateMachineArn"]

@@ -31,6 +31,11 @@ The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
     and query services: SageMaker, Step Functions, EventBridge, CloudWatch Logs, SNS, SQS...) is parsed by
     moto's protocol parsers and checked against botocore's service model (pattern, max, enum, sizes);
     a violation is answered with ``ValidationException`` in the service's protocol (``validation.py``).
+12. ``iam_enforce`` - a request signed with a template role's access key is authorised against that
+   role's policies (:mod:`sagepipe.twin.iam`; moto's own access control checks actions only): every
+   service through ``BaseResponse._dispatch`` (before ``call_action``), S3 through ``_authenticate_and_authorize_s3_action``.
+13. ``sfn_credentials`` - Step Functions' task clients (``boto_client_for``, imported by name in each
+   integration's module) sign as the execution's role instead of a fixed key.
 """
 
 from __future__ import annotations
@@ -457,7 +462,7 @@ def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], di
     config = backend.describe_endpoint_config(config_name)
     variants = config["ProductionVariants"]
     model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
-    return variants, {"PrimaryContainer": model.primary_container}
+    return variants, {"PrimaryContainer": model.primary_container, "ExecutionRoleArn": model.execution_role_arn}
 
 
 def _sm_create_endpoint(self: Any) -> Any:
@@ -709,6 +714,198 @@ def _apply_asl_parse() -> None:
     _install("asl_parse_lock", AmazonStateLanguageParser, "parse", parse, static=True)
 
 
+# ------------------------------------------------------------------------------------ 9 iam enforce
+def _check_iam() -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.responses import BaseResponse
+
+    _require(BaseResponse, "call_action", ["self"])
+    dispatch = _APPLIED.get("iam.dispatch") or _require(
+        BaseResponse, "_dispatch", ["self", "request", "full_url", "headers"]
+    )
+    source = inspect.getsource(dispatch)
+    if "self.setup_class(request, full_url, headers)" not in source or "return self.call_action()" not in source:
+        raise MotoInternalsChanged("BaseResponse._dispatch no longer is setup_class + call_action")
+    _require(BaseResponse, "serialized", ["self", "action_result"])
+    _require(BaseResponse, "_enrich_response", ["headers", "body"])
+    _require(BaseResponse, "_get_action", ["self"])
+    _require(ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", ["self", "bucket_name", "key_name"])
+    if "self.params" not in inspect.getsource(BaseResponse.parse_parameters):
+        raise MotoInternalsChanged("BaseResponse.parse_parameters no longer sets self.params")
+    from moto.s3.responses import ACTION_MAP
+
+    if "BUCKET" not in ACTION_MAP:
+        raise MotoInternalsChanged("moto.s3.responses.ACTION_MAP no longer maps bucket requests")
+
+
+def _request_params(response: Any) -> dict[str, Any]:
+    """The request's members (botocore names): moto's parsed ``params`` or the JSON body, plus the URI's."""
+    params: Any = getattr(response, "params", None) if response.automated_parameter_parsing else None
+    if params is None:
+        body = response.body
+        try:
+            params = json.loads(body) if body else {}
+        except (ValueError, TypeError):
+            params = {}
+    return {**(params if isinstance(params, dict) else {}), **(getattr(response, "uri_match", None) or {})}
+
+
+def _access_denied(response: Any, code: str, message: str, status: int) -> Any:
+    """The service's error response, in its protocol (JSON, CBOR or query XML), for ``code`` with HTTP
+    ``status``. The code is AWS's authorisation layer's, not in the service models: moto warns, said here."""
+    import warnings
+
+    from moto.core.exceptions import ServiceException
+    from moto.core.responses import ActionResult
+
+    class AccessDeniedError(ServiceException):
+        """Defined outside moto's packages: moto then looks the code up in the calling service's model."""
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Exception.AccessDeniedError. with code", UserWarning)
+        _, headers, body = response.serialized(ActionResult(AccessDeniedError(code, message)))
+    headers["status"] = str(status)
+    headers, body = response._enrich_response(headers, body)  # x-amzn-RequestId, as every AWS response has
+    return status, headers, body
+
+
+def _iam_refusal(response: Any) -> Any:
+    """The AccessDenied response for a request signed as a template role that its policies do not allow,
+    or None (allowed, or not signed as a role)."""
+    from . import iam
+
+    authorization = response.headers.get("Authorization")
+    role = iam.role_for_access_key(iam.access_key_of(authorization))
+    if role is None:
+        return None
+    signing = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")[3]
+    action = iam.action_for(signing, response._get_action())
+    # AccessDeniedException: the code of AWS's JSON services; CloudWatch (query heritage) says AccessDenied
+    code = "AccessDenied" if signing in {"monitoring", "sns", "iam", "sts"} else "AccessDeniedException"
+    status = 403 if signing in {"lambda", "monitoring", "sns", "iam", "sts"} else 400
+    try:
+        iam.authorize(role, iam.checks_for(action, _request_params(response), response.region))
+    except iam.AccessDenied as denied:
+        return _access_denied(response, code, denied.message, status)
+    except iam.UnmappedOperation:
+        message = (
+            f"{role} called {action}, which the twin's IAM cannot authorise "
+            "(no resource mapping in sagepipe/twin/iam.py RESOURCES): denied"
+        )
+        return _access_denied(response, code, message, status)
+    return None
+
+
+def _apply_iam() -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.responses import BaseResponse
+    from moto.s3.exceptions import S3AccessDeniedError
+
+    from . import iam
+
+    _APPLIED.setdefault("iam.dispatch", BaseResponse._dispatch)
+    original_s3 = _APPLIED.setdefault("iam.s3", ActionAuthenticatorMixin._authenticate_and_authorize_s3_action)
+
+    def _dispatch(self: Any, request: Any, full_url: str | None = None, headers: Any = None) -> Any:
+        # moto's _dispatch, with the authorisation between parsing the request and acting on it
+        self.setup_class(request, full_url, headers)
+        return _iam_refusal(self) or self.call_action()
+
+    def authorize_s3(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        role = iam.role_for_access_key(iam.access_key_of(self.headers.get("Authorization")))
+        if role is None:
+            original_s3(self, bucket_name=bucket_name, key_name=key_name)
+            return None
+        checks = iam.s3_checks(self.method, bucket_name or "*", key_name, self.querystring, dict(self.headers))
+        try:
+            iam.authorize(role, checks)
+        except iam.AccessDenied as denied:
+            twin().log("iam", denied.message)
+            raise S3AccessDeniedError() from denied  # S3: 403 AccessDenied "Access Denied", as AWS says it
+        return None
+
+    _install("iam_enforce", BaseResponse, "_dispatch", _dispatch)
+    _install("iam_enforce", ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", authorize_s3)
+
+
+# --------------------------------------------------------------------------------- 10 sfn credentials
+_BOTO_CLIENT_MODULE = "moto.stepfunctions.parser.asl.utils.boto_client"
+
+
+#: Every module that holds moto's ``boto_client_for`` by name (``from ... import boto_client_for``).
+_SFN_CLIENT_MODULES = (
+    _BOTO_CLIENT_MODULE,
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    *(
+        f"moto.stepfunctions.parser.asl.component.state.exec.state_task.{m}"
+        for m in (
+            "lambda_eval_utils",
+            "service.state_task_service_unsupported",
+            "service.state_task_service_glue",
+            "service.state_task_service_events",
+            "service.state_task_service_ecs",
+            "service.state_task_service_sqs",
+            "service.state_task_service_sfn",
+            "service.state_task_service_dynamodb",
+            "service.state_task_service_batch",
+            "service.state_task_service_sns",
+            "service.state_task_service_aws_sdk",
+        )
+    ),
+    "sagepipe.twin.sfn_sagemaker",
+)
+
+
+def _check_sfn_credentials() -> None:
+    mod = importlib.import_module(_BOTO_CLIENT_MODULE)
+    _require(mod, "boto_client_for", ["region", "service", "state_credentials"])
+    if 'aws_access_key_id="ak"' not in inspect.getsource(_APPLIED.get("sfn_credentials.original", mod.boto_client_for)):
+        raise MotoInternalsChanged("moto's boto_client_for no longer signs with a fixed key; re-check sfn_credentials")
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task
+
+    if "env.aws_execution_details.role_arn" not in inspect.getsource(state_task.StateTask._eval_state_credentials):
+        raise MotoInternalsChanged("StateTask no longer passes the execution's role as its credentials")
+    for name in _SFN_CLIENT_MODULES[1:]:
+        module = importlib.import_module(name)
+        if getattr(module, "boto_client_for", None) not in (mod.boto_client_for, _APPLIED.get("sfn_credentials.new")):
+            raise MotoInternalsChanged(f"{name} no longer imports boto_client_for by name")
+
+
+def _apply_sfn_credentials() -> None:
+    import boto3
+    from botocore.config import Config
+
+    from . import iam
+
+    mod = importlib.import_module(_BOTO_CLIENT_MODULE)
+    original = _APPLIED.setdefault("sfn_credentials.original", mod.boto_client_for)
+    source = inspect.getsource(original)
+    if "parameter_validation=False" not in source:  # keep moto's client settings otherwise
+        raise MotoInternalsChanged("moto's boto_client_for changed its client config; re-check sfn_credentials")
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        role = getattr(state_credentials, "role_arn", None)
+        if not role or mod.botocore_stubber.enabled:  # in-process mock_aws: nothing is signed
+            return original(region=region, service=service, state_credentials=state_credentials)
+        return boto3.client(  # type: ignore[call-overload]  # types-boto3 overloads Literal names only
+            service_name=service,
+            region_name=region,
+            endpoint_url=f"http://localhost:{mod.moto_server_port()}",
+            config=Config(  # moto's settings, as its boto_client_for has them
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                connect_timeout=mod.TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                read_timeout=mod.TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            ),
+            **iam.credentials_for(role),
+        )
+
+    _APPLIED["sfn_credentials.new"] = boto_client_for
+    for name in _SFN_CLIENT_MODULES:
+        _install("sfn_credentials", importlib.import_module(name), "boto_client_for", boto_client_for)
+
+
 _SFN_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
 PATCHES: tuple[Patch, ...] = (
     Patch("jsonata", ("moto.stepfunctions.parser.asl.jsonata.jsonata:_eval_jsonata",), _check_jsonata, _apply_jsonata),
@@ -759,6 +956,21 @@ PATCHES: tuple[Patch, ...] = (
         validation.SERVER_SITES,
         lambda: validation.check_server_sites(),
         lambda: validation.apply_server_check(),
+    ),
+    Patch(
+        "iam_enforce",
+        (
+            "moto.core.responses:BaseResponse._dispatch",
+            "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_s3_action",
+        ),
+        _check_iam,
+        _apply_iam,
+    ),
+    Patch(
+        "sfn_credentials",
+        tuple(f"{m}:boto_client_for" for m in _SFN_CLIENT_MODULES),
+        _check_sfn_credentials,
+        _apply_sfn_credentials,
     ),
 )
 

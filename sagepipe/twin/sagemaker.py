@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .training import TrainingResult, run_training_job
 
 LogSink = Callable[[str, str], None]
@@ -41,22 +43,21 @@ def _now() -> datetime:
 
 
 class TrainingManager:
-    """Runs training jobs locally. ``s3_factory()`` returns a boto3 S3 client for the twin; with
-    ``logs_factory`` (a CloudWatch Logs client) each job's output also goes where SageMaker puts it:
-    log group ``/aws/sagemaker/TrainingJobs``, stream ``<TrainingJobName>/algo-1-<epoch seconds>``."""
+    """Runs training jobs locally. ``clients(service, role_arn)`` returns a boto3 client for the twin
+    signed as the job's execution role (``RoleArn``), as SageMaker calls on the job's behalf: S3 for the
+    channels, the code and the artefacts; CloudWatch Logs for the job's output (log group
+    ``/aws/sagemaker/TrainingJobs``, stream ``<TrainingJobName>/algo-1-<epoch seconds>``); CloudWatch
+    for the ``MetricDefinitions`` metrics (namespace ``/aws/sagemaker/TrainingJobs``, dimension
+    ``Host`` = ``<TrainingJobName>/algo-1``; SageMaker Developer Guide, "Amazon SageMaker metrics in
+    Amazon CloudWatch"). A denied S3 call fails the job (ClientError in its FailureReason); a denied
+    log or metric write is logged by the twin and the job goes on."""
 
     LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+    METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 
-    def __init__(
-        self,
-        work_root: Path,
-        s3_factory: Callable[[], Any],
-        log_sink: LogSink,
-        logs_factory: Callable[[], Any] | None = None,
-    ) -> None:
+    def __init__(self, work_root: Path, clients: Callable[[str, str | None], Any], log_sink: LogSink) -> None:
         self.work_root = work_root
-        self.s3_factory = s3_factory
-        self.logs_factory = logs_factory
+        self.clients = clients
         self.log_sink = log_sink
         self.threads: dict[str, threading.Thread] = {}
         self.stop_events: dict[str, threading.Event] = {}
@@ -92,7 +93,9 @@ class TrainingManager:
             self.log_sink(f"training:{name}", line)
 
         def run() -> None:
-            result = run_training_job(request, self.s3_factory(), self.work_root, on_status, on_log, stop_event=stop)
+            role = request.get("RoleArn")
+            s3 = self.clients("s3", role)
+            result = run_training_job(request, s3, self.work_root, on_status, on_log, stop_event=stop)
             self.results[name] = result
             now = _now()
             if job.secondary_status_transitions:
@@ -107,30 +110,52 @@ class TrainingManager:
             job.training_time_in_seconds = max(1, int(round(result.training_seconds)))
             job.billable_time_in_seconds = job.training_time_in_seconds
             job.last_modified_time = now
-            self._to_cloudwatch(name, result.log_lines)
+            self._to_cloudwatch(name, result.log_lines, role)
+            self._metrics(name, result.final_metrics, role)
             job.training_job_status = result.status  # last: pollers see a complete record
 
         thread = threading.Thread(target=run, name=f"training-{name}", daemon=True)
         self.threads[name] = thread
         thread.start()
 
-    def _to_cloudwatch(self, name: str, lines: list[str]) -> None:
-        if self.logs_factory is None or not lines:
+    def _to_cloudwatch(self, name: str, lines: list[str], role: str | None) -> None:
+        if not lines:
             return
-        logs = self.logs_factory()
+        logs = self.clients("logs", role)
         stream = f"{name}/algo-1-{int(time.time())}"
         try:
-            logs.create_log_group(logGroupName=self.LOG_GROUP)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
-        logs.create_log_stream(logGroupName=self.LOG_GROUP, logStreamName=stream)
-        now = int(time.time() * 1000)
-        for i in range(0, len(lines), 5000):  # PutLogEvents: at most 10,000 events per call
-            logs.put_log_events(
-                logGroupName=self.LOG_GROUP,
-                logStreamName=stream,
-                logEvents=[{"timestamp": now, "message": line or " "} for line in lines[i : i + 5000]],
-            )
+            try:
+                logs.create_log_group(logGroupName=self.LOG_GROUP)
+            except logs.exceptions.ResourceAlreadyExistsException:
+                pass
+            logs.create_log_stream(logGroupName=self.LOG_GROUP, logStreamName=stream)
+            now = int(time.time() * 1000)
+            for i in range(0, len(lines), 5000):  # PutLogEvents: at most 10,000 events per call
+                logs.put_log_events(
+                    logGroupName=self.LOG_GROUP,
+                    logStreamName=stream,
+                    logEvents=[{"timestamp": now, "message": line or " "} for line in lines[i : i + 5000]],
+                )
+        except ClientError as exc:
+            self.log_sink(f"training:{name}", f"logs not delivered to CloudWatch Logs: {exc}")
+
+    def _metrics(self, name: str, metrics: list[dict[str, Any]] | None, role: str | None) -> None:
+        if not metrics:
+            return
+        now = _now()
+        data = [
+            {
+                "MetricName": m["MetricName"],
+                "Dimensions": [{"Name": "Host", "Value": f"{name}/algo-1"}],
+                "Timestamp": now,
+                "Value": float(m["Value"]),
+            }
+            for m in metrics
+        ]
+        try:
+            self.clients("cloudwatch", role).put_metric_data(Namespace=self.METRICS_NAMESPACE, MetricData=data)
+        except ClientError as exc:
+            self.log_sink(f"training:{name}", f"metrics not published to CloudWatch: {exc}")
 
     def stop(self, name: str) -> None:
         """StopTrainingJob: signal the running script (SIGTERM, grace, SIGKILL)."""
@@ -195,10 +220,15 @@ class InvokeFailure(Exception):
 
 
 class HostingManager:
-    """Model-server processes per endpoint (see module docstring)."""
+    """Model-server processes per endpoint (see module docstring). ``s3_factory(role_arn)`` returns an
+    S3 client signed as the model's ``ExecutionRoleArn`` (SageMaker downloads ``ModelDataUrl`` with it)."""
 
     def __init__(
-        self, work_root: Path, s3_factory: Callable[[], Any], log_sink: LogSink, python: str = sys.executable
+        self,
+        work_root: Path,
+        s3_factory: Callable[[str | None], Any],
+        log_sink: LogSink,
+        python: str = sys.executable,
     ) -> None:
         self.work_root = work_root
         self.s3_factory = s3_factory
@@ -218,7 +248,7 @@ class HostingManager:
         model_dir.mkdir(parents=True)
         bucket, key = container["ModelDataUrl"].removeprefix("s3://").split("/", 1)
         archive = directory / "model.tar.gz"
-        self.s3_factory().download_file(bucket, key, str(archive))
+        self.s3_factory(model.get("ExecutionRoleArn")).download_file(bucket, key, str(archive))
         with tarfile.open(archive) as tar:
             tar.extractall(model_dir, filter="data")
         env_vars = container.get("Environment") or {}

@@ -26,7 +26,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from . import patches
+from . import iam, patches
 from .apigw import ApiFront
 from .deploy import Deployer, Deployment
 from .lambda_runtime import WorkerPool
@@ -100,14 +100,15 @@ class Twin:
         if self.echo:
             print(f"[{prefix}] {line}", file=sys.stderr, flush=True)
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for ``service`` on the twin (parameter validation on)."""
+    def client(self, service: str, role_arn: str | None = None) -> Any:
+        """A boto3 client for ``service`` on the twin (parameter validation on): unrestricted, or signed
+        as a session of ``role_arn`` (the twin's IAM then authorises each call against that role)."""
         return boto3.client(  # type: ignore[call-overload]  # types-boto3 overloads Literal names only
             service,
             endpoint_url=self.endpoint,
             region_name=REGION,
             config=Config(retries={"mode": "standard", "max_attempts": 3}),
-            **CREDENTIALS,
+            **(iam.credentials_for(role_arn) if role_arn else CREDENTIALS),
         )
 
     # --------------------------------------------------------------------------- lifecycle
@@ -122,10 +123,9 @@ class Twin:
         default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
         self.endpoint = f"http://127.0.0.1:{port}"
         self.pool = WorkerPool(log_sink=self.log, log_dir=self.state_dir / "logs")
-        self.training = TrainingManager(
-            self.state_dir / "training", lambda: self.client("s3"), self.log, lambda: self.client("logs")
-        )
-        self.hosting = HostingManager(self.state_dir / "endpoints", lambda: self.client("s3"), self.log)
+        # training jobs and endpoints call S3, CloudWatch Logs and CloudWatch as the SageMaker execution role
+        self.training = TrainingManager(self.state_dir / "training", self.client, self.log)
+        self.hosting = HostingManager(self.state_dir / "endpoints", lambda role: self.client("s3", role), self.log)
         self.tuning = TuningManager(lambda: self.client("sagemaker"), self.log)
         patches.apply_all(self)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -1,5 +1,6 @@
 """Static checks of template.yaml: least privilege, bucket hardening, and that every AWS call the core
-makes is granted to the function that makes it (the local twin does not enforce IAM)."""
+makes is granted to the function that makes it (statically; the twin enforces the same policies at run
+time: tests/twin/test_iam.py, test_iam_mutation.py)."""
 
 from __future__ import annotations
 
