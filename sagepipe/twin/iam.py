@@ -295,17 +295,17 @@ class Recorded:
 
 @dataclass
 class Recorder:
-    """Keeps every authorisation while ``active`` (tests turn it on; a long-running twin does not)."""
+    """Keeps every distinct authorisation while ``active`` (tests turn it on; a long-running twin does not)."""
 
     active: bool = False
-    entries: list[Recorded] = field(default_factory=list)
+    entries: set[Recorded] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, entry: Recorded) -> None:
-        """Append ``entry`` when recording."""
+        """Keep ``entry`` when recording (repeats are kept once)."""
         if self.active:
             with self.lock:
-                self.entries.append(entry)
+                self.entries.add(entry)
 
 
 RECORDER = Recorder()
@@ -484,6 +484,36 @@ PASSED_ROLES = {
 }
 #: Create operations whose ``Tags`` need sagemaker:AddTags on the new resource ("tag on create").
 TAG_ON_CREATE = {"sagemaker:CreateTrainingJob", "sagemaker:CreateHyperParameterTuningJob"}
+
+
+_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.[a-z0-9.]+/(?P<repository>[^:@]+)")
+
+
+def image_pull_checks(image: str) -> list[Check]:
+    """What pulling ``image`` (``<account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>``) takes of the
+    execution role: ``ecr:GetAuthorizationToken`` (no resource types: ``*``) and the layer/image reads on
+    the repository ARN (SageMaker Developer Guide, "CreateTrainingJob API: Execution Role Permissions").
+    An image URI of another form gives no checks."""
+    m = _IMAGE.match(image or "")
+    if not m:
+        return []
+    repository = f"arn:aws:ecr:{m['region']}:{m['account']}:repository/{m['repository']}"
+    return [
+        Check("ecr:GetAuthorizationToken", "*"),
+        *(
+            Check(a, repository)
+            for a in ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage")
+        ),
+    ]
+
+
+def denial(role_arn: str, checks: Iterable[Check]) -> str | None:
+    """:func:`authorize` as a message: None when every check is allowed, else the AccessDenied text."""
+    try:
+        authorize(role_arn, checks)
+    except AccessDenied as denied:
+        return denied.message
+    return None
 
 
 class UnmappedOperation(LookupError):

@@ -390,9 +390,27 @@ def _sm_create_training_job(self: Any) -> Any:
         raise ResourceInUseException(
             message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})"
         )
+    _check_image_pull(request.get("RoleArn"), (request.get("AlgorithmSpecification") or {}).get("TrainingImage"))
     result = _sm_original("create_training_job")(self)
     twin().training.start(self.sagemaker_backend.training_jobs[name], request)
     return result
+
+
+def _check_image_pull(role_arn: str | None, image: str | None) -> None:
+    """SageMaker pulls the image with the execution role; the twin pulls nothing but checks the role may
+    (``iam.image_pull_checks``) and answers as SageMaker does when it may not (ValidationException)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    from . import iam
+
+    checks = iam.image_pull_checks(image or "")
+    if role_arn and checks and iam.denial(role_arn, checks):
+        m = iam._IMAGE.match(image or "")
+        assert m is not None  # checks are only made for a matching URI
+        raise ValidationError(
+            message=f"Access denied for repository: {m['repository']} in registry ID: {m['account']}. "
+            "Please check if your ECR image exists and has proper pull permissions for SageMaker."
+        )
 
 
 def _sm_create_hyper_parameter_tuning_job(self: Any) -> Any:
@@ -443,6 +461,7 @@ def _sm_create_model(self: Any) -> Any:
         raise ValidationError(
             message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".'
         )
+    _check_image_pull(self._get_param("ExecutionRoleArn"), (self._get_param("PrimaryContainer") or {}).get("Image"))
     return _sm_original("create_model")(self)
 
 
@@ -498,8 +517,27 @@ def _sm_update_endpoint(self: Any) -> Any:
     if config_name not in self.sagemaker_backend.endpoint_configs:
         raise ValidationError(message=f'Could not find endpoint configuration "{config_name}".')
     variants, model = _model_for(self.sagemaker_backend, config_name)
+    _check_rollback_alarms(self, model["ExecutionRoleArn"])
     twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
     return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _check_rollback_alarms(response: Any, role_arn: str) -> None:
+    """Auto-rollback: SageMaker reads the ``AutoRollbackConfiguration`` alarms with the execution role
+    ("Auto-Rollback Configuration and Monitoring"); the twin checks it may (it does not evaluate alarms)
+    and refuses the update with a ValidationException when it may not (the twin's choice of answer)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    from . import iam
+
+    config = response._get_param("DeploymentConfig") or {}
+    alarms = [a["AlarmName"] for a in (config.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+    checks = [
+        iam.Check("cloudwatch:DescribeAlarms", arn) for arn in iam._alarm_arns({"AlarmNames": alarms}, response.region)
+    ]
+    message = iam.denial(role_arn, checks) if alarms else None
+    if message:
+        raise ValidationError(message=f"Cannot read the auto-rollback alarms with the execution role: {message}")
 
 
 def _sm_delete_endpoint(self: Any) -> Any:

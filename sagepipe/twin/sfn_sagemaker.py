@@ -153,11 +153,31 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         response.pop("ResponseMetadata", None)
         env.stack.append(json_safe(response))
 
+    def _check_sync_permissions(self, env: Any, region: str, created: dict[str, Any]) -> None:
+        """What ``.sync`` does as the state machine's role besides polling (Step Functions Developer Guide,
+        "IAM policies for Amazon SageMaker AI"): it manages the EventBridge rule
+        ``StepFunctionsGetEventsForSageMaker{Training,Tuning}JobsRule`` (PutTargets, PutRule, DescribeRule)
+        and lists the job's tags (ListTags). The twin polls instead of using the rule, but checks the role
+        may do all this; if not, the task fails with the AccessDeniedException."""
+        from botocore.exceptions import ClientError
+
+        from . import iam
+
+        tuning = self._get_boto_service_action() == "create_hyper_parameter_tuning_job"
+        rule = f"StepFunctionsGetEventsForSageMaker{'Tuning' if tuning else 'Training'}JobsRule"
+        rule_arn = f"arn:aws:events:{region}:{iam.ACCOUNT_ID}:rule/{rule}"
+        job_arn = str(created.get("HyperParameterTuningJobArn" if tuning else "TrainingJobArn", ""))
+        checks = [iam.Check(a, rule_arn) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
+        message = iam.denial(env.aws_execution_details.role_arn, [*checks, iam.Check("sagemaker:ListTags", job_arn)])
+        if message:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": message}}, "ListTags")
+
     def _build_sync_resolver(
         self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
     ) -> Callable[[], Any]:
         describe, name_param, status_field = _SYNC_DESCRIBE[self._get_boto_service_action()]
-        env.stack.pop()  # the Create response
+        created = env.stack.pop()  # the Create response
+        self._check_sync_permissions(env, resource_runtime_part.region, created)
         client = self._client(resource_runtime_part, state_credentials)
         name = normalised_parameters[name_param]
 

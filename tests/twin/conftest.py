@@ -19,6 +19,22 @@ CHURN = ROOT / "examples" / "data" / "churn.csv"
 CHURN_CONFIG = ROOT / "examples" / "data" / "churn.sagepipe.json"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def iam_recording() -> Iterator[None]:
+    """Record every authorisation the twin's IAM makes in this session (for test_iam_mutation.py)."""
+    from sagepipe.twin import iam
+
+    iam.RECORDER.active = True
+    yield
+    iam.RECORDER.active = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_iam_mutation.py evaluates the whole session's recorded requests: it runs last."""
+    last = [item for item in items if item.path.name == "test_iam_mutation.py"]
+    items[:] = [item for item in items if item not in last] + last
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
