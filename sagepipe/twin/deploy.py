@@ -48,6 +48,16 @@ class Deployment:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
+#: The policy SAM adds for an ``EventInvokeConfig`` destination, by its Type (samtranslator's
+#: ``IAMRolePolicies`` ``sqs_send_message_role_policy`` & co.): Lambda sends to it with the function's role.
+_DESTINATION_ACTIONS = {
+    "SQS": "sqs:SendMessage",
+    "SNS": "sns:publish",
+    "EventBridge": "events:PutEvents",
+    "Lambda": "lambda:InvokeFunction",
+}
+
+
 @functools.lru_cache(maxsize=1)
 def sam_policy_templates() -> dict[str, Any]:
     """aws-sam-translator's ``policy_templates.json`` (``Templates``: name → Parameters, Definition), the
@@ -200,7 +210,8 @@ class Deployer:
     def _inline_policies(self, lid: str, props: dict[str, Any]) -> list[dict[str, Any]]:
         """The policy documents SAM puts on a function's or state machine's generated role, one per
         ``Policies`` entry, in order: inline ``Statement`` documents as written, policy templates
-        (``S3ReadPolicy: {BucketName: ...}``) expanded from samtranslator's templates. AWS managed
+        (``S3ReadPolicy: {BucketName: ...}``) expanded from samtranslator's templates, then the policy SAM
+        adds for each ``EventInvokeConfig`` destination (``sqs:SendMessage`` on an SQS one...). AWS managed
         policies named by ARN or name (and the ones SAM adds, AWSLambdaBasicExecutionRole...) are not
         attached (reported): see :mod:`sagepipe.twin.iam`."""
         docs = []
@@ -213,6 +224,13 @@ class Deployer:
                 docs.append({"Version": "2012-10-17", "Statement": self.stack.resolve(statements)})
             else:
                 self.say(f"{lid}: managed policy {p} is not attached by the twin (its IAM evaluates inline policies)")
+        destinations = ((props.get("EventInvokeConfig") or {}).get("DestinationConfig")) or {}
+        for when in ("OnSuccess", "OnFailure"):
+            dest = destinations.get(when) or {}
+            action = _DESTINATION_ACTIONS.get(dest.get("Type", ""))
+            if action and dest.get("Destination"):
+                statement = {"Action": action, "Effect": "Allow", "Resource": dest["Destination"]}
+                docs.append({"Version": "2012-10-17", "Statement": [statement]})
         return docs
 
     def function(self, lid: str, props: dict[str, Any]) -> None:

@@ -8,6 +8,10 @@ Who calls as which role (as on AWS):
 - a training job reads its channels and code, writes its artefacts, its logs and its metrics, and an
   endpoint reads its model data, with the SageMaker execution role of the request (``RoleArn`` /
   ``ExecutionRoleArn``);
+- what SageMaker and Step Functions do with those roles without an API call in the twin is checked
+  directly (:func:`denial`): pulling the training/serving image (ECR actions; ValidationException at
+  CreateTrainingJob/CreateModel), reading the auto-rollback alarms at UpdateEndpoint (ValidationException),
+  and the ``.sync`` integrations' managed EventBridge rule and ListTags (the task fails);
 - the twin itself (deployer, CLI, tests) signs with ``testing``: unrestricted, as an administrator.
 
 Every role ARN has one deterministic access key (:func:`access_key_for`); the moto server, in the same

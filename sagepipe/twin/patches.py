@@ -788,6 +788,19 @@ def _request_params(response: Any) -> dict[str, Any]:
     return {**(params if isinstance(params, dict) else {}), **(getattr(response, "uri_match", None) or {})}
 
 
+def _missing_object(response: Any, bucket: str | None, key: str | None, checks: list[Any]) -> bool:
+    """A plain GetObject/HeadObject (no version, no subresource) of a key the bucket does not hold."""
+    if not bucket or not key or [c.action for c in checks] != ["s3:GetObject"]:
+        return False
+    from moto.s3.models import FakeKey, s3_backends
+
+    try:
+        keys = s3_backends[response.current_account]["aws"].get_bucket(bucket).keys
+    except Exception:  # noqa: BLE001 - no such bucket: S3 answers NoSuchBucket whatever the grants
+        return False
+    return not isinstance(keys.get(key), FakeKey)  # absent, or its current version is a delete marker
+
+
 def _access_denied(response: Any, code: str, message: str, status: int) -> Any:
     """The service's error response, in its protocol (JSON, CBOR or query XML), for ``code`` with HTTP
     ``status``. The code is AWS's authorisation layer's, not in the service models: moto warns, said here."""
@@ -855,6 +868,10 @@ def _apply_iam() -> None:
             original_s3(self, bucket_name=bucket_name, key_name=key_name)
             return None
         checks = iam.s3_checks(self.method, bucket_name or "*", key_name, self.querystring, dict(self.headers))
+        if _missing_object(self, bucket_name, key_name, checks):
+            # S3 says 404 NoSuchKey for a missing key only to who may list the bucket, else 403 (S3 API
+            # Reference, GetObject / HeadObject "Permissions")
+            checks = [*checks, iam.Check("s3:ListBucket", f"arn:aws:s3:::{bucket_name}")]
         try:
             iam.authorize(role, checks)
         except iam.AccessDenied as denied:

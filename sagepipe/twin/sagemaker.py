@@ -128,6 +128,8 @@ class TrainingManager:
                 logs.create_log_group(logGroupName=self.LOG_GROUP)
             except logs.exceptions.ResourceAlreadyExistsException:
                 pass
+            # the log agent looks for the job's streams first (why the execution role needs DescribeLogStreams)
+            logs.describe_log_streams(logGroupName=self.LOG_GROUP, logStreamNamePrefix=f"{name}/")
             logs.create_log_stream(logGroupName=self.LOG_GROUP, logStreamName=stream)
             now = int(time.time() * 1000)
             for i in range(0, len(lines), 5000):  # PutLogEvents: at most 10,000 events per call

@@ -146,3 +146,46 @@ def test_a_missing_grant_fails_the_run_on_the_twin(twin: Any, target: Target, tm
     assert any(r["TrainingJobStatus"] == "Failed" and "AccessDenied" in r.get("FailureReason", "") for r in reasons), [
         (r["TrainingJobStatus"], r.get("FailureReason")) for r in reasons
     ]
+
+
+def test_a_missing_key_is_404_only_to_who_may_list_the_bucket(twin: Any) -> None:
+    """S3 API Reference, GetObject: without s3:ListBucket a missing key is 403 AccessDenied, not 404."""
+    validate_s3 = twin.client("s3", role("ValidateFunction"))  # GetObject + ListBucket on the data bucket
+    with pytest.raises(ClientError) as info:
+        validate_s3.head_object(Bucket=twin.info.data_bucket, Key="datasets/none/sagepipe.json")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    predict_s3 = twin.client("s3", role("PredictFunction"))  # GetObject on models/*, no ListBucket
+    with pytest.raises(ClientError) as info:
+        predict_s3.get_object(Bucket=twin.info.artifacts_bucket, Key="models/none/missing.json")
+    assert info.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_start_dead_letters_as_its_role_and_validate_reads_a_missing_config(
+    twin: Any, target: Target, tmp_path: Any
+) -> None:
+    """Two flows that need the grants of what is not there: a retrain of a model without data is sent to
+    the trigger dead-letter queue by the start function itself (its role's sqs:SendMessage, from SAM's
+    on-failure destination policy); a data set without sagepipe.json is validated with the defaults
+    (the absent config is a 404 thanks to s3:ListBucket, else S3 would answer 403)."""
+    import time
+
+    sqs = twin.client("sqs")
+    queue = next(u for u in sqs.list_queues()["QueueUrls"] if "TriggerDeadLetterQueue" in u)
+    entry = {"Source": twin.info.event_source, "DetailType": "Retrain Requested", "Detail": '{"model": "iamnodata"}'}
+    twin.client("events").put_events(Entries=[entry])
+    deadline = time.monotonic() + 60
+    bodies: list[str] = []
+    while not any("iamnodata" in b for b in bodies):
+        assert time.monotonic() < deadline, f"no dead letter for the retrain of a model without data: {bodies}"
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        bodies += [m["Body"] for m in messages]
+    start = role("StartFunction")
+    sent = [e for e in iam.RECORDER.entries if e.role_arn == start and e.check.action == "sqs:SendMessage"]
+    assert sent and all(e.allowed for e in sent), sent
+
+    header, rows = churn_rows(0, 300)
+    key = client.upload(target, write_csv(tmp_path, "noconf.csv", header, rows), "iamnoconf")
+    wait_for_key(target, key)
+    validate = role("ValidateFunction")
+    listed = [e for e in iam.RECORDER.entries if e.role_arn == validate and e.check.action == "s3:ListBucket"]
+    assert listed and all(e.allowed for e in listed), listed

@@ -26,6 +26,27 @@ pytestmark = pytest.mark.twin
 
 NARROWED = "-narrowed-by-mutation"
 
+#: Grants no twin flow exercises, each with why it stays in template.yaml: (logical id, statement, how the
+#: change starts) → reason. The test fails if one of them becomes caught (the justification is then stale).
+_STOP = (
+    "Step Functions stops the job when an execution is stopped or times out during the .sync task; the twin "
+    "does not (its StopExecution ends the execution only)"
+)
+JUSTIFIED: dict[tuple[str, str, str], str] = {
+    ("TrainingPipeline", "TrainingJobs", "without sagemaker:StopTrainingJob"): _STOP,
+    ("TrainingPipeline", "TuningJobs", "without sagemaker:StopHyperParameterTuningJob"): _STOP,
+    # SAM's policy for the EventInvokeConfig OnFailure destination (policy1: after EventBridgePutEventsPolicy)
+    ("ExecutionEndedFunction", "policy1[0]", "without sqs:SendMessage"): (
+        "SAM adds it for the on-failure destination; the twin does not yet send a failed asynchronous "
+        "invocation to the function's destination as the function's role (issue 10, Lambda async semantics)"
+    ),
+    ("ExecutionEndedFunction", "policy1[0]", "arn:aws:sqs:"): "the same destination grant, narrowed",
+}
+
+
+def _justification(m: Mutation) -> tuple[str, str, str] | None:
+    return next((k for k in JUSTIFIED if k[:2] == (m.logical_id, m.statement) and m.change.startswith(k[2])), None)
+
 
 @dataclass(frozen=True)
 class Mutation:
@@ -96,15 +117,20 @@ def test_every_grant_and_resource_of_every_role_is_needed_by_some_flow() -> None
         )
         (caught if denied else missed).append((m, denied))
     total = len(caught) + len(missed)
-    print(f"\nIAM mutations caught: {len(caught)} of {total}")
+    unjustified = [m for m, _ in missed if _justification(m) is None]
+    justified = len(missed) - len(unjustified)
+    print(f"\nIAM mutations caught: {len(caught)} of {total} ({len(missed)} not caught, {justified} of them justified)")
     for m, denied in caught:
         assert denied is not None
         print(f"  caught  {m.logical_id}/{m.statement}: {m.change} -> denies {denied.action} on {denied.resource}")
     for m, _ in missed:
-        print(f"  MISSED  {m.logical_id}/{m.statement}: {m.change}")
+        key = _justification(m)
+        print(f"  missed  {m.logical_id}/{m.statement}: {m.change} ({JUSTIFIED[key] if key else 'NOT JUSTIFIED'})")
     assert total > 0
-    assert not missed, f"{len(missed)} of {total} grants/resources no flow needs: " + "; ".join(
-        f"{m.logical_id}/{m.statement}: {m.change}" for m, _ in missed
+    stale = set(JUSTIFIED) - {_justification(m) for m, _ in missed}
+    assert not stale, f"justified as unused, but a flow needs them now (drop the justification): {sorted(stale)}"
+    assert not unjustified, f"{len(unjustified)} of {total} grants/resources no flow needs: " + "; ".join(
+        f"{m.logical_id}/{m.statement}: {m.change}" for m in unjustified
     )
 
 
