@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 import requests
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from . import iam, patches
 from .apigw import ApiFront
@@ -311,9 +312,14 @@ class Twin:
         if ":sqs:" not in on_failure:
             self.log("lambda", f"{name}: on-failure destination {on_failure} is not emulated (SQS only)")
             return
-        sqs = self.client("sqs")
-        url = sqs.get_queue_url(QueueName=on_failure.rsplit(":", 1)[1])["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        url = self.client("sqs").get_queue_url(QueueName=on_failure.rsplit(":", 1)[1])["QueueUrl"]
+        # Lambda sends the record with the function's execution role (Lambda Developer Guide, "Adding a
+        # destination": the role needs sqs:SendMessage); denied, the record is lost, as on AWS
+        role = iam.role_for_access_key(self.functions[name].environment.get("AWS_ACCESS_KEY_ID"))
+        try:
+            self.client("sqs", role).send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        except ClientError as exc:
+            self.log("lambda", f"{name}: the on-failure record could not be sent to {on_failure}: {exc}")
 
     def _event_invoke_config(self, name: str) -> dict[str, Any]:
         """GetFunctionEventInvokeConfig of ``name`` ({} when none is set: Lambda's defaults apply)."""
