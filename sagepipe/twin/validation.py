@@ -286,19 +286,21 @@ def check_server_sites() -> None:
         raise MotoInternalsChanged(f"moto internals for the server-side validation are gone: {missing}")
 
 
-def error_response(protocol: str, message: str) -> tuple[int, dict[str, str], str]:
+def error_response(protocol: str, message: str, code: str = "ValidationException") -> tuple[int, dict[str, str], str]:
     """The HTTP response AWS sends for a request that breaks the model, in ``protocol``'s error shape.
 
-    JSON protocols (awsJson1.0/1.1, restJson1): HTTP 400, ``x-amzn-ErrorType: ValidationException`` and a
-    ``__type``/``message`` body; query protocols: ``<ErrorResponse><Error><Type>Sender</Type><Code>
-    ValidationError</Code>``, the code those services use; rest-xml (S3): ``InvalidArgument``.
+    JSON protocols (awsJson1.0/1.1, restJson1): HTTP 400, ``x-amzn-ErrorType: <code>`` and a
+    ``__type``/``message`` body, ``code`` being ``ValidationException`` or the service's own modelled
+    validation error (SageMaker Runtime: ``ValidationError``); query protocols: ``<ErrorResponse><Error>
+    <Type>Sender</Type><Code>ValidationError</Code>``, the code those services use; rest-xml (S3):
+    ``InvalidArgument``.
     """
     from xml.sax.saxutils import escape
 
     if protocol in {"json", "rest-json"}:
         content_type = "application/x-amz-json-1.1" if protocol == "json" else "application/json"
-        body = {"__type": "ValidationException", "message": message, "Message": message}
-        headers = {"Content-Type": content_type, "x-amzn-ErrorType": "ValidationException"}
+        body = {"__type": code, "message": message, "Message": message}
+        headers = {"Content-Type": content_type, "x-amzn-ErrorType": code}
         return 400, headers, json.dumps(body)
     if protocol == "rest-xml":
         xml = f"<Error><Code>InvalidArgument</Code><Message>{escape(message)}</Message></Error>"
@@ -329,6 +331,8 @@ def apply_server_check() -> None:
             return original(self)
         model = get_service_model(self.boto3_service_name)
         protocol = determine_request_protocol(model, self.normalized_request.content_type)
-        return error_response(protocol, str(refused.response["Error"]["Message"]))
+        modelled = "ValidationError" in model.shape_names  # e.g. SageMaker Runtime's own validation error
+        code = "ValidationError" if modelled else "ValidationException"
+        return error_response(protocol, str(refused.response["Error"]["Message"]), code)
 
     _install("server_validation", BaseResponse, "call_action", call_action)
