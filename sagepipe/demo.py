@@ -184,15 +184,23 @@ def run_demo(
         sm = target.client("sagemaker")
         before = sm.describe_endpoint(EndpointName=f"sagepipe-{MODEL}")["EndpointConfigName"]
         statuses: list[int] = []
+        failures: list[str] = []  # what a non-200 said, so a failed demo shows why
         stop = threading.Event()
         one = json.dumps({"instances": reader[:1]}).encode()
 
         def hammer() -> None:
             while not stop.is_set():
+                t0 = time.monotonic()
                 try:
-                    statuses.append(client.predict(target, MODEL, one, "application/json", timeout_s=30).status_code)
-                except Exception:  # noqa: BLE001 - a failed request is a non-200 for the count
+                    resp = client.predict(target, MODEL, one, "application/json", timeout_s=30)
+                    statuses.append(resp.status_code)
+                    if resp.status_code != 200:
+                        failures.append(
+                            f"HTTP {resp.status_code} after {time.monotonic() - t0:.1f} s: {resp.text[:200]}"
+                        )
+                except Exception as exc:  # noqa: BLE001 - a failed request is a non-200 for the count
                     statuses.append(0)
+                    failures.append(f"{type(exc).__name__} after {time.monotonic() - t0:.1f} s: {str(exc)[:200]}")
                 stop.wait(0.05)
 
         caller = threading.Thread(target=hammer, daemon=True)
@@ -219,7 +227,7 @@ def run_demo(
         if run2["decision"] != "deploy" and after["EndpointConfigName"] != before:
             raise DemoFailed("version 2 was rejected but the endpoint changed")
         if bad or not statuses:
-            raise DemoFailed(f"{len(bad)} API requests failed during the update")
+            raise DemoFailed(f"{len(bad)} API requests failed during the update: " + "; ".join(failures[:3]))
 
         console.rule("[bold]6. Stop everything")
     except DemoFailed as exc:
