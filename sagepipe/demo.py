@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from . import client
@@ -231,7 +232,7 @@ def run_demo(
 
         console.rule("[bold]6. Stop everything")
     except DemoFailed as exc:
-        console.print(f"[red]demo failed:[/red] {exc}", soft_wrap=True)
+        console.print(f"[red]demo failed:[/red] {escape(str(exc))}", soft_wrap=True)
         return 1
     finally:
         twin.stop()
