@@ -182,6 +182,7 @@ class ModelServer:
     directory: Path
     log_thread: threading.Thread | None = None
     start_seconds: float = 0.0  # process start → /ping 200 (wall seconds)
+    in_flight: int = 0  # InvokeEndpoint requests routed here and not yet answered (HostingManager.route_lock)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; removes nothing on disk (kept for inspection)."""
@@ -238,6 +239,7 @@ class HostingManager:
         self.python = python
         self.endpoints: dict[str, EndpointState] = {}
         self.all_servers: list[ModelServer] = []
+        self.route_lock = threading.Lock()  # routing a request to ``live`` and counting it are one step
 
     # -- process management ------------------------------------------------------------------
     def _start_server(self, endpoint_name: str, config_name: str, model: dict[str, Any]) -> ModelServer:
@@ -376,16 +378,32 @@ class HostingManager:
                     endpoint.endpoint_status = "InService"
                     endpoint.last_modified_time = _now()
                     return
-                old, state.live = state.live, new
+                with self.route_lock:
+                    old, state.live = state.live, new
                 endpoint.endpoint_config_name = new_config_name
                 endpoint.production_variants = process_variants(new_variants)
                 endpoint.failure_reason = None
                 endpoint.last_modified_time = _now()
                 endpoint.endpoint_status = "InService"
                 if old is not None:
+                    self._drain(old)
                     old.stop()
 
         threading.Thread(target=run, name=f"update-{endpoint.endpoint_name}", daemon=True).start()
+
+    def _drain(self, server: ModelServer) -> None:
+        """Wait until the requests already routed to ``server`` are answered (at most InvokeEndpoint's 60 s).
+
+        AWS's blue/green update shifts traffic to the new fleet, then retires the old one: a request in
+        flight on the old fleet is answered by it, never cut off (SageMaker docs, "Blue/Green Deployments").
+        """
+        deadline = time.monotonic() + INVOKE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with self.route_lock:
+                if server.in_flight == 0:
+                    return
+            time.sleep(0.05)
+        self.log_sink(f"endpoint:{server.endpoint_config_name}", f"stopping with {server.in_flight} requests in flight")
 
     def delete(self, endpoint_name: str) -> None:
         """DeleteEndpoint: stop the process."""
@@ -401,10 +419,22 @@ class HostingManager:
         Raises :class:`InvokeFailure` (ValidationError when not InService; ModelError with the
         container's status when it answers non-200 or cannot be reached).
         """
-        state = self.endpoints.get(endpoint_name)
-        server = state.live if state else None
+        with self.route_lock:
+            state = self.endpoints.get(endpoint_name)
+            server = state.live if state else None
+            if server is not None:
+                server.in_flight += 1
         if server is None:
             raise InvokeFailure("ValidationError", f"Endpoint {endpoint_name} is not in service.", 400)
+        try:
+            return self._post(server, body, content_type, accept)
+        finally:
+            with self.route_lock:
+                server.in_flight -= 1
+
+    @staticmethod
+    def _post(server: ModelServer, body: bytes, content_type: str | None, accept: str | None) -> tuple[int, bytes, str]:
+        """POST /invocations to ``server``; see :meth:`invoke`."""
         headers = {"Content-Type": content_type or "application/octet-stream"}
         if accept:
             headers["Accept"] = accept
