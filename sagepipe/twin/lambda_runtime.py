@@ -495,6 +495,7 @@ class WorkerPool:
                     if not init_err.get("requestId"):
                         init_err["requestId"] = rid
                     return self._finish(worker, spec, rid, init_err, True, 0.0, init_ms, "error")
+                worker._wait_markers("init", 2.0)  # init output first, as Lambda's log stream shows it
             worker._platform_line(f"START RequestId: {rid} Version: $LATEST")
             meta = {
                 "requestId": rid,

@@ -272,6 +272,7 @@ def main() -> int:
         write_frame(resp, json.dumps(err).encode())
         resp.flush()
         return 1
+    _end_markers("init")  # the runtime frames init output before START (a pipe may deliver it late)
     write_frame(resp, json.dumps({"type": "ready", "init_ms": init_ms}).encode())
     write_frame(resp, b"")
     resp.flush()
