@@ -25,10 +25,11 @@ $(VENV)/.installed: requirements/dev.txt requirements/sdk-registry.txt pyproject
 	touch $@
 
 # The notebook's venv: the sagemaker SDK and Jupyter (≈1.3 GB), kept out of .venv and `make demo`.
-$(NB_VENV)/.installed: requirements/notebook.txt pyproject.toml
+$(NB_VENV)/.installed: requirements/notebook.txt requirements/sdk-registry.txt pyproject.toml
 	$(PYTHON) -m venv $(NB_VENV)
 	$(NB_VENV)/bin/pip install --quiet --upgrade pip
 	$(NB_VENV)/bin/pip install --quiet -r requirements/notebook.txt
+	$(NB_VENV)/bin/pip install --quiet --no-deps -r requirements/sdk-registry.txt
 	$(NB_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
