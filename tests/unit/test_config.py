@@ -227,7 +227,10 @@ def test_a_limit_that_cannot_fire_before_the_execution_times_out_is_rejected(doc
 def test_an_auto_approval_does_not_count_its_unused_timeout():
     from sagepipe_core.config import StackLimits
 
-    parse_config({"approval": "auto", "approval_timeout_seconds": 31536000}, StackLimits())
+    config = parse_config({"approval": "auto", "approval_timeout_seconds": 31536000}, StackLimits())
+    assert config.approval == "auto" and config.approval_timeout_seconds == 31536000  # accepted as written
+    with pytest.raises(InvalidConfigError):  # the same timeout counts once the approval is manual
+        parse_config({"approval": "manual", "approval_timeout_seconds": 31536000}, StackLimits())
 
 
 def test_the_budget_uses_the_deployed_timeout_and_deploy_polling():
