@@ -134,7 +134,7 @@ def handler_bench(n: int) -> dict[int, list[float]]:
     """Pure handler overhead with stubbed AWS clients (the live version cached)."""
     os.environ.update(ENV)
     import functions.predict.app as app
-    from sagepipe.twin.lambda_worker import LambdaContext
+    from sagepipe.twin.awslambda.worker import LambdaContext
     from sagepipe_core.predict import LiveModels
 
     tarball = churn_model_tarball()
@@ -269,7 +269,7 @@ def import_ms(module: str, runs: int = 5) -> float:
 
 def _predict_parts(build_dir: Path) -> list[str]:
     """PredictFunction and the layers it references in the built template."""
-    from sagepipe.twin.template import load_template
+    from sagepipe.twin.cloudformation.template import load_template
 
     template = load_template(build_dir / "template.yaml")
     layers = template["Resources"]["PredictFunction"]["Properties"].get("Layers", [])

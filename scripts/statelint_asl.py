@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagepipe.twin.template import load_template
+from sagepipe.twin.cloudformation.template import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ Who calls as which role (as on AWS):
 Every role ARN has one deterministic access key (:func:`access_key_for`); the moto server, in the same
 process, maps it back (:func:`role_for_access_key`) and reads the role's policies from moto's IAM
 backend, where the deployer put them (SAM policy templates expanded from aws-sam-translator's own
-``policy_templates.json``, as the SAM transform expands them; see :mod:`sagepipe.twin.deploy`).
+``policy_templates.json``, as the SAM transform expands them; see :mod:`sagepipe.twin.cloudformation.deploy`).
 
 Evaluation (:func:`evaluate`) follows AWS's documented policy evaluation logic for identity-based
 policies of one account ("Policy evaluation logic", IAM User Guide): an explicit ``Deny`` wins, else an

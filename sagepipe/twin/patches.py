@@ -22,11 +22,11 @@ The patches (see ``shared/design/local-twin-facts.md`` for why each is needed):
    attribute shared by all instances, so executions that start together corrupt each other's parse
    ("Unsupported declaration in QueryLanguage=JSONata block") and hang RUNNING: parses are serialised.
 9. ``sfn_status_events`` - an ended execution puts "Step Functions Execution Status Change" on the
-   default bus, as AWS does, and StopExecution aborts at once with its error/cause (``sfn_events.py``).
+   default bus, as AWS does, and StopExecution aborts at once with its error/cause (``stepfunctions/events.py``).
 10. ``sdk_error_names`` - a ClientError of an ``aws-sdk:`` task is named as AWS names it
     (``SageMaker.ValidationException``; moto: ``sagemaker.sagemakerException``), and the optimised
     SageMaker integration's as ``SageMaker.AmazonSageMakerException`` / ``SageMaker.<Modelled>Exception``
-    (``sfn_sagemaker.py``), so Retry and Catch by name run in the twin as on AWS.
+    (``stepfunctions/sagemaker.py``), so Retry and Catch by name run in the twin as on AWS.
 11. ``server_validation`` - every request moto dispatches through ``BaseResponse.call_action`` (the JSON
     and query services: SageMaker, Step Functions, EventBridge, CloudWatch Logs, SNS, SQS...) is parsed by
     moto's protocol parsers and checked against botocore's service model (pattern, max, enum, sizes);
@@ -53,7 +53,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote_plus
 
-from . import sfn_events, validation
+from . import validation
+from .stepfunctions import events as sfn_events
 
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
@@ -217,7 +218,7 @@ def _check_sfn_sagemaker() -> None:
 
 
 def _apply_sfn_sagemaker() -> None:
-    from .sfn_sagemaker import StateTaskServiceSageMaker
+    from .stepfunctions.sagemaker import StateTaskServiceSageMaker
 
     factory, task_factory = _sfn_factory_modules()
     original = _APPLIED.setdefault("sfn_sagemaker.original", factory.state_task_service_for)
@@ -255,7 +256,7 @@ def _check_sdk_error_names() -> None:
 def _apply_sdk_error_names() -> None:
     from botocore.exceptions import ClientError
 
-    from .sfn_sagemaker import java_style_cause, sdk_error_name
+    from .stepfunctions.sagemaker import java_style_cause, sdk_error_name
 
     cls = _aws_sdk_module().StateTaskServiceAwsSdk
     original = _APPLIED.setdefault("sdk_error_names.original", cls._from_error)
@@ -584,7 +585,7 @@ def _runtime_error(status: int, code: str, message: str, **extra: Any) -> tuple[
 def _apply_runtime() -> None:
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-    from .sagemaker import InvokeFailure
+    from .sagemaker.hosting import InvokeFailure
 
     def invoke_endpoint(self: Any) -> Any:
         name = self.path.rstrip("/").split("/")[-2]
@@ -908,7 +909,7 @@ _SFN_CLIENT_MODULES = (
             "service.state_task_service_aws_sdk",
         )
     ),
-    "sagepipe.twin.sfn_sagemaker",
+    "sagepipe.twin.stepfunctions.sagemaker",
 )
 
 

@@ -28,11 +28,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from . import iam, patches
-from .apigw import ApiFront
-from .deploy import Deployer, Deployment
-from .lambda_runtime import WorkerPool
-from .sagemaker import HostingManager, TrainingManager, TuningManager
-from .template import Stack, load_template
+from .apigateway import ApiFront
+from .awslambda.runtime import WorkerPool
+from .cloudformation.deploy import Deployer, Deployment
+from .cloudformation.template import Stack, load_template
+from .sagemaker.hosting import HostingManager, TrainingManager, TuningManager
 
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

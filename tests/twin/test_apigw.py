@@ -1,4 +1,4 @@
-"""Tests for sagepipe.twin.apigw (REST API v1 Lambda proxy front)."""
+"""Tests for sagepipe.twin.apigateway (REST API v1 Lambda proxy front)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sagepipe.twin.apigw import ApiFront, Route, match_route
-from sagepipe.twin.lambda_runtime import FunctionSpec, InvokeResult, WorkerPool
+from sagepipe.twin.apigateway import ApiFront, Route, match_route
+from sagepipe.twin.awslambda.runtime import FunctionSpec, InvokeResult, WorkerPool
 
 pytestmark = pytest.mark.twin
 

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from sagepipe import client
 from sagepipe.client import Target
-from sagepipe.twin.sfn_sagemaker import optimized_error_name, sdk_error_name
+from sagepipe.twin.stepfunctions.sagemaker import optimized_error_name, sdk_error_name
 
 from .conftest import churn_rows, record, wait_for_key, write_csv
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sagepipe.twin.sagemaker import EndpointState, HostingManager, ModelServer
+from sagepipe.twin.sagemaker.hosting import EndpointState, HostingManager, ModelServer
 
 pytestmark = pytest.mark.twin
 

@@ -1,4 +1,4 @@
-"""Tests for sagepipe.twin.lambda_runtime (real handlers in warm worker processes)."""
+"""Tests for sagepipe.twin.awslambda.runtime (real handlers in warm worker processes)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sagepipe.twin.lambda_runtime import FunctionSpec, InvokeResult, WorkerPool
+from sagepipe.twin.awslambda.runtime import FunctionSpec, InvokeResult, WorkerPool
 
 pytestmark = pytest.mark.twin
 
@@ -208,7 +208,7 @@ def test_exception_shape_and_worker_stays_warm(pool, fixture_dirs):
     assert err["errorMessage"] == "'missing-thing'"
     assert err["requestId"] == res.request_id
     assert isinstance(err["stackTrace"], list) and err["stackTrace"]
-    assert "app.py" in err["stackTrace"][0] and "lambda_worker" not in "".join(err["stackTrace"])
+    assert "app.py" in err["stackTrace"][0] and "awslambda/worker.py" not in "".join(err["stackTrace"])
     assert "[ERROR] KeyError: 'missing-thing'" in res.logs
     _, after = _call(pool, spec, {"action": "echo"})
     assert after["pid"] == before["pid"]

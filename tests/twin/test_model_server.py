@@ -1,4 +1,4 @@
-"""sagepipe.twin.model_server: the SageMaker hosting-container emulation, as a real process."""
+"""sagepipe.twin.sagemaker.model_server: the SageMaker hosting-container emulation, as a real process."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def start_server(model_dir: Path, ready: Path, extra_env: dict | None = None, co
         [
             sys.executable,
             "-m",
-            "sagepipe.twin.model_server",
+            "sagepipe.twin.sagemaker.model_server",
             "--model-dir",
             str(model_dir),
             "--code-dir",
@@ -254,7 +254,7 @@ def test_server_exits_when_its_parent_is_killed(model_dir, tmp_path):
             "-c",
             (
                 "import subprocess, sys, os, time\n"
-                f"p = subprocess.Popen([sys.executable, '-m', 'sagepipe.twin.model_server', '--model-dir', {str(model_dir)!r},"
+                f"p = subprocess.Popen([sys.executable, '-m', 'sagepipe.twin.sagemaker.model_server', '--model-dir', {str(model_dir)!r},"
                 f" '--code-dir', {str(model_dir / 'code')!r}, '--ready-file', {str(ready)!r}, '--parent-pid', str(os.getpid())],"
                 " start_new_session=True)\n"
                 "print(p.pid, flush=True)\n"

@@ -1,4 +1,4 @@
-"""sagepipe.twin.training.run_training_job against moto S3 (in-process) with the real model/ code."""
+"""sagepipe.twin.sagemaker.training.run_training_job against moto S3 (in-process) with the real model/ code."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from sagepipe import codebundle
-from sagepipe.twin.training import TrainingResult, parse_final_metrics, run_training_job
+from sagepipe.twin.sagemaker.training import TrainingResult, parse_final_metrics, run_training_job
 from tests.conftest import tar_gz
 
 pytestmark = pytest.mark.twin

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pandas._libs.parsers import STR_NA_VALUES
 
-from sagepipe.twin import training as twin_training
+from sagepipe.twin.sagemaker import training as twin_training
 from sagepipe_core import config, dataset, schema, values
 from tests.conftest import import_model_module, tar_gz
 

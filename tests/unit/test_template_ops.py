@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sagepipe.twin.template import ACCOUNT_ID, Stack, load_template
+from sagepipe.twin.cloudformation.template import ACCOUNT_ID, Stack, load_template
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from sagepipe.twin.template import NO_VALUE, Stack, load_template
+from sagepipe.twin.cloudformation.template import NO_VALUE, Stack, load_template
 
 pytestmark = pytest.mark.unit
 

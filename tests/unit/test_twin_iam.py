@@ -8,7 +8,7 @@ import json
 import pytest
 
 from sagepipe.twin import iam
-from sagepipe.twin.deploy import expand_policy_template, sam_policy_templates
+from sagepipe.twin.cloudformation.deploy import expand_policy_template, sam_policy_templates
 from sagepipe.twin.iam import Check, evaluate
 
 pytestmark = pytest.mark.unit

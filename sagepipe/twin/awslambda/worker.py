@@ -1,7 +1,7 @@
 """Warm Lambda worker bootstrap for the local twin (stdlib only).
 
-This module is executed *by file path* (``python -u .../lambda_worker.py``) by
-:class:`sagepipe.twin.lambda_runtime.WorkerPool`; it is the twin's stand-in for
+This module is executed *by file path* (``python -u .../awslambda/worker.py``) by
+:class:`sagepipe.twin.awslambda.runtime.WorkerPool`; it is the twin's stand-in for
 the AWS Lambda Python runtime's ``bootstrap.py`` (awslambdaric).  It follows the
 documented behaviour of the Lambda Python runtime:
 

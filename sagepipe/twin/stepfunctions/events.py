@@ -88,7 +88,7 @@ def emit(execution: Any) -> None:
     """Put :func:`status_change_event` on the default bus of the execution's account and Region."""
     from moto.events.models import events_backends
 
-    from .patches import twin
+    from ..patches import twin
 
     event = status_change_event(execution)
     bus = events_backends[execution.account_id][execution.region_name].event_buses.get("default")
@@ -104,7 +104,7 @@ def check() -> None:
     from moto.stepfunctions.parser.backend import execution as ex
     from moto.stepfunctions.responses import StepFunctionResponse
 
-    from .patches import MotoInternalsChanged, _require
+    from ..patches import MotoInternalsChanged, _require
 
     _require(ex.BaseExecutionWorkerCommunication, "terminated", ["self"])
     _require(ex.Execution, "stop", ["self", "stop_date", "error", "cause"])
@@ -125,7 +125,7 @@ def apply() -> None:
     from moto.stepfunctions.parser.backend import execution as ex
     from moto.stepfunctions.responses import StepFunctionResponse
 
-    from .patches import _APPLIED, _install
+    from ..patches import _APPLIED, _install
 
     terminated_orig = _APPLIED.setdefault("sfn_events.terminated", ex.BaseExecutionWorkerCommunication.terminated)
     stop_orig = _APPLIED.setdefault("sfn_events.stop", ex.Execution.stop)

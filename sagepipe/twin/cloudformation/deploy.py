@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import iam
-from .apigw import Route
-from .lambda_runtime import FunctionSpec
+from .. import iam
+from ..apigateway import Route
+from ..awslambda.runtime import FunctionSpec
 from .template import ACCOUNT_ID, Stack
 
 _TRUST = {
@@ -425,7 +425,7 @@ class Deployer:
         strings) to the ``ServiceToken`` function, whose response object must arrive at ``ResponseURL``
         (here a one-shot listener on 127.0.0.1 instead of a pre-signed S3 URL) within ``ServiceTimeout``.
         FAILED, no answer or an answer over 4,096 bytes fails the deploy, as CREATE_FAILED does."""
-        from .cfn_response import ResponseListener, create_request
+        from .response import ResponseListener, create_request
 
         token = str(props.get("ServiceToken", ""))
         name = token.split(":function:")[1].split(":")[0] if ":function:" in token else ""

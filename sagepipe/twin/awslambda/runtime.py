@@ -1,7 +1,7 @@
 """Run real Lambda handlers as warm worker processes (the twin's Lambda service).
 
 Each function gets up to ``max_workers_per_function`` (default 4) warm
-subprocesses running :mod:`sagepipe.twin.lambda_worker`; concurrent invokes of
+subprocesses running :mod:`sagepipe.twin.awslambda.worker`; concurrent invokes of
 the same function use idle workers, spawn new ones up to the cap, and then
 queue (block) until a worker is free - like Lambda's execution environments
 with a reserved concurrency of N, except that throttling is replaced by waiting.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-_WORKER_FILE = str(Path(__file__).with_name("lambda_worker.py"))
+_WORKER_FILE = str(Path(__file__).with_name("worker.py"))
 _MARKER = b"\x1eSAGEPIPE-END "
 INIT_TIMEOUT_S = 10.0  # Lambda's init phase limit for on-demand functions
 _DEFAULT_ACCOUNT = "123456789012"

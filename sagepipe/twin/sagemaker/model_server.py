@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m sagepipe.twin.model_server --model-dir DIR --code-dir DIR \\
+    python -m sagepipe.twin.sagemaker.model_server --model-dir DIR --code-dir DIR \\
         --program inference.py --host 127.0.0.1 --port 0 --ready-file PATH
 
 Emulates the HTTP contract of a SageMaker inference container

@@ -1,10 +1,10 @@
 """The twin's SageMaker: training jobs run as local processes, endpoints as local model servers.
 
-``TrainingManager`` runs each CreateTrainingJob through :func:`sagepipe.twin.training.run_training_job`
+``TrainingManager`` runs each CreateTrainingJob through :func:`sagepipe.twin.sagemaker.training.run_training_job`
 in a background thread and keeps moto's job record (status, secondary statuses, FailureReason,
 FinalMetricDataList, ModelArtifacts) in step with it, as DescribeTrainingJob reports them on AWS.
 
-``HostingManager`` runs one model-server process (:mod:`sagepipe.twin.model_server`) per endpoint
+``HostingManager`` runs one model-server process (:mod:`sagepipe.twin.sagemaker.model_server`) per endpoint
 version on an ephemeral 127.0.0.1 port. Creating → InService only after ``GET /ping`` answers 200.
 UpdateEndpoint is blue/green: the new version starts beside the old one; traffic moves only when the
 new one is healthy; a failed update leaves the old EndpointConfig live with a FailureReason (AWS
@@ -267,7 +267,7 @@ class HostingManager:
                 self.python,
                 "-u",
                 "-m",
-                "sagepipe.twin.model_server",
+                "sagepipe.twin.sagemaker.model_server",
                 "--model-dir",
                 str(model_dir),
                 "--code-dir",

@@ -140,7 +140,7 @@ class ApiFront:
     """A local REST API (v1) stage serving Lambda proxy integrations.
 
     ``routes``: the API's methods.  ``invoke(function_name, event_bytes)`` must
-    return an :class:`sagepipe.twin.lambda_runtime.InvokeResult`-like object
+    return an :class:`sagepipe.twin.awslambda.runtime.InvokeResult`-like object
     (``payload`` bytes, ``errored`` bool) - typically a closure over
     ``WorkerPool.invoke``.  ``stage``: first URL segment.  ``port=0`` picks a
     free port.  ``timeout_s``: integration timeout in seconds (API Gateway: 29).

@@ -161,7 +161,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         may do all this; if not, the task fails with the AccessDeniedException."""
         from botocore.exceptions import ClientError
 
-        from . import iam
+        from .. import iam
 
         tuning = self._get_boto_service_action() == "create_hyper_parameter_tuning_job"
         rule = f"StepFunctionsGetEventsForSageMaker{'Tuning' if tuning else 'Training'}JobsRule"
