@@ -32,7 +32,9 @@ from .apigateway import ApiFront
 from .awslambda.runtime import WorkerPool
 from .cloudformation.deploy import Deployer, Deployment
 from .cloudformation.template import Stack, load_template
-from .sagemaker.hosting import HostingManager, TrainingManager, TuningManager
+from .sagemaker.hosting import HostingManager
+from .sagemaker.training import TrainingManager
+from .sagemaker.tuning import TuningManager
 
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -1,4 +1,7 @@
-"""Local emulation of one SageMaker training container run (script mode).
+"""The twin's SageMaker training: one training container run emulated locally (script mode,
+:func:`run_training_job`), and :class:`TrainingManager`, which runs each CreateTrainingJob through it in a
+background thread and keeps moto's job record (status, secondary statuses, FailureReason,
+FinalMetricDataList, ModelArtifacts) in step with it, as DescribeTrainingJob reports them on AWS.
 
 Follows these AWS contracts:
 
@@ -47,14 +50,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from botocore.exceptions import ClientError
 
 CURRENT_HOST = "algo-1"
 FAILURE_REASON_MAX = 1024  # DescribeTrainingJob FailureReason max length
 DEFAULT_MAX_RUNTIME = 86400
 STDERR_TAIL_LINES = 10
 
+LogSink = Callable[[str, str], None]  # (prefix, line): the twin's log
 StatusCallback = Callable[[str, str], None]
 LogCallback = Callable[[str], None]
 # inputdataconfig.json: {ChannelName: {TrainingInputMode, S3DistributionType, RecordWrapperType, ContentType?}}
@@ -756,3 +763,137 @@ def _upload_outputs(s3_client: Any, spec: _JobSpec, layout: _Layout, stop_kind: 
         job.output_data = f"s3://{out_bucket}/{base}/output.tar.gz"
     except Exception as exc:
         raise _JobError(f"ClientError: cannot upload model artifacts to s3://{out_bucket}/{base}: {exc}") from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TrainingManager:
+    """Runs training jobs locally. ``clients(service, role_arn)`` returns a boto3 client for the twin
+    signed as the job's execution role (``RoleArn``), as SageMaker calls on the job's behalf: S3 for the
+    channels, the code and the artefacts; CloudWatch Logs for the job's output (log group
+    ``/aws/sagemaker/TrainingJobs``, stream ``<TrainingJobName>/algo-1-<epoch seconds>``); CloudWatch
+    for the ``MetricDefinitions`` metrics (namespace ``/aws/sagemaker/TrainingJobs``, dimension
+    ``Host`` = ``<TrainingJobName>/algo-1``; SageMaker Developer Guide, "Amazon SageMaker metrics in
+    Amazon CloudWatch"). A denied S3 call fails the job (ClientError in its FailureReason); a denied
+    log or metric write is logged by the twin and the job goes on."""
+
+    LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+    METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+
+    def __init__(self, work_root: Path, clients: Callable[[str, str | None], Any], log_sink: LogSink) -> None:
+        self.work_root = work_root
+        self.clients = clients
+        self.log_sink = log_sink
+        self.threads: dict[str, threading.Thread] = {}
+        self.stop_events: dict[str, threading.Event] = {}
+        self.results: dict[str, TrainingResult] = {}
+        self.logs: dict[str, list[str]] = {}
+
+    def start(self, job: Any, request: dict[str, Any]) -> None:
+        """Start ``request`` (CreateTrainingJob shape) for moto job object ``job`` (mutated in place)."""
+        name = request["TrainingJobName"]
+        job.training_job_status = "InProgress"
+        job.secondary_status = "Starting"
+        job.secondary_status_transitions = []
+        job.final_metric_data_list = None
+        job.training_end_time = None
+        job.model_artifacts = None
+        job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get(
+            "MetricDefinitions", []
+        )
+        self.logs[name] = []
+        stop = threading.Event()
+        self.stop_events[name] = stop
+
+        def on_status(secondary: str, message: str) -> None:
+            now = _now()
+            if job.secondary_status_transitions:
+                job.secondary_status_transitions[-1]["EndTime"] = now
+            job.secondary_status_transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
+            job.secondary_status = secondary
+            job.last_modified_time = now
+
+        def on_log(line: str) -> None:
+            self.logs[name].append(line)
+            self.log_sink(f"training:{name}", line)
+
+        def run() -> None:
+            role = request.get("RoleArn")
+            s3 = self.clients("s3", role)
+            result = run_training_job(request, s3, self.work_root, on_status, on_log, stop_event=stop)
+            self.results[name] = result
+            now = _now()
+            if job.secondary_status_transitions:
+                job.secondary_status_transitions[-1].setdefault("EndTime", now)
+            if result.final_metrics:
+                job.final_metric_data_list = [{**m, "Timestamp": now} for m in result.final_metrics]
+            if result.model_artifacts:
+                job.model_artifacts = {"S3ModelArtifacts": result.model_artifacts}
+            if result.failure_reason:
+                job.failure_reason = result.failure_reason
+            job.training_end_time = now
+            job.training_time_in_seconds = max(1, int(round(result.training_seconds)))
+            job.billable_time_in_seconds = job.training_time_in_seconds
+            job.last_modified_time = now
+            self._to_cloudwatch(name, result.log_lines, role)
+            self._metrics(name, result.final_metrics, role)
+            job.training_job_status = result.status  # last: pollers see a complete record
+
+        thread = threading.Thread(target=run, name=f"training-{name}", daemon=True)
+        self.threads[name] = thread
+        thread.start()
+
+    def _to_cloudwatch(self, name: str, lines: list[str], role: str | None) -> None:
+        if not lines:
+            return
+        logs = self.clients("logs", role)
+        stream = f"{name}/algo-1-{int(time.time())}"
+        try:
+            try:
+                logs.create_log_group(logGroupName=self.LOG_GROUP)
+            except logs.exceptions.ResourceAlreadyExistsException:
+                pass
+            # the log agent looks for the job's streams first (why the execution role needs DescribeLogStreams)
+            logs.describe_log_streams(logGroupName=self.LOG_GROUP, logStreamNamePrefix=f"{name}/")
+            logs.create_log_stream(logGroupName=self.LOG_GROUP, logStreamName=stream)
+            now = int(time.time() * 1000)
+            for i in range(0, len(lines), 5000):  # PutLogEvents: at most 10,000 events per call
+                logs.put_log_events(
+                    logGroupName=self.LOG_GROUP,
+                    logStreamName=stream,
+                    logEvents=[{"timestamp": now, "message": line or " "} for line in lines[i : i + 5000]],
+                )
+        except ClientError as exc:
+            self.log_sink(f"training:{name}", f"logs not delivered to CloudWatch Logs: {exc}")
+
+    def _metrics(self, name: str, metrics: list[dict[str, Any]] | None, role: str | None) -> None:
+        if not metrics:
+            return
+        now = _now()
+        data = [
+            {
+                "MetricName": m["MetricName"],
+                "Dimensions": [{"Name": "Host", "Value": f"{name}/algo-1"}],
+                "Timestamp": now,
+                "Value": float(m["Value"]),
+            }
+            for m in metrics
+        ]
+        try:
+            self.clients("cloudwatch", role).put_metric_data(Namespace=self.METRICS_NAMESPACE, MetricData=data)
+        except ClientError as exc:
+            self.log_sink(f"training:{name}", f"metrics not published to CloudWatch: {exc}")
+
+    def stop(self, name: str) -> None:
+        """StopTrainingJob: signal the running script (SIGTERM, grace, SIGKILL)."""
+        if name in self.stop_events:
+            self.stop_events[name].set()
+
+    def shutdown(self) -> None:
+        """Stop every running job and wait briefly for their threads."""
+        for event in self.stop_events.values():
+            event.set()
+        for thread in self.threads.values():
+            thread.join(timeout=15)
