@@ -55,6 +55,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import inspect
 import json
 import re
 import threading
@@ -62,6 +63,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
+
+from .patches import _APPLIED, MotoInternalsChanged, Patch, _install, _require, twin
 
 ACCOUNT_ID = "123456789012"
 _KEY_PREFIX = "ASIA"  # temporary (role session) credentials start with ASIA
@@ -628,3 +631,143 @@ def _s3_put(arn: str, names: set[str], version: bool, headers: Mapping[str, str]
     if headers.get("x-amz-tagging") and not any(c.action == "s3:PutObjectTagging" for c in checks):
         checks.append(Check("s3:PutObjectTagging", arn))
     return checks
+
+
+# ---------------------------------------------------------------------------- the iam_enforce patch
+def _check_iam() -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.responses import BaseResponse
+
+    _require(BaseResponse, "call_action", ["self"])
+    dispatch = _APPLIED.get("dispatch") or _require(
+        BaseResponse, "_dispatch", ["self", "request", "full_url", "headers"]
+    )
+    source = inspect.getsource(dispatch)
+    if "self.setup_class(request, full_url, headers)" not in source or "return self.call_action()" not in source:
+        raise MotoInternalsChanged("BaseResponse._dispatch no longer is setup_class + call_action")
+    _require(BaseResponse, "serialized", ["self", "action_result"])
+    _require(BaseResponse, "_enrich_response", ["headers", "body"])
+    _require(BaseResponse, "_get_action", ["self"])
+    _require(ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", ["self", "bucket_name", "key_name"])
+    if "self.params" not in inspect.getsource(BaseResponse.parse_parameters):
+        raise MotoInternalsChanged("BaseResponse.parse_parameters no longer sets self.params")
+    from moto.s3.responses import ACTION_MAP
+
+    if "BUCKET" not in ACTION_MAP:
+        raise MotoInternalsChanged("moto.s3.responses.ACTION_MAP no longer maps bucket requests")
+
+
+def _request_params(response: Any) -> dict[str, Any]:
+    """The request's members (botocore names): moto's parsed ``params`` or the JSON body, plus the URI's."""
+    params: Any = getattr(response, "params", None) if response.automated_parameter_parsing else None
+    if params is None:
+        body = response.body
+        try:
+            params = json.loads(body) if body else {}
+        except (ValueError, TypeError):
+            params = {}
+    return {**(params if isinstance(params, dict) else {}), **(getattr(response, "uri_match", None) or {})}
+
+
+def _missing_object(response: Any, bucket: str | None, key: str | None, checks: list[Any]) -> bool:
+    """A plain GetObject/HeadObject (no version, no subresource) of a key the bucket does not hold."""
+    if not bucket or not key or [c.action for c in checks] != ["s3:GetObject"]:
+        return False
+    from moto.s3.models import FakeKey, s3_backends
+
+    try:
+        keys = s3_backends[response.current_account]["aws"].get_bucket(bucket).keys
+    except Exception:  # noqa: BLE001 - no such bucket: S3 answers NoSuchBucket whatever the grants
+        return False
+    return not isinstance(keys.get(key), FakeKey)  # absent, or its current version is a delete marker
+
+
+def _access_denied(response: Any, code: str, message: str, status: int) -> Any:
+    """The service's error response, in its protocol (JSON, CBOR or query XML), for ``code`` with HTTP
+    ``status``. The code is AWS's authorisation layer's, not in the service models: moto warns, said here."""
+    import warnings
+
+    from moto.core.exceptions import ServiceException
+    from moto.core.responses import ActionResult
+
+    class AccessDeniedError(ServiceException):
+        """Defined outside moto's packages: moto then looks the code up in the calling service's model."""
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Exception.AccessDeniedError. with code", UserWarning)
+        _, headers, body = response.serialized(ActionResult(AccessDeniedError(code, message)))
+    headers["status"] = str(status)
+    headers, body = response._enrich_response(headers, body)  # x-amzn-RequestId, as every AWS response has
+    return status, headers, body
+
+
+def _iam_refusal(response: Any) -> Any:
+    """The AccessDenied response for a request signed as a template role that its policies do not allow,
+    or None (allowed, or not signed as a role)."""
+    authorization = response.headers.get("Authorization")
+    role = role_for_access_key(access_key_of(authorization))
+    if role is None:
+        return None
+    signing = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")[3]
+    action = action_for(signing, response._get_action())
+    # AccessDeniedException: the code of AWS's JSON services; CloudWatch (query heritage) says AccessDenied
+    code = "AccessDenied" if signing in {"monitoring", "sns", "iam", "sts"} else "AccessDeniedException"
+    status = 403 if signing in {"lambda", "monitoring", "sns", "iam", "sts"} else 400
+    try:
+        authorize(role, checks_for(action, _request_params(response), response.region))
+    except AccessDenied as denied:
+        return _access_denied(response, code, denied.message, status)
+    except UnmappedOperation:
+        message = (
+            f"{role} called {action}, which the twin's IAM cannot authorise "
+            "(no resource mapping in sagepipe/twin/iam.py RESOURCES): denied"
+        )
+        return _access_denied(response, code, message, status)
+    return None
+
+
+def _apply_iam() -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.responses import BaseResponse
+    from moto.s3.exceptions import S3AccessDeniedError
+
+    _APPLIED.setdefault("dispatch", BaseResponse._dispatch)
+    original_s3 = _APPLIED.setdefault("s3", ActionAuthenticatorMixin._authenticate_and_authorize_s3_action)
+
+    def _dispatch(self: Any, request: Any, full_url: str | None = None, headers: Any = None) -> Any:
+        # moto's _dispatch, with the authorisation between parsing the request and acting on it
+        self.setup_class(request, full_url, headers)
+        return _iam_refusal(self) or self.call_action()
+
+    def authorize_s3(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        role = role_for_access_key(access_key_of(self.headers.get("Authorization")))
+        if role is None:
+            original_s3(self, bucket_name=bucket_name, key_name=key_name)
+            return None
+        checks = s3_checks(self.method, bucket_name or "*", key_name, self.querystring, dict(self.headers))
+        if _missing_object(self, bucket_name, key_name, checks):
+            # S3 says 404 NoSuchKey for a missing key only to who may list the bucket, else 403 (S3 API
+            # Reference, GetObject / HeadObject "Permissions")
+            checks = [*checks, Check("s3:ListBucket", f"arn:aws:s3:::{bucket_name}")]
+        try:
+            authorize(role, checks)
+        except AccessDenied as denied:
+            twin().log("iam", denied.message)
+            raise S3AccessDeniedError() from denied  # S3: 403 AccessDenied "Access Denied", as AWS says it
+        return None
+
+    _install("iam_enforce", BaseResponse, "_dispatch", _dispatch)
+    _install("iam_enforce", ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", authorize_s3)
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        "iam_enforce",
+        (
+            "moto.core.responses:BaseResponse._dispatch",
+            "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_s3_action",
+        ),
+        _check_iam,
+        _apply_iam,
+    ),
+)

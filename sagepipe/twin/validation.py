@@ -33,6 +33,8 @@ import regex
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StringShape, StructureShape
 
+from .patches import Patch
+
 EVENT = "before-parameter-build"
 _STATE = {"active": False}
 _SURROGATE_PAIR = regex.compile(r"\\u(D[89AB][0-9A-F]{2})\\u(D[C-F][0-9A-F]{2})", regex.IGNORECASE)
@@ -336,3 +338,8 @@ def apply_server_check() -> None:
         return error_response(protocol, str(refused.response["Error"]["Message"]), code)
 
     _install("server_validation", BaseResponse, "call_action", call_action)
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch("server_validation", SERVER_SITES, lambda: check_server_sites(), lambda: apply_server_check()),
+)

@@ -44,7 +44,7 @@ def applied() -> Iterator[None]:
         patches.release(runtime)
 
 
-@pytest.mark.parametrize("patch", patches.PATCHES, ids=lambda p: p.name)
+@pytest.mark.parametrize("patch", patches.registry(), ids=lambda p: p.name)
 def test_each_patch_matches_moto_internals(patch: patches.Patch) -> None:
     try:
         result = patch.check()
@@ -53,7 +53,7 @@ def test_each_patch_matches_moto_internals(patch: patches.Patch) -> None:
     assert result is None  # check() raises MotoInternalsChanged (above) or returns nothing
 
 
-@pytest.mark.parametrize("patch", patches.PATCHES, ids=lambda p: p.name)
+@pytest.mark.parametrize("patch", patches.registry(), ids=lambda p: p.name)
 def test_each_patch_is_installed_at_every_site_it_names(patch: patches.Patch, applied: None) -> None:
     assert patch.missing() == [], f"twin patch {patch.name}: these moto internals do not hold its replacement"
     assert patch.installed() == set(patch.sites), f"twin patch {patch.name} replaced other internals than it names"
@@ -63,7 +63,7 @@ def test_each_patch_is_installed_at_every_site_it_names(patch: patches.Patch, ap
 def test_a_site_without_the_replacement_is_reported(applied: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.events.models import Rule
 
-    patch = next(p for p in patches.PATCHES if p.name == "events_targets")
+    patch = next(p for p in patches.registry() if p.name == "events_targets")
     monkeypatch.setattr(Rule, "send_to_targets", lambda self, original_event, transform_input=True: None)
     assert patch.missing() == ["moto.events.models:Rule.send_to_targets"]
 
@@ -71,7 +71,7 @@ def test_a_site_without_the_replacement_is_reported(applied: None, monkeypatch: 
 def test_a_moved_site_fails_loudly(applied: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.awslambda.models import LambdaFunction
 
-    patch = next(p for p in patches.PATCHES if p.name == "lambda_invoke")
+    patch = next(p for p in patches.registry() if p.name == "lambda_invoke")
     monkeypatch.delattr(LambdaFunction, "_invoke_lambda")
     with pytest.raises(patches.MotoInternalsChanged, match=r"LambdaFunction\._invoke_lambda is gone"):
         patch.missing()
@@ -81,7 +81,7 @@ def test_a_missing_internal_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> Non
     from moto.awslambda.models import LambdaFunction
 
     monkeypatch.delattr(LambdaFunction, "_invoke_lambda")
-    check = next(p for p in patches.PATCHES if p.name == "lambda_invoke").check
+    check = next(p for p in patches.registry() if p.name == "lambda_invoke").check
     with pytest.raises(patches.MotoInternalsChanged, match=r"LambdaFunction\._invoke_lambda is gone"):
         check()
 
@@ -90,7 +90,7 @@ def test_a_changed_signature_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> No
     import moto.s3.notifications as notifications
 
     monkeypatch.setattr(notifications, "_send_event_bridge_message", lambda account_id, bucket, key: None)
-    check = next(p for p in patches.PATCHES if p.name == "s3_eventbridge").check
+    check = next(p for p in patches.registry() if p.name == "s3_eventbridge").check
     with pytest.raises(patches.MotoInternalsChanged, match="now takes"):
         check()
 
@@ -99,7 +99,7 @@ def test_moto_gaining_update_endpoint_is_reported(monkeypatch: pytest.MonkeyPatc
     from moto.sagemaker.responses import SageMakerResponse
 
     monkeypatch.setattr(SageMakerResponse, "update_endpoint", lambda self: None, raising=False)
-    check = next(p for p in patches.PATCHES if p.name == "sagemaker_api").check
+    check = next(p for p in patches.registry() if p.name == "sagemaker_api").check
     with pytest.raises(patches.MotoInternalsChanged, match="UpdateEndpoint"):
         check()
 
@@ -109,6 +109,6 @@ def test_moto_losing_a_protocol_parser_is_reported(monkeypatch: pytest.MonkeyPat
     import moto.core.parse as parse
 
     monkeypatch.setattr(parse, "PROTOCOL_PARSERS", {"json": parse.PROTOCOL_PARSERS["json"]})
-    check = next(p for p in patches.PATCHES if p.name == "server_validation").check
+    check = next(p for p in patches.registry() if p.name == "server_validation").check
     with pytest.raises(patches.MotoInternalsChanged, match="PROTOCOL_PARSERS"):
         check()

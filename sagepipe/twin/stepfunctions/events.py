@@ -5,7 +5,7 @@ Step Functions execution status changes"): ``source`` ``aws.states``, ``resource
 (epoch milliseconds), ``input``/``output`` (JSON text or null) with their ``*Details``, ``error``, ``cause``.
 
 moto records the end of an execution in ``BaseExecutionWorkerCommunication.terminated`` (it sets the
-status) and emits no event; the twin's patch (``patches.PATCHES``, ``sfn_status_events``) calls
+status) and emits no event; the twin's patch (``sfn_status_events``, registered in :mod:`sagepipe.twin.patches`) calls
 :func:`emit` right after it. The event goes through the default bus's rules like every other event, so
 Lambda targets get the twin's asynchronous delivery (retries, then the target's dead-letter queue).
 Only the end statuses are emitted (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), not RUNNING.
@@ -25,6 +25,8 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
+
+from ..patches import Patch
 
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
@@ -156,3 +158,6 @@ def apply() -> None:
     _install("sfn_status_events", ex.BaseExecutionWorkerCommunication, "terminated", terminated)
     _install("sfn_status_events", ex.Execution, "stop", stop)
     _install("sfn_status_events", StepFunctionResponse, "stop_execution", stop_execution)
+
+
+PATCHES: tuple[Patch, ...] = (Patch("sfn_status_events", SITES, lambda: check(), lambda: apply()),)

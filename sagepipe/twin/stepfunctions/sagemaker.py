@@ -6,8 +6,9 @@ Stopped job fails the task with ``States.TaskFailed`` whose Cause is the Describ
 Functions docs, "Create and manage Amazon SageMaker AI jobs with Step Functions"). Other SageMaker
 actions (createModel, createEndpointConfig, ...) are request/response calls.
 
-moto maps the ``sagemaker`` service to an unsupported stub; :mod:`sagepipe.twin.patches` rebinds the
-service factory to return :class:`StateTaskServiceSageMaker` instead.
+moto maps the ``sagemaker`` service to an unsupported stub; the ``sfn_sagemaker`` patch (below, registered in
+:mod:`sagepipe.twin.patches`) rebinds the service factory to return :class:`StateTaskServiceSageMaker`
+instead, and ``sdk_error_names`` names an ``aws-sdk:`` task's ClientError as AWS does (:func:`sdk_error_name`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+from ..patches import _APPLIED, MotoInternalsChanged, Patch, _install, _require
 
 _SYNC_DESCRIBE: Final[dict[str, tuple[str, str, str]]] = {
     # start action -> (describe action, name parameter, status field)
@@ -208,3 +211,95 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
             return None
 
         return resolver
+
+
+# --------------------------------------------------------------------------------- the patches
+_SFN_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
+
+
+def _sfn_factory_modules() -> tuple[Any, Any]:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_factory
+
+    return state_task_service_factory, state_task_factory
+
+
+def _check_sfn_sagemaker() -> None:
+    factory, task_factory = _sfn_factory_modules()
+    _require(factory, "state_task_service_for", ["service_name"])
+    _require(task_factory, "state_task_service_for", ["service_name"])
+    if "sagemaker" not in _require(factory, "_UNSUPPORTED_SERVICE_NAMES"):
+        raise MotoInternalsChanged(
+            "moto now handles the sagemaker Step Functions integration itself; drop the twin patch"
+        )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback as cb
+
+    _require(cb.StateTaskServiceCallback, "_build_sync_resolver", ["self", "env", "resource_runtime_part"])
+    _require(cb.StateTaskServiceCallback, "_eval_service_task", ["self", "env", "resource_runtime_part"])
+
+
+def _apply_sfn_sagemaker() -> None:
+    factory, task_factory = _sfn_factory_modules()
+    original = _APPLIED.setdefault("sfn_sagemaker.original", factory.state_task_service_for)
+
+    def state_task_service_for(service_name: str) -> Any:
+        if service_name == "sagemaker":
+            return StateTaskServiceSageMaker()
+        return original(service_name)
+
+    _install("sfn_sagemaker", factory, "state_task_service_for", state_task_service_for)
+    _install("sfn_sagemaker", task_factory, "state_task_service_for", state_task_service_for)  # imported by name
+
+
+_SDK_FROM_ERROR = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk:"
+    "StateTaskServiceAwsSdk._from_error"
+)
+
+
+def _aws_sdk_module() -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
+
+    return state_task_service_aws_sdk
+
+
+def _check_sdk_error_names() -> None:
+    mod = _aws_sdk_module()
+    _require(mod.StateTaskServiceAwsSdk, "_from_error", ["self", "env", "ex"])
+    _require(mod.StateTaskServiceAwsSdk, "_get_task_failure_event", ["self", "env", "error", "cause"])
+    _require(mod.StateTaskServiceAwsSdk, "_get_boto_service_name", ["self"])
+    if "sagemaker" in _require(mod, "_SERVICE_ERROR_NAMES"):
+        raise MotoInternalsChanged("moto now names SageMaker aws-sdk errors itself; re-check the twin patch")
+
+
+def _apply_sdk_error_names() -> None:
+    cls = _aws_sdk_module().StateTaskServiceAwsSdk
+    original = _APPLIED.setdefault("sdk_error_names.original", cls._from_error)
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        service = self._get_boto_service_name()
+        error = sdk_error_name(service, ex)
+        return self._get_task_failure_event(env=env, error=error, cause=java_style_cause(ex, error.split(".")[0]))
+
+    _install("sdk_error_names", cls, "_from_error", _from_error)
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        "sfn_sagemaker",
+        (
+            f"{_SFN_TASK}.service.state_task_service_factory:state_task_service_for",
+            f"{_SFN_TASK}.state_task_factory:state_task_service_for",
+        ),
+        _check_sfn_sagemaker,
+        _apply_sfn_sagemaker,
+    ),
+    Patch(
+        "sdk_error_names",
+        (_SDK_FROM_ERROR,),
+        _check_sdk_error_names,
+        _apply_sdk_error_names,
+    ),
+)

@@ -1,0 +1,1 @@
+"""The twin's EventBridge: rule targets delivered as AWS delivers them (``delivery``)."""

@@ -1,0 +1,371 @@
+"""moto's SageMaker and SageMaker Runtime responses, wired to the twin's training, tuning and hosting (two
+patches, registered in :mod:`sagepipe.twin.patches`):
+
+- ``sagemaker_api`` - training jobs run for real (:mod:`.training`), tuning jobs as their training jobs
+  (:mod:`.tuning`), endpoints host real model servers (:mod:`.hosting`); StopTrainingJob and
+  UpdateEndpoint (absent in moto); SageMaker name rules and duplicate-name errors enforced as AWS does;
+- ``sagemaker_runtime`` - InvokeEndpoint reaches the endpoint's model server.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..patches import _APPLIED, MotoInternalsChanged, Patch, _install, _require, patched_by, twin
+
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024
+
+
+_TRAINING_FIELDS = (
+    "TrainingJobName",
+    "HyperParameters",
+    "AlgorithmSpecification",
+    "RoleArn",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+    "Environment",
+    "Tags",
+)
+
+
+def _check_sagemaker() -> None:
+    from moto.sagemaker import exceptions
+    from moto.sagemaker.models import FakeEndpoint, FakeTrainingJob, SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
+
+    for name in (
+        "create_training_job",
+        "describe_training_job",
+        "create_endpoint",
+        "delete_endpoint",
+        "create_endpoint_config",
+        "create_model",
+        "create_hyper_parameter_tuning_job",
+        "describe_hyper_parameter_tuning_job",
+    ):
+        _require(SageMakerResponse, name, ["self"])
+    if (
+        hasattr(SageMakerResponse, "update_endpoint")
+        and patched_by(SageMakerResponse.update_endpoint) != "sagemaker_api"
+    ):
+        raise MotoInternalsChanged("moto now implements UpdateEndpoint; re-check the twin's blue/green emulation")
+    _require(SageMakerResponse, "sagemaker_backend")
+    _require(SageMakerResponse, "_get_param", ["self", "param_name"])
+    for name in ("training_jobs", "endpoints", "endpoint_configs", "_models", "hyper_parameter_tuning_jobs"):
+        if name not in inspect.getsource(SageMakerModelBackend.__init__):
+            raise MotoInternalsChanged(f"SageMakerModelBackend no longer keeps {name!r}")
+    for cls, attrs in (
+        (
+            FakeTrainingJob,
+            (
+                "training_job_status",
+                "secondary_status",
+                "final_metric_data_list",
+                "model_artifacts",
+                "algorithm_specification",
+            ),
+        ),
+        (FakeEndpoint, ("endpoint_status", "endpoint_config_name", "failure_reason", "production_variants")),
+    ):
+        source = inspect.getsource(cls.__init__)
+        for attr in attrs:
+            if f"self.{attr}" not in source:
+                raise MotoInternalsChanged(f"{cls.__name__} no longer sets {attr}")
+    _require(FakeEndpoint, "_process_production_variants", ["self", "production_variants"])
+    _require(exceptions, "ValidationError", ["message"])
+    _require(exceptions, "ResourceInUseException", ["message"])
+
+
+def _validate_name(kind: str, name: str | None) -> None:
+    from moto.sagemaker.exceptions import ValidationError
+
+    if not name or not SAGEMAKER_NAME_RE.match(name):
+        raise ValidationError(
+            message=(
+                f"1 validation error detected: Value '{name}' at '{kind}' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: "
+                "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+            )
+        )
+
+
+# The SageMakerResponse methods the twin wraps (originals kept in _APPLIED) or adds (stop_training_job,
+# update_endpoint: moto has neither). Each replacement takes the moto response object as ``self``.
+_SAGEMAKER_WRAPPED = (
+    "create_training_job",
+    "create_endpoint",
+    "delete_endpoint",
+    "create_endpoint_config",
+    "create_model",
+    "create_hyper_parameter_tuning_job",
+)
+
+
+def _sm_original(name: str) -> Callable[[Any], Any]:
+    original: Callable[[Any], Any] = _APPLIED["sagemaker.original"][name]
+    return original
+
+
+def _sm_create_training_job(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ResourceInUseException
+
+    request = copy.deepcopy({k: self._get_param(k) for k in _TRAINING_FIELDS if self._get_param(k) is not None})
+    name = request.get("TrainingJobName")
+    _validate_name("trainingJobName", name)
+    if name in self.sagemaker_backend.training_jobs:
+        raise ResourceInUseException(
+            message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})"
+        )
+    _check_image_pull(request.get("RoleArn"), (request.get("AlgorithmSpecification") or {}).get("TrainingImage"))
+    result = _sm_original("create_training_job")(self)
+    twin().training.start(self.sagemaker_backend.training_jobs[name], request)
+    return result
+
+
+def _check_image_pull(role_arn: str | None, image: str | None) -> None:
+    """SageMaker pulls the image with the execution role; the twin pulls nothing but checks the role may
+    (``iam.image_pull_checks``) and answers as SageMaker does when it may not (ValidationException)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    from .. import iam
+
+    checks = iam.image_pull_checks(image or "")
+    if role_arn and checks and iam.denial(role_arn, checks):
+        m = iam._IMAGE.match(image or "")
+        assert m is not None  # checks are only made for a matching URI
+        raise ValidationError(
+            message=f"Access denied for repository: {m['repository']} in registry ID: {m['account']}. "
+            "Please check if your ECR image exists and has proper pull permissions for SageMaker."
+        )
+
+
+def _sm_create_hyper_parameter_tuning_job(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+
+    name = self._get_param("HyperParameterTuningJobName")
+    if not name or not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$", name):
+        raise ValidationError(
+            message=f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' "
+            "failed to satisfy constraint: Member must have length less than or equal to 32"
+        )
+    if name in self.sagemaker_backend.hyper_parameter_tuning_jobs:
+        raise ResourceInUseException(message=f"Hyperparameter tuning job {name} already exists")
+    request = copy.deepcopy(
+        {
+            k: self._get_param(k)
+            for k in ("HyperParameterTuningJobName", "HyperParameterTuningJobConfig", "TrainingJobDefinition")
+        }
+    )
+    result = _sm_original("create_hyper_parameter_tuning_job")(self)
+    twin().tuning.start(self.sagemaker_backend.hyper_parameter_tuning_jobs[name], request)
+    return result
+
+
+def _sm_stop_training_job(self: Any) -> Any:
+    from moto.core.responses import EmptyResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("TrainingJobName")
+    job = self.sagemaker_backend.training_jobs.get(name)
+    if job is None:
+        raise ValidationError(message=f"Requested resource not found: training job {name}")
+    if job.training_job_status != "InProgress":
+        raise ValidationError(
+            message=f"The request was rejected because the training job is in status {job.training_job_status}."
+        )
+    job.training_job_status = "Stopping"
+    twin().training.stop(name)
+    return EmptyResult()
+
+
+def _sm_create_model(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("ModelName")
+    _validate_name("modelName", name)
+    if name in self.sagemaker_backend._models:
+        raise ValidationError(
+            message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".'
+        )
+    _check_image_pull(self._get_param("ExecutionRoleArn"), (self._get_param("PrimaryContainer") or {}).get("Image"))
+    return _sm_original("create_model")(self)
+
+
+def _sm_create_endpoint_config(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("EndpointConfigName")
+    _validate_name("endpointConfigName", name)
+    if name in self.sagemaker_backend.endpoint_configs:
+        raise ValidationError(
+            message=f'Cannot create already existing endpoint configuration "{self.sagemaker_backend.endpoint_configs[name].arn}".'
+        )
+    return _sm_original("create_endpoint_config")(self)
+
+
+def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    config = backend.describe_endpoint_config(config_name)
+    variants = config["ProductionVariants"]
+    model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
+    return variants, {"PrimaryContainer": model.primary_container, "ExecutionRoleArn": model.execution_role_arn}
+
+
+def _sm_create_endpoint(self: Any) -> Any:
+    from moto.sagemaker.exceptions import ValidationError
+
+    name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+    _validate_name("endpointName", name)
+    if name in self.sagemaker_backend.endpoints:
+        raise ValidationError(
+            message=f'Cannot create already existing endpoint "{self.sagemaker_backend.endpoints[name].arn}".'
+        )
+    result = _sm_original("create_endpoint")(self)
+    endpoint = self.sagemaker_backend.endpoints[name]
+    if not endpoint.data_capture_config:
+        # AWS leaves DataCaptureConfig out of DescribeEndpoint when the config has none; moto answers {},
+        # which clients that parse the response strictly (the sagemaker SDK's Endpoint.get) reject
+        endpoint.data_capture_config = None
+    _, model = _model_for(self.sagemaker_backend, config_name)
+    twin().hosting.create(self.sagemaker_backend.endpoints[name], model)
+    return result
+
+
+def _sm_update_endpoint(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+    endpoint = self.sagemaker_backend.endpoints.get(name)
+    if endpoint is None:
+        raise ValidationError(message=f'Could not find endpoint "{name}".')
+    if endpoint.endpoint_status != "InService":
+        raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
+    if config_name not in self.sagemaker_backend.endpoint_configs:
+        raise ValidationError(message=f'Could not find endpoint configuration "{config_name}".')
+    variants, model = _model_for(self.sagemaker_backend, config_name)
+    _check_rollback_alarms(self, model["ExecutionRoleArn"])
+    twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _check_rollback_alarms(response: Any, role_arn: str) -> None:
+    """Auto-rollback: SageMaker reads the ``AutoRollbackConfiguration`` alarms with the execution role
+    ("Auto-Rollback Configuration and Monitoring"); the twin checks it may (it does not evaluate alarms)
+    and refuses the update with a ValidationException when it may not (the twin's choice of answer)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    from .. import iam
+
+    config = response._get_param("DeploymentConfig") or {}
+    alarms = [a["AlarmName"] for a in (config.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+    checks = [
+        iam.Check("cloudwatch:DescribeAlarms", arn) for arn in iam._alarm_arns({"AlarmNames": alarms}, response.region)
+    ]
+    message = iam.denial(role_arn, checks) if alarms else None
+    if message:
+        raise ValidationError(message=f"Cannot read the auto-rollback alarms with the execution role: {message}")
+
+
+def _sm_delete_endpoint(self: Any) -> Any:
+    name = self._get_param("EndpointName")
+    result = _sm_original("delete_endpoint")(self)
+    twin().hosting.delete(name)
+    return result
+
+
+_SAGEMAKER_METHODS: dict[str, Callable[[Any], Any]] = {
+    "create_training_job": _sm_create_training_job,
+    "stop_training_job": _sm_stop_training_job,
+    "create_hyper_parameter_tuning_job": _sm_create_hyper_parameter_tuning_job,
+    "create_model": _sm_create_model,
+    "create_endpoint_config": _sm_create_endpoint_config,
+    "create_endpoint": _sm_create_endpoint,
+    "update_endpoint": _sm_update_endpoint,
+    "delete_endpoint": _sm_delete_endpoint,
+}
+
+
+def _apply_sagemaker() -> None:
+    from moto.sagemaker.responses import SageMakerResponse
+
+    _APPLIED.setdefault("sagemaker.original", {n: getattr(SageMakerResponse, n) for n in _SAGEMAKER_WRAPPED})
+    for attr, replacement in _SAGEMAKER_METHODS.items():
+        _install("sagemaker_api", SageMakerResponse, attr, replacement)
+
+
+def _check_runtime() -> None:
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    _require(SageMakerRuntimeResponse, "invoke_endpoint", ["self"])
+    _require(SageMakerRuntimeResponse, "_get_params", ["self"])
+
+
+def _runtime_error(status: int, code: str, message: str, **extra: Any) -> tuple[int, dict[str, str], str]:
+    # moto takes the HTTP status from the "status" header of a tuple response
+    headers = {"status": str(status), "x-amzn-ErrorType": code, "Content-Type": "application/json"}
+    return status, headers, json.dumps({"message": message, **extra})
+
+
+def _apply_runtime() -> None:
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    from .hosting import InvokeFailure
+
+    def invoke_endpoint(self: Any) -> Any:
+        name = self.path.rstrip("/").split("/")[-2]
+        from moto.sagemaker.models import sagemaker_backends
+
+        backend = sagemaker_backends[self.current_account][self.region]
+        body = self.body if isinstance(self.body, bytes) else (self.body or "").encode()
+        if len(body) > MAX_INVOKE_PAYLOAD:
+            return _runtime_error(
+                400,
+                "ValidationError",
+                f"Request payload of {len(body)} bytes exceeds the InvokeEndpoint limit of {MAX_INVOKE_PAYLOAD} bytes.",
+            )
+        if name not in backend.endpoints:
+            return _runtime_error(
+                400, "ValidationError", f"Endpoint {name} of account {self.current_account} not found."
+            )
+        try:
+            status, data, ctype = twin().hosting.invoke(
+                name, body, self.headers.get("Content-Type"), self.headers.get("Accept")
+            )
+        except InvokeFailure as exc:
+            extra = {}
+            if exc.original_status is not None:
+                extra = {
+                    "OriginalStatusCode": exc.original_status,
+                    "OriginalMessage": exc.original_message or "",
+                    "LogStreamArn": f"arn:aws:logs:{self.region}:{self.current_account}:log-group:/aws/sagemaker/Endpoints/{name}",
+                }
+            return _runtime_error(exc.status, exc.code, exc.message, **extra)
+        endpoint = backend.endpoints[name]
+        variant = (endpoint.production_variants or [{}])[0].get("VariantName", "AllTraffic")
+        return status, {"Content-Type": ctype, "x-Amzn-Invoked-Production-Variant": variant}, data
+
+    _install("sagemaker_runtime", SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        "sagemaker_api",
+        tuple(f"moto.sagemaker.responses:SageMakerResponse.{name}" for name in _SAGEMAKER_METHODS),
+        _check_sagemaker,
+        _apply_sagemaker,
+    ),
+    Patch(
+        "sagemaker_runtime",
+        ("moto.sagemakerruntime.responses:SageMakerRuntimeResponse.invoke_endpoint",),
+        _check_runtime,
+        _apply_runtime,
+    ),
+)
