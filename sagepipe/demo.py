@@ -44,7 +44,8 @@ def _state_names(root: Path) -> list[str]:
 
 
 def _progress(sfn: Any, arn: str, states: list[str]) -> tuple[Table, str]:
-    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn, PaginationConfig={"PageSize": 1000})
+    events = [ev for page in pages for ev in page["events"]]
     status: dict[str, str] = {}
     for ev in events:
         for key, mark in (("stateEnteredEventDetails", "running"), ("stateExitedEventDetails", "done")):

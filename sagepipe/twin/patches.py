@@ -29,20 +29,26 @@ in :data:`ORDER`, the order :func:`apply_all` checks and applies them (see
    are serialised.
 9. ``sfn_status_events`` (``stepfunctions/events.py``) - an ended execution puts "Step Functions Execution
    Status Change" on the default bus, as AWS does, and StopExecution aborts at once with its error/cause.
-10. ``sdk_error_names`` (``stepfunctions/sagemaker.py``) - a ClientError of an ``aws-sdk:`` task is named
+10. ``sfn_terminal_errors`` (``stepfunctions/quotas.py``) - ``States.ALL`` does not catch
+    ``States.DataLimitExceeded`` or ``States.Runtime`` (moto's wildcard matched every error).
+11. ``sfn_history_quota`` (``stepfunctions/quotas.py``) - an execution whose history reaches 25,000 events
+    fails with ``States.Runtime`` as on AWS (no Retry or Catch runs).
+12. ``sfn_history_pages`` (``stepfunctions/quotas.py``) - GetExecutionHistory pages (``maxResults``,
+    ``nextToken``, ``reverseOrder``, ``includeExecutionData``); moto answered every event at once.
+13. ``sdk_error_names`` (``stepfunctions/sagemaker.py``) - a ClientError of an ``aws-sdk:`` task is named
     as AWS names it (``SageMaker.ValidationException``; moto: ``sagemaker.sagemakerException``), and the
     optimised SageMaker integration's as ``SageMaker.AmazonSageMakerException`` /
     ``SageMaker.<Modelled>Exception``, so Retry and Catch by name run in the twin as on AWS.
-11. ``server_validation`` (``validation.py``) - every request moto dispatches through
+14. ``server_validation`` (``validation.py``) - every request moto dispatches through
     ``BaseResponse.call_action`` (the JSON and query services: SageMaker, Step Functions, EventBridge,
     CloudWatch Logs, SNS, SQS...) is parsed by moto's protocol parsers and checked against botocore's
     service model (pattern, max, enum, sizes); a violation is answered with ``ValidationException`` in the
     service's protocol.
-12. ``iam_enforce`` (``iam.py``) - a request signed with a template role's access key is authorised against
+15. ``iam_enforce`` (``iam.py``) - a request signed with a template role's access key is authorised against
     that role's policies (:mod:`sagepipe.twin.iam`; moto's own access control checks actions only): every
     service through ``BaseResponse._dispatch`` (before ``call_action``), S3 through
     ``_authenticate_and_authorize_s3_action``.
-13. ``sfn_credentials`` (``stepfunctions/credentials.py``) - Step Functions' task clients
+16. ``sfn_credentials`` (``stepfunctions/credentials.py``) - Step Functions' task clients
     (``boto_client_for``, imported by name in each integration's module) sign as the execution's role
     instead of a fixed key.
 
@@ -168,6 +174,7 @@ MODULES = (
     "stepfunctions.asl",
     "stepfunctions.sagemaker",
     "stepfunctions.events",
+    "stepfunctions.quotas",
     "stepfunctions.credentials",
     "awslambda.api",
     "sagemaker.api",
@@ -188,6 +195,9 @@ ORDER = (
     "s3_eventbridge",
     "asl_parse_lock",
     "sfn_status_events",
+    "sfn_terminal_errors",
+    "sfn_history_quota",
+    "sfn_history_pages",
     "sdk_error_names",
     "server_validation",
     "iam_enforce",

@@ -114,3 +114,117 @@ def test_a_start_function_error_is_retried_twice_by_lambda_then_sent_to_its_on_f
     assert "TransientServiceError" in json.dumps(record_["responsePayload"])
     assert len(tries) >= 3  # each attempt tried StartExecution (the boto3 client's own retries add more)
     record("start function fails on every try", "2 Lambda retries, invocation record in the on-failure queue")
+
+
+def _run_machine(target: Target, name: str, definition: dict[str, Any], run_input: dict[str, Any]) -> dict[str, Any]:
+    """Create state machine ``name`` (the stack's state machine role), run it, wait for its end."""
+    sfn = target.client("stepfunctions")
+    role = sfn.describe_state_machine(stateMachineArn=target.state_machine_arn)["roleArn"]
+    arn = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
+    run = sfn.start_execution(stateMachineArn=arn, input=json.dumps(run_input))["executionArn"]
+    while (desc := sfn.describe_execution(executionArn=run))["status"] == "RUNNING":
+        time.sleep(0.2)
+    return desc
+
+
+def test_states_all_does_not_catch_a_runtime_error(target: Target) -> None:
+    """A JSONPath that finds nothing in a Task's Parameters is ``States.Runtime``; AWS's ``States.ALL`` does
+    not catch it (nor ``States.DataLimitExceeded``): the execution fails at once. moto's Catch caught it."""
+    definition = {
+        "StartAt": "Put",
+        "States": {
+            "Put": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::events:putEvents",
+                "Parameters": {"Entries.$": "$.missing"},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Succeed"},
+        },
+    }
+    desc = _run_machine(target, "sagepipe-test-runtime-error", definition, {"present": 1})
+    assert desc["status"] == "FAILED", desc
+    assert desc["error"] == "States.Runtime" and "$.missing" in desc["cause"], desc
+
+
+def test_an_error_named_explicitly_is_still_caught(target: Target) -> None:
+    """Only the ``States.ALL`` wildcard skips the terminal errors: ``States.TaskFailed`` (and any other
+    name) still matches as before - the patch does not make Catch fail in general."""
+    definition = {
+        "StartAt": "Fail",
+        "States": {
+            "Fail": {
+                "Type": "Parallel",
+                "Branches": [
+                    {"StartAt": "Boom", "States": {"Boom": {"Type": "Fail", "Error": "Boom", "Cause": "test"}}}
+                ],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Succeed"},
+        },
+    }
+    desc = _run_machine(target, "sagepipe-test-caught", definition, {})
+    assert desc["status"] == "SUCCEEDED", desc
+
+
+def test_the_execution_history_quota_fails_the_run_at_event_25000(target: Target) -> None:
+    """A Choice looping forever: AWS fails the execution when its history is full - event 25,000 is
+    ExecutionFailed, States.Runtime, "The execution reached the maximum number of history events (25000).",
+    and no Catch runs (Step Functions quotas). moto looped until TimeoutSeconds."""
+    from sagepipe.twin.stepfunctions.quotas import HISTORY_QUOTA_CAUSE
+
+    definition = {
+        "StartAt": "Loop",
+        "TimeoutSeconds": 600,
+        "States": {
+            "Loop": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.spin", "BooleanEquals": True, "Next": "Loop"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    desc = _run_machine(target, "sagepipe-test-history-quota", definition, {"spin": True})
+    assert (desc["status"], desc.get("error"), desc.get("cause")) == ("FAILED", "States.Runtime", HISTORY_QUOTA_CAUSE)
+    sfn = target.client("stepfunctions")
+    last = sfn.get_execution_history(executionArn=desc["executionArn"], reverseOrder=True, maxResults=2)["events"]
+    assert [(e["id"], e["type"]) for e in last] == [(25000, "ExecutionFailed"), (24999, "ChoiceStateExited")], last
+    assert last[0]["executionFailedEventDetails"] == {"error": "States.Runtime", "cause": HISTORY_QUOTA_CAUSE}
+
+
+def test_execution_history_is_served_in_pages_as_aws_serves_it(target: Target) -> None:
+    """GetExecutionHistory: 100 events per page by default (at most maxResults), a nextToken while more
+    remain, reverseOrder newest first, includeExecutionData=false without input/output, a foreign token
+    refused with InvalidToken (API Reference). moto returned every event in one page, oldest first."""
+    definition = {
+        "StartAt": "Loop",
+        "States": {
+            "Loop": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericLessThan": 80, "Next": "Count"}],
+                "Default": "Done",
+            },
+            "Count": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "Next": "Loop"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    desc = _run_machine(target, "sagepipe-test-history-pages", definition, {"n": 0})
+    assert desc["status"] == "SUCCEEDED", desc
+    sfn = target.client("stepfunctions")
+    arn = desc["executionArn"]
+    first = sfn.get_execution_history(executionArn=arn)
+    assert len(first["events"]) == 100 and first["nextToken"], len(first["events"])
+    pages = list(sfn.get_paginator("get_execution_history").paginate(executionArn=arn))
+    events = [e for p in pages for e in p["events"]]
+    total = 2 + 81 * 2 + 80 * 2 + 2  # started, Choice x81, Pass x80, Succeed, succeeded
+    assert [e["id"] for e in events] == list(range(1, total + 1))
+    newest = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=3)["events"]
+    assert [e["type"] for e in newest] == ["ExecutionSucceeded", "SucceedStateExited", "SucceedStateEntered"]
+    lean = sfn.get_execution_history(executionArn=arn, maxResults=1, includeExecutionData=False)["events"]
+    assert "input" not in lean[0]["executionStartedEventDetails"], lean
+    with pytest.raises(ClientError) as refused:
+        sfn.get_execution_history(executionArn=arn, nextToken="not-a-token-the-twin-issued")
+    assert refused.value.response["Error"]["Code"] == "InvalidToken"

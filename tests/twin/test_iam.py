@@ -128,7 +128,10 @@ def test_a_missing_grant_fails_the_run_on_the_twin(twin: Any, target: Target, tm
     finally:
         _put(twin, pipeline, original)
     assert desc["status"] == "FAILED"
-    history = twin.client("stepfunctions").get_execution_history(executionArn=desc["executionArn"])["events"]
+    pages = (
+        twin.client("stepfunctions").get_paginator("get_execution_history").paginate(executionArn=desc["executionArn"])
+    )
+    history = [e for page in pages for e in page["events"]]
     failed = [e for e in history if e["type"] == "TaskFailed"]
     assert failed and "lambda:InvokeFunction" in failed[0]["taskFailedEventDetails"]["cause"], failed
 
