@@ -173,7 +173,9 @@ def apply_history() -> None:
             env.event_manager.add_event(
                 context=env.event_history_context,
                 event_type=HistoryEventType.ExecutionFailed,
-                event_details=cast("EventDetails", {"executionFailedEventDetails": details}),  # moto: total=False in use
+                event_details=cast(
+                    "EventDetails", {"executionFailedEventDetails": details}
+                ),  # moto: total=False in use
             )
 
     _install("sfn_history_quota", EventManager, "add_event", add_event)
