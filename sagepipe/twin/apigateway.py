@@ -27,7 +27,9 @@ Rules the twin implements (and AWS behaviour it mirrors):
   ``application/json``.  A Lambda error or malformed response ->
   502 ``{"message": "Internal server error"}``; integration longer than
   ``timeout_s`` -> 504 ``{"message": "Endpoint request timed out"}``; request
-  body over 10 MB -> 413 ``{"message": "Request Too Long"}``.
+  body over 10 MB -> 413 ``{"message": "Request Too Long"}``; a proxy event (body plus headers and
+  request context) over Lambda's 6,291,456-byte synchronous request quota -> 413 as well (Lambda refuses
+  it before the function runs); a function response over Lambda's 6,291,556 bytes -> 502.
 * Auth (optional): with ``api_keys`` every method needs an ``x-api-key`` header
   holding one of them, else 403 ``{"message":"Forbidden"}``; with ``iam_auth`` a
   SigV4 ``Authorization`` header (``AWS4-HMAC-SHA256 ...``, not verified), else 403
@@ -55,6 +57,10 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway payload limit (10 MB)
+#: Lambda's synchronous Invoke quotas (bytes): the proxy event (body, headers and context together) and
+#: the function's response (:mod:`sagepipe.twin.awslambda.api`).
+MAX_LAMBDA_REQUEST = 6 * 1024 * 1024
+MAX_LAMBDA_RESPONSE = 6 * 1024 * 1024 + 100
 ACCOUNT_ID = "123456789012"
 _TEXT_TYPES = {
     "application/json",
@@ -492,7 +498,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         event = api.build_event(
             self.command.upper(), self.path, self._forwarded_headers(), body, resource, params, client_ip, request_id
         )
-        res = self._invoke(route, json.dumps(event).encode(), request_id)
+        payload = json.dumps(event).encode()
+        if len(payload) > MAX_LAMBDA_REQUEST:  # Lambda refuses the event before the function runs
+            self._error(413, "Request Too Long", "RequestTooLongException", request_id)
+            return
+        res = self._invoke(route, payload, request_id)
         if res is None:
             return
         mapped = map_proxy_response(res.payload)
@@ -568,7 +578,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._error(504, "Endpoint request timed out", "IntegrationTimeout", request_id)
             return None
         res = box.get("result")
-        if res is None or getattr(res, "errored", False):
+        size = len(getattr(res, "payload", b"") or b"")
+        if res is None or getattr(res, "errored", False) or size > MAX_LAMBDA_RESPONSE:
             self._error(502, "Internal server error", "InternalServerErrorException", request_id)
             return None
         return res

@@ -51,6 +51,11 @@ in :data:`ORDER`, the order :func:`apply_all` checks and applies them (see
 16. ``sfn_credentials`` (``stepfunctions/credentials.py``) - Step Functions' task clients
     (``boto_client_for``, imported by name in each integration's module) sign as the execution's role
     instead of a fixed key.
+17. ``lambda_payload_limits`` (``awslambda/api.py``) - Invoke refuses a request over 6,291,456 bytes
+    (``Event``: 1,048,576) with ``RequestEntityTooLargeException``; a response over 6,291,556 bytes is the
+    function error ``Function.ResponseSizeTooLarge``.
+18. ``events_put_limits`` (``events/api.py``) - PutEvents refuses entries totalling 256 KB or more
+    (``ValidationException``, as AWS).
 
 The service modules import this one (for :class:`Patch`, :func:`twin` and the install helpers); this one
 imports them only when :func:`registry` is first called, so there is no import cycle.
@@ -179,6 +184,7 @@ MODULES = (
     "awslambda.api",
     "sagemaker.api",
     "events.delivery",
+    "events.api",
     "s3",
     "validation",
     "iam",
@@ -189,9 +195,11 @@ ORDER = (
     "jsonata",
     "sfn_sagemaker",
     "lambda_invoke",
+    "lambda_payload_limits",
     "sagemaker_api",
     "sagemaker_runtime",
     "events_targets",
+    "events_put_limits",
     "s3_eventbridge",
     "asl_parse_lock",
     "sfn_status_events",

@@ -285,6 +285,28 @@ def test_413_request_too_long(front, fake):
     assert not fake.events
 
 
+def test_a_proxy_event_over_lambdas_6_mb_is_refused_before_the_function_runs(front, fake):
+    """A 7 MB body is under API Gateway's 10 MB but its proxy event is over Lambda's 6,291,456-byte
+    synchronous Invoke quota: 413, the function never invoked. Just under the quota it is invoked."""
+    _, base = front
+    big = b"x" * (7 * 1024 * 1024)
+    status, _, body = _req(base, "POST", "/models/m/predictions", body=big, headers=[("Content-Type", "text/plain")])
+    assert status == 413 and json.loads(body) == {"message": "Request Too Long"}
+    assert not fake.events
+    fake.reply = lambda ev: _ok({"statusCode": 200, "body": "{}"})
+    small = b"x" * (6 * 1024 * 1024 - 8192)  # room for the event's headers and request context
+    status, _, _ = _req(base, "POST", "/models/m/predictions", body=small, headers=[("Content-Type", "text/plain")])
+    assert status == 200 and len(fake.events) == 1
+
+
+def test_a_function_response_over_lambdas_quota_is_a_502(front, fake):
+    """A proxy response over Lambda's 6,291,556-byte synchronous response quota never reaches the client."""
+    _, base = front
+    fake.reply = lambda ev: _ok({"statusCode": 200, "body": "y" * (6 * 1024 * 1024 + 200)})
+    status, _, body = _req(base, "GET", "/health")
+    assert status == 502 and json.loads(body) == {"message": "Internal server error"}
+
+
 def test_cors_preflight(front, fake):
     _, base = front
     status, headers, _ = _req(

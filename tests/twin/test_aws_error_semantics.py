@@ -228,3 +228,40 @@ def test_execution_history_is_served_in_pages_as_aws_serves_it(target: Target) -
     with pytest.raises(ClientError) as refused:
         sfn.get_execution_history(executionArn=arn, nextToken="not-a-token-the-twin-issued")
     assert refused.value.response["Error"]["Code"] == "InvalidToken"
+
+
+def test_invoke_refuses_payloads_over_lambdas_quotas(target: Target) -> None:
+    """Invoke: over 6,291,456 bytes synchronously, or 1,048,576 bytes as an ``Event``, is refused with 413
+    RequestEntityTooLargeException before the function runs (Lambda quotas; moto ran it)."""
+    lam = target.client("lambda")
+    [name] = [f["FunctionName"] for f in lam.list_functions()["Functions"] if "StartFunction" in f["FunctionName"]]
+    invocations = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    for kind, limit in (("RequestResponse", 6 * 1024 * 1024), ("Event", 1024 * 1024)):
+        payload = json.dumps({"pad": "x" * limit}).encode()
+        with pytest.raises(ClientError) as refused:
+            lam.invoke(FunctionName=invocations, InvocationType=kind, Payload=payload)
+        err = refused.value.response
+        assert err["ResponseMetadata"]["HTTPStatusCode"] == 413, err
+        assert err["Error"]["Code"] == "RequestEntityTooLargeException", err
+        assert f"Request must be smaller than {limit} bytes for the InvokeFunction operation" in str(refused.value)
+
+
+def test_put_events_refuses_entries_of_256_kb(target: Target) -> None:
+    """PutEvents: entries totalling 256 KB or more (Source + DetailType + Detail + Resources, UTF-8) are
+    refused as a whole with ValidationException; just under is accepted (EventBridge quotas)."""
+    from sagepipe.twin.events.api import MAX_ENTRIES_BYTES, entries_size
+
+    events = target.client("events")
+    base = {"Source": "sagepipe.test", "DetailType": "Size Probe"}
+    pad = MAX_ENTRIES_BYTES - entries_size([{**base, "Detail": '{"p":""}'}])
+    under = {**base, "Detail": json.dumps({"p": "x" * (pad - 1)}, separators=(",", ":"))}
+    assert entries_size([under]) == MAX_ENTRIES_BYTES - 1
+    assert events.put_events(Entries=[under])["FailedEntryCount"] == 0
+    at = {**base, "Detail": json.dumps({"p": "x" * pad}, separators=(",", ":"))}
+    with pytest.raises(ClientError) as refused:
+        events.put_events(Entries=[at])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "Total size of the entries in the request is over the limit." in str(refused.value)
+    halves = [{**base, "Detail": json.dumps({"p": "x" * (pad // 2)})} for _ in range(2)]
+    with pytest.raises(ClientError):  # the quota is on the request's entries together
+        events.put_events(Entries=halves)
