@@ -79,3 +79,81 @@ def test_a_request_in_flight_during_the_switch_is_answered_by_the_old_version(tm
     http.shutdown()
     assert answers and answers[0][0] == 200, answers
     assert hosting.endpoints["ep"].live is new and stopped  # switched, and the old one retired after answering
+
+
+class _Ping(BaseHTTPRequestHandler):
+    """/ping answers 500 for the first ``failures`` pings, then 200."""
+
+    failures = 0
+    pings: list[int] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        _Ping.pings.append(1)
+        status = 500 if len(_Ping.pings) <= _Ping.failures else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _pinged(tmp_path: Path, failures: int) -> tuple[ModelServer, ThreadingHTTPServer]:
+    _Ping.failures, _Ping.pings = failures, []
+    http = ThreadingHTTPServer(("127.0.0.1", 0), _Ping)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    return ModelServer("cfg", proc, http.server_address[1], tmp_path), http
+
+
+def test_a_container_that_is_not_healthy_yet_is_pinged_until_it_is(tmp_path: Path) -> None:
+    """Issue 10, "slow is not different": a /ping that answers 500 while the model loads is not a failure
+    (SageMaker pings for 8 minutes, or ContainerStartupHealthCheckTimeoutInSeconds); the twin failed the
+    endpoint on the first non-200."""
+    server, http = _pinged(tmp_path, failures=3)
+    hosting = HostingManager(tmp_path, lambda role: None, lambda prefix, line: None)
+    try:
+        hosting.await_healthy(server, tmp_path / "unused", [], timeout_s=30)
+        assert len(_Ping.pings) == 4
+        assert server.process.poll() is None  # healthy: still running
+    finally:
+        server.stop()
+        http.shutdown()
+
+
+def test_a_container_never_healthy_fails_at_the_end_of_its_startup_window(tmp_path: Path) -> None:
+    server, http = _pinged(tmp_path, failures=10**6)
+    hosting = HostingManager(tmp_path, lambda role: None, lambda prefix, line: None)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="did not pass the ping health check within 2 s"):
+            hosting.await_healthy(server, tmp_path / "unused", [], timeout_s=2)
+        assert time.monotonic() - t0 >= 2 and len(_Ping.pings) >= 2
+        assert server.process.poll() is not None  # stopped
+    finally:
+        http.shutdown()
+
+
+def test_the_startup_window_is_sagemakers_or_the_variants(tmp_path: Path) -> None:
+    """8 minutes by default; CreateEndpointConfig's ContainerStartupHealthCheckTimeoutInSeconds overrides it."""
+    from sagepipe.twin.sagemaker import hosting as module
+
+    assert module.CONTAINER_STARTUP_HEALTH_CHECK_S == 480 and module.PING_TIMEOUT_S == 2
+    seen: list[float] = []
+    manager = HostingManager(tmp_path, lambda role: None, lambda prefix, line: None)
+    manager.await_healthy = lambda server, ready, output, timeout_s: seen.append(timeout_s)  # type: ignore[method-assign]
+
+    class _S3:
+        def download_file(self, bucket: str, key: str, path: str) -> None:
+            import io
+            import tarfile
+
+            with tarfile.open(path, "w:gz") as tar:
+                tar.addfile(tarfile.TarInfo("empty"), io.BytesIO(b""))
+
+    manager.s3_factory = lambda role: _S3()
+    spec = {"PrimaryContainer": {"ModelDataUrl": "s3://b/k.tar.gz"}, "ExecutionRoleArn": "r"}
+    for extra, expected in (({}, 480.0), ({"ContainerStartupHealthCheckTimeoutInSeconds": 90}, 90.0)):
+        server = manager._start_server("ep", f"cfg{len(seen)}", {**spec, **extra})
+        server.stop()
+        assert seen[-1] == expected

@@ -215,7 +215,11 @@ def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], di
     config = backend.describe_endpoint_config(config_name)
     variants = config["ProductionVariants"]
     model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
-    return variants, {"PrimaryContainer": model.primary_container, "ExecutionRoleArn": model.execution_role_arn}
+    spec = {"PrimaryContainer": model.primary_container, "ExecutionRoleArn": model.execution_role_arn}
+    startup = variants[0].get("ContainerStartupHealthCheckTimeoutInSeconds")
+    if startup is not None:
+        spec["ContainerStartupHealthCheckTimeoutInSeconds"] = startup
+    return variants, spec
 
 
 def _sm_create_endpoint(self: Any) -> Any:

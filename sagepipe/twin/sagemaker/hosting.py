@@ -26,7 +26,12 @@ from typing import Any
 
 from .training import LogSink, _now
 
-MODEL_SERVER_READY_TIMEOUT_S = 120.0
+#: SageMaker hosting's start-up window: a container that does not answer ``/ping`` with 200 "during the 8
+#: minutes after startup" fails the launch (CreateEndpoint Failed; UpdateEndpoint rolled back); a
+#: ProductionVariant's ``ContainerStartupHealthCheckTimeoutInSeconds`` (60-3600) replaces it.
+CONTAINER_STARTUP_HEALTH_CHECK_S = 480.0
+#: "The request timeout on /ping attempts is 2 seconds."
+PING_TIMEOUT_S = 2.0
 INVOKE_TIMEOUT_S = 60.0  # InvokeEndpoint's model response limit
 
 
@@ -161,27 +166,47 @@ class HostingManager:
         pump_thread.start()
         server = ModelServer(config_name, proc, 0, directory, pump_thread)
         self.all_servers.append(server)
-        deadline = time.monotonic() + MODEL_SERVER_READY_TIMEOUT_S
+        timeout_s = float(model.get("ContainerStartupHealthCheckTimeoutInSeconds") or CONTAINER_STARTUP_HEALTH_CHECK_S)
+        self.await_healthy(server, ready, output, timeout_s)
+        server.start_seconds = time.monotonic() - started
+        return server
+
+    def await_healthy(self, server: ModelServer, ready: Path, output: list[str], timeout_s: float) -> None:
+        """Ping ``server`` until ``GET /ping`` answers 200, for at most ``timeout_s`` seconds from now.
+
+        As SageMaker hosting does ("How Your Container Should Respond to Health Check (Ping) Requests"): a
+        ping that times out (2 s) or answers another status is not a failure yet - the container has until
+        the end of the start-up window (8 minutes, or the variant's
+        ``ContainerStartupHealthCheckTimeoutInSeconds``) to answer 200. A process that exits has failed.
+        The port is read from ``ready`` (the twin's model server writes it there once listening).
+
+        Raises:
+            RuntimeError: the process exited, or the window ended without a 200 (the server is stopped);
+                the message is AWS's FailureReason for a failed ping health check.
+        """
+        deadline = time.monotonic() + timeout_s
+        last: int | None = None
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"model server exited with code {proc.returncode}: {' | '.join(output[-5:])}")
-            if ready.exists():
-                server.port = json.loads(ready.read_text())["port"]
-                status = self._ping(server.port)
-                if status == 200:
-                    server.start_seconds = time.monotonic() - started
-                    return server
-                if status is not None:
-                    server.stop()
-                    raise RuntimeError(f"model server /ping answered {status}")
-            time.sleep(0.05)
+            if server.process.poll() is not None:
+                code = server.process.returncode
+                raise RuntimeError(f"model server exited with code {code}: {' | '.join(output[-5:])}")
+            if server.port or ready.exists():
+                server.port = server.port or json.loads(ready.read_text())["port"]
+                last = self._ping(server.port)
+                if last == 200:
+                    return
+            time.sleep(0.05 if last is None else 1.0)
         server.stop()
-        raise RuntimeError(f"model server not healthy after {MODEL_SERVER_READY_TIMEOUT_S:.0f}s")
+        raise RuntimeError(
+            f"The primary container for production variant AllTraffic did not pass the ping health check "
+            f"within {timeout_s:.0f} s (last /ping: {last if last is not None else 'no answer'}). "
+            "Please check CloudWatch logs for this endpoint."
+        )
 
     @staticmethod
     def _ping(port: int) -> int | None:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=PING_TIMEOUT_S)
             conn.request("GET", "/ping")
             status = conn.getresponse().status
             conn.close()
