@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 import sys
 import tarfile
 from collections.abc import Callable, Iterator
@@ -147,3 +148,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("-", "twin scenarios: outcome")
         for scenario, outcome in OUTCOMES:
             terminalreporter.write_line(f"{scenario.ljust(width)}  {outcome}")
+
+
+def pytest_configure(config: Any) -> None:
+    """Refuse to run with the benchmark's lax twin (bench/strictness.py leaves the strictness patches out
+    in its own processes; a test run with them out would prove nothing about AWS)."""
+    from sagepipe.twin.patches import BENCH_LAX_ENV
+
+    if os.environ.get(BENCH_LAX_ENV):
+        raise pytest.UsageError(f"{BENCH_LAX_ENV} is set: the twin's strictness patches would be left out")
