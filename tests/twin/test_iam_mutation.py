@@ -41,12 +41,6 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
         "invocation to the function's destination as the function's role (issue 10, Lambda async semantics)"
     ),
     ("ExecutionEndedFunction", "policy1[0]", "arn:aws:sqs:"): "the same destination grant, narrowed",
-    # the model-code check (sagepipe_core.steps.check_model_code) raises ModelCodeMissingError on 403 as on
-    # 404: the grant only makes S3's answer a 404; no twin flow reads the bundle while it is absent
-    ("ValidateFunction", "MissingModelCodeIs404", "without s3:ListBucket"): (
-        "only the S3 error code of a missing model bundle depends on it (403 and 404 give the same error)"
-    ),
-    ("ValidateFunction", "MissingModelCodeIs404", "arn:aws:s3:::"): "the same grant, narrowed",
 }
 
 

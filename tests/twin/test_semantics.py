@@ -345,6 +345,9 @@ def test_a_run_without_the_model_code_fails_before_training_and_is_notified(targ
     assert [e["detail-type"] for e in events] == ["Pipeline Failed"]
     failure = json.dumps(events[0]["detail"])
     assert "ModelCodeMissingError" in failure and f"s3://{target.artifacts_bucket}/{code_key}" in failure
+    # the validate function's role may not list the bucket, so S3 hides the missing key behind 403 (S3 API
+    # Reference, HeadObject "Permissions"); the message says so rather than blaming the role alone
+    assert "S3 refused HeadObject" in failure and "(S3 403): it is missing, or the validate function" in failure
     jobs = sm.list_training_jobs(NameContains="nocode")["TrainingJobSummaries"]
     assert jobs == []
     quarantined = s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix="quarantine/nocode/")

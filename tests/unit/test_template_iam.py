@@ -339,7 +339,6 @@ EXTRA_GRANTS = {
         ("s3:ListBucket", "DataBucket"),
         ("s3:GetObjectVersion", "DataBucket"),
         ("s3:GetObject", "ArtifactsBucket"),  # HeadObject on the model code before training
-        ("s3:ListBucket", "ArtifactsBucket"),  # ... so that a missing bundle is a 404, not a 403
     ],
     # a retrain's HeadObject of the newest data set names no VersionId: no s3:GetObjectVersion
     "StartFunction": [("s3:ListBucket", "DataBucket")],

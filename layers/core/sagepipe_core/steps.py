@@ -287,8 +287,9 @@ def check_model_code(s3: S3Port, code_uri: str) -> dict[str, Any]:
         ``{"uri", "etag", "version_id"}`` of the bundle.
 
     Raises:
-        ModelCodeMissingError: the object is absent (S3 answers 404 with ``s3:ListBucket``, 403 without
-            it; the code is reported) or the URI is not an S3 object URI.
+        ModelCodeMissingError: the object is absent (S3 answers 404 with ``s3:ListBucket``: "is not
+            there"; 403 without it, or when the role may not read it: the message says both are possible;
+            the S3 code is in ``s3_error``) or the URI is not an S3 object URI.
     """
     if not code_uri.startswith("s3://") or "/" not in code_uri.removeprefix("s3://"):
         raise ModelCodeMissingError(f"MODEL_CODE_S3_URI {code_uri!r} is not an s3://bucket/key URI", uri=code_uri)
@@ -297,7 +298,15 @@ def check_model_code(s3: S3Port, code_uri: str) -> dict[str, Any]:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if error_kind(exc) == "not_found" or code in {"403", "AccessDenied", "NoSuchBucket"}:
+        if code in {"403", "AccessDenied"}:  # S3 hides a missing key behind 403 without s3:ListBucket
+            raise ModelCodeMissingError(
+                f"S3 refused HeadObject on the model code {code_uri} (S3 {code}): it is missing, or the validate "
+                "function's role may not read it (s3:GetObject, and s3:ListBucket for S3 to answer 404): check "
+                "the role, then deploy the stack with `sam deploy` or run `sagepipe publish-code`",
+                uri=code_uri,
+                s3_error=code,
+            ) from exc
+        if error_kind(exc) == "not_found" or code == "NoSuchBucket":
             raise ModelCodeMissingError(
                 f"the model code {code_uri} is not there (S3 {code}): deploy the stack with `sam deploy` (its "
                 "ModelCode custom resource publishes model/) or run `sagepipe publish-code`",
