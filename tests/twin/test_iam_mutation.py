@@ -28,13 +28,7 @@ NARROWED = "-narrowed-by-mutation"
 
 #: Grants no twin flow exercises, each with why it stays in template.yaml: (logical id, statement, how the
 #: change starts) → reason. The test fails if one of them becomes caught (the justification is then stale).
-_STOP = (
-    "Step Functions stops the job when an execution is stopped or times out during the .sync task; the twin "
-    "does not (its StopExecution ends the execution only)"
-)
 JUSTIFIED: dict[tuple[str, str, str], str] = {
-    ("TrainingPipeline", "TrainingJobs", "without sagemaker:StopTrainingJob"): _STOP,
-    ("TrainingPipeline", "TuningJobs", "without sagemaker:StopHyperParameterTuningJob"): _STOP,
     # SAM's policy for the EventInvokeConfig OnFailure destination (policy1: after EventBridgePutEventsPolicy)
     ("ExecutionEndedFunction", "policy1[0]", "without sqs:SendMessage"): (
         "SAM adds it for the on-failure destination; the twin does not yet send a failed asynchronous "

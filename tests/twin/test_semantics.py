@@ -633,3 +633,66 @@ def test_a_tuning_job_without_a_best_training_job_fails_the_run_with_its_reason(
     detail = events[0]["detail"]
     assert detail["error"] == "NoBestTrainingJob" and "completed without a BestTrainingJob" in detail["cause"]
     record("tuning job without BestTrainingJob", "run failed with NoBestTrainingJob, notified")
+
+
+def _running_job(target: Target, key: str, list_call: str, summaries: str, timeout_s: float = 240) -> dict[str, Any]:
+    """The training or tuning job of data set ``key``'s run, once it is InProgress."""
+    sm = target.client("sagemaker")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        [execution] = executions_for(target, key) or [None]
+        if execution is not None:
+            model = key.split("/")[1]  # datasets/<model>/<file>: job names carry the model name
+            jobs = getattr(sm, list_call)(StatusEquals="InProgress", NameContains=model, MaxResults=100)[summaries]
+            if jobs:
+                return {"execution": execution, "job": jobs[0]}
+        time.sleep(0.5)
+    raise AssertionError(f"no {summaries} in progress for {key}")
+
+
+@pytest.mark.parametrize("tuned", [False, True], ids=["training", "tuning"])
+def test_stopping_a_run_stops_its_job(target: Target, tmp_path: Path, tuned: bool) -> None:
+    """StopExecution while TrainModel / TuneModel (.sync) runs: Step Functions stops the job as the state
+    machine's role (StopTrainingJob / StopHyperParameterTuningJob) and the run ends ABORTED - no job keeps
+    running (and billing) for a run that is over."""
+    sm, sfn = target.client("sagemaker"), target.client("stepfunctions")
+    extra: dict[str, Any] = {}
+    if tuned:
+        extra["tuning"] = {
+            "parameter_ranges": {"max_leaf_nodes": {"type": "integer", "min_value": 4, "max_value": 31}},
+            "max_jobs": 2,
+            "strategy": "Random",
+        }
+    header, data = churn_rows(0, 4000)
+    model = "stoptune" if tuned else "stoptrain"
+    key = client.upload(
+        target, write_csv(tmp_path, f"{model}.csv", header, data), model, churn_config(tmp_path, **extra)
+    )
+    list_call, summaries, name_key, describe, status_key = (
+        (
+            "list_hyper_parameter_tuning_jobs",
+            "HyperParameterTuningJobSummaries",
+            "HyperParameterTuningJobName",
+            "describe_hyper_parameter_tuning_job",
+            "HyperParameterTuningJobStatus",
+        )
+        if tuned
+        else (
+            "list_training_jobs",
+            "TrainingJobSummaries",
+            "TrainingJobName",
+            "describe_training_job",
+            "TrainingJobStatus",
+        )
+    )
+    found = _running_job(target, key, list_call, summaries)
+    name = found["job"][name_key]
+    sfn.stop_execution(executionArn=found["execution"]["executionArn"], error="OperatorStopped", cause="test")
+    [desc] = wait_for_key(target, key)
+    assert desc["status"] == "ABORTED"
+    deadline = time.monotonic() + 120
+    while (status := getattr(sm, describe)(**{name_key: name})[status_key]) in {"InProgress", "Stopping"}:
+        assert time.monotonic() < deadline, f"{name} still {status} after the run was stopped"
+        time.sleep(0.5)
+    assert status == "Stopped", status
+    record(f"run stopped during {'TuneModel' if tuned else 'TrainModel'}", f"{name} Stopped by Step Functions")

@@ -57,6 +57,11 @@ def _check_sagemaker() -> None:
         and patched_by(SageMakerResponse.update_endpoint) != "sagemaker_api"
     ):
         raise MotoInternalsChanged("moto now implements UpdateEndpoint; re-check the twin's blue/green emulation")
+    if (
+        hasattr(SageMakerResponse, "stop_hyper_parameter_tuning_job")
+        and patched_by(SageMakerResponse.stop_hyper_parameter_tuning_job) != "sagemaker_api"
+    ):
+        raise MotoInternalsChanged("moto now implements StopHyperParameterTuningJob; re-check the twin's")
     _require(SageMakerResponse, "sagemaker_backend")
     _require(SageMakerResponse, "_get_param", ["self", "param_name"])
     for name in ("training_jobs", "endpoints", "endpoint_configs", "_models", "hyper_parameter_tuning_jobs"):
@@ -98,7 +103,7 @@ def _validate_name(kind: str, name: str | None) -> None:
 
 
 # The SageMakerResponse methods the twin wraps (originals kept in _APPLIED) or adds (stop_training_job,
-# update_endpoint: moto has neither). Each replacement takes the moto response object as ``self``.
+# stop_hyper_parameter_tuning_job, update_endpoint: moto has none of them). Each replacement takes the moto response object as ``self``.
 _SAGEMAKER_WRAPPED = (
     "create_training_job",
     "create_endpoint",
@@ -183,6 +188,25 @@ def _sm_stop_training_job(self: Any) -> Any:
         )
     job.training_job_status = "Stopping"
     twin().training.stop(name)
+    return EmptyResult()
+
+
+def _sm_stop_hyper_parameter_tuning_job(self: Any) -> Any:
+    """StopHyperParameterTuningJob (moto lacks it): the tuning job goes Stopping, its running training job
+    is stopped, no further one starts, then Stopped (SageMaker API Reference)."""
+    from moto.core.responses import EmptyResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("HyperParameterTuningJobName")
+    job = self.sagemaker_backend.hyper_parameter_tuning_jobs.get(name)
+    if job is None:
+        raise ValidationError(message=f"Requested resource not found: hyper-parameter tuning job {name}")
+    if job.hyper_parameter_tuning_job_status != "InProgress":
+        raise ValidationError(
+            message=f"The request was rejected because the tuning job is in status {job.hyper_parameter_tuning_job_status}."
+        )
+    job.hyper_parameter_tuning_job_status = "Stopping"
+    twin().tuning.stop(name)
     return EmptyResult()
 
 
@@ -288,6 +312,7 @@ def _sm_delete_endpoint(self: Any) -> Any:
 _SAGEMAKER_METHODS: dict[str, Callable[[Any], Any]] = {
     "create_training_job": _sm_create_training_job,
     "stop_training_job": _sm_stop_training_job,
+    "stop_hyper_parameter_tuning_job": _sm_stop_hyper_parameter_tuning_job,
     "create_hyper_parameter_tuning_job": _sm_create_hyper_parameter_tuning_job,
     "create_model": _sm_create_model,
     "create_endpoint_config": _sm_create_endpoint_config,

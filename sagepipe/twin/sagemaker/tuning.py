@@ -27,6 +27,7 @@ class TuningManager:
         self.log_sink = log_sink
         self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
+        self.stop_requested: set[str] = set()  # StopHyperParameterTuningJob names
 
     @staticmethod
     def sample(ranges: dict[str, list[dict[str, Any]]], rng: Any) -> dict[str, str]:
@@ -66,7 +67,7 @@ class TuningManager:
             results: list[dict[str, Any]] = []
             counters = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
             for i in range(int(cfg["ResourceLimits"]["MaxNumberOfTrainingJobs"])):
-                if self.stopping.is_set():
+                if self.stopping.is_set() or name in self.stop_requested:
                     break
                 tuned = self.sample(cfg.get("ParameterRanges", {}), rng)
                 child = f"{name}-{i + 1:03d}-{rng.getrandbits(32):08x}"
@@ -81,10 +82,14 @@ class TuningManager:
                     ResourceConfig=definition["ResourceConfig"],
                     StoppingCondition=definition["StoppingCondition"],
                 )
+                stop_sent = False
                 while True:
                     desc = sm.describe_training_job(TrainingJobName=child)
                     if desc["TrainingJobStatus"] in {"Completed", "Failed", "Stopped"}:
                         break
+                    if name in self.stop_requested and not stop_sent and desc["TrainingJobStatus"] == "InProgress":
+                        sm.stop_training_job(TrainingJobName=child)
+                        stop_sent = True
                     time.sleep(0.3)
                 status = desc["TrainingJobStatus"]
                 counters[
@@ -118,6 +123,9 @@ class TuningManager:
                 "Failed": len(results) - len(scored),
             }
             job.hyper_parameter_tuning_end_time = job.last_modified_time = _now()
+            if name in self.stop_requested:
+                job.hyper_parameter_tuning_job_status = "Stopped"
+                return
             if not scored:
                 job.failure_reason = "No training job completed with the objective metric " + objective["MetricName"]
                 job.hyper_parameter_tuning_job_status = "Failed"
@@ -143,6 +151,11 @@ class TuningManager:
         thread = threading.Thread(target=run, name=f"tuning-{name}", daemon=True)
         self.threads.append(thread)
         thread.start()
+
+    def stop(self, name: str) -> None:
+        """StopHyperParameterTuningJob ``name``: its running training job is stopped, no other starts; the
+        job ends ``Stopped`` (its status is already ``Stopping``)."""
+        self.stop_requested.add(name)
 
     def shutdown(self) -> None:
         """Start no further training jobs (running ones are stopped by the TrainingManager)."""

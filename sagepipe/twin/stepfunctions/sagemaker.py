@@ -184,6 +184,20 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         client = self._client(resource_runtime_part, state_credentials)
         name = normalised_parameters[name_param]
 
+        def stop_job() -> None:
+            # the execution ended (StopExecution, TimeoutSeconds) while the job runs: Step Functions stops
+            # the job as the state machine's role, which needs sagemaker:Stop* (Developer Guide, "IAM
+            # policies for Amazon SageMaker AI": StopTrainingJob / StopHyperParameterTuningJob)
+            stop = (
+                "stop_hyper_parameter_tuning_job"
+                if name_param == "HyperParameterTuningJobName"
+                else "stop_training_job"
+            )
+            try:
+                getattr(client, stop)(**{name_param: name})
+            except ClientError:  # already terminal, or the role may not: the job runs on (as on AWS)
+                pass
+
         def resolver() -> Any | None:
             job = getattr(client, describe)(**{name_param: name})
             job.pop("ResponseMetadata", None)
@@ -210,7 +224,24 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
                 )
             return None
 
+        resolver.stop_job = stop_job  # type: ignore[attr-defined]  # read by _eval_sync below
         return resolver
+
+    def _eval_sync(
+        self,
+        env: Any,
+        sync_resolver: Callable[[], Any] | None,
+        timeout_seconds: int | None,
+        callback_endpoint: Any,
+        heartbeat_endpoint: Any,
+    ) -> Any:
+        """moto's wait for the job; then, when the execution ended meanwhile (aborted or timed out) rather
+        than the job, stop the job as AWS does ("Run a Job (.sync)": stopping the execution stops the job)."""
+        result = super()._eval_sync(env, sync_resolver, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+        stop_job = getattr(sync_resolver, "stop_job", None)
+        if not env.is_running() and stop_job is not None:
+            stop_job()
+        return result
 
 
 # --------------------------------------------------------------------------------- the patches
@@ -236,6 +267,11 @@ def _check_sfn_sagemaker() -> None:
 
     _require(cb.StateTaskServiceCallback, "_build_sync_resolver", ["self", "env", "resource_runtime_part"])
     _require(cb.StateTaskServiceCallback, "_eval_service_task", ["self", "env", "resource_runtime_part"])
+    _require(
+        cb.StateTaskServiceCallback,
+        "_eval_sync",
+        ["self", "env", "sync_resolver", "timeout_seconds", "callback_endpoint", "heartbeat_endpoint"],
+    )
 
 
 def _apply_sfn_sagemaker() -> None:
