@@ -22,7 +22,7 @@ from sagepipe import client
 from sagepipe.client import Target
 from sagepipe.twin.stepfunctions.sagemaker import optimized_error_name, sdk_error_name
 
-from .conftest import churn_rows, record, wait_for_key, write_csv
+from .conftest import churn_rows, executions_for, record, wait_for_key, write_csv
 
 pytestmark = pytest.mark.twin
 
@@ -265,3 +265,40 @@ def test_put_events_refuses_entries_of_256_kb(target: Target) -> None:
     halves = [{**base, "Detail": json.dumps({"p": "x" * (pad // 2)})} for _ in range(2)]
     with pytest.raises(ClientError):  # the quota is on the request's entries together
         events.put_events(Entries=halves)
+
+
+def test_a_failing_execution_ended_function_sends_its_record_as_its_own_role(
+    target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ExecutionEndedFunction (the "Pipeline Failed" notice for an ABORTED run) fails on every try -
+    PutEvents throttled -: Lambda retries it twice, then sends the invocation record to its on-failure
+    destination with the function's own role (its SAM-added sqs:SendMessage), so no end goes unrecorded."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.events.responses import EventsHandler
+
+    original = EventsHandler.put_events
+
+    def throttled(self: Any) -> Any:
+        if "Pipeline Failed" in json.dumps(self._get_param("Entries") or []):
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        return original(self)
+
+    monkeypatch.setattr(EventsHandler, "put_events", throttled)
+    header, data = churn_rows(0, 1200)
+    key = client.upload(target, write_csv(tmp_path, "ended.csv", header, data), "ended")
+    sfn = target.client("stepfunctions")
+    deadline = time.monotonic() + 120
+    while not (runs := [e for e in executions_for(target, key) if e["status"] == "RUNNING"]):
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.2)
+    sfn.stop_execution(executionArn=runs[0]["executionArn"], error="OperatorStopped", cause="test")
+    records = [r for r in _dead_letters(target, key, timeout_s=240) if "ExecutionEndedFunction" in json.dumps(r)]
+    monkeypatch.undo()
+    assert records, "no invocation record from ExecutionEndedFunction"
+    rec = records[0]
+    assert (
+        rec["requestContext"]["condition"] == "RetriesExhausted"
+        and rec["requestContext"]["approximateInvokeCount"] == 3
+    )
+    assert rec["requestPayload"]["detail"]["status"] == "ABORTED"
+    record("ExecutionEndedFunction fails on every try", "2 Lambda retries, record sent as its role to its destination")

@@ -28,14 +28,7 @@ NARROWED = "-narrowed-by-mutation"
 
 #: Grants no twin flow exercises, each with why it stays in template.yaml: (logical id, statement, how the
 #: change starts) → reason. The test fails if one of them becomes caught (the justification is then stale).
-JUSTIFIED: dict[tuple[str, str, str], str] = {
-    # SAM's policy for the EventInvokeConfig OnFailure destination (policy1: after EventBridgePutEventsPolicy)
-    ("ExecutionEndedFunction", "policy1[0]", "without sqs:SendMessage"): (
-        "SAM adds it for the on-failure destination; the twin does not yet send a failed asynchronous "
-        "invocation to the function's destination as the function's role (issue 10, Lambda async semantics)"
-    ),
-    ("ExecutionEndedFunction", "policy1[0]", "arn:aws:sqs:"): "the same destination grant, narrowed",
-}
+JUSTIFIED: dict[tuple[str, str, str], str] = {}  # none today: every grant and resource is needed by some flow
 
 
 def _justification(m: Mutation) -> tuple[str, str, str] | None:
