@@ -302,3 +302,29 @@ def test_a_failing_execution_ended_function_sends_its_record_as_its_own_role(
     )
     assert rec["requestPayload"]["detail"]["status"] == "ABORTED"
     record("ExecutionEndedFunction fails on every try", "2 Lambda retries, record sent as its role to its destination")
+
+
+def test_state_data_over_256_kb_fails_the_run_and_an_input_over_it_is_refused(target: Target) -> None:
+    """Step Functions' payload quota (256 KB, UTF-8): a state whose output passes it fails the execution
+    with States.DataLimitExceeded, which no Catch on States.ALL catches; StartExecution with an input over
+    262,144 characters is refused (the service model's max length)."""
+    half = "x" * (150 * 1024)
+    definition = {
+        "StartAt": "Double",
+        "States": {
+            "Double": {
+                "Type": "Pass",
+                "Parameters": {"a.$": "$.s", "b.$": "$.s"},
+                "Next": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    desc = _run_machine(target, "sagepipe-test-data-limit", definition, {"s": half})
+    assert (desc["status"], desc.get("error")) == ("FAILED", "States.DataLimitExceeded"), desc
+    sfn = target.client("stepfunctions")
+    arn = sfn.describe_execution(executionArn=desc["executionArn"])["stateMachineArn"]
+    with pytest.raises(ClientError) as refused:
+        sfn.start_execution(stateMachineArn=arn, input=json.dumps({"s": "x" * (256 * 1024)}))
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "262144" in str(refused.value), str(refused.value)
