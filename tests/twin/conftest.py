@@ -6,9 +6,9 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +17,7 @@ from sagepipe.client import Target
 ROOT = Path(__file__).resolve().parents[2]
 CHURN = ROOT / "examples" / "data" / "churn.csv"
 CHURN_CONFIG = ROOT / "examples" / "data" / "churn.sagepipe.json"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -130,6 +131,25 @@ def wait_for_key(target: Target, key: str, timeout_s: float = 240) -> list[dict[
             f"runs for {key} made no progress for {timeout_s:.0f} s: {[ex['status'] for ex in found]}"
         )
         time.sleep(0.5)
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60, poll_s: float = 0.2) -> T:
+    """Call ``probe`` until it returns something truthy, and return that.
+
+    Like :func:`wait_for_key`, waits on the work: ``timeout_s`` is how long the twin may go without any
+    progress (no line logged by training, Lambda workers, model servers, deliveries) before the wait
+    fails with ``what``; ``8 * timeout_s`` bounds it in any case."""
+    deadline, hard = time.monotonic() + timeout_s, time.monotonic() + 8 * timeout_s
+    seen: Any = _twin_activity()
+    while True:
+        got = probe()
+        if got:
+            return got
+        marker = _twin_activity()
+        if marker != seen:
+            seen, deadline = marker, time.monotonic() + timeout_s
+        assert time.monotonic() < min(deadline, hard), f"{what}: nothing after {timeout_s:.0f} s without progress"
+        time.sleep(poll_s)
 
 
 def endpoint(target: Target, model: str) -> dict[str, Any]:

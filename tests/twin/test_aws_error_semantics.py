@@ -22,7 +22,7 @@ from sagepipe import client
 from sagepipe.client import Target
 from sagepipe.twin.stepfunctions.sagemaker import optimized_error_name, sdk_error_name
 
-from .conftest import churn_rows, executions_for, record, wait_for_key, write_csv
+from .conftest import churn_rows, executions_for, record, wait_for, wait_for_key, write_csv
 
 pytestmark = pytest.mark.twin
 
@@ -77,13 +77,12 @@ def _dead_letters(target: Target, key: str, timeout_s: float = 120) -> list[dict
     """Messages of the stack's trigger dead-letter queue that concern data set ``key`` (left in the queue)."""
     sqs = target.client("sqs")
     [url] = [u for u in sqs.list_queues()["QueueUrls"] if "TriggerDeadLetterQueue" in u]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def probe() -> list[dict[str, Any]]:
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1)
-        found = [json.loads(m["Body"]) for m in got.get("Messages", []) if key in m["Body"]]
-        if found:
-            return found
-    raise AssertionError(f"nothing for {key} in the trigger dead-letter queue")
+        return [json.loads(m["Body"]) for m in got.get("Messages", []) if key in m["Body"]]
+
+    return wait_for(probe, f"nothing for {key} in the trigger dead-letter queue", timeout_s=timeout_s, poll_s=0)
 
 
 def test_a_start_function_error_is_retried_twice_by_lambda_then_sent_to_its_on_failure_destination(
@@ -287,10 +286,9 @@ def test_a_failing_execution_ended_function_sends_its_record_as_its_own_role(
     header, data = churn_rows(0, 1200)
     key = client.upload(target, write_csv(tmp_path, "ended.csv", header, data), "ended")
     sfn = target.client("stepfunctions")
-    deadline = time.monotonic() + 120
-    while not (runs := [e for e in executions_for(target, key) if e["status"] == "RUNNING"]):
-        assert time.monotonic() < deadline, "the run did not start"
-        time.sleep(0.2)
+    runs = wait_for(
+        lambda: [e for e in executions_for(target, key) if e["status"] == "RUNNING"], "the run did not start"
+    )
     sfn.stop_execution(executionArn=runs[0]["executionArn"], error="OperatorStopped", cause="test")
     records = [r for r in _dead_letters(target, key, timeout_s=240) if "ExecutionEndedFunction" in json.dumps(r)]
     monkeypatch.undo()

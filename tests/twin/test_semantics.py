@@ -24,6 +24,7 @@ from .conftest import (
     executions_for,
     record,
     running_twin,
+    wait_for,
     wait_for_key,
     write_csv,
 )
@@ -208,12 +209,13 @@ def _approval_run(target: Target, tmp: Path, name: str, rows: tuple[int, int], t
     key = client.upload(target, write_csv(tmp, name, header, data), "appr", cfg)
     s3 = target.client("s3")
     execution = _wait_for_state(target, key, "RequestApproval")
-    deadline = time.monotonic() + 30
-    while not s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix=f"approvals/appr/{execution}.json").get(
-        "KeyCount"
-    ):
-        assert time.monotonic() < deadline, "approval request was not stored"
-        time.sleep(0.1)
+    wait_for(
+        lambda: s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix=f"approvals/appr/{execution}.json").get(
+            "KeyCount"
+        ),
+        "approval request was not stored",
+        timeout_s=30,
+    )
     return key, execution
 
 
@@ -266,13 +268,13 @@ def test_manual_approval_timeout_rejects(target: Target, tmp_path: Path) -> None
 
 
 def _failed_notification(target: Target, execution: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = [e for e in client.notifications(target, "appr", execution) if e["detail-type"] == "Pipeline Failed"]
-        if found:
-            return found[0]
-        time.sleep(0.5)
-    raise AssertionError(f"no Pipeline Failed notification for {execution}")
+    found = wait_for(
+        lambda: [e for e in client.notifications(target, "appr", execution) if e["detail-type"] == "Pipeline Failed"],
+        f"no Pipeline Failed notification for {execution}",
+        timeout_s=timeout_s,
+        poll_s=0.5,
+    )
+    return found[0]
 
 
 def test_an_aborted_run_is_notified_by_its_status_change_event(target: Target, tmp_path: Path) -> None:
@@ -555,17 +557,16 @@ def test_retrain_requested_event_and_schedule_retrain_the_latest_data(
 
     twin.fire_schedule(events_backends["123456789012"]["us-east-1"].event_buses["default"].rules[rule["Name"]])
     sfn = target.client("stepfunctions")
-    deadline = time.monotonic() + 120
-    triggers: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        triggers = {}
+
+    def both() -> dict[str, str] | None:
+        found: dict[str, str] = {}
         for ex in sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]:
             inp = json.loads(sfn.describe_execution(executionArn=ex["executionArn"])["input"])
             if inp["trigger"] in {"retrain-request", "schedule"}:
-                triggers[inp["trigger"]] = inp["dataset"]["key"]
-        if len(triggers) == 2:
-            break
-        time.sleep(0.3)
+                found[inp["trigger"]] = inp["dataset"]["key"]
+        return found if len(found) == 2 else None
+
+    triggers = wait_for(both, "the retrain request and the schedule did not both start a run", poll_s=0.3)
     assert triggers == {"retrain-request": latest, "schedule": latest}, triggers
     record("Retrain Requested event / schedule", f"each retrained on the latest version ({latest.rsplit('/', 1)[1]})")
 
@@ -638,16 +639,16 @@ def test_a_tuning_job_without_a_best_training_job_fails_the_run_with_its_reason(
 def _running_job(target: Target, key: str, list_call: str, summaries: str, timeout_s: float = 240) -> dict[str, Any]:
     """The training or tuning job of data set ``key``'s run, once it is InProgress."""
     sm = target.client("sagemaker")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    model = key.split("/")[1]  # datasets/<model>/<file>: job names carry the model name
+
+    def probe() -> dict[str, Any] | None:
         [execution] = executions_for(target, key) or [None]
-        if execution is not None:
-            model = key.split("/")[1]  # datasets/<model>/<file>: job names carry the model name
-            jobs = getattr(sm, list_call)(StatusEquals="InProgress", NameContains=model, MaxResults=100)[summaries]
-            if jobs:
-                return {"execution": execution, "job": jobs[0]}
-        time.sleep(0.5)
-    raise AssertionError(f"no {summaries} in progress for {key}")
+        if execution is None:
+            return None
+        jobs = getattr(sm, list_call)(StatusEquals="InProgress", NameContains=model, MaxResults=100)[summaries]
+        return {"execution": execution, "job": jobs[0]} if jobs else None
+
+    return wait_for(probe, f"no {summaries} in progress for {key}", timeout_s=timeout_s, poll_s=0.5)
 
 
 @pytest.mark.parametrize("tuned", [False, True], ids=["training", "tuning"])
@@ -690,9 +691,9 @@ def test_stopping_a_run_stops_its_job(target: Target, tmp_path: Path, tuned: boo
     sfn.stop_execution(executionArn=found["execution"]["executionArn"], error="OperatorStopped", cause="test")
     [desc] = wait_for_key(target, key)
     assert desc["status"] == "ABORTED"
-    deadline = time.monotonic() + 120
-    while (status := getattr(sm, describe)(**{name_key: name})[status_key]) in {"InProgress", "Stopping"}:
-        assert time.monotonic() < deadline, f"{name} still {status} after the run was stopped"
-        time.sleep(0.5)
+    status = wait_for(
+        lambda: (s := getattr(sm, describe)(**{name_key: name})[status_key]) not in {"InProgress", "Stopping"} and s,
+        f"{name} still running after the run was stopped",
+    )
     assert status == "Stopped", status
     record(f"run stopped during {'TuneModel' if tuned else 'TrainModel'}", f"{name} Stopped by Step Functions")
