@@ -138,7 +138,12 @@ CODE_DIR = "code"
 #: The run's split manifest (written by ValidateData, ``sagepipe_core.dataset.manifest``), copied from the
 #: ``manifest`` channel into ``model.tar.gz``: the identities of the rows that trained the model.
 SPLIT_MANIFEST_FILE = "split_manifest.json"
-MANIFEST_VERSION = 1
+#: ``manifest_version`` of the split manifests ValidateData writes now. Version 2: a field's canonical
+#: text reads numbers as :func:`parse_number` does (``2,651.0`` is ``2651``; non-ASCII digits are text);
+#: version 1 (before it) read them with ``float()``. :func:`read_manifest` reads both, and says which, so
+#: a champion trained under version 1 has its rows found with the identity it was written with.
+MANIFEST_VERSION = 2
+MANIFEST_VERSIONS: tuple[int, ...] = (1, 2)
 IDENTITY_BYTES = 16
 #: What ``train.py`` copies into ``code/``: the inference program and the modules it imports.
 CODE_FILES: tuple[str, ...] = ("inference.py", "sagepipe_contract.py")
@@ -239,18 +244,33 @@ def safe_extract(archive: str, dest: str) -> None:
 # --------------------------------------------------------------------------------------
 # Row identity and the split manifest
 # --------------------------------------------------------------------------------------
-def canonical_value(value: object) -> str:
-    """A field's canonical text for :func:`row_identity`.
+def canonical_value(value: object, version: int = MANIFEST_VERSION) -> str:
+    """A field's canonical text for :func:`row_identity` under identity ``version`` (:data:`MANIFEST_VERSIONS`).
 
     Surrounding whitespace is dropped; a missing value (None, a float NaN, an :data:`NA_TOKENS` token) is
-    ``""``; a finite number is written one way (``129``, ``129.0``, ``1.29e2`` and ``+129`` are ``129``;
-    others ``repr(float)``); other text is kept (case-sensitive).
+    ``""``; a number is written one way (``129``, ``129.0``, ``1.29e2`` and ``+129`` are ``129``, and in
+    version 2 ``1,290.0`` is ``1290``; others ``repr(float)``); other text is kept (case-sensitive).
+    Version 2 (current) takes a number to be what :func:`parse_number` reads, so a row's identity comes
+    from the values training parses; version 1 (manifests written before it) used ``float()``: ``2,651.0``
+    stayed text and Arabic-Indic digits were numbers.
     """
     if value is None or (isinstance(value, float) and value != value):
         return ""
     text = str(value).strip()
     if text in NA_TOKENS:
         return ""
+    if version == 1:
+        return _canonical_v1(text)
+    number = parse_number(text)
+    if number is None:
+        return text
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return repr(number)
+
+
+def _canonical_v1(text: str) -> str:
+    """Version 1's canonical text of a stripped, non-missing field (``float()`` decides what a number is)."""
     if "_" in text:  # float() accepts "1_000"; a CSV writer never writes a number so
         return text
     try:
@@ -264,27 +284,32 @@ def canonical_value(value: object) -> str:
     return repr(number)
 
 
-def row_identity(names: Sequence[str], values: Sequence[object]) -> bytes:
+def row_identity(names: Sequence[str], values: Sequence[object], version: int = MANIFEST_VERSION) -> bytes:
     r"""A row's identity: SHA-256 (first :data:`IDENTITY_BYTES` bytes) of its canonical values by column name.
 
     ``names`` sorted, ``values`` in that order; the text hashed is ``name \x1f canonical value`` per
-    column, joined by ``\x1e``. Column order, number formatting and quoting do not change it.
+    column (:func:`canonical_value` of identity ``version``), joined by ``\x1e``. Column order, number
+    formatting (thousands separators included) and quoting do not change it.
     """
-    text = "\x1e".join(f"{n}\x1f{canonical_value(v)}" for n, v in zip(names, values, strict=True))
+    text = "\x1e".join(f"{n}\x1f{canonical_value(v, version)}" for n, v in zip(names, values, strict=True))
     return hashlib.sha256(text.encode("utf-8")).digest()[:IDENTITY_BYTES]
 
 
-def read_manifest(path: str) -> tuple[list[str], set[bytes]]:
-    """Read a split manifest: ``(columns, identities of its train and validation rows)``.
+def read_manifest(path: str) -> tuple[list[str], set[bytes], int]:
+    """Read a split manifest: ``(columns, identities of its train and validation rows, version)``.
+
+    ``version`` is its ``manifest_version`` (one of :data:`MANIFEST_VERSIONS`): compute the rows to look
+    up with ``row_identity(names, values, version)``, the identity the manifest was written with.
 
     Raises:
-        ValueError: not a manifest of :data:`MANIFEST_VERSION` (bad JSON, shape or base64).
+        ValueError: not a manifest of a version in :data:`MANIFEST_VERSIONS` (bad JSON, shape or base64).
         OSError: the file cannot be read.
     """
     with open(path, encoding="utf-8") as fh:
         doc = json.load(fh)
-    if not isinstance(doc, dict) or doc.get("manifest_version") != MANIFEST_VERSION:
-        raise ValueError(f"not a split manifest of version {MANIFEST_VERSION}")
+    version = doc.get("manifest_version") if isinstance(doc, dict) else None
+    if isinstance(version, bool) or version not in MANIFEST_VERSIONS:
+        raise ValueError(f"not a split manifest of version {' or '.join(map(str, MANIFEST_VERSIONS))}")
     size = int(doc.get("identity_bytes", IDENTITY_BYTES))
     columns = [str(c) for c in doc["columns"]]
     ids: set[bytes] = set()
@@ -293,4 +318,4 @@ def read_manifest(path: str) -> tuple[list[str], set[bytes]]:
         if len(raw) % size:
             raise ValueError(f"manifest {split} is not a whole number of {size}-byte identities")
         ids.update(raw[i : i + size] for i in range(0, len(raw), size))
-    return columns, ids
+    return columns, ids, int(version)

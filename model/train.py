@@ -827,7 +827,7 @@ def training_rows(manifest_path: str | None, test_frame: pd.DataFrame) -> tuple[
         test_frame: the test DataFrame of strings.
     Returns:
         ``(mask, lineage)``: ``mask[i]`` is True where test row ``i``'s identity over the manifest's
-        columns (``sagepipe_contract.row_identity``) is one of the champion's train or validation rows
+        columns (``sagepipe_contract.row_identity`` of the manifest's version) is one of the champion's train or validation rows
         (None when that cannot be known), and a sentence saying how it was found or why not.
     """
     import numpy as np
@@ -835,7 +835,7 @@ def training_rows(manifest_path: str | None, test_frame: pd.DataFrame) -> tuple[
     if manifest_path is None:
         return None, "unknown: the champion's artifact has no split manifest (trained before manifests)"
     try:
-        columns, ids = read_manifest(manifest_path)
+        columns, ids, version = read_manifest(manifest_path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"unknown: the champion's split manifest is unreadable ({type(exc).__name__}: {exc})"
     absent = [c for c in columns if c not in test_frame.columns]
@@ -843,7 +843,8 @@ def training_rows(manifest_path: str | None, test_frame: pd.DataFrame) -> tuple[
         return None, "unknown: the new data lacks the champion's column(s) {}".format(", ".join(absent[:10]))
     names = sorted(columns)
     rows = test_frame[names].itertuples(index=False, name=None)
-    mask = np.fromiter((row_identity(names, values) in ids for values in rows), dtype=bool, count=len(test_frame))
+    found = (row_identity(names, values, version) in ids for values in rows)  # the manifest's own identity
+    mask = np.fromiter(found, dtype=bool, count=len(test_frame))
     return mask, f"the champion's split manifest ({len(ids)} train/validation row identities)"
 
 

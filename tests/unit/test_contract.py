@@ -14,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pandas._libs.parsers import STR_NA_VALUES
 
 from sagepipe.twin.sagemaker import training as twin_training
@@ -267,6 +270,12 @@ ROW_VALUES = [
     "N/A",
     "x",
     " X ",
+    "2,651.0",  # thousands separators: a number to the contract (parse_number)
+    " -1,234,567.50 ",
+    "1,000",
+    "2,5",  # a decimal comma: text
+    "12,34",
+    "1,0000",
 ]
 
 
@@ -301,9 +310,71 @@ def test_read_manifest_reads_what_the_core_writes(tmp_path: Path) -> None:
     where = dataset.assign_splits(data, config.parse_config(None))
     path = tmp_path / "split_manifest.json"
     path.write_text(json.dumps(dataset.manifest(data, where)))
-    columns, ids = contract.read_manifest(str(path))
-    assert columns == ["a", "b", "label"]
+    columns, ids, version = contract.read_manifest(str(path))
+    assert columns == ["a", "b", "label"] and version == contract.MANIFEST_VERSION == 2
     assert ids == {data.identity(i) for i in range(data.n_rows) if where[i] in (0, 1)}
-    path.write_text(json.dumps({"manifest_version": 2}))
-    with pytest.raises(ValueError, match="version 1"):
-        contract.read_manifest(str(path))
+    for version in (3, True, "2"):
+        path.write_text(json.dumps({"manifest_version": version}))
+        with pytest.raises(ValueError, match="version 1 or 2"):
+            contract.read_manifest(str(path))
+
+
+def test_identity_reads_numbers_as_the_contract_does() -> None:
+    """Issue 11 finding 1: a row's split identity comes from its parsed, canonical values. A value is a
+    number to the identity exactly when ``parse_number`` (ValidateData, training, inference) reads one, so
+    ``2,651.0`` and ``2651`` are one value; text the contract does not read as a number stays text."""
+    for value in ROW_VALUES:
+        number = values.parse_number(value)
+        for canonical in (contract.canonical_value, dataset.canonical_value, dataset._canonical_fast):
+            expected = value.strip() if number is None else contract.canonical_value(repr(number))
+            if values.is_missing(value):
+                expected = ""
+            assert canonical(value) == expected, (canonical, value)
+    assert dataset.canonical_value("2,651.0") == dataset.canonical_value("2651") == "2651"
+    assert dataset.canonical_value("-1,234,567.50") == "-1234567.5"
+    assert dataset.canonical_value("\u0661\u0662") == "\u0661\u0662"  # float() reads it; the contract does not
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="0123456789+-.,eE_ \u0661\u00a0infaNA/", max_size=14))
+def test_the_fast_canonical_text_is_the_contracts(text: str) -> None:
+    """The core's shortcut (``_canonical_fast``, float() first) agrees with the contract on number-like
+    text: signs, points, exponents, thousands separators, ``_``, non-ASCII digits and spaces, inf/nan."""
+    assert dataset._canonical_fast(text) == dataset.canonical_value(text) == contract.canonical_value(text)
+    number = values.parse_number(text)
+    if number is not None:
+        assert contract.canonical_value(text) == contract.canonical_value(repr(number))
+
+
+#: Identities written by the version-1 code (float() canonical values; commit df73aed), of rows over the
+#: columns a, b, label: a manifest inside a champion trained before version 2 holds such bytes.
+V1_IDENTITIES = {
+    ("2,651.0", "1.5", "yes"): "8ff6c461d9d6b6563580bff8dd021f17",
+    ("2651", "1.5", "yes"): "624dcbd0f145a0a4e24d38693d278a67",
+    ("129.0", " x ", "no"): "dff314ed6fa965872ca965cb756e2209",
+}
+
+
+def test_a_version_1_manifest_is_read_with_its_own_identity(tmp_path: Path) -> None:
+    """The identity changed with manifest version 2; a champion's version-1 manifest still finds the rows
+    that trained it, because read_manifest says the version and row_identity computes that version's."""
+    import base64
+
+    names = ["a", "b", "label"]
+    for row, digest in V1_IDENTITIES.items():
+        assert contract.row_identity(names, row, 1).hex() == digest, row
+    assert contract.row_identity(names, ["2,651.0", "1.5", "yes"]) == contract.row_identity(
+        names, ["2651", "1.5", "yes"]
+    )
+    assert contract.row_identity(names, ["2,651.0", "1.5", "yes"]).hex() != V1_IDENTITIES[("2,651.0", "1.5", "yes")]
+    trained = b"".join(sorted(bytes.fromhex(d) for d in list(V1_IDENTITIES.values())[:2]))
+    doc = {"manifest_version": 1, "identity_bytes": 16, "columns": names, "train": base64.b64encode(trained).decode()}
+    path = tmp_path / "split_manifest.json"
+    path.write_text(json.dumps(doc))
+    columns, ids, version = contract.read_manifest(str(path))
+    assert (columns, version) == (names, 1) and len(ids) == 2
+    train = import_model_module("train")
+    rows = [["2,651.0", "1.5", "yes"], ["2651.0", "1.50", "yes"], ["129.0", " x ", "no"], ["7", "1.5", "yes"]]
+    frame = pd.DataFrame(rows, columns=names, dtype=str)
+    mask, lineage = train.training_rows(str(path), frame)
+    assert mask is not None and list(mask) == [True, True, False, False], lineage

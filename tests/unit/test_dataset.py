@@ -349,6 +349,24 @@ def test_reexported_data_lands_every_row_in_the_same_split(churn):
     assert again.identities == churn.identities
 
 
+def test_thousands_separators_do_not_change_a_rows_identity_or_split():
+    """Issue 11 finding 1: the same rows exported with and without thousands separators (``"2,651.0"``,
+    quoted as a CSV writer must) are the same parsed values to the contract, so the same identities and
+    splits. Before, ``float()`` left ``2,651.0`` text: every such row got another identity."""
+    import random
+
+    rng = random.Random(7)
+    rows = [[f"{rng.uniform(1000, 99999):.2f}", str(rng.randint(1000, 10**6)), rng.choice("ab")] for _ in range(300)]
+    plain = ds.to_csv(["amount", "count", "label"], rows)
+    grouped = ds.to_csv(["amount", "count", "label"], [[f"{float(a):,.2f}", f"{int(c):,}", y] for a, c, y in rows])
+    assert grouped.count(b'"') >= 2 * 300 and b"," in grouped.split(b"\n")[1].split(b'"')[1]
+    config = parse_config({"target": "label"})
+    before, after = ds.parse_and_validate(plain, config), ds.parse_and_validate(grouped, config)
+    assert before.columns["amount"]["type"] == after.columns["amount"]["type"] == "numeric"
+    assert after.identities == before.identities
+    assert list(ds.assign_splits(after, config)) == list(ds.assign_splits(before, config))
+
+
 def test_row_identity_is_of_the_canonical_values():
     same = [
         ("a,b,label\n129,x,yes\n", "b,label,a\n x ,yes,129.0\n"),

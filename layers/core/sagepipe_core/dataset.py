@@ -38,7 +38,9 @@ MAX_LISTED = 20  # classes / lines named in a message or a summary; the full lis
 HYPERPARAMETER_VALUE_MAX = 2500  # CreateTrainingJob HyperParameters value length (botocore)
 SPOOL_BYTES = 8 << 20  # a split file above this spills from memory to a temporary file (Lambda: /tmp)
 IDENTITY_BYTES = 16  # a row identity: the first 128 bits of a SHA-256 (copy of sagepipe_contract's)
-MANIFEST_VERSION = 1
+#: The split manifest's ``manifest_version`` (``sagepipe_contract.MANIFEST_VERSION``): version 2's row
+#: identity reads numbers as :func:`.values.parse_number` does (version 1, before: ``float()``).
+MANIFEST_VERSION = 2
 CANONICAL_CACHE = 4096  # distinct raw values per column whose canonical text is remembered while scanning
 MANIFEST_FILE = "split_manifest.json"  # also its name inside model.tar.gz (sagepipe_contract.SPLIT_MANIFEST_FILE)
 
@@ -543,22 +545,20 @@ def canonical_value(value: object) -> str:
     """A field's canonical text for :func:`row_identity` (a copy of ``sagepipe_contract.canonical_value``).
 
     Surrounding whitespace is dropped; a missing value (None, a float NaN, or an NA token of
-    :data:`.values.NA_TOKENS`) is ``""``; a finite number is written one way
-    (``129``, ``129.0``, ``1.29e2`` and ``+129`` are ``129``; others ``repr(float)``, ``0.1``); any other
-    text is kept as is (case-sensitive). Quoting is gone already: the CSV parser removed it.
+    :data:`.values.NA_TOKENS`) is ``""``; a number - what :func:`.values.parse_number` reads, as training
+    does: ASCII decimal, optionally with ``,`` thousands separators - is written one way (``129``,
+    ``129.0``, ``1.29e2`` and ``+129`` are ``129``, ``1,290.0`` is ``1290``; others ``repr(float)``,
+    ``0.1``); any other text (``1_000``, ``inf``, ``2,5``, non-ASCII digits) is kept as is
+    (case-sensitive). Quoting is gone already: the CSV parser removed it. Identity version
+    :data:`MANIFEST_VERSION` (version 1 read numbers with ``float()``).
     """
     if value is None or (isinstance(value, float) and value != value):
         return ""
     text = str(value).strip()
     if text in NA_TOKENS:
         return ""
-    if "_" in text:  # float() accepts "1_000"; a CSV writer never writes a number so
-        return text
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if not math.isfinite(number):
+    number = parse_number(text)
+    if number is None:
         return text
     if number.is_integer() and abs(number) < 2**53:
         return str(int(number))
@@ -566,18 +566,31 @@ def canonical_value(value: object) -> str:
 
 
 def _canonical_fast(value: str) -> str:
-    """:func:`canonical_value` of a CSV field: the same text, with fewer steps for the common cases."""
+    """:func:`canonical_value` of a CSV field: the same text, with fewer steps for the common cases.
+
+    Plain ASCII integers of fewer than 16 digits without a leading zero are their own canonical text.
+    Otherwise ``float()`` (C) answers first: for stripped ASCII text without ``_``, ``float()`` gives a
+    finite number exactly when :data:`.values.NUMBER_PATTERN` matches and the number is finite (its
+    other spellings are ``inf``/``nan`` words), so :func:`.values.parse_number`'s pattern is needed only
+    for text with a ``,`` (thousands separators). ``tests/unit/test_contract.py`` checks the two agree.
+    """
     text = value.strip()
     if text.isascii() and text.isdigit() and len(text) < 16 and (text[0] != "0" or len(text) == 1):
         return text  # "129": float() and back give the same text
-    if "_" in text or text in NA_TOKENS:
-        return canonical_value(text)
+    if text in NA_TOKENS:
+        return ""
     try:
         number = float(text)
     except ValueError:
-        return text
-    if not math.isfinite(number):
-        return text
+        if "," not in text:
+            return text
+        parsed = parse_number(text)
+        if parsed is None:
+            return text
+        number = parsed
+    else:
+        if not (math.isfinite(number) and text.isascii()) or "_" in text:
+            return text
     if number.is_integer() and abs(number) < 2**53:
         return str(int(number))
     return repr(number)
@@ -673,7 +686,7 @@ def assign_splits(dataset: Dataset, config: ModelConfig) -> bytearray:
 def manifest(dataset: Dataset, where: bytearray) -> dict[str, Any]:
     """The split manifest: which rows (by identity) trained a model, written next to the splits.
 
-    ``{"manifest_version": 1, "identity": "...", "identity_bytes": 16, "columns": [sorted header],
+    ``{"manifest_version": 2, "identity": "...", "identity_bytes": 16, "columns": [sorted header],
     "rows": {"train", "validation", "test"}, "train": base64, "validation": base64}``: the base64 of the
     sorted, distinct identities (:func:`row_identity`, 16 bytes each) of the train and validation rows
     (``where`` is :func:`assign_splits`). The training job copies it into ``model.tar.gz``; when that
@@ -688,7 +701,10 @@ def manifest(dataset: Dataset, where: bytearray) -> dict[str, Any]:
             parts[split_index].add(dataset.identity(i))
     return {
         "manifest_version": MANIFEST_VERSION,
-        "identity": "sha256(name \\x1f canonical value, joined by \\x1e, columns sorted by name)[:16]",
+        "identity": (
+            "sha256(name \\x1f canonical value (numbers as parse_number reads them), joined by \\x1e, "
+            "columns sorted by name)[:16]"
+        ),
         "identity_bytes": IDENTITY_BYTES,
         "columns": sorted(dataset.header),
         "rows": rows,
