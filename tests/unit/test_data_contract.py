@@ -86,6 +86,18 @@ def test_identifier_columns_are_excluded_and_recorded(tmp_path: Path) -> None:
     assert list(prepared.Xs["train"].columns) == ["income", "balance", "plan"]
 
 
+def test_a_row_number_is_found_in_a_shuffled_export() -> None:
+    """Issue 11: a row-number column is an identifier whatever the row order. Before, only a column
+    increasing or decreasing in file order was; the same data shuffled kept ``row`` as a feature."""
+    import csv
+    import io
+
+    header, *rows = list(csv.reader(io.StringIO(_credit().decode())))
+    random.Random(11).shuffle(rows)
+    data = ds.parse_and_validate(ds.to_csv(header, rows), parse_config({"target": "default"}))
+    assert data.excluded == {"customer_id": "unique_text", "row": "row_number"}
+
+
 def test_config_include_keeps_and_exclude_drops_columns() -> None:
     config = parse_config({"target": "default", "include": ["row"], "exclude": ["plan"]})
     data = ds.parse_and_validate(_credit(), config)
@@ -120,7 +132,13 @@ def test_nothing_but_identifiers_is_rejected() -> None:
         ([f"C{i % 50}" for i in range(60)], None),  # 50 distinct of 60: a high-cardinality category
         ([str(1000 + 3 * i) for i in range(60)], "row_number"),  # increasing integers
         ([str(60 - i) for i in range(60)], "row_number"),  # decreasing integers
-        ([str((i * 37) % 60) for i in range(60)], None),  # unique integers, not in file order: a feature
+        ([str((i * 37) % 60) for i in range(60)], "row_number"),  # 0..59 shuffled: a row number
+        ([str(5000 - (i * 37) % 60) for i in range(60)], "row_number"),  # 4941..5000 shuffled
+        ([str(2 * ((i * 37) % 60)) for i in range(60)], None),  # unique integers with gaps, shuffled: a feature
+        ([str((i * 37) % 60) if i != 7 else "0" for i in range(60)], None),  # a duplicate and a gap
+        ([str((i * 37) % 61) for i in range(60)], None),  # 60 distinct of 0..60: one is skipped
+        ([str((i * 337) % 1000) for i in range(1000)], "row_number"),  # longer than ds.ID_PROBE
+        ([str((i * 337) % 1000 if i != 900 else 1000) for i in range(1000)], None),  # a late gap
         ([f"{i * 0.5}" for i in range(60)], None),  # increasing, not integers
         ([str(i) if i != 9 else "" for i in range(60)], None),  # a row number is never missing
         ([f"C{i}" if i < 19 else "" for i in range(60)], None),  # too few values to judge

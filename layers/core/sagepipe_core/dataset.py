@@ -189,9 +189,12 @@ def _check_header(header: list[str]) -> None:
 #: Identifier detection (README "Data validation"): a column is an identifier when it has at least
 #: ``ID_MIN_ROWS`` non-missing values and its distinct non-numeric texts are at least ``ID_UNIQUE_FRACTION``
 #: of them (``C100900``, ...), or when it is a row-number-like integer column: no missing value, only
-#: integers, strictly increasing or strictly decreasing in file order.
+#: integers, and either strictly increasing or strictly decreasing in file order, or - in any order (a
+#: shuffled or re-sorted export) - the integers of a consecutive range, each once (``_Column.consecutive``:
+#: judged from the count, minimum, maximum, sum and sum of squares, O(1) memory per column).
 ID_MIN_ROWS = 20
 ID_UNIQUE_FRACTION = 0.95
+ID_PROBE = 256  # integers per column kept to see an early repeat (which rules a range of distinct ones out)
 
 
 @dataclass
@@ -200,7 +203,7 @@ class _Column:
 
     O(1) memory per column, except ``texts`` (the distinct non-numeric values): it is dropped (``None``)
     once the duplicates exceed what an identifier allows in a file of ``lines`` lines, so only
-    near-unique text columns keep theirs to the end.
+    near-unique text columns keep theirs to the end; and ``probe``, at most :data:`ID_PROBE` integers.
     """
 
     dup_limit: float
@@ -215,6 +218,12 @@ class _Column:
     increasing: bool = True
     decreasing: bool = True
     last: float | None = None
+    ranged: bool = True  # still possibly the distinct integers of a consecutive range (:meth:`consecutive`)
+    probe: set[int] | None = field(default_factory=set)  # the first ID_PROBE integers, to see a repeat early
+    low: float = math.inf  # the integers' minimum, maximum, sum and sum of squares (exact: Python ints)
+    high: float = -math.inf
+    total: int = 0
+    squares: int = 0
     texts: set[str] | None = field(default_factory=set)
     duplicates: int = 0
 
@@ -244,12 +253,31 @@ class _Column:
                 else:
                     self.texts.add(v)
             return
-        if self.integers and not number.is_integer():
-            self.integers = False
+        if self.integers:
+            if not number.is_integer():
+                self.integers = False
+            elif self.ranged:
+                self._add_integer(int(number))
         if self.last is not None:
             self.increasing = self.increasing and number > self.last
             self.decreasing = self.decreasing and number < self.last
         self.last = number
+
+    def _add_integer(self, k: int) -> None:
+        """Count ``k`` into the range evidence of :meth:`consecutive` (while it is still possible)."""
+        if self.probe is not None:  # a repeat among the first values: not a range of distinct integers
+            if k in self.probe:
+                self.ranged, self.probe = False, None
+                return
+            self.probe.add(k)
+            if len(self.probe) >= ID_PROBE:
+                self.probe = None
+        self.total += k
+        self.squares += k * k
+        if k < self.low:
+            self.low = k
+        if k > self.high:
+            self.high = k
 
     @property
     def type(self) -> str:
@@ -266,9 +294,35 @@ class _Column:
             and len(self.texts) >= ID_UNIQUE_FRACTION * self.present
         ):
             return "unique_text"
-        if self.strays == 0 and self.missing == 0 and self.integers and (self.increasing or self.decreasing):
+        if (
+            self.strays == 0
+            and self.missing == 0
+            and self.integers
+            and (self.increasing or self.decreasing or self.consecutive())
+        ):
             return "row_number"
         return None
+
+    def consecutive(self) -> bool:
+        """Whether the column's integers look like a consecutive range, each once, in any order.
+
+        Exact necessary conditions for the ``n`` values to be a permutation of ``low .. high``: ``high -
+        low + 1 == n``, and their sum and sum of squares equal the range's (``n·low + n(n-1)/2`` and
+        ``Σ (low+i)²``). Deciding "a permutation" exactly needs O(n) memory; these O(1) sums can be
+        fooled only by values that repeat some integers of the range and skip others while keeping both
+        sums, e.g. ``2, 3, 7`` in place of ``1, 5, 6`` (same sum 12 and sum of squares 62): a chance
+        coincidence of two exact equalities, which real measurements essentially never hit. The first
+        :data:`ID_PROBE` values are also checked exactly for a repeat (``probe``, a bounded set), which
+        rules most low-cardinality integer columns out early and cheaply; a false positive needs its
+        repeats after them. Such a column is then excluded as ``row_number``; config ``include`` keeps it.
+        """
+        n = self.present
+        if not (self.integers and self.ranged) or n == 0 or self.high - self.low + 1 != n:
+            return False
+        low = int(self.low)
+        total = n * low + n * (n - 1) // 2
+        squares = n * low * low + low * n * (n - 1) + (n - 1) * n * (2 * n - 1) // 6
+        return self.total == total and self.squares == squares
 
     def report(self) -> dict[str, Any]:
         """``{"type", "missing", "missing_tokens"?, "stray_values"?}`` for ``dataset.json`` (bounded)."""
