@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from sagepipe_core.config import DEFAULT_METRIC, HIGHER_IS_BETTER, METRICS, ModelConfig, parse_config
+from sagepipe_core.config import COLUMN_NAME_MAX, DEFAULT_METRIC, HIGHER_IS_BETTER, METRICS, ModelConfig, parse_config
 from sagepipe_core.errors import InvalidConfigError
 
 pytestmark = pytest.mark.unit
@@ -260,3 +260,37 @@ def test_endpoint_instance_count_defaults_from_the_stack_and_the_config_wins():
     assert parse_config({"endpoint": {"instance_type": "ml.c5.large"}}, prod).endpoint.instance_count == 2
     assert parse_config({"endpoint": {"instance_count": 1}}, prod).endpoint.instance_count == 1
     assert parse_config(None).endpoint.instance_count == 1
+
+
+@pytest.mark.parametrize(
+    "doc, field, message",
+    [
+        ({"exclude": ["ok", "x" * (COLUMN_NAME_MAX + 1)]}, "exclude.1", f"at most {COLUMN_NAME_MAX}"),
+        ({"include": [" plan"]}, "include.0", "surrounding whitespace"),
+        ({"include": [""]}, "include.0", "is blank"),
+        ({"exclude": ["\t"]}, "exclude.0", "is blank"),
+        ({"target": ""}, "target", "is blank"),
+        ({"target": "x" * 5000}, "target", "5000 characters long"),
+        ({"exclude": [f"column_{i:04d}" for i in range(200)]}, "(root)", "exclude_columns hyperparameter"),
+        ({"exclude": [f"c{i}" for i in range(1001)]}, "exclude", "at most 1000"),
+    ],
+)
+def test_column_names_a_data_set_could_never_have_are_refused(doc, field, message):
+    """Issue 11: exclude/include (and target) name columns; ValidateData's header check strips names and
+    refuses blank ones and ones over COLUMN_NAME_MAX characters, and the excluded names must fit the
+    exclude_columns hyperparameter (2,500 characters). Before, any string of any length was accepted."""
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config(doc)
+    errors = info.value.details["errors"]
+    assert [e["field"] for e in errors] == [field] and message in errors[0]["error"], errors
+
+
+def test_the_longest_column_name_the_header_allows_can_be_named():
+    from sagepipe_core import dataset
+
+    name = "q" * COLUMN_NAME_MAX
+    assert parse_config({"exclude": [name]}).exclude == [name]
+    rows = "".join(f"{i % 5},{i % 3},{'ab'[i % 2]}\n" for i in range(60))
+    data = dataset.parse_and_validate(f"{name},x,y\n{rows}".encode(), parse_config({"exclude": [name]}))
+    assert data.excluded == {name: "config"}
+    assert parse_config({"exclude": [f"c{i}" for i in range(120)]})  # 120 short names fit the hyperparameter

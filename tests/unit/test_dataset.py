@@ -82,6 +82,17 @@ def test_header_blank_names():
     assert err.reason == "header" and err.details["column_indexes"] == [1, 3]
 
 
+def test_header_names_longer_than_the_config_may_name_are_refused():
+    """The header check's bound on a column name is the config's (COLUMN_NAME_MAX): a name the config could
+    not name is refused as a header problem, not accepted here and unreachable there."""
+    from sagepipe_core.config import COLUMN_NAME_MAX
+
+    long = "n" * (COLUMN_NAME_MAX + 1)
+    err = fail(make_csv(header=f"age,{long},score,label"))
+    assert err.reason == "header" and err.details["column_indexes"] == [1]
+    assert f"longer than {COLUMN_NAME_MAX} characters" in str(err)
+
+
 def test_duplicate_columns():
     err = fail(make_csv(header="age,plan,age,label"))
     assert err.reason == "duplicate_columns" and err.details["columns"] == ["age"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from .errors import InvalidConfigError
 
@@ -63,6 +63,46 @@ class StackLimits:
     pipeline_timeout_seconds: int = DEFAULT_PIPELINE_TIMEOUT_SECONDS
     deploy_seconds: int = 30 * 240
     endpoint_instance_count: int = 1
+
+
+#: CreateTrainingJob ``HyperParameters`` value length (botocore's ``HyperParameterValue``: 0-2,500).
+HYPERPARAMETER_VALUE_MAX = 2500
+#: The longest column name ValidateData's header check accepts (``sagepipe_core.dataset``, check
+#: ``header``), and so the longest a config may name (``target``, ``exclude``, ``include``). A name travels
+#: as a training hyperparameter (``target``, ``exclude_columns``: JSON, at most
+#: :data:`HYPERPARAMETER_VALUE_MAX` characters) and into ``schema.json``; 1,024 characters leave room for
+#: JSON escapes and for more than one excluded column.
+COLUMN_NAME_MAX = 1024
+#: ``exclude`` / ``include`` list lengths: at most this many names each.
+COLUMN_LIST_MAX = 1000
+
+
+def column_name_problem(name: str) -> str | None:
+    """Why ``name`` can never be a column of a data set ValidateData accepts, or None when it can be.
+
+    The header check strips each name and refuses blank ones and names longer than
+    :data:`COLUMN_NAME_MAX` characters, so a name that is blank, has surrounding whitespace or is longer
+    cannot be one.
+    """
+    if not name.strip():
+        return "is blank"
+    if name != name.strip():
+        return "has surrounding whitespace (column names are stripped)"
+    if len(name) > COLUMN_NAME_MAX:
+        return f"is {len(name)} characters long; a column name has at most {COLUMN_NAME_MAX}"
+    return None
+
+
+def _column_name(name: str) -> str:
+    problem = column_name_problem(name)
+    if problem:
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ValueError(f"column name {shown!r} {problem}")
+    return name
+
+
+#: A config's name of a column (``target``, ``exclude`` / ``include`` items): :func:`column_name_problem`.
+ColumnName = Annotated[str, AfterValidator(_column_name)]
 
 
 #: Hyperparameters sagepipe sets itself (``training.hyperparameters``); a config may not set them.
@@ -167,7 +207,7 @@ class ModelConfig(_Strict):
       missing: ``impute`` (the model imputes it, the response warns per record) or ``reject`` (422).
     """
 
-    target: str | None = None
+    target: ColumnName | None = None
     problem_type: ProblemType = "binary"
     metric: str | None = None
     threshold: float | None = None
@@ -186,8 +226,8 @@ class ModelConfig(_Strict):
     training: TrainingResources = Field(default_factory=TrainingResources)
     endpoint: EndpointResources = Field(default_factory=EndpointResources)
     tuning: TuningConfig | None = None
-    exclude: list[str] = Field(default_factory=list, max_length=1000)
-    include: list[str] = Field(default_factory=list, max_length=1000)
+    exclude: list[ColumnName] = Field(default_factory=list, max_length=COLUMN_LIST_MAX)
+    include: list[ColumnName] = Field(default_factory=list, max_length=COLUMN_LIST_MAX)
     missing_features: Literal["impute", "reject"] = "impute"
 
     @model_validator(mode="before")
@@ -241,9 +281,7 @@ class ModelConfig(_Strict):
                 f"threshold is required for metric {self.gate_metric!r} (defaults exist only for "
                 f"{sorted(DEFAULT_THRESHOLD)})"
             )
-        both = sorted(set(self.exclude) & set(self.include))
-        if both:
-            raise ValueError(f"columns both excluded and included: {both[:20]}")
+        self._check_column_names()
         for key in [*self.hyperparameters, *(self.tuning.parameter_ranges if self.tuning else {})]:
             if key in RESERVED_HYPERPARAMETERS or key.startswith("sagemaker_"):
                 raise ValueError(f"hyperparameter {key!r} is reserved")
@@ -254,6 +292,24 @@ class ModelConfig(_Strict):
         ):
             raise ValueError(f"tuning objective {self.tuning.objective!r} is not reported for {self.problem_type}")
         return self
+
+    def _check_column_names(self) -> None:
+        """No column both excluded and included; the excluded names alone fit ``exclude_columns``.
+
+        That hyperparameter holds ``{name: "config"}`` as JSON, at most :data:`HYPERPARAMETER_VALUE_MAX`
+        characters: otherwise ValidateData could never pass them on. Each name is already a possible
+        column name (:data:`ColumnName`).
+        """
+        both = sorted(set(self.exclude) & set(self.include))
+        if both:
+            raise ValueError(f"columns both excluded and included: {both[:20]}")
+        size = len(json.dumps(dict.fromkeys(self.exclude, "config")))
+        if size > HYPERPARAMETER_VALUE_MAX:
+            raise ValueError(
+                f"exclude: {len(set(self.exclude))} column names take {size} characters in the training job's "
+                f"exclude_columns hyperparameter; at most {HYPERPARAMETER_VALUE_MAX} fit (drop the columns from "
+                "the CSV instead)"
+            )
 
     @property
     def gate_metric(self) -> str:

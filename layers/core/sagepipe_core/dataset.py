@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .config import ModelConfig
+from .config import COLUMN_NAME_MAX, HYPERPARAMETER_VALUE_MAX, ModelConfig
 from .errors import InvalidDatasetError
 from .values import NA_TOKENS, STRAY_MAX_DISTINCT, column_type, parse_number
 
@@ -35,7 +35,6 @@ _NON_SPACE = re.compile(rb"\S")
 _DECODE_CHUNK = 1 << 20
 SPLIT_NAMES = ("train", "validation", "test")
 MAX_LISTED = 20  # classes / lines named in a message or a summary; the full lists are in S3
-HYPERPARAMETER_VALUE_MAX = 2500  # CreateTrainingJob HyperParameters value length (botocore)
 SPOOL_BYTES = 8 << 20  # a split file above this spills from memory to a temporary file (Lambda: /tmp)
 IDENTITY_BYTES = 16  # a row identity: the first 128 bits of a SHA-256 (copy of sagepipe_contract's)
 #: The split manifest's ``manifest_version`` (``sagepipe_contract.MANIFEST_VERSION``): version 2's row
@@ -178,9 +177,21 @@ def _check_shape(body: bytes) -> None:
 
 
 def _check_header(header: list[str]) -> None:
+    """Checks ``header`` (blank names, names over ``COLUMN_NAME_MAX`` characters), ``duplicate_columns``.
+
+    ``header`` holds the stripped names; :data:`.config.COLUMN_NAME_MAX` is also what a config may name.
+    """
     blank = [i for i, h in enumerate(header) if not h]
     if blank:
         raise _fail("header", f"header has {len(blank)} blank column name(s)", column_indexes=blank[:MAX_LISTED])
+    long = [i for i, h in enumerate(header) if len(h) > COLUMN_NAME_MAX]
+    if long:
+        raise _fail(
+            "header",
+            f"header has {len(long)} column name(s) longer than {COLUMN_NAME_MAX} characters "
+            f"(the first: column {long[0] + 1}, {len(header[long[0]])} characters)",
+            column_indexes=long[:MAX_LISTED],
+        )
     dupes = sorted(name for name, n in Counter(header).items() if n > 1)
     if dupes:
         raise _fail("duplicate_columns", f"duplicate column names: {dupes[:MAX_LISTED]}", columns=dupes[:MAX_LISTED])
