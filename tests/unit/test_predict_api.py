@@ -508,6 +508,29 @@ def test_get_model_shows_the_schema_change_of_the_live_version(aws, monkeypatch,
     status, body, _ = call(app, ev, lambda_context)
     assert status == 200, body
     assert body["schema_change"] == diff and body["version"] == "churn-v2"
+    assert body["model_selection"] is None  # an evaluation.json from before candidates
+
+
+def test_get_model_shows_the_chosen_candidate_and_the_runner_up(aws, monkeypatch, load_handler, lambda_context):
+    """GET /models/{model} names the candidate the live version is (evaluation.json model_selection)."""
+    from tests.unit.test_registry_approval import SELECTION
+
+    monkeypatch.setenv("MODEL_CACHE_TTL_SECONDS", "0")
+    evaluation = {"metrics": {"test": {"auc": 0.9}}, "model_selection": SELECTION}
+    deploy_version(boto3.client("s3"), boto3.client("sagemaker"), "churn-v3", churn_schema(), evaluation=evaluation)
+    ev = event(None, None, method="GET", resource="/models/{model}", path="/models/churn")
+    ev["body"] = None
+    status, body, _ = call(load_handler("predict"), ev, lambda_context)
+    assert status == 200, body
+    assert body["model_selection"] == {
+        "metric": "validation:auc",
+        "chosen": "linear",
+        "chosen_family": "linear",
+        "chosen_validation": 0.9012,
+        "runner_up": "gbm",
+        "runner_up_family": "gbm",
+        "runner_up_validation": 0.9034,
+    }
 
 
 def test_health_makes_no_aws_call(api, lambda_context):

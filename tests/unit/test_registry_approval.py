@@ -67,6 +67,85 @@ def test_register_creates_group_once_and_a_package_with_lineage_and_metrics(aws:
     assert sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"] == "Rejected"
 
 
+#: ``evaluation.json`` ``model_selection`` as model/train.py writes it (model/candidates.py fit_and_select).
+SELECTION = {
+    "metric": "validation:auc",
+    "higher_is_better": True,
+    "rule": "one_standard_error",
+    "guard": "validation:logloss",
+    "chosen": "linear",
+    "runner_up": "gbm",
+    "best": "gbm",
+    "reason": "validation auc: linear 0.9012, gbm 0.9034; chose linear (gbm is better by 0.0022 < 1 s.e.)",
+    "candidates": [
+        {"name": "linear", "family": "linear", "params": {"C": 1.0}, "validation": {"auc": 0.9012, "logloss": 0.3}},
+        {"name": "gbm", "family": "gbm", "params": {"max_iter": 200}, "validation": {"auc": 0.9034, "logloss": 0.29}},
+    ],
+}
+
+
+def test_the_package_records_the_winning_candidate_and_the_runner_up(aws: None) -> None:
+    """Issue 11: the evaluation report names the chosen candidate and the runner-up; the model package
+    carries them too (CustomerMetadataProperties, checked against SageMaker's CustomerMetadataMap pattern
+    by the ``aws`` fixture). Before, the package said nothing of which model family won."""
+    sm = boto3.client("sagemaker")
+    group = registry.ensure_group(sm, "sagepipe", "churn")
+    selection = registry.model_selection({"model_selection": SELECTION})
+    assert selection == {
+        "metric": "validation:auc",
+        "chosen": "linear",
+        "chosen_family": "linear",
+        "chosen_validation": 0.9012,
+        "runner_up": "gbm",
+        "runner_up_family": "gbm",
+        "runner_up_validation": 0.9034,
+    }
+    arn = registry.register(
+        sm,
+        group=group,
+        image="img",
+        model_data_url="s3://art/models/churn/job/output/model.tar.gz",
+        approval="auto",
+        instance_type="ml.m5.large",
+        lineage={"training_job": "job"},
+        decision={"rule": "threshold", "decision": "deploy", "metrics": {"test": {"auc": 0.9}}},
+        reports={},
+        execution="run-1",
+        selection=selection,
+    )
+    meta = sm.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    assert {k: meta[k] for k in meta if k.startswith(("model_", "selection_"))} == {
+        "model_chosen": "linear",
+        "model_chosen_family": "linear",
+        "model_chosen_validation": "0.9012",
+        "model_runner_up": "gbm",
+        "model_runner_up_family": "gbm",
+        "model_runner_up_validation": "0.9034",
+        "selection_metric": "validation:auc",
+    }
+
+
+def test_model_selection_of_older_or_single_candidate_evaluations() -> None:
+    assert registry.model_selection(None) is None
+    assert registry.model_selection({"metrics": {}}) is None  # a model trained before candidates
+    assert registry.model_selection({"model_selection": {"chosen": None}}) is None
+    gbm = {"name": "gbm", "family": "gbm", "validation": {"auc": None}}  # NaN, made JSON-safe by train.py
+    only = {"metric": "validation:auc", "chosen": "gbm", "runner_up": None, "candidates": [gbm]}
+    assert registry.model_selection({"model_selection": only}) == {
+        "metric": "validation:auc",
+        "chosen": "gbm",
+        "chosen_family": "gbm",
+        "chosen_validation": None,
+        "runner_up": None,
+        "runner_up_family": None,
+        "runner_up_validation": None,
+    }
+    selection = registry.model_selection({"model_selection": only})
+    meta = registry.customer_metadata(lineage={}, decision={}, execution="e", record_uri=None, selection=selection)
+    expected = {"model_chosen": "gbm", "model_chosen_family": "gbm", "selection_metric": "validation:auc"}
+    assert meta == {"execution": "e", **expected}
+
+
 def test_approval_decide_resumes_the_execution_once(aws: None) -> None:
     s3, events = boto3.client("s3"), boto3.client("events")
     s3.create_bucket(Bucket="art")

@@ -357,6 +357,28 @@ def test_register_model_creates_the_group_once_and_a_package_per_candidate(appro
     assert package["CustomerMetadataProperties"]["data_key"] == "datasets/churn/churn.csv"
 
 
+def test_register_model_records_the_chosen_candidate_and_the_runner_up() -> None:
+    """The package metadata and registry/registration.json name the candidate train.py chose and the
+    runner-up (evaluation.json model_selection). Before, neither did."""
+    from tests.unit.test_registry_approval import SELECTION
+
+    s3, sm = FakeS3(), FakeSageMaker()
+    state = register_input(s3)
+    s3.objects[ARTIFACTS, "models/churn/job-1/output/model.tar.gz"] = tar_gz(
+        {
+            "model.joblib": b"x",
+            "evaluation.json": json.dumps({"metrics": {}, "model_selection": SELECTION}).encode(),
+            "schema.json": b'{"features": []}',
+        }
+    )
+    out = steps.register_model(state, sm=sm, s3=s3, settings=SETTINGS)
+    meta = sm.packages[out["ModelPackageArn"]]["CustomerMetadataProperties"]
+    assert (meta["model_chosen"], meta["model_chosen_family"], meta["model_runner_up"]) == ("linear", "linear", "gbm")
+    record = json.loads(s3.objects[ARTIFACTS, "models/churn/job-1/registry/registration.json"])
+    assert record["model_selection"]["chosen"] == "linear" and record["model_selection"]["runner_up"] == "gbm"
+    assert record["model_selection"]["runner_up_validation"] == 0.9034
+
+
 ADDED_NOISE = {"added": ["noise"], "removed": [], "retyped": [], "counts": {"added": 1, "removed": 0, "retyped": 0}}
 
 

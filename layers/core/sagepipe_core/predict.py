@@ -39,6 +39,7 @@ from .aws import (
     split_s3_uri,
 )
 from .naming import MODEL_NAME_RE, endpoint_name
+from .registry import model_selection
 from .report import report_uri
 from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, SchemaError, check_records, parse_csv
 
@@ -466,12 +467,14 @@ def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]
     """``GET /models/{model}``: the live version.
 
     Returns ``{"model", "version", "endpoint", "endpoint_config", "status", "deployed_at", "problem_type",
-    "labels", "metrics", "report", "schema_change", "schema"}`` (``metrics``: the test-split metrics of
+    "labels", "metrics", "report", "schema_change", "model_selection", "schema"}`` (``metrics``: the test-split metrics of
     ``evaluation.json``; ``report``: the ``s3://`` URI of the run report the pipeline wrote next to the
     artifact, :func:`sagepipe_core.report.report_uri`; ``schema_change``: how this version's features
     differ from those of the version it replaced, ``{"added", "removed", "retyped", "counts"}``, from
-    ``evaluation.json`` ``champion.schema_diff``, None when unchanged or there was none). Raises :class:`ApiError` 400/404/503/429/502 as
-    :class:`LiveModels`.
+    ``evaluation.json`` ``champion.schema_diff``, None when unchanged or there was none;
+    ``model_selection``: the candidate chosen and the runner-up, :func:`.registry.model_selection` of its
+    ``evaluation.json``, None for a model trained before candidates). Raises :class:`ApiError`
+    400/404/503/429/502 as :class:`LiveModels`.
     """
     check_model_name(model)
     v = live.get(settings.prefix, model)
@@ -489,6 +492,7 @@ def describe(live: LiveModels, settings: Settings, model: str) -> dict[str, Any]
         "metrics": metrics,
         "report": report_uri(v.model_data_url),
         "schema_change": (champion.get("schema_diff") or None) if isinstance(champion, dict) else None,
+        "model_selection": model_selection(v.evaluation),
         "schema": {
             "features": v.schema.raw.get("features", []),
             "feature_order": list(v.schema.feature_order),

@@ -105,16 +105,53 @@ def publish_record(s3: S3Port, bucket: str, key: str, record: dict[str, Any]) ->
     return f"s3://{bucket}/{key}"
 
 
+def model_selection(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The winning candidate and the runner-up from ``evaluation.json`` ``model_selection``.
+
+    ``model/train.py`` records the candidates it fitted (``model/candidates.py``: ``{"metric":
+    "validation:<name>", "chosen", "runner_up", "candidates": [{"name", "family", "validation": {...}}]}``).
+
+    Returns:
+        ``{"metric", "chosen", "chosen_family", "chosen_validation", "runner_up", "runner_up_family",
+        "runner_up_validation"}`` (the ``*_validation`` values: that candidate's validation value of
+        ``metric``, a float or None; ``runner_up*`` None when only one candidate was fitted), or None when
+        the evaluation has no model selection (a model trained before candidates) or it is malformed.
+    """
+    selection = (evaluation or {}).get("model_selection")
+    if not isinstance(selection, dict) or not isinstance(selection.get("chosen"), str):
+        return None
+    metric = str(selection.get("metric") or "")
+    name = metric.split(":", 1)[-1]
+    records = {c.get("name"): c for c in selection.get("candidates") or [] if isinstance(c, dict) and "name" in c}
+
+    def described(role: str) -> dict[str, Any]:
+        chosen = selection.get(role)
+        record = records.get(chosen) or {}
+        value = (record.get("validation") or {}).get(name) if isinstance(record.get("validation"), dict) else None
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return {role: chosen, f"{role}_family": record.get("family"), f"{role}_validation": number}
+
+    return {"metric": metric or None, **described("chosen"), **described("runner_up")}
+
+
 def customer_metadata(
-    *, lineage: dict[str, Any], decision: GateDecision, execution: str, record_uri: str | None
+    *,
+    lineage: dict[str, Any],
+    decision: GateDecision,
+    execution: str,
+    record_uri: str | None,
+    selection: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The package's ``CustomerMetadataProperties``.
 
     The registration record's URI, the execution, the gate's decision, rule, metric and values (with the
-    champion's overlap and rows scored, and ``schema_changed``), the lineage and the per-split metrics
-    (``test_auc``...), each only if :func:`metadata_value` accepts it, at most 50 entries
+    champion's overlap and rows scored, and ``schema_changed``), the model selection (``selection``,
+    :func:`model_selection`: ``model_chosen``, ``model_chosen_family``, ``model_runner_up``,
+    ``model_runner_up_family``, ``selection_metric`` and the two validation values), the lineage and the
+    per-split metrics (``test_auc``...), each only if :func:`metadata_value` accepts it, at most 50 entries
     (``CustomerMetadataMap`` max); the record in S3 has everything.
     """
+    chosen = selection or {}
     candidates: dict[str, Any] = {
         "registration": record_uri,
         "execution": execution,
@@ -126,6 +163,13 @@ def customer_metadata(
         "champion_overlap": decision.get("champion_overlap"),
         "champion_rows_scored": decision.get("champion_rows_scored"),
         "schema_changed": "yes" if decision.get("schema_change") else None,
+        "model_chosen": chosen.get("chosen"),
+        "model_chosen_family": chosen.get("chosen_family"),
+        "model_chosen_validation": chosen.get("chosen_validation"),
+        "model_runner_up": chosen.get("runner_up"),
+        "model_runner_up_family": chosen.get("runner_up_family"),
+        "model_runner_up_validation": chosen.get("runner_up_validation"),
+        "selection_metric": chosen.get("metric"),
         **lineage,
     }
     for split, values in (decision.get("metrics") or {}).items():
@@ -154,14 +198,18 @@ def register(
     reports: dict[str, str],
     execution: str,
     record_uri: str | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> str:
     """CreateModelPackage in ``group``; returns the ModelPackageArn.
 
     ``approval`` ``auto`` → ``Approved``; ``manual`` → ``PendingManualApproval``. ``record_uri`` is
-    the registration record written by :func:`publish_record`; the metadata is
-    :func:`customer_metadata`, the description the execution and gate reason (:func:`description`).
+    the registration record written by :func:`publish_record`; ``selection`` the winning candidate and
+    runner-up (:func:`model_selection`); the metadata is :func:`customer_metadata`, the description the
+    execution and gate reason (:func:`description`).
     """
-    metadata = customer_metadata(lineage=lineage, decision=decision, execution=execution, record_uri=record_uri)
+    metadata = customer_metadata(
+        lineage=lineage, decision=decision, execution=execution, record_uri=record_uri, selection=selection
+    )
     args: dict[str, Any] = {
         "ModelPackageGroupName": group,
         "ModelPackageDescription": description(f"{execution}: {decision.get('reason')}"),

@@ -641,8 +641,11 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
     ``decision``. The full lineage and decision (the gate reason is free text, which
     ``CustomerMetadataProperties`` cannot hold) are written to
     ``models/<model>/<TrainingJobName>/registry/registration.json``, whose URI is the package's
-    ``registration`` metadata; the run report's URI is its ``report`` metadata, and the report is rendered
-    again with the ModelPackageArn in its lineage (same key as the evaluate step's). Returns the
+    ``registration`` metadata, with the winning candidate and the runner-up of ``evaluation.json``
+    ``model_selection`` (:func:`registry.model_selection`: in the record as ``model_selection``, in the
+    metadata as ``model_chosen``, ``model_runner_up``...); the run report's URI is its ``report``
+    metadata, and the report is rendered again with the ModelPackageArn in its lineage (same key as the
+    evaluate step's). Returns the
     :class:`~.records.RegisteredPackage` (with ``report``).
     """
     model, trained, run = state["model"], state["trained"], state["run"]
@@ -667,11 +670,23 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
         "schema": reports.get("schema"),
         "report": f"s3://{settings.artifacts_bucket}/{report.report_key(model, trained['TrainingJobName'])}",
     }
+    try:
+        evaluation: dict[str, Any] | None = _read_evaluation(s3, trained["ModelArtifacts"])
+    except (ValueError, KeyError) as exc:  # the gate passed, so it was readable; say so if it no longer is
+        log.warning("evaluation.json unreadable for the report: %s", exc)
+        evaluation = None
+    selection = registry.model_selection(evaluation)
     record_uri = registry.publish_record(
         s3,
         settings.artifacts_bucket,
         f"models/{model}/{trained['TrainingJobName']}/registry/registration.json",
-        {"execution": state["execution_name"], "lineage": lineage, "decision": state["decision"], "reports": reports},
+        {
+            "execution": state["execution_name"],
+            "lineage": lineage,
+            "decision": state["decision"],
+            "reports": reports,
+            "model_selection": selection,
+        },
     )
     arn = registry.register(
         sm,
@@ -685,13 +700,9 @@ def register_model(state: RegisterInput, *, sm: SageMakerPort, s3: S3Port, setti
         reports=reports,
         execution=state["execution_name"],
         record_uri=record_uri,
+        selection=selection,
     )
     log.info("registered %s in %s", arn, group, extra={"model_package_arn": arn})
-    try:
-        evaluation: dict[str, Any] | None = _read_evaluation(s3, trained["ModelArtifacts"])
-    except (ValueError, KeyError) as exc:  # the gate passed, so it was readable; say so if it no longer is
-        log.warning("evaluation.json unreadable for the report: %s", exc)
-        evaluation = None
     uri = publish_report(
         s3,
         bucket=settings.artifacts_bucket,
