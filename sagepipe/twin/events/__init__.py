@@ -1,1 +1,2 @@
-"""The twin's EventBridge: rule targets delivered as AWS delivers them (``delivery``)."""
+"""The twin's EventBridge: rule targets delivered as AWS delivers them (``delivery``) and schedule rules
+fired (``scheduler``)."""
