@@ -1,2 +1,2 @@
-"""The twin's EventBridge: rule targets delivered as AWS delivers them (``delivery``) and schedule rules
-fired (``scheduler``)."""
+"""The twin's EventBridge: rule targets delivered as AWS delivers them (``delivery``), schedule rules
+fired (``scheduler``) and PutEvents' size quota (``api``)."""
