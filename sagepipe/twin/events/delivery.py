@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from .. import iam
+from ..awslambda.api import MAX_ASYNC_REQUEST
 from ..awslambda.runtime import FunctionSpec, WorkerPool
 from ..patches import _APPLIED, Patch, _install, _require, twin
 
@@ -85,7 +86,8 @@ PATCHES: tuple[Patch, ...] = (
 
 
 ASYNC_INVOKE_RETRIES = 2  # Lambda asynchronous invocation retries (AWS default)
-MAX_ASYNC_PAYLOAD = 256 * 1024  # Lambda: an asynchronous invocation's event is at most 256 KB
+#: Lambda's asynchronous Invoke quota, the one :mod:`sagepipe.twin.awslambda.api` applies (1 MB since 2025)
+MAX_ASYNC_PAYLOAD = MAX_ASYNC_REQUEST
 
 
 class Delivery:
@@ -149,7 +151,10 @@ class Delivery:
                 return
             if len(payload) > MAX_ASYNC_PAYLOAD:
                 self._dead_letter(
-                    target, event, f"RequestEntityTooLargeException: {len(payload)} bytes > {MAX_ASYNC_PAYLOAD}"
+                    target,
+                    event,
+                    f"RequestEntityTooLargeException: Request must be smaller than {MAX_ASYNC_PAYLOAD} bytes "
+                    "for the InvokeFunction operation",
                 )
                 return
             self._invoke_async(name, arn, event, payload)
