@@ -129,19 +129,45 @@ def _sm_create_training_job(self: Any) -> Any:
         raise ResourceInUseException(
             message=f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({self.sagemaker_backend.training_jobs[name].arn})"
         )
-    _check_image_pull(request.get("RoleArn"), (request.get("AlgorithmSpecification") or {}).get("TrainingImage"))
+    _check_image_pull(
+        request.get("RoleArn"), (request.get("AlgorithmSpecification") or {}).get("TrainingImage"), self.region
+    )
     result = _sm_original("create_training_job")(self)
     twin().training.start(self.sagemaker_backend.training_jobs[name], request)
     return result
 
 
-def _check_image_pull(role_arn: str | None, image: str | None) -> None:
-    """SageMaker pulls the image with the execution role; the twin pulls nothing but checks the role may
-    (``iam.image_pull_checks``) and answers as SageMaker does when it may not (ValidationException)."""
+def _check_image_pull(role_arn: str | None, image: str | None, region: str) -> None:
+    """SageMaker pulls the image with the execution role; the twin pulls nothing but checks it could.
+
+    - An ECR image (``<account>.dkr.ecr.<region>.<suffix>/<repository>``) of another Region than the
+      request's is refused: "the Docker image for inference container in Amazon EC2 Container Registry
+      must be in the same region as the model or endpoint you are creating" (SageMaker API Reference,
+      ``ContainerDefinition.Image``); SageMaker answers ValidationException ``Region of "<image>" does not
+      match expected region of <region>. Cross region ECR image pulls are not allowed.`` (as reported for
+      CreateModel, e.g. aws/sagemaker-pytorch-inference-toolkit PR #7). The twin answers the same for
+      CreateTrainingJob's ``TrainingImage`` (pulled the same way; AWS's wording there is not documented).
+    - The role must be allowed the pull (``iam.image_pull_checks``), else ValidationException as
+      SageMaker answers ("Access denied for repository ...").
+
+    Args:
+        role_arn: the execution role of the request (None: no IAM check).
+        image: the image URI (None or a non-ECR URI: nothing is checked).
+        region: the Region the request was sent to.
+
+    Raises:
+        moto.sagemaker.exceptions.ValidationError: the image is in another Region, or the role may not pull it.
+    """
     from moto.sagemaker.exceptions import ValidationError
 
     from .. import iam
 
+    m = iam._IMAGE.match(image or "")
+    if m and m["region"] != region:
+        raise ValidationError(
+            message=f'Region of "{image}" does not match expected region of {region}. '
+            "Cross region ECR image pulls are not allowed."
+        )
     checks = iam.image_pull_checks(image or "")
     if role_arn and checks and iam.denial(role_arn, checks):
         m = iam._IMAGE.match(image or "")
@@ -219,7 +245,9 @@ def _sm_create_model(self: Any) -> Any:
         raise ValidationError(
             message=f'Cannot create already existing model "{self.sagemaker_backend._models[name].arn}".'
         )
-    _check_image_pull(self._get_param("ExecutionRoleArn"), (self._get_param("PrimaryContainer") or {}).get("Image"))
+    _check_image_pull(
+        self._get_param("ExecutionRoleArn"), (self._get_param("PrimaryContainer") or {}).get("Image"), self.region
+    )
     return _sm_original("create_model")(self)
 
 
