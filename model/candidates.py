@@ -4,8 +4,9 @@
 scored on the validation split by the selection metric (the task's primary metric, ``auc`` / ``macro_f1``
 / ``r2``, unless the ``selection_metric`` hyperparameter names another of ``sagepipe_contract.METRIC_NAMES``).
 The choice follows the one-standard-error rule (:func:`choose`): the simplest candidate that is not
-significantly worse than the best one - its validation metric (and, for classifiers, its validation log
-loss) trails the best's by at most the bootstrap standard error of that difference. On a small validation split a more
+significantly worse than the best one - its validation metric trails the best's by at most the bootstrap
+standard error of that difference and, for classifiers, its validation log loss trails the best log loss
+of the candidates by at most the standard error of that difference. On a small validation split a more
 complex model must beat a simpler one by more than the split's noise; on a large one the best wins.
 Without a validation channel there is nothing to choose on: the GBM alone is fitted, to ``max_iter``
 (the model before candidates), and the selection record says so.
@@ -19,6 +20,12 @@ unchanged):
   :data:`MIN_CATEGORY_ROWS` training rows, and beyond the :data:`MAX_ONEHOT_CATEGORIES` most frequent, share
   one "infrequent" column; unseen ones encode as infrequent or all zeros), so a high-cardinality column
   costs memory per non-zero, not per category and row.
+* ``blend``: the equal-weight average of the two others' predictions (probabilities or values;
+  scikit-learn's ``VotingClassifier(voting="soft")`` / ``VotingRegressor`` over the fitted members, no
+  extra fit). Averaging a linear model and a GBM, which err differently, reduces the variance of either;
+  it is the GBM shrunk halfway towards the linear model, so it sits between them in the simplicity
+  order. On small validation splits, where neither member wins by more than the noise, it is often
+  better than both on test.
 * ``gbm``: ``HistGradientBoosting*`` with native categorical splits (an ordinal code per category, at most
   :data:`MAX_GBM_CATEGORIES` per column, rarer ones grouped; unseen ones are missing) and native missing
   values (no imputation). Early stopping uses the **validation channel**: the model grows in steps
@@ -29,8 +36,8 @@ unchanged):
 
 The training job's hyperparameters keep their meaning: ``max_iter`` (the GBM's upper bound),
 ``learning_rate``, ``max_depth``, ``max_leaf_nodes``, ``l2_regularization`` go to the GBM; ``model``
-(``auto`` = every candidate, or a comma-separated subset such as ``gbm``) restricts the set, so a tuning job
-over GBM parameters can pin ``model: gbm``.
+(``auto`` = every candidate, or a comma-separated subset such as ``gbm``; ``blend`` needs ``linear`` and
+``gbm`` listed too) restricts the set, so a tuning job over GBM parameters can pin ``model: gbm``.
 
 Standard library at import; scikit-learn, numpy and pandas are imported lazily. Python 3.10 syntax (the
 SageMaker scikit-learn 1.4-2 container).
@@ -52,8 +59,11 @@ if TYPE_CHECKING:
 PRIMARY_METRIC: dict[str, str] = {"binary": "auc", "multiclass": "macro_f1", "regression": "r2"}
 #: Metrics where a smaller value is better (``sagepipe_core.config.HIGHER_IS_BETTER``; pinned by a test).
 LOWER_IS_BETTER: frozenset[str] = frozenset({"logloss", "rmse", "mae"})
-#: Candidate names, simplest first (the one-standard-error rule's order).
-CANDIDATES: tuple[str, ...] = ("linear", "gbm")
+#: Candidate names, simplest first (the one-standard-error rule's order). The blend averages the
+#: predictions of the linear model and the GBM: the GBM shrunk halfway towards the linear model.
+CANDIDATES: tuple[str, ...] = ("linear", "blend", "gbm")
+#: The candidates the blend averages, with equal weights.
+BLEND_MEMBERS: tuple[str, ...] = ("linear", "gbm")
 #: The candidate fitted when there is no validation split to choose on.
 DEFAULT_CANDIDATE = "gbm"
 MISSING_CATEGORY = "__missing__"
@@ -84,7 +94,7 @@ def parse_model_list(raw: Any) -> tuple[str, ...]:
     Returns:
         candidate names in :data:`CANDIDATES` order.
     Raises:
-        CandidateError: an unknown name, or an empty list.
+        CandidateError: an unknown name, an empty list, or ``blend`` without both of :data:`BLEND_MEMBERS`.
     """
     if raw is None or str(raw).strip().lower() in ("", "auto", "all"):
         return CANDIDATES
@@ -92,6 +102,8 @@ def parse_model_list(raw: Any) -> tuple[str, ...]:
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown or not names:
         raise CandidateError(f"hyperparameter model must be auto or a list of {'|'.join(CANDIDATES)}, got {raw!r}")
+    if "blend" in names and not set(BLEND_MEMBERS) <= set(names):
+        raise CandidateError(f"hyperparameter model: blend averages {' and '.join(BLEND_MEMBERS)}, list them too")
     return tuple(n for n in CANDIDATES if n in names)
 
 
@@ -209,6 +221,43 @@ def build_gbm(schema: Mapping[str, Any], model_params: Mapping[str, Any], seed: 
     else:
         model = HistGradientBoostingClassifier(**kwargs)
     return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+def build_blend(problem_type: str, members: Sequence[tuple[str, Any]], y_train: NDArray[Any]) -> Any:
+    """The equal-weight average of fitted pipelines, as scikit-learn's soft-voting ensemble.
+
+    ``VotingClassifier(voting="soft")`` / ``VotingRegressor`` over the members **as fitted** (scikit-learn
+    1.4 has no prefit option, so the fitted attributes ``fit`` would set - ``estimators_``,
+    ``named_estimators_`` and, for a classifier, ``le_`` / ``classes_`` - are set from the members instead of
+    refitting them): ``predict_proba`` is the mean of the members' probabilities, ``predict`` its argmax
+    (classifiers) or the mean prediction (regression). A plain scikit-learn object, so ``inference.py``
+    loads and serves it like any pipeline.
+
+    Args:
+        problem_type: binary|multiclass|regression.
+        members: ``(name, fitted pipeline)`` pairs; classifiers fitted on the same labels.
+        y_train: the labels they were fitted on (classifiers: the class order, ``LabelEncoder``).
+    Returns:
+        the fitted ensemble.
+    """
+    import numpy as np
+    from sklearn.ensemble import VotingClassifier, VotingRegressor
+    from sklearn.preprocessing import LabelEncoder
+    from sklearn.utils import Bunch
+
+    blend: Any
+    if problem_type == "regression":
+        blend = VotingRegressor(list(members))
+    else:
+        blend = VotingClassifier(list(members), voting="soft")
+        blend.le_ = LabelEncoder().fit(np.asarray(y_train).astype(str))
+        blend.classes_ = blend.le_.classes_
+        for name, member in members:
+            if [str(c) for c in member.classes_] != [str(c) for c in blend.classes_]:
+                raise ValueError(f"blend member {name} has classes {list(member.classes_)}, not {list(blend.classes_)}")
+    blend.estimators_ = [member for _, member in members]
+    blend.named_estimators_ = Bunch(**dict(members))
+    return blend
 
 
 # --------------------------------------------------------------------------------------
@@ -337,10 +386,95 @@ def fit_candidate(
 class Scoring(NamedTuple):
     """How candidates are scored: ``predict(pipeline, X) -> predictions`` (probabilities in label order, or
     values) and ``metrics(y, predictions, names=None) -> {metric: float}`` (train.predictions /
-    metrics_from_predictions; ``names`` limits what is computed)."""
+    metrics_from_predictions; ``names`` limits what is computed). With ``problem_type`` (and, for
+    classifiers, ``labels``: the probability columns' order) the bootstrap computes :data:`FAST_METRICS`
+    with numpy (:func:`resampled_metrics`) instead of calling ``metrics`` per resample."""
 
     predict: Callable[[Any, Any], Any]
     metrics: Callable[..., Metrics]
+    problem_type: str | None = None
+    labels: Sequence[str] | None = None
+
+
+#: Metrics :func:`resampled_metrics` computes (the definitions of ``train.metrics_from_predictions``).
+FAST_METRICS: dict[str, frozenset[str]] = {
+    "binary": frozenset({"auc", "accuracy", "f1", "logloss"}),
+    "multiclass": frozenset({"macro_f1", "accuracy", "logloss"}),
+    "regression": frozenset({"r2", "rmse", "mae"}),
+}
+
+
+class _Encoded(NamedTuple):
+    codes: NDArray[Any]  # true class index per row (classifiers) or the target (regression)
+    predicted: NDArray[Any]  # argmax class index (classifiers) or the prediction (regression)
+    true_loss: NDArray[Any]  # -log p(true class), clipped and renormalised as sklearn.metrics.log_loss
+    score: NDArray[Any]  # binary: probability of labels[1]
+
+
+def _encode(problem_type: str, labels: Sequence[str] | None, y: NDArray[Any], pred: NDArray[Any]) -> _Encoded:
+    import numpy as np
+
+    if problem_type == "regression":
+        empty = np.zeros(0)
+        return _Encoded(np.asarray(y, dtype=float), np.asarray(pred, dtype=float), empty, empty)
+    index = {str(label): k for k, label in enumerate(labels or [])}
+    codes = np.array([index[str(v)] for v in np.asarray(y)], dtype=int)
+    proba = np.asarray(pred, dtype=float)
+    eps = np.finfo(proba.dtype).eps
+    clipped = np.clip(proba, eps, 1 - eps)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    true_loss = -np.log(clipped[np.arange(len(codes)), codes])
+    score = proba[:, 1] if problem_type == "binary" else np.zeros(0)
+    return _Encoded(codes, proba.argmax(axis=1), true_loss, score)
+
+
+def resampled_metrics(
+    problem_type: str, n_labels: int, enc: _Encoded, idx: NDArray[Any], names: Sequence[str]
+) -> Metrics:
+    """:data:`FAST_METRICS` of the rows ``idx`` of an encoded split, as ``train.metrics_from_predictions``
+    computes them with scikit-learn (``roc_auc_score`` by the rank statistic with average ranks for ties;
+    ``f1_score`` with ``zero_division=0``, macro over every label; ``log_loss`` with its clipping;
+    ``r2_score``; RMSE; MAE). NaN where undefined (AUC of one class, R^2 of a constant target)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    out: Metrics = {}
+    y, pred = enc.codes[idx], enc.predicted[idx]
+    if problem_type == "regression":
+        residual = y - pred
+        total = float(np.sum((y - y.mean()) ** 2))
+        for name in names:
+            if name == "r2":
+                out[name] = 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan")
+            elif name == "rmse":
+                out[name] = math.sqrt(float(np.mean(residual**2)))
+            elif name == "mae":
+                out[name] = float(np.mean(np.abs(residual)))
+        return out
+    hits = pred == y
+    true_count = np.bincount(y, minlength=n_labels)
+    pred_count = np.bincount(pred, minlength=n_labels)
+    tp = np.bincount(y[hits], minlength=n_labels)
+    denominator = true_count + pred_count
+    f1 = np.divide(2.0 * tp, denominator, out=np.zeros(n_labels), where=denominator > 0)
+    for name in names:
+        if name == "accuracy":
+            out[name] = float(np.mean(hits))
+        elif name == "macro_f1":
+            out[name] = float(np.mean(f1))
+        elif name == "f1":
+            out[name] = float(f1[1])
+        elif name == "logloss":
+            out[name] = float(np.mean(enc.true_loss[idx]))
+        elif name == "auc":
+            positives = int(true_count[1])
+            negatives = len(y) - positives
+            if positives == 0 or negatives == 0:
+                out[name] = float("nan")
+            else:
+                ranks = rankdata(enc.score[idx])
+                out[name] = float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return out
 
 
 def bootstrap_scores(
@@ -352,6 +486,9 @@ def bootstrap_scores(
     *difference*, much smaller than either's own when both err on the same rows. Splits larger than
     :data:`BOOTSTRAP_MAX_ROWS` are resampled from a subsample of that size (the caller scales the spread by
     sqrt(m / n)). Resamples where some candidate's metric is undefined (one class: AUC) are dropped.
+    Metrics of :data:`FAST_METRICS` are computed by :func:`resampled_metrics` when ``scoring`` names its
+    problem type (the same values; scikit-learn's per-call input validation cost more than the fits on
+    small data), others by ``scoring.metrics``.
 
     Returns:
         metric -> array (rounds kept, candidates).
@@ -364,10 +501,17 @@ def bootstrap_scores(
     n = len(y)
     m = min(n, BOOTSTRAP_MAX_ROWS)
     base = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
+    problem_type = scoring.problem_type
+    fast = problem_type is not None and set(metrics) <= FAST_METRICS.get(problem_type, frozenset())
+    n_labels = len(scoring.labels or [])
+    encoded = [_encode(problem_type, scoring.labels, y, p) for p in preds] if fast and problem_type else []
     rows: dict[str, list[list[float]]] = {name: [] for name in metrics}
     for _ in range(BOOTSTRAP_ROUNDS):
         idx = base[rng.integers(0, m, size=m)]
-        scores = [scoring.metrics(y[idx], p[idx], tuple(metrics)) for p in preds]
+        if fast and problem_type:
+            scores = [resampled_metrics(problem_type, n_labels, e, idx, tuple(metrics)) for e in encoded]
+        else:
+            scores = [scoring.metrics(y[idx], p[idx], tuple(metrics)) for p in preds]
         for name in metrics:
             values = [s.get(name, float("nan")) for s in scores]
             if all(v is not None and math.isfinite(v) for v in values):
@@ -407,8 +551,9 @@ def choose(records: Sequence[Mapping[str, Any]], metric: str, guard: str | None 
 
     The best candidate has the best validation ``metric``. The chosen one is the **first** record (the
     simplest; :data:`CANDIDATES` order) that is not significantly worse than the best: it trails the best
-    by at most ``gap_se`` on ``metric`` and, with a ``guard`` metric, by at most ``guard_gap_se`` on that
-    one too (``gap_se`` = the standard error of the difference of the two scores, paired bootstrap). So a
+    by at most ``gap_se`` on ``metric`` and, with a ``guard`` metric, trails the candidate best on the
+    guard by at most ``guard_gap_se`` (``gap_se`` / ``guard_gap_se`` = the standard error of the
+    difference of the two scores, paired bootstrap; the best by ``metric`` is always eligible). So a
     more complex model must beat a simpler one by more than the validation split's noise (Hastie,
     Tibshirani & Friedman, *The Elements of Statistical Learning*, 2nd ed., section 7.10, applied to a
     paired difference). The guard is the log loss for classifiers: a proper scoring rule, far less noisy
@@ -418,7 +563,8 @@ def choose(records: Sequence[Mapping[str, Any]], metric: str, guard: str | None 
 
     Args:
         records: candidates in simplicity order, each with ``validation``: ``{metric: float | None}``,
-            ``gap_se`` and (with a guard) ``guard_gap_se``: float (a NaN / None metric is not eligible).
+            ``gap_se`` and (with a guard) ``guard_gap_se``: float, the standard errors of the difference to
+            the best by ``metric`` and to the best by ``guard`` (a NaN / None metric is not eligible).
         metric: the selection metric.
         guard: a second metric the simpler model must not be significantly worse on, or None.
     Returns:
@@ -429,9 +575,12 @@ def choose(records: Sequence[Mapping[str, Any]], metric: str, guard: str | None 
     if best is None:
         return {"chosen": 0, "best": None, "runner_up": 1 if len(records) > 1 else None}
 
+    guard_best = best_index(records, guard) if guard else None
+
     def close(i: int, name: str, se_key: str) -> bool:
         se = records[i].get(se_key) or 0.0
-        top = _oriented(records[best], name)
+        reference = best if name == metric or guard_best is None else guard_best
+        top = _oriented(records[reference], name)
         if top == -math.inf:
             return True  # the guard is undefined for the best: no evidence against the simpler model
         return _oriented(records[i], name) >= top - (se if math.isfinite(se) else 0.0) - 1e-12
@@ -475,8 +624,10 @@ def fit_and_select(
         "params", "fit_seconds", ["iterations", "best_iteration", "validation_loss"], "validation":
         {metric: float}, "validation_se", "gap_se", ["guard_gap_se"]}]}`` (candidates in simplicity order;
         ``validation_se`` / ``gap_se`` / ``guard_gap_se``: the bootstrap standard error of the metric, of
-        its difference to the best's, and of the guard metric's difference, computed only when the best
-        is not the simplest candidate; metrics may be NaN: train.py makes them JSON-safe).
+        its difference to the best's, and of the guard metric's difference to the best on the guard,
+        computed only when the best is not the simplest candidate; the blend's ``family`` is ``blend``,
+        its ``params`` ``{"members": [...], "weights": "equal"}``; metrics may be NaN: train.py makes
+        them JSON-safe).
     Raises:
         CandidateError: ``selection_metric`` is not reported for the problem type.
     """
@@ -486,11 +637,30 @@ def fit_and_select(
     validation = data.get("validation")
     if validation is None or len(validation[1]) == 0:
         names, validation = (DEFAULT_CANDIDATE,), None
+    by_name: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for name in (n for n in names if n != "blend"):  # the blend's members first; it is fitted from them
+        by_name[name] = fit_candidate(name, schema, model_params, seed, data["train"], validation, patience)
+    if "blend" in names:
+        started = time.time()
+        members = [(member, by_name[member][0]) for member in BLEND_MEMBERS]
+        blend = build_blend(problem_type, members, _fit_y(problem_type, data["train"][1]))
+        params: dict[str, Any] = {"members": list(BLEND_MEMBERS), "weights": "equal"}
+        blend_record: dict[str, Any] = {"name": "blend", "family": "blend", "params": params}
+        by_name["blend"] = blend, {**blend_record, "fit_seconds": round(time.time() - started, 4)}
     fitted, records, predicted = [], [], []
+    on_validation: dict[str, Any] = {}
+    if validation is not None:  # the blend's validation predictions are its members' mean (build_blend)
+        import numpy as np
+
+        for name in names:
+            if name != "blend":
+                on_validation[name] = scoring.predict(by_name[name][0], validation[0])
+        if "blend" in names:
+            on_validation["blend"] = np.mean([on_validation[member] for member in BLEND_MEMBERS], axis=0)
     for name in names:
-        pipeline, record = fit_candidate(name, schema, model_params, seed, data["train"], validation, patience)
+        pipeline, record = by_name[name]
         if validation is not None:
-            predicted.append(scoring.predict(pipeline, validation[0]))
+            predicted.append(on_validation[name])
             record["validation"] = scoring.metrics(validation[1], predicted[-1])
             if metric not in record["validation"]:
                 raise CandidateError(f"selection metric {metric!r} is not reported for {problem_type}")
@@ -503,7 +673,12 @@ def fit_and_select(
             names = (metric, guard) if guard and guard != metric else (metric,)
             scores = bootstrap_scores(scoring, validation[1], predicted, names, seed)
             own, gap = standard_errors(scores[metric], best, len(validation[1]))
-            guard_gap = standard_errors(scores[guard], best, len(validation[1]))[1] if guard else gap
+            guard_best = best_index(records, guard) if guard else None
+            guard_gap = (
+                standard_errors(scores[guard], guard_best, len(validation[1]))[1]
+                if guard and guard_best is not None and scores[guard].size
+                else gap
+            )
             for record, own_se, gap_se, guard_se in zip(records, own, gap, guard_gap, strict=True):
                 record["validation_se"], record["gap_se"] = round(own_se, 6), round(gap_se, 6)
                 if guard:

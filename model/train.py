@@ -36,7 +36,7 @@ Hyperparameters: ``target`` (required), ``problem_type`` (binary|multiclass|regr
 inferred when absent: numeric target with > 20 distinct values -> regression, 2 labels
 -> binary, else multiclass), ``seed`` (int, 0); the model (``candidates.py``): ``model``
 (``auto``: every candidate, chosen on the validation split; or a comma-separated subset of
-``linear``, ``gbm``), ``selection_metric`` (default auc / macro_f1 / r2),
+``linear``, ``blend`` (their average; needs both), ``gbm``), ``selection_metric`` (default auc / macro_f1 / r2),
 the GBM's ``max_iter`` (200, the upper bound of early stopping), ``learning_rate`` (0.1),
 ``max_depth`` (None), ``max_leaf_nodes`` (31), ``l2_regularization`` (0.0) and
 ``n_iter_no_change`` (20, early stopping's patience on the validation loss).
@@ -1026,6 +1026,8 @@ def fit(data: PreparedData, cfg: TrainConfig) -> tuple[Any, float, dict[str, Any
     scoring = candidates.Scoring(
         predict=lambda pipeline, X: predictions(problem_type, labels, pipeline, X),
         metrics=lambda y, predicted, names=None: metrics_from_predictions(problem_type, labels, y, predicted, names),
+        problem_type=problem_type,
+        labels=labels,
     )
 
     splits: dict[str, tuple[pd.DataFrame, NDArray[Any]]] = {

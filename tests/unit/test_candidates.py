@@ -67,6 +67,88 @@ def test_choose_takes_the_better_model_when_the_guard_says_the_simpler_one_is_cl
     assert candidates.choose(worse, "auc")["chosen"] == 0  # without the guard: the simpler one
 
 
+def test_the_guard_compares_with_the_candidate_best_on_the_guard() -> None:
+    def rec(name: str, f1: float, logloss: float, gap_se: float, guard_se: float) -> dict[str, Any]:
+        return {
+            "name": name,
+            "validation": {"macro_f1": f1, "logloss": logloss},
+            "gap_se": gap_se,
+            "guard_gap_se": guard_se,
+        }
+
+    # linear is within the macro-F1 noise of the gbm and better calibrated than it, but clearly worse
+    # calibrated than the blend: the blend (also within the noise of the gbm) is chosen, not linear
+    records = [
+        rec("linear", 0.52, 0.87, 0.06, 0.01),
+        rec("blend", 0.56, 0.82, 0.04, 0.0),
+        rec("gbm", 0.58, 0.91, 0.0, 0.02),
+    ]
+    assert candidates.choose(records, "macro_f1", "logloss") == {"chosen": 1, "best": 2, "runner_up": 2}
+    # linear within the log loss noise of the blend as well: the simplest
+    records[0]["guard_gap_se"] = 0.06
+    assert candidates.choose(records, "macro_f1", "logloss")["chosen"] == 0
+
+
+def test_resampled_metrics_are_scikit_learns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for problem_type, labels in (("binary", ["a", "b"]), ("multiclass", ["a", "b", "c", "d"]), ("regression", None)):
+        names = sorted(candidates.FAST_METRICS[problem_type])
+        assert set(names) <= set(contract.METRIC_NAMES[problem_type])
+        for _ in range(10):
+            n = 40
+            if labels is None:
+                y: Any = rng.normal(size=n)
+                pred = y + rng.normal(size=n)
+            else:  # rounded probabilities: ties in the AUC's ranks and in argmax
+                y = rng.choice(labels, n)
+                pred = rng.dirichlet(np.ones(len(labels)), n).round(1) + 1e-3
+                pred = pred / pred.sum(axis=1, keepdims=True)
+            idx = rng.integers(0, n, n)
+            expected = train.metrics_from_predictions(problem_type, labels, y[idx], pred[idx], names)
+            encoded = candidates._encode(problem_type, labels, y, pred)
+            got = candidates.resampled_metrics(problem_type, len(labels or []), encoded, idx, names)
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    # undefined where scikit-learn's is: one class in the resample
+    encoded = candidates._encode("binary", ["a", "b"], np.array(["a", "b"]), np.array([[0.6, 0.4], [0.3, 0.7]]))
+    assert math.isnan(candidates.resampled_metrics("binary", 2, encoded, np.array([0, 0]), ["auc"])["auc"])
+
+
+def test_the_blend_averages_its_members_and_is_served(tmp_path: Path) -> None:
+    import joblib
+
+    environ = _job(tmp_path, _xor_rows, sizes=(300, 100, 100))
+    train.train(["--target", "y", "--model", "linear,gbm"], environ)
+    data = _prepared(tmp_path / "again", *(_xor_rows(np.random.default_rng(0), n) for n in (300, 100)))
+    X, y = data.Xs["train"], data.ys["train"]
+    members = [
+        (
+            name,
+            candidates.fit_candidate(name, data.schema, dict(train.MODEL_PARAM_DEFAULTS, max_iter=30), 0, (X, y), None)[
+                0
+            ],
+        )
+        for name in candidates.BLEND_MEMBERS
+    ]
+    blend = candidates.build_blend("binary", members, y)
+    mean = (members[0][1].predict_proba(X) + members[1][1].predict_proba(X)) / 2
+    assert np.allclose(blend.predict_proba(X), mean) and list(blend.classes_) == ["no", "yes"]
+    assert list(blend.predict(X)) == list(np.array(["no", "yes"])[mean.argmax(axis=1)])
+    # scikit-learn's VotingClassifier: model.joblib holds it, inference.py serves it like any pipeline
+    joblib.dump(blend, Path(environ["SM_MODEL_DIR"]) / contract.MODEL_FILE)
+    loaded = inference.model_fn(environ["SM_MODEL_DIR"])
+    body = "a,b,noise\n2,2,0\n2,-2,0\n"
+    preds = inference.predict_fn(inference.input_fn(body.encode(), "text/csv"), loaded)
+    frame = pd.DataFrame({"a": [2.0, 2.0], "b": [2.0, -2.0], "noise": [0.0, 0.0]})
+    expected = blend.predict_proba(frame)
+    assert [p["label"] for p in preds] == list(np.array(["no", "yes"])[expected.argmax(axis=1)])
+    assert [p["probabilities"]["yes"] for p in preds] == pytest.approx(expected[:, 1].tolist())
+    regression = [
+        (n, type("Const", (), {"predict": lambda self, X, v=v: np.full(len(X), v)})())
+        for n, v in (("linear", 1.0), ("gbm", 3.0))
+    ]
+    assert candidates.build_blend("regression", regression, np.zeros(2)).predict(X[:2]).tolist() == [2.0, 2.0]
+
+
 def test_paired_standard_error_is_the_noise_of_the_difference() -> None:
     rng = np.random.default_rng(0)
     scores = rng.normal(0.8, 0.05, size=(200, 1))
@@ -119,16 +201,21 @@ def test_the_job_chooses_on_validation_and_records_the_runner_up(
     evaluation = train.train(["--target", "y"], _job(tmp_path, make))
     selection = evaluation["model_selection"]
     assert selection["metric"] == "validation:auc" and selection["rule"] == "one_standard_error"
-    assert (selection["chosen"], selection["runner_up"]) == (winner, loser)
+    assert selection["chosen"] == winner
     by_name = {c["name"]: c for c in selection["candidates"]}
     assert list(by_name) == list(candidates.CANDIDATES)
+    assert by_name["blend"]["family"] == "blend" and by_name["blend"]["params"]["members"] == ["linear", "gbm"]
+    # the runner-up: the best of the others by the selection metric
+    others = [c for c in selection["candidates"] if c["name"] != winner]
+    assert selection["runner_up"] == max(others, key=lambda c: c["validation"]["auc"])["name"]
     assert set(by_name[winner]["validation"]) == set(contract.METRIC_NAMES["binary"])
     gap_se = by_name[winner].get("gap_se", 0.0)
     assert by_name[winner]["validation"]["auc"] >= by_name[loser]["validation"]["auc"] - gap_se
+    assert by_name[winner]["validation"]["auc"] > by_name[loser]["validation"]["auc"]
     if selection["best"] == "linear":  # the simplest is the best: no noise estimate needed
         assert "gap_se" not in by_name["linear"]
     else:  # standard errors of the bootstrap: the best's own, the others' differences to it
-        assert by_name["gbm"]["gap_se"] == 0.0 and by_name["linear"]["gap_se"] > 0
+        assert by_name[selection["best"]]["gap_se"] == 0.0 and by_name["linear"]["gap_se"] > 0
         assert by_name["linear"]["validation_se"] > 0 and by_name["linear"]["guard_gap_se"] > 0
     # the chosen pipeline is the one in model.joblib: its validation metrics are the job's
     assert evaluation["metrics"]["validation"] == by_name[winner]["validation"]
@@ -146,7 +233,8 @@ def test_the_model_hyperparameter_restricts_the_candidates(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "hps, message",
     [
-        ({"model": "xgboost"}, "hyperparameter model must be auto or a list of linear|gbm"),
+        ({"model": "xgboost"}, "hyperparameter model must be auto or a list of linear|blend|gbm"),
+        ({"model": "blend,gbm"}, "blend averages linear and gbm, list them too"),
         ({"selection_metric": "gini"}, "selection_metric must be one of"),
         ({"selection_metric": "r2", "problem_type": "binary"}, "selection_metric 'r2' is not reported for binary"),
         ({"n_iter_no_change": 0}, "n_iter_no_change must be >= 1"),

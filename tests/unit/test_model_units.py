@@ -80,7 +80,7 @@ def test_resolve_config_defaults_and_inference_of_problem_type() -> None:
         "problem_type": None,
         "seed": 0,
         "model_params": dict(train.MODEL_PARAM_DEFAULTS),
-        "candidates": ("linear", "gbm"),
+        "candidates": ("linear", "blend", "gbm"),
         "selection_metric": None,
         "n_iter_no_change": 20,
         "exclude_columns": {},
