@@ -31,11 +31,12 @@ import botocore.handlers
 import botocore.session
 import regex
 from botocore.exceptions import ClientError
-from botocore.model import ListShape, MapShape, OperationModel, Shape, StringShape, StructureShape
+from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StringShape, StructureShape
 
 from .patches import Patch
 
 EVENT = "before-parameter-build"
+_SESSION = botocore.session.get_session()
 _STATE = {"active": False}
 _SURROGATE_PAIR = regex.compile(r"\\u(D[89AB][0-9A-F]{2})\\u(D[C-F][0-9A-F]{2})", regex.IGNORECASE)
 _NUMBERS = {"integer", "long", "float", "double"}
@@ -60,8 +61,15 @@ def _compiled(pattern: str) -> regex.Pattern[str]:
 
 
 @functools.lru_cache(maxsize=64)
+def _service_model(service: str) -> ServiceModel:
+    """botocore's model of ``service``, loaded once per process (a new session per call re-read and
+    re-parsed the whole service JSON: SageMaker's took 0.1-0.4 s for each new operation)."""
+    return _SESSION.get_service_model(service)
+
+
+@functools.lru_cache(maxsize=1024)
 def _operation(service: str, operation: str) -> OperationModel:
-    return botocore.session.get_session().get_service_model(service).operation_model(operation)
+    return _service_model(service).operation_model(operation)
 
 
 def violations(shape: Shape | None, value: Any, path: str) -> Iterator[str]:
