@@ -142,6 +142,16 @@ def match_route(routes: list[Route], path: str) -> tuple[str, dict[str, str], li
     return best[1], best[2], best[3]
 
 
+class _Server(ThreadingHTTPServer):
+    """The listening socket with a deep accept queue: ``socketserver``'s default backlog of 5 overflows when
+    dozens of clients connect at once (Linux drops the SYN - a 1 s retransmit stall - or, with
+    ``tcp_abort_on_overflow``, resets the connection); API Gateway accepts every connection.  The kernel caps
+    it at ``net.core.somaxconn``."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class ApiFront:
     """A local REST API (v1) stage serving Lambda proxy integrations.
 
@@ -180,7 +190,7 @@ class ApiFront:
         self.cors = cors
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.iam_auth = bool(iam_auth)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
 
@@ -196,8 +206,7 @@ class ApiFront:
         class Handler(_ProxyHandler):
             api = front
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"apigw-{self.api_id}", daemon=True
