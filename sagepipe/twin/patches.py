@@ -56,6 +56,8 @@ in :data:`ORDER`, the order :func:`apply_all` checks and applies them (see
     function error ``Function.ResponseSizeTooLarge``.
 18. ``events_put_limits`` (``events/api.py``) - PutEvents refuses entries totalling 256 KB or more
     (``ValidationException``, as AWS).
+19. ``logs_integer_timestamps`` (``logs.py``) - CloudWatch Logs event timestamps are whole milliseconds
+    (moto's EventBridge and Lambda log writers stored floats, which ``filter-log-events`` returned).
 
 The service modules import this one (for :class:`Patch`, :func:`twin` and the install helpers); this one
 imports them only when :func:`registry` is first called, so there is no import cycle.
@@ -189,6 +191,7 @@ MODULES = (
     "s3",
     "validation",
     "iam",
+    "logs",
 )
 
 #: Every patch's name, in the order :func:`apply_all` checks and applies them.
@@ -211,6 +214,7 @@ ORDER = (
     "server_validation",
     "iam_enforce",
     "sfn_credentials",
+    "logs_integer_timestamps",
 )
 
 

@@ -2,7 +2,9 @@
 
 The ``events_targets`` patch (registered in :mod:`sagepipe.twin.patches`) delivers each target of a
 matching rule on its own, so one failing target does not stop the others: Lambda and Step Functions
-targets go to the running twin's ``deliver`` (:class:`Delivery`), the others to moto's own delivery.
+targets go to the running twin's ``deliver`` (:class:`Delivery`), the others to moto's own delivery (the
+event whole, as EventBridge sends it, unless the target has an ``InputTransformer``: moto rebuilt every
+event from a default template without ``account``).
 
 :class:`Delivery` delivers as AWS does: EventBridge → Step Functions is a StartExecution; EventBridge →
 Lambda an asynchronous Invoke, with the target's dead-letter queue for delivery failures and Lambda's
@@ -73,7 +75,10 @@ def _apply_events() -> None:
                     only = copy.copy(self)
                     # CloudFormation's LogGroup Arn ends in ":*"; EventBridge accepts it, moto does not
                     only.targets = [{**target, "Arn": target["Arn"].removesuffix(":*")}]
-                    original(only, copy.deepcopy(original_event), transform_input)
+                    # without an InputTransformer EventBridge sends the event as it is; moto's "transform"
+                    # then rebuilt it from a default template that drops ``account``
+                    transform = transform_input and bool(target.get("InputTransformer"))
+                    original(only, copy.deepcopy(original_event), transform)
             except Exception as exc:  # noqa: BLE001 - one failing target must not stop the others
                 twin().log("events", f"delivery of rule {self.name} to {target['Arn']} failed: {exc!r}")
 
