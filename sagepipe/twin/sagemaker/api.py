@@ -13,6 +13,8 @@ import copy
 import inspect
 import json
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -365,6 +367,33 @@ def _check_runtime() -> None:
     _require(SageMakerRuntimeResponse, "_get_params", ["self"])
 
 
+def endpoint_log(account: str, region: str, endpoint: str, variant: str, message: str) -> str:
+    """Write ``message`` to the endpoint's CloudWatch Logs, as its container's log agent does, and return the
+    ARN a ModelError names as ``LogStreamArn``: the log group ``/aws/sagemaker/Endpoints/<endpoint>``
+    (created if absent) with the stream ``<variant>/<instance-id>`` (SageMaker Developer Guide, "Log Amazon
+    SageMaker AI events with Amazon CloudWatch"; the instance id is stable per endpoint and variant)."""
+    import hashlib
+
+    from moto.logs.exceptions import ResourceAlreadyExistsException
+    from moto.logs.models import logs_backends
+
+    logs = logs_backends[account][region]
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    stream = f"{variant}/i-{hashlib.sha256(f'{endpoint}/{variant}'.encode()).hexdigest()[:17]}"
+    with _ENDPOINT_LOGS_LOCK:
+        if group not in logs.groups:
+            logs.create_log_group(group, tags={})
+        try:
+            logs.create_log_stream(group, stream)
+        except ResourceAlreadyExistsException:
+            pass
+        logs.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": message}])
+    return f"arn:aws:logs:{region}:{account}:log-group:{group}"
+
+
+_ENDPOINT_LOGS_LOCK = threading.Lock()
+
+
 def _runtime_error(status: int, code: str, message: str, **extra: Any) -> tuple[int, dict[str, str], str]:
     # moto takes the HTTP status from the "status" header of a tuple response
     headers = {"status": str(status), "x-amzn-ErrorType": code, "Content-Type": "application/json"}
@@ -399,10 +428,17 @@ def _apply_runtime() -> None:
         except InvokeFailure as exc:
             extra = {}
             if exc.original_status is not None:
+                variant = (backend.endpoints[name].production_variants or [{}])[0].get("VariantName", "AllTraffic")
                 extra = {
                     "OriginalStatusCode": exc.original_status,
                     "OriginalMessage": exc.original_message or "",
-                    "LogStreamArn": f"arn:aws:logs:{self.region}:{self.current_account}:log-group:/aws/sagemaker/Endpoints/{name}",
+                    "LogStreamArn": endpoint_log(
+                        self.current_account,
+                        self.region,
+                        name,
+                        variant,
+                        f"model error {exc.original_status}: {exc.original_message or ''}",
+                    ),
                 }
             return _runtime_error(exc.status, exc.code, exc.message, **extra)
         endpoint = backend.endpoints[name]
