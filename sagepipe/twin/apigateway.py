@@ -164,6 +164,9 @@ class ApiFront:
     "allow_headers": [...], "max_age": int?}`` to answer OPTIONS preflights.
     ``api_keys``: accepted ``x-api-key`` values (``None``: no key needed);
     ``iam_auth``: require a SigV4 ``Authorization`` header.
+    ``gateway_responses``: response type -> headers API Gateway adds to its own error responses (the
+    ``GatewayResponses`` of the API; a type without an entry falls back to ``DEFAULT_4XX``/``DEFAULT_5XX``
+    by status, as API Gateway does).
     See the module docstring for the exact event/response rules.
     """
 
@@ -179,6 +182,7 @@ class ApiFront:
         cors: dict[str, Any] | None = None,
         api_keys: set[str] | frozenset[str] | None = None,
         iam_auth: bool = False,
+        gateway_responses: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.routes = list(routes)
         self.invoke = invoke
@@ -190,6 +194,7 @@ class ApiFront:
         self.cors = cors
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.iam_auth = bool(iam_auth)
+        self.gateway_responses = dict(gateway_responses or {})
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -387,6 +392,16 @@ def _proxy_headers(hdrs: dict[str, Any], mhdrs: dict[str, Any]) -> list[tuple[st
     return out
 
 
+#: (x-amzn-ErrorType, status) -> API Gateway's gateway response type (API Gateway Developer Guide,
+#: "Gateway response types for API Gateway").
+_RESPONSE_TYPES = {
+    ("BadRequestException", 400): "BAD_REQUEST_BODY",
+    ("MissingAuthenticationTokenException", 403): "MISSING_AUTHENTICATION_TOKEN",
+    ("RequestTooLongException", 413): "REQUEST_TOO_LARGE",
+    ("IntegrationTimeout", 504): "INTEGRATION_TIMEOUT",
+}
+
+
 class _ProxyHandler(BaseHTTPRequestHandler):
     api: ApiFront
     _headers_buffer: list[bytes]  # set by BaseHTTPRequestHandler.send_response (not in its type stubs)
@@ -425,7 +440,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.send_header("x-amz-apigw-id", base64.b64encode(uuid.uuid4().bytes[:12]).decode()[:16])
         if "x-amzn-trace-id" not in names:
             self.send_header("X-Amzn-Trace-Id", self._trace_id)
-        self.send_header("Date", formatdate(usegmt=True))
         self.send_header("Content-Length", str(len(body)))
         if close:
             self.send_header("Connection", "close")
@@ -436,11 +450,25 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._headers_buffer.append(body)
         self.flush_headers()
 
-    def _error(self, status: int, message: str, error_type: str, request_id: str, close: bool = False) -> None:
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """The status line and ``Date`` (once: BaseHTTPRequestHandler's own ``Server`` header is left out,
+        API Gateway sends none)."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", formatdate(usegmt=True))
+
+    def _error(
+        self, status: int, message: str, error_type: str, request_id: str, close: bool = False, kind: str = ""
+    ) -> None:
+        """API Gateway's own error response, with the headers of its gateway response ``kind`` (default:
+        ``_RESPONSE_TYPES[(error_type, status)]``), else of ``DEFAULT_4XX``/``DEFAULT_5XX``."""
         body = json.dumps({"message": message}).encode()
+        responses = self.api.gateway_responses
+        kind = kind or _RESPONSE_TYPES.get((error_type, status), "")
+        extra = responses.get(kind, responses.get("DEFAULT_4XX" if status < 500 else "DEFAULT_5XX", {}))
         self._send(
             status,
-            [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)],
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type), *extra.items()],
             body,
             request_id,
             close=close,
@@ -546,7 +574,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
             return None
         if api.api_keys is not None and self.headers.get("x-api-key") not in api.api_keys:
-            self._error(403, "Forbidden", "ForbiddenException", request_id)
+            self._error(403, "Forbidden", "ForbiddenException", request_id, kind="INVALID_API_KEY")
             return None
         if api.iam_auth and not (self.headers.get("Authorization") or "").startswith("AWS4-HMAC-SHA256 "):
             self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)

@@ -163,6 +163,7 @@ class Twin:
             self._invoke_by_name,
             stage=self.deployment.api_stage,
             cors=self.deployment.cors,
+            gateway_responses=self.deployment.gateway_responses,
             iam_auth=self.deployment.iam_auth,
             api_keys={self.deployment.api_key} if self.deployment.api_key else None,
         )

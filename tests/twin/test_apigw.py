@@ -403,3 +403,34 @@ def test_32_concurrent_clients_see_no_connection_resets(front, fake):
     slow = [t for t in connects if t >= 1.0]
     assert not slow, f"{len(slow)} of {len(connects)} connects waited for a SYN retransmit (accept queue full)"
     assert time.monotonic() - t0 < 30
+
+
+def test_gateway_responses_add_their_headers_to_api_gateways_own_errors(fake):
+    """A response type's headers (else DEFAULT_4XX/DEFAULT_5XX's) go on API Gateway's own errors only; every
+    response has one Date and no Server header."""
+    api = ApiFront(
+        ROUTES,
+        fake,
+        timeout_s=0.5,
+        api_keys={"k"},
+        gateway_responses={
+            "DEFAULT_4XX": {"Access-Control-Allow-Origin": "*"},
+            "DEFAULT_5XX": {"Access-Control-Allow-Origin": "*", "X-Five": "5"},
+            "MISSING_AUTHENTICATION_TOKEN": {"X-Missing": "1"},
+        },
+    )
+    base = api.start()
+    try:
+        status, headers, _ = _req(base, "GET", "/health")  # no key: INVALID_API_KEY -> DEFAULT_4XX
+        assert status == 403 and _h(headers, "Access-Control-Allow-Origin") == ["*"]
+        status, headers, _ = _req(base, "GET", "/nope", headers=[("x-api-key", "k")])
+        assert status == 403 and _h(headers, "X-Missing") == ["1"] and not _h(headers, "Access-Control-Allow-Origin")
+        fake.reply = lambda ev: (time.sleep(1.0), _ok({"statusCode": 200}))[1]
+        status, headers, _ = _req(base, "GET", "/health", headers=[("x-api-key", "k")])
+        assert status == 504 and _h(headers, "X-Five") == ["5"]
+        fake.reply = None
+        status, headers, _ = _req(base, "GET", "/health", headers=[("x-api-key", "k")])
+        assert status == 200 and not _h(headers, "Access-Control-Allow-Origin")  # the function's response as is
+        assert len(_h(headers, "Date")) == 1 and not _h(headers, "Server")
+    finally:
+        api.stop()

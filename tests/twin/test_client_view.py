@@ -4,7 +4,9 @@ AWS."""
 
 from __future__ import annotations
 
+import http.client
 import time
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -50,3 +52,52 @@ def test_notification_events_name_the_account(target: Target, rejected_run: Any)
     for event in rejected_run["events"]:
         assert event.get("account") == "123456789012", sorted(event)
         assert {"version", "id", "detail-type", "source", "time", "region", "resources", "detail"} <= set(event)
+
+
+def _http(
+    url: str, method: str, headers: dict[str, str], body: bytes | None = None
+) -> tuple[int, list[tuple[str, str]]]:
+    """One plain HTTP request (http.client keeps repeated headers apart, as a browser sees them)."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        conn.request(method, u.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheaders()
+    finally:
+        conn.close()
+
+
+def _values(headers: list[tuple[str, str]], name: str) -> list[str]:
+    return [v for k, v in headers if k.lower() == name.lower()]
+
+
+def test_the_apis_403_carries_the_templates_gateway_response_headers(target: Target) -> None:
+    """The template's ``GatewayResponses`` (DEFAULT_4XX/5XX) set ``Access-Control-Allow-Origin``: API
+    Gateway adds it to its own 403, so a browser reads the 403 instead of failing on CORS."""
+    url = f"{target.api_url}/models/churn/predictions"
+    origin = {"Origin": "https://app.example.com", "Content-Type": "application/json"}
+    status, headers = _http(url, "POST", origin, b"{}")  # no x-api-key
+    assert status == 403
+    assert _values(headers, "Access-Control-Allow-Origin") == ["*"]
+    status, headers = _http(f"{target.api_url}/no/such/route", "GET", origin)
+    assert status == 403 and _values(headers, "x-amzn-ErrorType") == ["MissingAuthenticationTokenException"]
+    assert _values(headers, "Access-Control-Allow-Origin") == ["*"]
+
+
+def test_the_preflight_carries_the_templates_max_age(target: Target) -> None:
+    """``Cors.MaxAge: '600'`` is the preflight's ``Access-Control-Max-Age`` (browsers cache it 600 s)."""
+    status, headers = _http(
+        f"{target.api_url}/models/churn/predictions",
+        "OPTIONS",
+        {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert status == 200 and _values(headers, "Access-Control-Max-Age") == ["600"]
+
+
+def test_api_responses_carry_one_date_header(target: Target) -> None:
+    """One ``Date`` per response (RFC 9110 5.3: a field that is not a list appears once)."""
+    for method, path in (("GET", "/health"), ("POST", "/models/churn/predictions"), ("OPTIONS", "/health")):
+        _, headers = _http(f"{target.api_url}{path}", method, {"Origin": "https://app.example.com"})
+        assert len(_values(headers, "Date")) == 1, (method, path, _values(headers, "Date"))

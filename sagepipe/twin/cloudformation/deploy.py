@@ -41,6 +41,7 @@ class Deployment:
     routes: list[Route] = field(default_factory=list)
     api_stage: str = "Prod"
     cors: dict[str, Any] | None = None
+    gateway_responses: dict[str, dict[str, str]] = field(default_factory=dict)  # response type -> headers
     api_key: str | None = None  # x-api-key value when the API has Auth.ApiKeyRequired
     iam_auth: bool = False  # Auth.DefaultAuthorizer AWS_IAM: requests must be SigV4-signed
     dead_letter_queues: dict[str, str] = field(default_factory=dict)  # rule name -> queue ARN
@@ -332,8 +333,25 @@ class Deployer:
                 "allow_methods": strip(cors.get("AllowMethods")),
                 "allow_headers": strip(cors.get("AllowHeaders")),
             }
+            if cors.get("MaxAge") is not None:
+                self.result.cors["max_age"] = int(str(cors["MaxAge"]).strip().strip("'"))
+            if cors.get("AllowCredentials") is not None:
+                self.result.cors["allow_credentials"] = str(cors["AllowCredentials"]).lower() == "true"
+        self.result.gateway_responses = self._gateway_responses(props.get("GatewayResponses") or {})
         self.stack.physical[lid] = "twinapi"
         self._api_auth(lid, props.get("Auth") or {})
+
+    @staticmethod
+    def _gateway_responses(responses: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """SAM ``GatewayResponses``: response type (``DEFAULT_4XX``, ``MISSING_AUTHENTICATION_TOKEN``...) ->
+        the headers of its ``ResponseParameters.Headers``, their values unquoted (SAM takes static values in
+        single quotes). ``StatusCode``, ``ResponseTemplates`` and the ``Paths``/``QueryStrings`` parameters are
+        not emulated."""
+        out: dict[str, dict[str, str]] = {}
+        for kind, spec in responses.items():
+            headers = ((spec or {}).get("ResponseParameters") or {}).get("Headers") or {}
+            out[str(kind)] = {str(k): str(v).strip().strip("'") for k, v in headers.items()}
+        return out
 
     def _api_auth(self, lid: str, auth: dict[str, Any]) -> None:
         """SAM ``Auth``: ``ApiKeyRequired`` (truthy after parameter resolution, as SAM reads it) makes the twin
