@@ -5,6 +5,7 @@ AWS."""
 from __future__ import annotations
 
 import http.client
+import json
 import time
 import urllib.parse
 from typing import Any
@@ -101,3 +102,37 @@ def test_api_responses_carry_one_date_header(target: Target) -> None:
     for method, path in (("GET", "/health"), ("POST", "/models/churn/predictions"), ("OPTIONS", "/health")):
         _, headers = _http(f"{target.api_url}{path}", method, {"Origin": "https://app.example.com"})
         assert len(_values(headers, "Date")) == 1, (method, path, _values(headers, "Date"))
+
+
+def test_a_multipart_upload_is_one_object_created_event(twin: Any, target: Target) -> None:
+    """CompleteMultipartUpload sends one "Object Created" event, reason ``CompleteMultipartUpload`` (S3 User
+    Guide, "EventBridge event message structure"); moto also sent a ``PutObject`` one for the same object."""
+    events, logs, s3 = target.client("events"), target.client("logs"), target.client("s3")
+    group = "/aws/events/test-multipart"
+    logs.create_log_group(logGroupName=group)
+    key = "scratch/multipart/one.bin"
+    events.put_rule(
+        Name="test-multipart",
+        EventPattern=json.dumps(
+            {"source": ["aws.s3"], "detail": {"bucket": {"name": [target.data_bucket]}, "object": {"key": [key]}}}
+        ),
+    )
+    events.put_targets(
+        Rule="test-multipart", Targets=[{"Id": "log", "Arn": f"arn:aws:logs:us-east-1:123456789012:log-group:{group}"}]
+    )
+    upload = s3.create_multipart_upload(Bucket=target.data_bucket, Key=key)
+    part = s3.upload_part(
+        Bucket=target.data_bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 1024
+    )
+    s3.complete_multipart_upload(
+        Bucket=target.data_bucket,
+        Key=key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    s3.put_object(Bucket=target.data_bucket, Key=key, Body=b"y")  # a PutObject after it: its own event
+    # S3 → EventBridge → CloudWatch Logs is delivered within the S3 request in the twin
+    got = [json.loads(x["message"]) for x in logs.filter_log_events(logGroupName=group)["events"]]
+    reasons = sorted((e["detail-type"], e["detail"]["reason"]) for e in got)
+    assert reasons, [x for x in twin.logs if x[0] == "events"][-5:]
+    assert reasons == [("Object Created", "CompleteMultipartUpload"), ("Object Created", "PutObject")], reasons

@@ -78,7 +78,13 @@ def _apply_events() -> None:
                     # without an InputTransformer EventBridge sends the event as it is; moto's "transform"
                     # then rebuilt it from a default template that drops ``account``
                     transform = transform_input and bool(target.get("InputTransformer"))
-                    original(only, copy.deepcopy(original_event), transform)
+                    sent = copy.deepcopy(original_event)
+                    iso = sent.get("time")
+                    if service == "logs" and isinstance(iso, str):
+                        # moto's log-group target formats an epoch ``time`` as ISO 8601 and fails on the ISO
+                        # string the twin's S3 and Step Functions events already carry
+                        sent["time"] = datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+                    original(only, sent, transform)
             except Exception as exc:  # noqa: BLE001 - one failing target must not stop the others
                 twin().log("events", f"delivery of rule {self.name} to {target['Arn']} failed: {exc!r}")
 
