@@ -70,6 +70,7 @@ def predictions(model: str) -> dict[str, Any]:
         body=body,
         content_type=core.header(ev.headers, "content-type"),
         per_record=per_record,
+        content_encoding=core.header(ev.headers, "content-encoding"),
     )
     logger.info(
         "predicted", extra={"model": model, "version": result["version"], "instances": len(result["predictions"])}

@@ -4,6 +4,7 @@ AWS."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import time
@@ -136,3 +137,20 @@ def test_a_multipart_upload_is_one_object_created_event(twin: Any, target: Targe
     reasons = sorted((e["detail-type"], e["detail"]["reason"]) for e in got)
     assert reasons, [x for x in twin.logs if x[0] == "events"][-5:]
     assert reasons == [("Object Created", "CompleteMultipartUpload"), ("Object Created", "PutObject")], reasons
+
+
+def test_a_gzip_body_is_a_415_that_says_so(target: Target) -> None:
+    """A client that gzips its JSON (``Content-Encoding: gzip``) gets 415 naming the encoding; it got
+    "400 body is not valid UTF-8". Checked before any model lookup, so no model needs to be live."""
+    body = gzip.compress(json.dumps({"instances": [{"state": "KS"}]}).encode())
+    u = urllib.parse.urlsplit(f"{target.api_url}/models/churn/predictions")
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "x-api-key": target.api_key or ""}
+        conn.request("POST", u.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        doc = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 415, doc
+    assert doc["error"]["code"] == "unsupported_content_encoding" and "gzip" in doc["error"]["message"]

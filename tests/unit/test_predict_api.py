@@ -182,6 +182,29 @@ def test_wrong_or_missing_content_type_415(api, lambda_context, ct):
     assert_error(status, body, 415, "unsupported_media_type")
 
 
+@pytest.mark.parametrize("coding", ["gzip", "GZIP", "deflate", "br", "identity, gzip"])
+def test_a_compressed_body_is_415_naming_the_encoding(api, lambda_context, coding):
+    """A gzip body was "400 body is not valid UTF-8"; the API takes uncompressed bodies and says so."""
+    import gzip
+
+    ev = event(headers={"Content-Encoding": coding})
+    ev["body"] = base64.b64encode(gzip.compress(json.dumps({"instances": [churn_record(0)]}).encode())).decode()
+    ev["isBase64Encoded"] = True
+    with Stubber(api.RUNTIME):  # no AWS call
+        status, body, headers = call(api, ev, lambda_context)
+    assert_error(status, body, 415, "unsupported_content_encoding")
+    assert coding.split(",")[-1].strip() in body["error"]["message"] and "uncompressed" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("coding", ["identity", ""])
+def test_an_identity_content_encoding_is_accepted(api, lambda_context, coding):
+    ev = event({"instances": [churn_record(0)]}, headers={"Content-Encoding": coding})
+    with Stubber(api.RUNTIME) as stub:
+        ok_response(stub)
+        status, body, _ = call(api, ev, lambda_context)
+    assert status == 200, body
+
+
 @pytest.mark.parametrize("raw", ["", "   ", None])
 def test_empty_body_400(api, lambda_context, raw):
     ev = event()

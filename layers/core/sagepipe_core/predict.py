@@ -149,15 +149,25 @@ def per_record_flag(value: str | None) -> bool:
     )
 
 
-def check_request(model: str, body: bytes, content_type: str | None) -> str:
+def check_request(model: str, body: bytes, content_type: str | None, content_encoding: str | None = None) -> str:
     """Checks made before anything else is called. Returns the media type.
 
     Raises :class:`ApiError`: 400 ``invalid_model_name``; 413 ``payload_too_large`` (> 6 MB);
-    415 ``unsupported_media_type`` (missing or not JSON/CSV); 400 ``empty_body``.
+    415 ``unsupported_content_encoding`` (a ``Content-Encoding`` other than ``identity``, e.g. gzip: the API
+    takes uncompressed bodies; RFC 9110 15.5.16); 415 ``unsupported_media_type`` (missing or not JSON/CSV);
+    400 ``empty_body``.
     """
     check_model_name(model)
     if len(body) > MAX_PAYLOAD_BYTES:
         raise ApiError(413, "payload_too_large", f"body is {len(body)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    if any(c != "identity" for c in codings):
+        raise ApiError(
+            415,
+            "unsupported_content_encoding",
+            f"Content-Encoding {(content_encoding or '').strip()!r} is not supported: send the body uncompressed",
+            headers={"Accept-Encoding": "identity"},
+        )
     mt = media_type(content_type)
     if mt not in SUPPORTED_CONTENT_TYPES:
         raise ApiError(415, "unsupported_media_type", f"Content-Type must be one of {list(SUPPORTED_CONTENT_TYPES)}")
@@ -377,6 +387,7 @@ def predict(
     body: bytes,
     content_type: str | None,
     per_record: bool = False,
+    content_encoding: str | None = None,
 ) -> dict[str, Any]:
     """``POST /models/{model}/predictions``: check, validate against the live schema, invoke.
 
@@ -395,8 +406,10 @@ def predict(
     ``predictions`` is aligned with the instances (``null`` for a rejected one) and the answer adds
     ``"errors"`` and ``"error_count"`` (200, even when every record is rejected: then SageMaker is not
     called). Errors of the request as a whole (shape, size, model) stay 4xx.
+
+    ``content_encoding``: the request's ``Content-Encoding`` header (415 unless absent or ``identity``).
     """
-    mt = check_request(model, body, content_type)
+    mt = check_request(model, body, content_type, content_encoding)
     if mt == "application/json":
         instances = parse_instances(body, mt, None, settings.max_instances)  # malformed JSON: no AWS call
     version = live.get(settings.prefix, model)
