@@ -52,6 +52,11 @@ def lambda_handler(event, context):
         os._exit(7)
     if action == "marshal":
         return {"s": {1, 2}}
+    if action == "alloc":
+        block = bytearray(event["mb"] << 20)
+        block[::4096] = b"\x01" * len(block[::4096])  # touch every page
+        hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
+        return {"hwm_mb": int(hwm.split()[1]) // 1024}
     if action == "log":
         print("line-out")
         sys.stderr.write("line-err\\n")
@@ -295,6 +300,25 @@ def test_logs_per_invocation_sink_and_file(pool, fixture_dirs, sink_lines):
     assert "line-out" in got and f"END RequestId: {rid}" in got
     logfile = pool.log_dir / "logfn.log"
     assert f"END RequestId: {rid}" in logfile.read_text()
+
+
+def test_report_max_memory_used_is_the_workers_own_peak(pool, fixture_dirs):
+    """REPORT's ``Max Memory Used`` is the function's peak resident memory (MB). ``ru_maxrss`` keeps the
+    peak of the process that forked the worker across exec (Linux), so the REPORT claimed the twin's
+    227-551 MB where workers peak at 66-86 MB; a 400 MB parent made that plain."""
+    import re
+
+    code, layer, _ = fixture_dirs
+    ballast = b"\x01" * (400 << 20)  # the parent is big when the worker is spawned
+    try:
+        spec = _spec(code, layer, name="memfn")
+        res, out = _call(pool, spec, {"action": "alloc", "mb": 60})
+    finally:
+        del ballast
+    assert not res.errored, out
+    used = int(re.search(r"Max Memory Used: (\d+) MB", res.logs.splitlines()[-1]).group(1))
+    assert 60 <= used <= out["hwm_mb"] + 2, (used, out)
+    assert used < 300, used
 
 
 def test_concurrent_invokes(pool, fixture_dirs):

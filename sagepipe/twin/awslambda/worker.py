@@ -311,15 +311,30 @@ def main() -> int:
             _log_error(err)
             payload = json.dumps(err).encode()
         _end_markers(rid)
-        try:
-            import resource
-
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        except Exception:
-            rss = 0
+        rss = peak_rss_kb()
         write_frame(resp, json.dumps({"type": "result", "errored": errored, "maxRssKb": rss}).encode())
         write_frame(resp, payload)
         resp.flush()
+
+
+def peak_rss_kb() -> int:
+    """This worker's peak resident memory in KiB, what Lambda's REPORT ``Max Memory Used`` reports: ``VmHWM``
+    of ``/proc/self/status`` (the high-water mark of this process's own address space). Not ``ru_maxrss``:
+    Linux keeps the peak of the process that forked the worker across exec, so it reported the twin's
+    size. Falls back to ``ru_maxrss`` where /proc is absent; 0 if neither can be read."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    except Exception:  # noqa: BLE001 - no figure is better than a failed invocation
+        return 0
 
 
 if __name__ == "__main__":
