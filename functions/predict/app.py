@@ -40,8 +40,15 @@ LIVE = core.LiveModels(
 
 
 def api_error(err: core.ApiError) -> Response[dict[str, Any]]:
-    """Render :class:`ApiError` as JSON; the log line has the code, never the body."""
-    logger.info("request rejected", extra={"status": err.status, "error_code": err.code})
+    """Render :class:`ApiError` as JSON; the log line has the code, never the body.
+
+    A 5xx (the model or SageMaker failed, not the client) is logged at ERROR, a 4xx at INFO.
+    """
+    extra = {"status": err.status, "error_code": err.code}
+    if err.status >= 500:
+        logger.error("request failed", extra=extra)
+    else:
+        logger.info("request rejected", extra=extra)
     return Response(err.status, "application/json", err.body(), err.headers)
 
 

@@ -649,6 +649,39 @@ def test_logs_have_correlation_id_and_no_feature_values(api, lambda_context, mon
     assert secret not in text and "265.1" not in text
 
 
+@pytest.mark.parametrize(
+    "error, http, status, level",
+    [
+        (("ModelError", 424, {"OriginalStatusCode": 500, "OriginalMessage": "boom"}), 424, 502, "ERROR"),
+        (("ServiceUnavailable", 503, None), 503, 503, "ERROR"),
+        (("ModelError", 424, {"OriginalStatusCode": 400, "OriginalMessage": "bad"}), 424, 422, "INFO"),
+    ],
+    ids=["model-5xx", "no-healthy-instance", "model-4xx"],
+)
+def test_model_5xx_is_logged_as_an_error_4xx_as_info(api, lambda_context, monkeypatch, error, http, status, level):
+    """A model or SageMaker failure (5xx to the client) is an ERROR line; a rejected input stays INFO (issue 16
+    item 3: the 502s of a dead model server were logged at INFO)."""
+    code, _, fields = error
+    sink = io.StringIO()
+    monkeypatch.setattr(api.logger.registered_handler, "stream", sink)
+    with Stubber(api.RUNTIME) as stub:
+        stub.add_client_error("invoke_endpoint", code, "failed", http, modeled_fields=fields or {})
+        got, body, _ = call(api, event({"instances": [churn_record(0)]}), lambda_context)
+    assert got == status, body
+    logs = [json.loads(line) for line in sink.getvalue().splitlines() if line.startswith("{")]
+    [entry] = [e for e in logs if e.get("error_code") == body["error"]["code"]]
+    assert entry["level"] == level and entry["status"] == status, entry
+
+
+def test_service_unavailable_is_503_with_a_short_retry_after(api, lambda_context):
+    """InvokeEndpoint's ServiceUnavailable (no healthy instance, e.g. one being replaced) → 503 + Retry-After."""
+    with Stubber(api.RUNTIME) as stub:
+        stub.add_client_error("invoke_endpoint", "ServiceUnavailable", "The service is unavailable.", 503)
+        got, body, hdrs = call(api, event({"instances": [churn_record(0)]}), lambda_context)
+    assert_error(got, body, 503, "model_unavailable")
+    assert body["error"]["sagemaker_error"] == "ServiceUnavailable" and hdrs["retry-after"] == "5"
+
+
 # ---------------------------------------------------------------------------- OpenAPI contract
 class _Loader(yaml.SafeLoader):
     pass

@@ -6,7 +6,7 @@ start imports it).
 
 Follows the sagemaker-runtime InvokeEndpoint API reference (6 MB payload limit, ``ModelError`` with
 ``OriginalStatusCode``/``OriginalMessage``, ``ValidationError`` for a missing or not-InService endpoint,
-``ThrottlingException``) and the SageMaker DescribeEndpoint / DescribeEndpointConfig / DescribeModel
+``ThrottlingException``, ``ServiceUnavailable`` 503 when no instance can serve) and the SageMaker DescribeEndpoint / DescribeEndpointConfig / DescribeModel
 references for finding the live model version.
 
 Finding the live version: DescribeEndpoint(``<prefix>-<model>``) → ``EndpointConfigName`` →
@@ -366,7 +366,15 @@ def _runtime_error(exc: ClientError, model: str) -> ApiError:
         return ApiError(502, "model_error", "the model failed to answer", {"model_status": original})
     if error_kind(exc) == "throttled":
         return ApiError(429, "throttled", "too many requests; retry with backoff", headers={"Retry-After": "1"})
-    if code in {"ServiceUnavailable", "InternalFailure", "ModelNotReadyException"} or code in VALIDATION_CODES:
+    if code in {"ServiceUnavailable", "InternalFailure"}:  # no healthy instance now (e.g. one being replaced)
+        return ApiError(
+            503,
+            "model_unavailable",
+            f"the endpoint for model {model!r} has no healthy instance right now; retry shortly",
+            {"model": model, "sagemaker_error": code},
+            headers={"Retry-After": "5"},
+        )
+    if code == "ModelNotReadyException" or code in VALIDATION_CODES:
         detail = "not found" if "not found" in msg.lower() else "not in service"
         return ApiError(
             503,

@@ -5,6 +5,13 @@ version on an ephemeral 127.0.0.1 port. Creating → InService only after ``GET 
 UpdateEndpoint is blue/green: the new version starts beside the old one; traffic moves only when the
 new one is healthy; a failed update leaves the old EndpointConfig live with a FailureReason (AWS
 behaviour, SageMaker docs "Blue/Green Deployments" and "Auto-Rollback Configuration").
+
+Self-healing (SageMaker pings each instance's ``/ping`` periodically and replaces an instance that fails
+its health checks; the endpoint stays InService): a watcher thread pings every live server every
+``WATCH_INTERVAL_S``; a server whose process exited, or whose ping fails ``UNHEALTHY_PINGS`` times in a
+row, is stopped, reaped and restarted from its model directory (a line ``replacing ...`` then ``replaced
+...`` in the endpoint's log). While no healthy server is up, InvokeEndpoint answers ``ServiceUnavailable``
+(503), one of the errors botocore's sagemaker-runtime model lists for InvokeEndpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ CONTAINER_STARTUP_HEALTH_CHECK_S = 480.0
 #: "The request timeout on /ping attempts is 2 seconds."
 PING_TIMEOUT_S = 2.0
 INVOKE_TIMEOUT_S = 60.0  # InvokeEndpoint's model response limit
+#: How often the watcher pings each live model server (seconds). SageMaker does not document its
+#: interval; the twin's choice, short enough that a dead server is replaced within seconds.
+WATCH_INTERVAL_S = 2.0
+#: Consecutive failed pings (no 200 within ``PING_TIMEOUT_S``) after which a running server is replaced.
+UNHEALTHY_PINGS = 3
 
 
 @dataclass
@@ -46,6 +58,13 @@ class ModelServer:
     log_thread: threading.Thread | None = None
     start_seconds: float = 0.0  # process start → /ping 200 (wall seconds)
     in_flight: int = 0  # InvokeEndpoint requests routed here and not yet answered (HostingManager.route_lock)
+    endpoint_name: str = ""
+    model: dict[str, Any] = field(default_factory=dict)  # the model spec it was started with (restarts reuse it)
+    failed_pings: int = 0  # consecutive failed health checks (the watcher's count)
+
+    def exited(self) -> bool:
+        """True when the process has ended (and is reaped: ``poll`` waits for it)."""
+        return self.process.poll() is not None
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; removes nothing on disk (kept for inspection)."""
@@ -67,10 +86,12 @@ class EndpointState:
 
     live: ModelServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    replacing: bool = False  # the live server failed its health checks; a new one is starting
 
 
 class InvokeFailure(Exception):
-    """InvokeEndpoint failure: ``code`` is the AWS error code (ValidationError, ModelError)."""
+    """InvokeEndpoint failure: ``code`` is the AWS error code (ValidationError, ModelError,
+    ServiceUnavailable), ``status`` its HTTP status."""
 
     def __init__(
         self,
@@ -103,6 +124,8 @@ class HostingManager:
         self.endpoints: dict[str, EndpointState] = {}
         self.all_servers: list[ModelServer] = []
         self.route_lock = threading.Lock()  # routing a request to ``live`` and counting it are one step
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # -- process management ------------------------------------------------------------------
     def _start_server(self, endpoint_name: str, config_name: str, model: dict[str, Any]) -> ModelServer:
@@ -118,10 +141,18 @@ class HostingManager:
         self.s3_factory(model.get("ExecutionRoleArn")).download_file(bucket, key, str(archive))
         with tarfile.open(archive) as tar:
             tar.extractall(model_dir, filter="data")
+        return self._launch(endpoint_name, config_name, directory, model)
+
+    def _launch(self, endpoint_name: str, config_name: str, directory: Path, model: dict[str, Any]) -> ModelServer:
+        """Start a model server on the extracted ``directory/model`` and wait for /ping 200 (see
+        :meth:`await_healthy`). Returns the healthy server. Raises RuntimeError."""
+        container = model["PrimaryContainer"]
+        model_dir = directory / "model"
         env_vars = container.get("Environment") or {}
         code_dir = model_dir / "code"
         program = env_vars.get("SAGEMAKER_PROGRAM", "inference.py")
         ready = directory / "ready.json"
+        ready.unlink(missing_ok=True)  # a restart: the old server's port is not the new one's
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_TWIN_"))}
         env.update({k: str(v) for k, v in env_vars.items()})
         env["SM_MODEL_DIR"] = str(model_dir)
@@ -164,7 +195,7 @@ class HostingManager:
 
         pump_thread = threading.Thread(target=pump, daemon=True)
         pump_thread.start()
-        server = ModelServer(config_name, proc, 0, directory, pump_thread)
+        server = ModelServer(config_name, proc, 0, directory, pump_thread, endpoint_name=endpoint_name, model=model)
         self.all_servers.append(server)
         timeout_s = float(model.get("ContainerStartupHealthCheckTimeoutInSeconds") or CONTAINER_STARTUP_HEALTH_CHECK_S)
         self.await_healthy(server, ready, output, timeout_s)
@@ -187,6 +218,9 @@ class HostingManager:
         deadline = time.monotonic() + timeout_s
         last: int | None = None
         while time.monotonic() < deadline:
+            if self._stopping.is_set():
+                server.stop()
+                raise RuntimeError("the twin is stopping")
             if server.process.poll() is not None:
                 code = server.process.returncode
                 raise RuntimeError(f"model server exited with code {code}: {' | '.join(output[-5:])}")
@@ -219,6 +253,7 @@ class HostingManager:
         """CreateEndpoint: ``endpoint`` (moto object) goes Creating → InService, or Failed."""
         state = self.endpoints.setdefault(endpoint.endpoint_name, EndpointState())
         endpoint.endpoint_status = "Creating"
+        self._start_watcher()
         config_name = endpoint.endpoint_config_name
 
         def run() -> None:
@@ -299,12 +334,15 @@ class HostingManager:
     ) -> tuple[int, bytes, str]:
         """POST /invocations on the live process. Returns ``(200, body, content_type)``.
 
-        Raises :class:`InvokeFailure` (ValidationError when not InService; ModelError with the
-        container's status when it answers non-200 or cannot be reached).
+        Raises :class:`InvokeFailure` (ValidationError when not InService; ServiceUnavailable 503 while
+        its model server is dead or being replaced; ModelError with the container's status when it answers
+        non-200 or cannot be reached while its process runs).
         """
         with self.route_lock:
             state = self.endpoints.get(endpoint_name)
             server = state.live if state else None
+            if state is not None and state.replacing:
+                raise _unavailable(endpoint_name)
             if server is not None:
                 server.in_flight += 1
         if server is None:
@@ -329,6 +367,8 @@ class HostingManager:
             ctype = resp.getheader("Content-Type") or "application/json"
             conn.close()
         except OSError as exc:
+            if _exited_soon(server):  # the instance is gone: no model answered; the watcher replaces it
+                raise _unavailable(server.endpoint_name or server.endpoint_config_name) from exc
             raise InvokeFailure(
                 "ModelError", f"Received server error (500) from primary: {exc}", 424, 500, str(exc)
             ) from exc
@@ -344,6 +384,101 @@ class HostingManager:
         return [s.process.pid for s in self.all_servers]
 
     def shutdown(self) -> None:
-        """Stop every model server this manager started."""
+        """Stop the watcher (waiting for a restart it is making), then every model server this manager started."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=INVOKE_TIMEOUT_S)
         for server in self.all_servers:
             server.stop()
+
+    # -- health checks -------------------------------------------------------------------------
+    def _start_watcher(self) -> None:
+        if self._watcher is None and not self._stopping.is_set():
+            self._watcher = threading.Thread(target=self._watch, name="hosting-watcher", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        """Until :meth:`shutdown`: every ``WATCH_INTERVAL_S`` health-check each endpoint's live server."""
+        while not self._stopping.wait(WATCH_INTERVAL_S):
+            for name, state in list(self.endpoints.items()):
+                if self._stopping.is_set():
+                    return
+                try:
+                    self.check(name, state)
+                except Exception as exc:  # noqa: BLE001 - the watcher outlives one endpoint's failure
+                    self.log_sink(f"endpoint:{name}", f"health check failed: {exc!r}")
+
+    def check(self, endpoint_name: str, state: EndpointState) -> bool:
+        """Health-check ``state.live`` once; replace it when it is dead or unhealthy.
+
+        A process that exited is replaced at once; a running one after ``UNHEALTHY_PINGS`` pings in a row
+        that did not answer 200 within ``PING_TIMEOUT_S`` (SageMaker: "replaces ... instances that fail
+        health checks"). An endpoint busy with a create or update (its lock held) is left to that.
+
+        Returns:
+            True when a replacement was made or attempted.
+        """
+        server = state.live
+        if server is None:
+            return False
+        if not server.exited():
+            status = self._ping(server.port) if server.port else None
+            server.failed_pings = 0 if status == 200 else server.failed_pings + 1
+            if server.failed_pings < UNHEALTHY_PINGS:
+                return False
+            why = f"{server.failed_pings} health checks (GET /ping) in a row did not answer 200 (last: {status})"
+        else:
+            why = f"its process exited with code {server.process.returncode}"
+        if not state.lock.acquire(blocking=False):
+            return False
+        try:
+            if state.live is not server or self.endpoints.get(endpoint_name) is not state:
+                return False
+            self._replace(endpoint_name, state, server, why)
+            return True
+        finally:
+            state.lock.release()
+
+    def _replace(self, endpoint_name: str, state: EndpointState, server: ModelServer, why: str) -> None:
+        """Stop and reap ``server``, start a new one from its model directory (``state.lock`` held)."""
+        prefix = f"endpoint:{endpoint_name}/{server.endpoint_config_name}"
+        self.log_sink(prefix, f"replacing the model server (pid {server.process.pid}): {why}")
+        with self.route_lock:
+            state.replacing = True  # requests now get ServiceUnavailable; one on a hung server is cut off
+        server.stop()  # SIGTERM/SIGKILL if still running; waits, so the process is reaped either way
+        try:
+            new = self._launch(endpoint_name, server.endpoint_config_name, server.directory, server.model)
+        except RuntimeError as exc:
+            self.log_sink(prefix, f"replacement failed, retrying at the next health check: {exc}")
+            return  # state.live stays the dead server: the next check tries again
+        with self.route_lock:
+            current = self.endpoints.get(endpoint_name) is state
+            if current:
+                state.live, state.replacing = new, False
+        if not current:  # the endpoint was deleted meanwhile
+            new.stop()
+            return
+        self.log_sink(
+            prefix,
+            f"replaced the model server: pid {server.process.pid} -> {new.process.pid} "
+            f"(healthy after {new.start_seconds:.1f} s)",
+        )
+
+
+def _unavailable(endpoint_name: str) -> InvokeFailure:
+    """InvokeEndpoint's ServiceUnavailable (HTTP 503): no healthy instance can take the request."""
+    return InvokeFailure(
+        "ServiceUnavailable",
+        f"The service is unavailable. Try your call again. (Endpoint {endpoint_name} has no healthy instance: "
+        "its model server is being replaced.)",
+        503,
+    )
+
+
+def _exited_soon(server: ModelServer, within_s: float = 0.5) -> bool:
+    """True when ``server``'s process has exited or exits within ``within_s`` (a kill races the request)."""
+    try:
+        server.process.wait(timeout=within_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
