@@ -34,6 +34,13 @@ unchanged):
   for ``n_iter_no_change`` iterations, or at ``max_iter``. As with scikit-learn's own early stopping, the model keeps the iterations grown after
   its best one.
 
+**Refit.** Once chosen, the candidate is refitted on train + validation with the settings chosen on
+train (the GBM with ``max_iter`` = the early-stopped best iteration, no early stopping; the linear model
+with its strength; the blend's two members so; :func:`refit_candidate`), so the served model sees the
+validation rows too (``GridSearchCV(refit=True)``'s practice); the test split stays unseen. Off by default
+(hyperparameter ``refit: true``): on ``bench/model_quality.py`` it lifts diabetes but costs
+seattle_weather and breast_cancer (``bench/model_quality.md``).
+
 The training job's hyperparameters keep their meaning: ``max_iter`` (the GBM's upper bound),
 ``learning_rate``, ``max_depth``, ``max_leaf_nodes``, ``l2_regularization`` go to the GBM; ``model``
 (``auto`` = every candidate, or a comma-separated subset such as ``gbm``; ``blend`` needs ``linear`` and
@@ -380,6 +387,57 @@ def fit_candidate(
     return pipeline, record
 
 
+def refit_candidate(
+    record: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+    seed: int,
+    rows: tuple[pd.DataFrame, NDArray[Any]],
+) -> tuple[Any, dict[str, Any]]:
+    """Refit the chosen candidate on ``rows`` (train + validation) with the settings chosen on train.
+
+    The linear model keeps its strength; the GBM is fitted to a fixed ``max_iter`` = the early-stopped
+    ``best_iteration`` (its ``iterations`` when it had no validation loss), without early stopping (no rows are
+    left to stop on); the blend refits both members that way and averages them (:func:`build_blend`). The
+    standard "refit on all non-test rows after model selection" (as ``GridSearchCV(refit=True)`` refits on
+    the rows it searched); the test split stays unseen.
+
+    Args:
+        record: the chosen candidate's record (:func:`fit_candidate`); a blend's (``family == "blend"``) also
+            has ``"_members": {member name: its record}``.
+        schema, model_params, seed: as for :func:`fit_candidate`.
+        rows: ``(X, y)`` of train and validation concatenated.
+    Returns:
+        ``(fitted pipeline, info)``; info: ``{"splits": ["train", "validation"], "rows": int, "fit_seconds":
+        float}`` plus ``"iterations": int`` when a GBM is in the model.
+    """
+    problem_type = str(schema["problem_type"])
+    y = _fit_y(problem_type, rows[1])
+    started = time.time()
+    info: dict[str, Any] = {"splits": ["train", "validation"], "rows": len(y)}
+
+    def member(name: str, source: Mapping[str, Any]) -> Any:
+        if name == "gbm":
+            best = source.get("best_iteration") or source.get("iterations") or model_params.get("max_iter", 100)
+            info["iterations"] = max(1, int(best))
+            pipeline = build_gbm(schema, {**model_params, "max_iter": info["iterations"]}, seed)
+            pipeline.fit(rows[0], y)
+            return pipeline
+        pipeline = build_linear(schema, LINEAR_ALPHA, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as in fit_candidate
+            pipeline.fit(rows[0], y)
+        return pipeline
+
+    if record["family"] == "blend":
+        sources = record["_members"]
+        model = build_blend(problem_type, [(m, member(m, sources[m])) for m in BLEND_MEMBERS], y)
+    else:
+        model = member(str(record["name"]), record)
+    info["fit_seconds"] = round(time.time() - started, 4)
+    return model, info
+
+
 # --------------------------------------------------------------------------------------
 # Selection
 # --------------------------------------------------------------------------------------
@@ -604,6 +662,7 @@ def fit_and_select(
     names: Sequence[str] = CANDIDATES,
     selection_metric: str | None = None,
     patience: int = ES_DEFAULT_PATIENCE,
+    refit: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit the candidates on ``data["train"]`` and choose one on ``data["validation"]`` (:func:`choose`).
 
@@ -616,6 +675,9 @@ def fit_and_select(
         names: candidates to fit (:func:`parse_model_list`), simplest first.
         selection_metric: metric to choose by (default :data:`PRIMARY_METRIC`).
         patience: the GBM's ``n_iter_no_change``.
+        refit: with a validation split, refit the chosen candidate on train + validation
+            (:func:`refit_candidate`) and return that model; the candidates' validation metrics stay those of
+            the train-only fits (the refit model has seen the validation rows).
     Returns:
         ``(chosen fitted pipeline, selection)``; selection (``evaluation.json`` ``model_selection``):
         ``{"metric": "validation:<name>", "higher_is_better", "rule": "one_standard_error", "guard":
@@ -627,7 +689,8 @@ def fit_and_select(
         its difference to the best's, and of the guard metric's difference to the best on the guard,
         computed only when the best is not the simplest candidate; the blend's ``family`` is ``blend``,
         its ``params`` ``{"members": [...], "weights": "equal"}``; metrics may be NaN: train.py makes
-        them JSON-safe).
+        them JSON-safe; ``refit``: :func:`refit_candidate`'s info, or None when the returned model is the
+        train-only fit).
     Raises:
         CandidateError: ``selection_metric`` is not reported for the problem type.
     """
@@ -647,7 +710,7 @@ def fit_and_select(
         params: dict[str, Any] = {"members": list(BLEND_MEMBERS), "weights": "equal"}
         blend_record: dict[str, Any] = {"name": "blend", "family": "blend", "params": params}
         by_name["blend"] = blend, {**blend_record, "fit_seconds": round(time.time() - started, 4)}
-    fitted, records, predicted = [], [], []
+    records, predicted = [], []
     on_validation: dict[str, Any] = {}
     if validation is not None:  # the blend's validation predictions are its members' mean (build_blend)
         import numpy as np
@@ -664,7 +727,6 @@ def fit_and_select(
             record["validation"] = scoring.metrics(validation[1], predicted[-1])
             if metric not in record["validation"]:
                 raise CandidateError(f"selection metric {metric!r} is not reported for {problem_type}")
-        fitted.append(pipeline)
         records.append(record)
     pick: dict[str, Any] = {"chosen": 0, "best": None, "runner_up": None}
     if validation is not None:
@@ -694,8 +756,34 @@ def fit_and_select(
         "best": records[pick["best"]]["name"] if pick["best"] is not None else None,
         "reason": _reason(records, pick, metric, validation is not None),
         "candidates": records,
+        "refit": None,
     }
-    return fitted[pick["chosen"]], selection
+    chosen = dict(records[pick["chosen"]])
+    return _refit(chosen, by_name, schema, model_params, seed, data["train"], validation if refit else None, selection)
+
+
+def _refit(
+    chosen: dict[str, Any],
+    by_name: Mapping[str, tuple[Any, dict[str, Any]]],
+    schema: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+    seed: int,
+    train: tuple[pd.DataFrame, NDArray[Any]],
+    validation: tuple[pd.DataFrame, NDArray[Any]] | None,
+    selection: dict[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`refit_candidate` on train's rows then validation's (``pandas.concat``, fresh index); sets
+    ``selection["refit"]``. Without a validation split (or ``refit=False``): the train-only fit, ``refit`` None."""
+    import numpy as np
+    import pandas as pd
+
+    if validation is None:
+        return by_name[chosen["name"]][0], selection
+    chosen["_members"] = {name: record for name, (_, record) in by_name.items()}
+    X = pd.concat([train[0], validation[0]], axis=0, ignore_index=True)
+    y = np.concatenate([np.asarray(train[1]), np.asarray(validation[1])])
+    model, selection["refit"] = refit_candidate(chosen, schema, model_params, seed, (X, y))
+    return model, selection
 
 
 def _reason(records: Sequence[Mapping[str, Any]], pick: Mapping[str, Any], metric: str, validated: bool) -> str:

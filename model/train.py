@@ -39,7 +39,10 @@ inferred when absent: numeric target with > 20 distinct values -> regression, 2 
 ``linear``, ``blend`` (their average; needs both), ``gbm``), ``selection_metric`` (default auc / macro_f1 / r2),
 the GBM's ``max_iter`` (200, the upper bound of early stopping), ``learning_rate`` (0.1),
 ``max_depth`` (None), ``max_leaf_nodes`` (31), ``l2_regularization`` (0.0) and
-``n_iter_no_change`` (20, early stopping's patience on the validation loss).
+``n_iter_no_change`` (20, early stopping's patience on the validation loss), ``refit`` (false; true: the
+chosen candidate is refitted on train + validation with the settings chosen, ``candidates.refit_candidate``,
+and its ``validation:*`` metric lines and ``evaluation.json`` ``metrics.validation`` are the chosen
+candidate's as fitted on train, before the refit, so they stay held out).
 ``sagemaker_*`` hyperparameters are ignored; other unknown names are reported on
 stderr and ignored.
 """
@@ -101,6 +104,7 @@ KNOWN_HPS = {
     "model",
     "selection_metric",
     "n_iter_no_change",
+    "refit",
     "exclude_columns",
     "missing_features",
     *MODEL_PARAM_DEFAULTS,
@@ -128,6 +132,7 @@ class TrainConfig(TypedDict):
     candidates: tuple[str, ...]  # candidates.CANDIDATES subset to fit and choose from
     selection_metric: str | None  # None: candidates.PRIMARY_METRIC of the problem type
     n_iter_no_change: int  # the GBM's early-stopping patience (iterations) on the validation loss
+    refit: bool  # refit the chosen candidate on train + validation (candidates.refit_candidate)
     exclude_columns: dict[str, str]  # column -> why it is not a feature (ValidateData's decision)
     missing_features: str  # the API's policy for a missing feature, recorded in schema.json
 
@@ -232,6 +237,23 @@ def _as_int(hps: Mapping[str, Any], name: str, default: int | None, minimum: int
     return ivalue
 
 
+def _as_bool(hps: Mapping[str, Any], name: str, default: bool) -> bool:
+    """A true|false hyperparameter (JSON ``true``/``false`` or the strings, any case; SageMaker passes strings).
+
+    Raises:
+        TrainingError: any other value.
+    """
+    value = hps.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise TrainingError(f"hyperparameter {name} must be true or false, got {value!r}")
+
+
 def _as_float(
     hps: Mapping[str, Any],
     name: str,
@@ -316,6 +338,7 @@ def resolve_config(hps: Mapping[str, Any]) -> TrainConfig:
         "candidates": names,
         "selection_metric": metric,
         "n_iter_no_change": patience or candidates.ES_DEFAULT_PATIENCE,
+        "refit": _as_bool(hps, "refit", False),
         "exclude_columns": _exclude_columns(hps.get("exclude_columns")),
         "missing_features": missing,
     }
@@ -1044,6 +1067,7 @@ def fit(data: PreparedData, cfg: TrainConfig) -> tuple[Any, float, dict[str, Any
             names=cfg["candidates"],
             selection_metric=cfg["selection_metric"],
             patience=cfg["n_iter_no_change"],
+            refit=cfg["refit"],
         )
     except candidates.CandidateError as exc:
         raise TrainingError(str(exc)) from exc
@@ -1054,17 +1078,30 @@ def fit(data: PreparedData, cfg: TrainConfig) -> tuple[Any, float, dict[str, Any
         shown = {k: record.get(k) for k in ("fit_seconds", "iterations", "best_iteration") if k in record}
         print(f"candidate {record['name']}: validation={json.dumps(record.get('validation'))} {shown}", flush=True)
     print(f"model selection: {selection['reason']}", flush=True)
+    if selection.get("refit"):
+        refit = selection["refit"]
+        shown = {k: refit[k] for k in ("rows", "iterations", "fit_seconds") if k in refit}
+        print(f"refit {selection['chosen']} on train + validation: {shown}", flush=True)
     return pipeline, fit_seconds, selection
 
 
-def split_metrics(data: PreparedData, pipeline: Any) -> dict[str, Metrics]:
-    """Score the fitted pipeline on every split and print the metric lines; absent splits get ``{}``."""
+def split_metrics(
+    data: PreparedData, pipeline: Any, held_out: Mapping[str, Metrics] | None = None
+) -> dict[str, Metrics]:
+    """Score the fitted pipeline on every split and print the metric lines; absent splits get ``{}``.
+
+    ``held_out``: split -> metrics to report instead of scoring ``pipeline`` on it (the validation
+    metrics of the chosen candidate before its refit on train + validation, which has seen those rows).
+    """
     metrics: dict[str, Metrics] = {}
     for split in SPLITS:
         if split not in data.Xs:
             metrics[split] = {}
             continue
-        metrics[split] = compute_metrics(data.problem_type, data.labels, data.ys[split], pipeline, data.Xs[split])
+        if held_out and split in held_out:
+            metrics[split] = {k: float("nan") if v is None else float(v) for k, v in held_out[split].items()}
+        else:
+            metrics[split] = compute_metrics(data.problem_type, data.labels, data.ys[split], pipeline, data.Xs[split])
         for name, value in metrics[split].items():
             print(format_metric_line(split, name, value), flush=True)
     return metrics
@@ -1102,7 +1139,7 @@ def evaluate(
         "metrics": {split: {name: float | None}}, "champion": ChampionResult,
         "model_selection": selection | None, "diagnostics": {...}}``.
     """
-    metrics = split_metrics(data, pipeline)
+    metrics = split_metrics(data, pipeline, _held_out(selection))
     champion = champion_metrics(data, champion_channel, pipeline)
     champion_curves = champion.pop("curves", None)
     return {
@@ -1116,6 +1153,15 @@ def evaluate(
         "model_selection": selection,
         "diagnostics": report_data(data, pipeline, champion_curves),
     }
+
+
+def _held_out(selection: Mapping[str, Any] | None) -> dict[str, Metrics] | None:
+    """After a refit on train + validation: ``{"validation": the chosen candidate's pre-refit validation
+    metrics}`` (``model_selection``); otherwise None (every split scored with the final model)."""
+    if not selection or not selection.get("refit"):
+        return None
+    chosen = next(r for r in selection["candidates"] if r["name"] == selection["chosen"])
+    return {"validation": chosen["validation"]} if "validation" in chosen else None
 
 
 def report_data(data: PreparedData, pipeline: Any, champion_curves: dict[str, Any] | None) -> dict[str, Any]:

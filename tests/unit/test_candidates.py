@@ -238,6 +238,7 @@ def test_the_model_hyperparameter_restricts_the_candidates(tmp_path: Path) -> No
         ({"selection_metric": "gini"}, "selection_metric must be one of"),
         ({"selection_metric": "r2", "problem_type": "binary"}, "selection_metric 'r2' is not reported for binary"),
         ({"n_iter_no_change": 0}, "n_iter_no_change must be >= 1"),
+        ({"refit": "maybe"}, "refit must be true or false"),
     ],
 )
 def test_bad_model_hyperparameters(hps: dict[str, Any], message: str) -> None:
@@ -334,3 +335,70 @@ def test_inference_serves_whichever_candidate_won(tmp_path: Path, model: str) ->
     preds = inference.predict_fn(inference.input_fn(body.encode(), "text/csv"), loaded)
     assert [p["label"] for p in preds] == ["yes", "no"]
     assert all(math.isclose(sum(p["probabilities"].values()), 1.0) for p in preds)
+
+
+def _scaled_rows(pipeline: Any) -> int:
+    """Rows the linear pipeline's StandardScaler was fitted on."""
+    scaler = pipeline.named_steps["preprocess"].named_transformers_["num"].named_steps["scale"]
+    return int(scaler.n_samples_seen_)
+
+
+@pytest.mark.parametrize("model", ["linear", "gbm"])
+def test_the_chosen_candidate_is_refit_on_train_and_validation(tmp_path: Path, model: str) -> None:
+    import joblib
+
+    sizes = (300, 200, 100)
+    environ = _job(tmp_path, _xor_rows, sizes=sizes)
+    evaluation = train.train(["--target", "y", "--model", model, "--refit", "true"], environ)
+    selection = evaluation["model_selection"]
+    by_name = {c["name"]: c for c in selection["candidates"]}
+    refit = selection["refit"]
+    assert refit["splits"] == ["train", "validation"] and refit["rows"] == sizes[0] + sizes[1]
+    served = joblib.load(Path(environ["SM_MODEL_DIR"]) / "model.joblib")
+    members = {selection["chosen"]: served}
+    if "gbm" in members:  # a fixed number of iterations: the early-stopped best, on all 500 rows
+        gbm = members["gbm"]
+        assert gbm.named_steps["model"].n_iter_ == by_name["gbm"]["best_iteration"] == refit["iterations"]
+        assert gbm.named_steps["model"].n_iter_ < by_name["gbm"]["iterations"]  # not the grown count
+        data = train.prepare(train.resolve_config({"target": "y", "problem_type": "binary"}), environ)
+        again = candidates.build_gbm(data.schema, {**train.MODEL_PARAM_DEFAULTS, "max_iter": refit["iterations"]}, 0)
+        X = pd.concat([data.Xs["train"], data.Xs["validation"]], ignore_index=True)
+        again.fit(X, np.concatenate([data.ys["train"], data.ys["validation"]]).astype(str))
+        np.testing.assert_allclose(gbm.predict_proba(data.Xs["test"]), again.predict_proba(data.Xs["test"]))
+    if "linear" in members:
+        assert _scaled_rows(members["linear"]) == sizes[0] + sizes[1]
+    # the validation metrics stay held out: the chosen candidate's before the refit, not the refit model's
+    assert evaluation["metrics"]["validation"] == by_name[selection["chosen"]]["validation"]
+    loaded = inference.model_fn(environ["SM_MODEL_DIR"])
+    preds = inference.predict_fn(inference.input_fn(b"a,b,noise\n1,1,0\n1,-1,0\n", "text/csv"), loaded)
+    assert len(preds) == 2 and all(math.isclose(sum(p["probabilities"].values()), 1.0) for p in preds)
+
+
+@pytest.mark.parametrize("flag", [[], ["--refit", "False"]])
+def test_without_refit_the_train_only_fit_is_served(tmp_path: Path, flag: list[str]) -> None:
+    import joblib
+
+    environ = _job(tmp_path, _linear_rows, sizes=(300, 200, 100))
+    evaluation = train.train(["--target", "y", "--model", "linear", *flag], environ)
+    assert evaluation["model_selection"]["refit"] is None
+    served = joblib.load(Path(environ["SM_MODEL_DIR"]) / "model.joblib")
+    assert _scaled_rows(served) == 300
+
+
+def test_a_chosen_blend_refits_both_members(tmp_path: Path) -> None:
+    data = _prepared(tmp_path, _xor_rows(np.random.default_rng(3), 300), _xor_rows(np.random.default_rng(4), 200))
+    params = dict(train.MODEL_PARAM_DEFAULTS)
+    split = {s: (data.Xs[s], data.ys[s]) for s in ("train", "validation")}
+    records = {
+        n: candidates.fit_candidate(n, data.schema, params, 0, split["train"], split["validation"])[1]
+        for n in ("linear", "gbm")
+    }
+    blend = {"name": "blend", "family": "blend", "_members": records}
+    X = pd.concat([data.Xs["train"], data.Xs["validation"]], ignore_index=True)
+    y = np.concatenate([data.ys["train"], data.ys["validation"]])
+    model, info = candidates.refit_candidate(blend, data.schema, params, 0, (X, y))
+    assert info["rows"] == 500 and info["iterations"] == records["gbm"]["best_iteration"]
+    assert _scaled_rows(model.named_estimators_["linear"]) == 500
+    assert model.named_estimators_["gbm"].named_steps["model"].n_iter_ == records["gbm"]["best_iteration"]
+    expected = np.mean([m.predict_proba(X) for m in model.estimators_], axis=0)
+    np.testing.assert_allclose(model.predict_proba(X), expected)

@@ -83,6 +83,7 @@ def test_resolve_config_defaults_and_inference_of_problem_type() -> None:
         "candidates": ("linear", "blend", "gbm"),
         "selection_metric": None,
         "n_iter_no_change": 20,
+        "refit": False,
         "exclude_columns": {},
         "missing_features": "impute",
     }
