@@ -105,6 +105,26 @@ def test_describe_endpoint_leaves_out_an_unset_data_capture_config(deployed: dic
     assert "DataCaptureConfig" not in desc and desc["EndpointStatus"] == "InService"
 
 
+def test_a_model_error_names_a_log_group_that_exists(deployed: dict[str, Any], target: Target) -> None:
+    """InvokeEndpoint's ModelError names ``LogStreamArn`` (the endpoint's log group,
+    ``/aws/sagemaker/Endpoints/<name>``); a client that follows it finds the group, a
+    ``<variant>/<instance-id>`` stream and the model's error there (it named a group that did not exist)."""
+    rt, logs = target.client("sagemaker-runtime"), target.client("logs")
+    name = deployed["deployment"]["EndpointName"]
+    with pytest.raises(ClientError) as model:
+        rt.invoke_endpoint(EndpointName=name, Body=b'{"instances": [{"nope": 1}]}', ContentType="application/json")
+    assert model.value.response["Error"]["Code"] == "ModelError", model.value.response
+    arn = model.value.response["LogStreamArn"]
+    group = f"/aws/sagemaker/Endpoints/{name}"
+    assert arn == f"arn:aws:logs:us-east-1:123456789012:log-group:{group}"
+    [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert found["logGroupName"] == group
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    assert streams and all(s["logStreamName"].startswith("AllTraffic/i-") for s in streams)
+    messages = [e["message"] for e in logs.filter_log_events(logGroupName=group)["events"]]
+    assert any("nope" in m for m in messages), messages
+
+
 def test_delete_endpoint_stops_its_process(twin: Any, deployed: dict[str, Any], target: Target) -> None:
     sm, rt = target.client("sagemaker"), target.client("sagemaker-runtime")
     name = deployed["deployment"]["EndpointName"]
@@ -136,22 +156,3 @@ def test_sagemaker_name_rules_are_enforced(target: Target, bad: str) -> None:
             ],
         )
     assert err.value.response["Error"]["Code"] == "ValidationException"
-
-
-def test_a_model_error_names_a_log_group_that_exists(deployed: dict[str, Any], target: Target) -> None:
-    """InvokeEndpoint's ModelError names ``LogStreamArn`` (the endpoint's log group,
-    ``/aws/sagemaker/Endpoints/<name>``); a client that follows it finds the group, a
-    ``<variant>/<instance-id>`` stream and the model's error there (it named a group that did not exist)."""
-    rt, logs = target.client("sagemaker-runtime"), target.client("logs")
-    name = deployed["deployment"]["EndpointName"]
-    with pytest.raises(ClientError) as model:
-        rt.invoke_endpoint(EndpointName=name, Body=b'{"instances": [{"nope": 1}]}', ContentType="application/json")
-    arn = model.value.response["LogStreamArn"]
-    group = f"/aws/sagemaker/Endpoints/{name}"
-    assert arn == f"arn:aws:logs:us-east-1:123456789012:log-group:{group}"
-    [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
-    assert found["logGroupName"] == group
-    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
-    assert streams and all(s["logStreamName"].startswith("AllTraffic/i-") for s in streams)
-    messages = [e["message"] for e in logs.filter_log_events(logGroupName=group)["events"]]
-    assert any("nope" in m for m in messages), messages

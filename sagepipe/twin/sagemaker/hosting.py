@@ -43,8 +43,11 @@ INVOKE_TIMEOUT_S = 60.0  # InvokeEndpoint's model response limit
 #: How often the watcher pings each live model server (seconds). SageMaker does not document its
 #: interval; the twin's choice, short enough that a dead server is replaced within seconds.
 WATCH_INTERVAL_S = 2.0
-#: Consecutive failed pings (no 200 within ``PING_TIMEOUT_S``) after which a running server is replaced.
-UNHEALTHY_PINGS = 3
+#: Consecutive failed pings (no 200 within ``PING_TIMEOUT_S``) after which a running server is replaced:
+#: 15 (30 s). SageMaker does not document its threshold; a short one (3, 6 s) replaced busy servers whose
+#: pings queued behind invocations on a loaded machine - slowness must not change what happens (issue 10).
+#: A server whose process exited is replaced at the next check.
+UNHEALTHY_PINGS = 15
 
 
 @dataclass
