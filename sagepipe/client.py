@@ -253,6 +253,11 @@ def run_record(sfn: Any, execution: dict[str, Any]) -> dict[str, Any]:
     if approval.get("approved") is False:
         row["decision"] = "rejected (approval)"
         row["reason"] = f"{approval.get('by')}: {approval.get('reason')}"
+    superseded = out.get("superseded") or {}
+    if desc["status"] == "SUCCEEDED" and superseded:  # the state machine's Superseded end (README, Deployment)
+        row["decision"] = "superseded"
+        row["reason"] = superseded.get("reason")
+        row["endpoint_config"] = superseded.get("live")
     if desc["status"] in {"FAILED", "TIMED_OUT", "ABORTED"}:
         row["decision"] = row["decision"] or (
             "rejected" if desc.get("error") in {"InvalidDatasetError", "InvalidConfigError"} else "failed"

@@ -15,6 +15,7 @@ import pytest
 
 from sagepipe import client, codebundle
 from sagepipe.client import Target
+from sagepipe_core import deploy
 
 from .conftest import (
     ROOT,
@@ -381,7 +382,14 @@ def test_model_failing_ping_after_update_is_rolled_back(target: Target, tmp_path
     )
 
 
-def test_two_runs_for_one_model_at_once_are_serialised(target: Target, tmp_path: Path) -> None:
+def _data_order(target: Target, key: str) -> deploy.DataOrder:
+    head = target.client("s3").head_object(Bucket=target.data_bucket, Key=key)
+    return deploy.DataOrder.of(head["LastModified"], key)
+
+
+def test_two_runs_for_one_model_at_once_end_with_the_newest_data_live(target: Target, tmp_path: Path) -> None:
+    """Two versions uploaded at once: whichever finishes first, the newer data (LastModified, then key) is
+    live at the end; the older run is superseded or the newer one trains again against it."""
     cfg = churn_config(tmp_path, tolerance=1.0)
     header, a = churn_rows(0, 2000)
     _, b = churn_rows(2000, 4000)
@@ -394,21 +402,115 @@ def test_two_runs_for_one_model_at_once_are_serialised(target: Target, tmp_path:
             )
         )
     descs = [wait_for_key(target, k)[0] for k in keys]
-    assert [d["status"] for d in descs] == ["SUCCEEDED", "SUCCEEDED"], [d.get("cause") for d in descs]
-    configs = [json.loads(d["output"])["deployment"]["EndpointConfigName"] for d in descs]
     ep = endpoint(target, "conc")
-    assert ep["EndpointStatus"] == "InService" and ep["EndpointConfigName"] in configs and "FailureReason" not in ep
-    sfn = target.client("stepfunctions")
-    busy = sum(
-        1
-        for d in descs
-        for e in sfn.get_execution_history(executionArn=d["executionArn"], maxResults=1000)["events"]
-        if "EndpointBusyError"
-        in json.dumps(e.get("lambdaFunctionFailedEventDetails") or e.get("taskFailedEventDetails") or {})
+    assert [d["status"] for d in descs] == ["SUCCEEDED", "SUCCEEDED"], ([d.get("cause") for d in descs], ep)
+    outputs = [json.loads(d["output"]) for d in descs]
+    newest = max(range(2), key=lambda i: _data_order(target, keys[i]))
+    assert ep["EndpointStatus"] == "InService" and "FailureReason" not in ep, ep
+    assert ep["EndpointConfigName"] == outputs[newest]["deployment"]["EndpointConfigName"]
+    assert "superseded" not in outputs[newest]
+    older = outputs[1 - newest]
+    how = (
+        "older run superseded"
+        if older.get("superseded")
+        else f"newer run re-gated {outputs[newest]['run'].get('regates', 0)}x"
     )
-    last = max(descs, key=lambda d: d["stopDate"])
-    assert ep["EndpointConfigName"] == json.loads(last["output"])["deployment"]["EndpointConfigName"]
-    record("two runs for one model at once", f"both deployed one after the other ({busy} busy retries); last one live")
+    record("two runs for one model at once", f"newest data live ({how})")
+
+
+def _wait_for_approval(target: Target, key: str, model: str, attempt: int = 1) -> str:
+    """The execution of ``key`` once it waits for approval of its ``attempt``-th package."""
+    sfn, s3 = target.client("stepfunctions"), target.client("s3")
+    execution = _wait_for_state(target, key, "RequestApproval")
+    arn = f"{target.state_machine_arn.replace(':stateMachine:', ':execution:')}:{execution}"
+
+    def waiting() -> bool:
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000, reverseOrder=True)["events"]
+        asked = sum(
+            1
+            for e in events
+            if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == "RequestApproval"
+        )
+        stored = s3.list_objects_v2(Bucket=target.artifacts_bucket, Prefix=f"approvals/{model}/{execution}.json")
+        return asked >= attempt and bool(stored.get("KeyCount"))
+
+    wait_for(waiting, f"{execution} never asked for approval {attempt} time(s)", timeout_s=240)
+    return execution
+
+
+def _upload_next_second(target: Target, tmp: Path, model: str, name: str, rows: tuple[int, int], cfg: Path) -> str:
+    """Upload in a later LastModified second than anything before (S3 orders data versions to the second)."""
+    time.sleep(1.1)
+    header, data = churn_rows(*rows)
+    return client.upload(target, write_csv(tmp, name, header, data), model, cfg)
+
+
+def test_an_older_version_that_finishes_last_is_superseded_not_deployed(target: Target, tmp_path: Path) -> None:
+    manual = churn_config(tmp_path, approval="manual", approval_timeout_seconds=600, tolerance=1.0)
+    old_key = _upload_next_second(target, tmp_path, "order", "v1.csv", (0, 2500), manual)
+    old_run = _wait_for_approval(target, old_key, "order")
+    auto = churn_config(tmp_path, tolerance=1.0)
+    new_key = _upload_next_second(target, tmp_path, "order", "v2.csv", (500, 3000), auto)
+    [new] = wait_for_key(target, new_key)
+    assert new["status"] == "SUCCEEDED", new.get("cause")
+    live = json.loads(new["output"])["deployment"]["EndpointConfigName"]
+    assert endpoint(target, "order")["EndpointConfigName"] == live
+    client.decide_approval(target, old_run, True, "ship it", "tester")  # the older run now reaches DeployModel
+    [old] = wait_for_key(target, old_key)
+    out = json.loads(old["output"])
+    assert old["status"] == "SUCCEEDED" and out["deployment"]["action"] == "superseded", old.get("cause")
+    assert out["superseded"]["live"] == live and out["superseded"]["when"] == "before_deploy"
+    assert "datasets/order/v2.csv" in out["superseded"]["reason"]
+    ep = endpoint(target, "order")
+    assert ep["EndpointConfigName"] == live and ep["EndpointStatus"] == "InService"
+    pkg = target.client("sagemaker").describe_model_package(ModelPackageName=out["registered"]["ModelPackageArn"])
+    assert pkg["ModelApprovalStatus"] == "Approved" and pkg["ApprovalDescription"].startswith("superseded: newer data")
+    events = client.notifications(target, "order", old_run)
+    [note] = [e for e in events if e["detail-type"] == "Pipeline Superseded"]
+    assert note["detail"]["endpoint"]["live"] == live and note["detail"]["outcome"] == "superseded"
+    [row] = [r for r in client.list_runs(target, "order") if r["execution_name"] == old_run]
+    assert row["decision"] == "superseded" and row["endpoint_config"] == live
+    assert _serves(target, "order")
+    record("older version finishing last", "superseded: newer one stays live; package Approved (superseded), notified")
+
+
+def test_a_newer_version_whose_champion_was_replaced_is_evaluated_again(target: Target, tmp_path: Path) -> None:
+    manual = churn_config(tmp_path, approval="manual", approval_timeout_seconds=600, tolerance=1.0)
+    old_key = _upload_next_second(target, tmp_path, "regate", "v1.csv", (0, 2500), manual)
+    old_run = _wait_for_approval(target, old_key, "regate")
+    new_key = _upload_next_second(target, tmp_path, "regate", "v2.csv", (500, 3000), manual)
+    new_run = _wait_for_approval(target, new_key, "regate")  # gated with no champion: the older one is not live yet
+    client.decide_approval(target, old_run, True, "first", "tester")
+    [old] = wait_for_key(target, old_key)
+    assert old["status"] == "SUCCEEDED", old.get("cause")
+    old_config = json.loads(old["output"])["deployment"]["EndpointConfigName"]
+    client.decide_approval(target, new_run, True, "second", "tester")  # DeployModel finds the older one live
+    _wait_for_approval(target, new_key, "regate", attempt=2)  # ... and trains again against it, asks again
+    client.decide_approval(target, new_run, True, "after the re-check", "tester")
+    [new] = wait_for_key(target, new_key)
+    out = json.loads(new["output"])
+    assert new["status"] == "SUCCEEDED" and out["deployment"]["action"] == "update", new.get("cause")
+    assert out["run"]["regates"] == 1 and out["run"]["champion"]["endpoint_config_name"] == old_config
+    decision = out["evaluation"]["record"]
+    assert decision["champion_status"] == "scored", decision  # this time the gate compared it with the live one
+    ep = endpoint(target, "regate")
+    assert ep["EndpointConfigName"] == out["deployment"]["EndpointConfigName"] != old_config
+    sm = target.client("sagemaker")
+    jobs = {
+        j["TrainingJobName"]
+        for j in sm.list_training_jobs(NameContains="regate", MaxResults=100)["TrainingJobSummaries"]
+    }
+    assert out["trained"]["TrainingJobName"] in jobs and len(jobs) == 3  # old run's, new run's first, its second
+    packages = sm.list_model_packages(ModelPackageGroupName=out["registered"]["ModelPackageGroupName"])[
+        "ModelPackageSummaryList"
+    ]
+    first = [p for p in packages if p["ModelPackageArn"] not in {out["registered"]["ModelPackageArn"]}]
+    statuses = {
+        sm.describe_model_package(ModelPackageName=p["ModelPackageArn"])["ApprovalDescription"].split(":")[0]
+        for p in first
+    }
+    assert "not deployed" in statuses, statuses  # the first package of the newer run, Rejected with why
+    record("newer version gated against a replaced champion", "evaluated again against the live model, then deployed")
 
 
 # ------------------------------------------------------------------------- exactly once

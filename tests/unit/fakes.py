@@ -123,12 +123,25 @@ class FakeS3(FakeClient):
         self._call("GetObject", params)
         data = self._get("GetObject", params["Bucket"], params["Key"], params.get("VersionId"))
         body = self.bodies[params["Bucket"], params["Key"]] = RecordingBody(data)
-        return {"Body": body, "ContentLength": len(data), "ETag": self._etag(params["Bucket"], params["Key"])}
+        return {
+            "Body": body,
+            "ContentLength": len(data),
+            "ETag": self._etag(params["Bucket"], params["Key"]),
+            "LastModified": self._modified(params["Bucket"], params["Key"]),
+        }
 
     def head_object(self, **params: Any) -> dict[str, Any]:
         self._call("HeadObject", params)
         data = self._get("HeadObject", params["Bucket"], params["Key"], params.get("VersionId"))
-        return {"ContentLength": len(data), "ETag": self._etag(params["Bucket"], params["Key"])}
+        return {
+            "ContentLength": len(data),
+            "ETag": self._etag(params["Bucket"], params["Key"]),
+            "LastModified": self._modified(params["Bucket"], params["Key"]),
+        }
+
+    def _modified(self, bucket: str, key: str) -> datetime:
+        """``LastModified``: the time of the last write (the fake's clock; a seeded object: the clock now)."""
+        return self.modified.get((bucket, key), self._clock)
 
     def put_object(self, **params: Any) -> dict[str, Any]:
         self._call("PutObject", params)

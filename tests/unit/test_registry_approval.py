@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -174,11 +175,30 @@ def test_approval_decide_resumes_the_execution_once(aws: None) -> None:
         stub.assert_no_pending_responses()
     assert out["approved"] is False and out["model_package_arn"] == arn
     stored = json.loads(s3.get_object(Bucket="art", Key="approvals/churn/run-1.decision.json")["Body"].read())
-    assert stored == {"approved": False, "reason": "bias", "by": "ana"}
+    assert stored == {"approved": False, "reason": "bias", "by": "ana", "model_package_arn": arn}
     with Stubber(sfn) as stub:  # a second decision never reaches Step Functions
         with pytest.raises(approval.ApprovalError, match="already rejected by ana"):
             approval.decide(s3, sfn, bucket="art", execution="run-1", approved=True, reason="oops", by="bob")
         stub.assert_no_pending_responses()
+    # the run was evaluated again (the live model changed under it): its new package asks anew, and may be decided
+    second = arn.replace("/1", "/2")
+    approval.request(
+        s3,
+        events,
+        bucket="art",
+        task_token="tok-2",
+        model="churn",
+        execution="run-1",
+        registered={"ModelPackageArn": second},
+        decision={"reason": "ok"},
+        source="sagepipe",
+        bus="default",
+    )
+    with Stubber(sfn) as stub:
+        stub.add_response("send_task_success", {}, {"taskToken": "tok-2", "output": ANY})
+        again = approval.decide(s3, sfn, bucket="art", execution="run-1", approved=True, reason="fine", by="bob")
+        stub.assert_no_pending_responses()
+    assert again["model_package_arn"] == second and again["approved"] is True
 
 
 def test_approval_for_an_unknown_run_or_an_ended_task_is_a_clear_error(aws: None) -> None:

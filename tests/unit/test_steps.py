@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
-from sagepipe_core import naming, ports, steps
+from sagepipe_core import deploy, naming, ports, steps, training
 from sagepipe_core.approval import ApprovalError
 from sagepipe_core.errors import (
+    ChampionKeptChangingError,
     DatasetNotFoundError,
     DeploymentFailedError,
     EndpointBusyError,
@@ -444,6 +446,8 @@ def test_deploy_model_creates_the_endpoint_and_its_rollback_alarms() -> None:
         "ModelName": "churn-v2",
         "action": "create",
         "previous_endpoint_config_name": None,
+        "live": None,
+        "regate": None,
     }
     assert sm.models["churn-v2"]["PrimaryContainer"]["ModelDataUrl"] == ARTIFACT
     assert sm.endpoints["sagepipe-churn"]["EndpointConfigName"] == "churn-v2"
@@ -496,6 +500,161 @@ def test_deploy_model_failed_endpoint_is_left_for_an_operator() -> None:
     with pytest.raises(DeploymentFailedError, match="bad image"):
         steps.deploy_model(deploy_input(), sm=sm, cw=FakeCloudWatch(), settings=SETTINGS)
     assert "sagepipe-churn" in sm.endpoints and sm.called("UpdateEndpoint") == []  # never deleted
+
+
+# ------------------------------------------------------------------- the newest data wins (re-check)
+def run_record(key: str, last_modified: str, champion: str | None, *, tuning: bool = False) -> dict[str, Any]:
+    """A ValidateData result for a data version of ``key`` written at ``last_modified``.
+
+    Gated against ``champion`` (an EndpointConfigName the fake serves, or None).
+    """
+    config = load_event("evaluate.json")["config"]
+    if tuning:
+        ranges = {"max_iter": {"type": "integer", "min_value": 50, "max_value": 200, "scaling": "Auto"}}
+        config = {
+            **config,
+            "tuning": {
+                "strategy": "Random",
+                "max_jobs": 3,
+                "max_parallel_jobs": 1,
+                "objective": None,
+                "parameter_ranges": ranges,
+            },
+        }
+    splits = {s: f"s3://a/runs/churn/x/splits/{s}/" for s in ("train", "validation", "test")}
+    request = training.build_request(
+        job_name="churn-first",
+        config=config,
+        split_prefixes=splits,
+        champion_model_data_url=f"s3://a/models/{champion}/model.tar.gz" if champion else None,
+        output_path="s3://a/models/churn/",
+        code_uri="s3://a/code/sourcedir.tar.gz",
+        region="us-east-1",
+    )
+    dataset = {"bucket": "data", "key": key, "etag": "e", "version_id": None, "size": 10}
+    return {
+        "dataset": {**dataset, "last_modified": last_modified},
+        "config": config,
+        "splits": {**splits, "rows": {}, "manifest": "s3://a/m.json"},
+        "champion": (
+            {"endpoint_config_name": champion, "model_data_url": f"s3://a/models/{champion}/model.tar.gz"}
+            if champion
+            else None
+        ),
+        "training": request,
+        "tuning": (
+            training.build_tuning_request(job_name="churn-first-t", training=request, config=config) if tuning else None
+        ),
+        "names": {
+            "TrainingJobName": "x",
+            "ModelName": "x",
+            "EndpointConfigName": "x",
+            "EndpointName": "sagepipe-churn",
+        },
+    }
+
+
+def deploy_run(sm: FakeSageMaker, config_name: str, run: dict[str, Any]) -> Any:
+    """DeployModel with the ASL's full payload; an update the fake started is then taken as done."""
+    state = {**deploy_input(config_name), "run": run, "model": "churn", "execution_name": f"exec-{config_name}"}
+    out = steps.deploy_model(cast(Any, state), sm=sm, cw=FakeCloudWatch(), settings=SETTINGS)
+    if sm.endpoints.get("sagepipe-churn", {}).get("EndpointStatus") in {"Creating", "Updating"}:
+        sm.endpoints["sagepipe-churn"]["EndpointStatus"] = "InService"
+    return out
+
+
+def test_the_model_carries_the_data_version_it_was_trained_on() -> None:
+    sm = FakeSageMaker()
+    deploy_run(sm, "churn-v1", run_record("datasets/churn/a.csv", "2026-12-03T10:00:00Z", None))
+    env = sm.models["churn-v1"]["PrimaryContainer"]["Environment"]
+    assert env[deploy.DATA_KEY_ENV] == "datasets/churn/a.csv"
+    assert env[deploy.DATA_LAST_MODIFIED_ENV] == "2026-12-03T10:00:00Z"
+    assert env["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+@pytest.mark.parametrize(
+    ("older_key", "older_time"),
+    [("datasets/churn/z.csv", "2026-12-03T09:59:59Z"), ("datasets/churn/a.csv", "2026-12-03T10:00:00Z")],
+    ids=["earlier-second", "same-second-lower-key"],
+)
+def test_an_older_data_version_never_replaces_a_newer_live_one(older_key: str, older_time: str) -> None:
+    """The newer version (b.csv at 10:00:00) deployed first; the older run finishes last and is superseded."""
+    sm = FakeSageMaker()
+    deploy_run(sm, "churn-new", run_record("datasets/churn/b.csv", "2026-12-03T10:00:00Z", None))
+    out = deploy_run(sm, "churn-old", run_record(older_key, older_time, "churn-new"))
+    assert out["action"] == "superseded" and sm.called("UpdateEndpoint") == []
+    assert sm.endpoints["sagepipe-churn"]["EndpointConfigName"] == "churn-new"
+    live = out["live"]
+    assert live is not None
+    assert (live["EndpointConfigName"], live["data_key"], live["data_last_modified"]) == (
+        "churn-new",
+        "datasets/churn/b.csv",
+        "2026-12-03T10:00:00Z",
+    )
+
+
+def test_a_newer_data_version_gated_against_the_live_model_replaces_it() -> None:
+    sm = FakeSageMaker()
+    deploy_run(sm, "churn-v1", run_record("datasets/churn/a.csv", "2026-12-03T10:00:00Z", None))
+    out = deploy_run(sm, "churn-v2", run_record("datasets/churn/b.csv", "2026-12-03T10:00:01Z", "churn-v1"))
+    assert (out["action"], out["regate"]) == ("update", None)
+    assert sm.endpoints["sagepipe-churn"]["EndpointConfigName"] == "churn-v2"
+
+
+@pytest.mark.parametrize("tuning", [False, True])
+def test_a_candidate_gated_against_another_model_than_the_live_one_is_evaluated_again(tuning: bool) -> None:
+    """Both runs saw no endpoint at the gate; the older one created it: the newer one trains again against it."""
+    sm = FakeSageMaker()
+    deploy_run(sm, "churn-v1", run_record("datasets/churn/a.csv", "2026-12-03T10:00:00Z", None))
+    run = run_record("datasets/churn/b.csv", "2026-12-03T10:00:01Z", None, tuning=tuning)
+    out = deploy_run(sm, "churn-v2", run)
+    assert out["action"] == "regate" and sm.called("UpdateEndpoint") == []
+    regate = out["regate"]
+    assert regate is not None and regate["regates"] == 1
+    assert regate["champion"] == {"endpoint_config_name": "churn-v1", "model_data_url": ARTIFACT}
+    names = {**naming.version_names("churn", "exec-churn-v2:regate1"), "EndpointName": "sagepipe-churn"}
+    assert regate["names"] == names
+    assert regate["training"]["TrainingJobName"] == names["TrainingJobName"] != run["training"]["TrainingJobName"]
+    channels = {c["ChannelName"]: c for c in regate["training"]["InputDataConfig"]}
+    assert channels["champion"]["DataSource"]["S3DataSource"]["S3Uri"] == ARTIFACT
+    assert channels["champion"]["ContentType"] == "application/x-tar"
+    before = {c["ChannelName"]: c for c in run["training"]["InputDataConfig"]}
+    assert {k: v for k, v in channels.items() if k != "champion"} == before
+    if tuning:
+        assert regate["tuning"] is not None
+        tuning_name = naming.tuning_job_name("churn", "exec-churn-v2:regate1")
+        assert regate["tuning"]["HyperParameterTuningJobName"] == tuning_name
+    else:
+        assert regate["tuning"] is None
+
+
+def test_a_run_whose_champion_keeps_changing_deploys_nothing() -> None:
+    sm = FakeSageMaker()
+    deploy_run(sm, "churn-v1", run_record("datasets/churn/a.csv", "2026-12-03T10:00:00Z", None))
+    run = {**run_record("datasets/churn/b.csv", "2026-12-03T10:00:01Z", "churn-v0"), "regates": steps.MAX_REGATES}
+    with pytest.raises(ChampionKeptChangingError) as err:
+        deploy_run(sm, "churn-v2", run)
+    assert err.value.details == {"regates": steps.MAX_REGATES, "live": "churn-v1"}
+    assert sm.called("UpdateEndpoint") == [] and sm.endpoints["sagepipe-churn"]["EndpointConfigName"] == "churn-v1"
+
+
+def test_a_live_model_without_a_recorded_data_version_is_not_newer() -> None:
+    """An endpoint deployed before the data version was recorded: the candidate gated against it updates it."""
+    sm = FakeSageMaker()
+    steps.deploy_model(deploy_input("churn-v1"), sm=sm, cw=FakeCloudWatch(), settings=SETTINGS)  # no run: no data
+    sm.endpoints["sagepipe-churn"]["EndpointStatus"] = "InService"
+    out = deploy_run(sm, "churn-v2", run_record("datasets/churn/a.csv", "2000-01-01T00:00:00Z", "churn-v1"))
+    assert out["action"] == "update"
+
+
+def test_data_order_is_last_modified_to_the_second_then_the_key() -> None:
+    t = datetime(2026, 12, 3, 10, 0, 0, 999_999, tzinfo=UTC)
+    assert deploy.DataOrder.of(t, "k") == deploy.DataOrder("2026-12-03T10:00:00Z", "k")
+    assert deploy.DataOrder.of("2026-12-03T11:00:00+01:00", "k") == deploy.DataOrder("2026-12-03T10:00:00Z", "k")
+    later = t + timedelta(seconds=1)
+    assert deploy.DataOrder.of(t, "a") < deploy.DataOrder.of(t, "b") < deploy.DataOrder.of(later, "a")
+    with pytest.raises(TypeError):
+        deploy.DataOrder.of(1234, "k")
 
 
 # ------------------------------------------------------------------------------------- approval

@@ -299,6 +299,8 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
         ("sm", "create_endpoint"): None,
         ("sm", "update_endpoint"): None,
         ("sm", "describe_endpoint"): None,
+        ("sm", "describe_endpoint_config"): None,
+        ("sm", "describe_model"): None,
         ("cw", "put_metric_alarm"): None,
     },
     "RegisterFunction": {

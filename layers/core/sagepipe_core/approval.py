@@ -97,19 +97,25 @@ def decide(
 ) -> dict[str, Any]:
     """Approve or reject ``execution`` and resume it (SendTaskSuccess).
 
-    The decision is recorded at ``approvals/<model>/<execution>.decision.json``.
+    The decision is recorded at ``approvals/<model>/<execution>.decision.json`` with the package it was
+    for. A run evaluated again because the live model changed under it (``regate``) asks again for its new
+    package, and that request can be decided.
 
-    Raises :class:`ApprovalError` when there is no pending approval, it was already decided, or the task
-    already ended (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``).
+    Raises :class:`ApprovalError` when there is no pending approval, the pending package was already
+    decided, or the task already ended (``TaskTimedOut`` / ``InvalidToken`` / ``TaskDoesNotExist``).
     """
     record = find(s3, bucket, execution)
     decision_key = _key(record["model"], execution).removesuffix(".json") + ".decision.json"
+    earlier: dict[str, Any] | None = None
     try:
         earlier = json.loads(s3.get_object(Bucket=bucket, Key=decision_key)["Body"].read())
     except ClientError as exc:
         if error_kind(exc) != "not_found":
             raise
     else:
+        if earlier.get("model_package_arn", record["model_package_arn"]) != record["model_package_arn"]:
+            earlier = None  # that decision was for the run's previous package; this request is a new one
+    if earlier is not None:
         raise ApprovalError(
             f"run {execution} was already {'approved' if earlier['approved'] else 'rejected'} by {earlier['by']}",
             execution=execution,
@@ -125,5 +131,6 @@ def decide(
                 f"run {execution} is no longer waiting for approval ({code})", execution=execution
             ) from exc
         raise
-    s3.put_object(Bucket=bucket, Key=decision_key, Body=json.dumps(output).encode(), ContentType="application/json")
+    stored = {**output, "model_package_arn": record["model_package_arn"]}
+    s3.put_object(Bucket=bucket, Key=decision_key, Body=json.dumps(stored).encode(), ContentType="application/json")
     return {**output, "execution": execution, "model_package_arn": record["model_package_arn"]}

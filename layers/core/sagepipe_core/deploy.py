@@ -5,18 +5,31 @@ EndpointConfigName is live (AWS has no ``.sync`` for endpoints).
 
 Follows the SageMaker API reference: CreateModel, CreateEndpointConfig, CreateEndpoint,
 UpdateEndpoint (``DeploymentConfig.BlueGreenUpdatePolicy``, ``AutoRollbackConfiguration``).
+
+Just before it creates or updates, the deploy re-checks the live model (:func:`recheck`): an older data
+version never replaces a newer one (``superseded``), and a candidate gated against a model that is no longer
+live is evaluated again against the live one (``regate``). The data version a model was trained on is kept
+in its Model's ``PrimaryContainer.Environment`` (:data:`DATA_KEY_ENV`, :data:`DATA_LAST_MODIFIED_ENV`), so
+DescribeModel tells which data the live model came from.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
 from .aws import error_kind
 from .errors import DeploymentFailedError, EndpointBusyError
 from .ports import CloudWatchPort, SageMakerPort
-from .records import DeployResult
+from .records import DeployResult, LiveModel
+
+#: The Model's Environment entries naming the data version it was trained on (CreateModel ``Environment``
+#: values may be 1,024 characters: an S3 key is at most 1,024 bytes).
+DATA_KEY_ENV = "SAGEPIPE_DATA_KEY"
+DATA_LAST_MODIFIED_ENV = "SAGEPIPE_DATA_LAST_MODIFIED"
 
 BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed"}
 
@@ -79,42 +92,22 @@ def ensure_rollback_alarms(cw: CloudWatchPort, endpoint_name: str, *, latency_ms
     return [errors, latency]
 
 
-def start_deployment(
+def _create_model_and_config(
     sm: SageMakerPort,
     *,
-    endpoint_name: str,
     model_name: str,
     endpoint_config_name: str,
-    image: str,
-    model_data_url: str,
+    container: dict[str, Any],
     role_arn: str,
     instance_type: str,
     instance_count: int,
-    alarm_names: list[str],
-    region: str,
-) -> DeployResult:
-    """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
-
-    Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action": "create"|"update"|"noop",
-    "previous_endpoint_config_name"}``. Raises :class:`EndpointBusyError` when the endpoint is in a
-    transitional status, or another run created/updated it between our DescribeEndpoint and our call
-    (the state machine retries with backoff: deploys of one model are serialised) and :class:`DeploymentFailedError`
-    when it is ``Failed`` (a failed endpoint must be deleted by an operator; we never delete).
-    """
+) -> None:
+    """CreateModel and CreateEndpointConfig; "already exists" (a retried step) is not an error."""
     try:
         sm.create_model(
             ModelName=model_name,
             ExecutionRoleArn=role_arn,
-            PrimaryContainer={
-                "Image": image,
-                "ModelDataUrl": model_data_url,
-                "Environment": {
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                    "SAGEMAKER_REGION": region,
-                },
-            },
+            PrimaryContainer=container,
         )
     except ClientError as exc:
         if error_kind(exc) != "already_exists":
@@ -135,12 +128,65 @@ def start_deployment(
     except ClientError as exc:
         if error_kind(exc) != "already_exists":
             raise
+
+
+def start_deployment(
+    sm: SageMakerPort,
+    *,
+    endpoint_name: str,
+    model_name: str,
+    endpoint_config_name: str,
+    image: str,
+    model_data_url: str,
+    role_arn: str,
+    instance_type: str,
+    instance_count: int,
+    alarm_names: list[str],
+    region: str,
+    data: DataOrder | None = None,
+    champion_endpoint_config_name: str | None = None,
+    recheck_live: bool = False,
+) -> DeployResult:
+    """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
+
+    ``data`` is the data version the model was trained on (``(LastModified, key)``, see :class:`DataOrder`),
+    written into the Model's Environment; ``champion_endpoint_config_name`` is the EndpointConfigName the
+    gate compared the candidate with (None: there was no champion). With ``recheck_live`` the live model is
+    re-checked before an update (:func:`recheck`) and the endpoint is left alone when that says
+    ``superseded`` or ``regate``.
+
+    Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action":
+    "create"|"update"|"noop"|"superseded"|"regate", "previous_endpoint_config_name", "live"}`` (``live``:
+    the live model, :class:`LiveModel`, or None before a create). Raises :class:`EndpointBusyError` when the
+    endpoint is in a transitional status, or another run created/updated it between our DescribeEndpoint and
+    our call (the state machine retries with backoff: deploys of one model are serialised) and
+    :class:`DeploymentFailedError` when it is ``Failed`` (a failed endpoint must be deleted by an operator; we
+    never delete).
+    """
+    environment = {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_REGION": region,
+    }
+    if data is not None:
+        environment |= {DATA_LAST_MODIFIED_ENV: data.last_modified, DATA_KEY_ENV: data.key}
+    _create_model_and_config(
+        sm,
+        model_name=model_name,
+        endpoint_config_name=endpoint_config_name,
+        container={"Image": image, "ModelDataUrl": model_data_url, "Environment": environment},
+        role_arn=role_arn,
+        instance_type=instance_type,
+        instance_count=instance_count,
+    )
     out: DeployResult = {
         "EndpointName": endpoint_name,
         "EndpointConfigName": endpoint_config_name,
         "ModelName": model_name,
         "action": "create",
         "previous_endpoint_config_name": None,
+        "live": None,
     }
     try:
         current = sm.describe_endpoint(EndpointName=endpoint_name)
@@ -166,6 +212,12 @@ def start_deployment(
         )
     if live == endpoint_config_name:
         return {**out, "action": "noop"}
+    if recheck_live:
+        live_model = describe_live_model(sm, current)
+        out["live"] = live_model
+        verdict = recheck(live_model, data=data, champion_endpoint_config_name=champion_endpoint_config_name)
+        if verdict != "update":
+            return {**out, "action": verdict}
     try:
         sm.update_endpoint(
             EndpointName=endpoint_name,
@@ -196,6 +248,71 @@ def production_model_data_url(sm: SageMakerPort, endpoint_name: str) -> tuple[st
         raise
     if ep["EndpointStatus"] == "Failed" or not ep.get("EndpointConfigName"):
         return None, None
-    cfg = sm.describe_endpoint_config(EndpointConfigName=ep["EndpointConfigName"])
-    model = sm.describe_model(ModelName=cfg["ProductionVariants"][0]["ModelName"])
-    return ep["EndpointConfigName"], model["PrimaryContainer"].get("ModelDataUrl")
+    live = describe_live_model(sm, ep)
+    return live["EndpointConfigName"], live["ModelDataUrl"]
+
+
+@dataclass(frozen=True, order=True)
+class DataOrder:
+    """Which of two data versions is newer: ``LastModified``, then the key.
+
+    ``last_modified`` is in whole seconds (UTC, ``YYYY-MM-DDTHH:MM:SSZ``); the order is the one
+    :func:`sagepipe_core.events.latest_data_object` retrains by.
+
+    S3 keeps ``LastModified`` to the second and records no order between keys written in the same second,
+    so the key breaks the tie (S3 User Guide, "Working with object metadata"). Compares as a tuple.
+    """
+
+    last_modified: str
+    key: str
+
+    @classmethod
+    def of(cls, last_modified: Any, key: str) -> DataOrder:
+        """From an S3 ``LastModified`` (a ``datetime``, or an ISO 8601 string) and the object's key."""
+        if isinstance(last_modified, str):
+            last_modified = datetime.fromisoformat(last_modified.replace("Z", "+00:00"))
+        if not isinstance(last_modified, datetime):
+            raise TypeError(f"LastModified must be a datetime or an ISO 8601 string, not {last_modified!r}")
+        stamp = last_modified.astimezone(UTC).replace(microsecond=0)
+        return cls(stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), key)
+
+
+def describe_live_model(sm: SageMakerPort, endpoint: dict[str, Any]) -> LiveModel:
+    """The model a DescribeEndpoint response serves: DescribeEndpointConfig → DescribeModel.
+
+    Returns ``{"EndpointConfigName", "ModelName", "ModelDataUrl", "data_key", "data_last_modified"}``; the
+    data fields come from the Model's Environment and are None for a model deployed without them.
+    """
+    cfg = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model_name = cfg["ProductionVariants"][0]["ModelName"]
+    container = sm.describe_model(ModelName=model_name)["PrimaryContainer"]
+    env = container.get("Environment") or {}
+    return {
+        "EndpointConfigName": endpoint["EndpointConfigName"],
+        "ModelName": model_name,
+        "ModelDataUrl": container.get("ModelDataUrl"),
+        "data_key": env.get(DATA_KEY_ENV),
+        "data_last_modified": env.get(DATA_LAST_MODIFIED_ENV),
+    }
+
+
+def recheck(
+    live: LiveModel, *, data: DataOrder | None, champion_endpoint_config_name: str | None
+) -> Literal["update", "superseded", "regate"]:
+    """What a candidate may do to the endpoint whose live model is ``live``, just before it deploys.
+
+    - ``superseded``: the live model was trained on newer data (:class:`DataOrder`) - an older data version
+      never replaces a newer one, whichever run finishes last;
+    - ``regate``: the live model is not the champion the gate compared the candidate with (another run
+      deployed in between, or created the endpoint when the gate saw none), so the comparison is stale and
+      the candidate must be evaluated again against the live model;
+    - ``update``: the live model is the one the candidate beat.
+
+    A live model without data fields (deployed before they were recorded) is not newer than any data.
+    """
+    if data is not None and live["data_last_modified"] and live["data_key"] is not None:
+        if DataOrder(live["data_last_modified"], live["data_key"]) > data:
+            return "superseded"
+    if live["EndpointConfigName"] != champion_endpoint_config_name:
+        return "regate"
+    return "update"

@@ -100,6 +100,16 @@ class DeploymentFailedError(SagepipeError):
     reason = "deployment_failed"
 
 
+class ChampionKeptChangingError(SagepipeError):
+    """The live model changed under a run more often than it may be evaluated again; nothing was deployed.
+
+    ``details``: ``regates`` (evaluations against a newer champion so far), ``live`` (the live
+    EndpointConfigName). Not the model's fault: the package keeps its status; the run fails and notifies.
+    """
+
+    reason = "champion_kept_changing"
+
+
 class TransientServiceError(SagepipeError):
     """An AWS call failed for a passing reason (throttling, a 5xx, a timeout); the ASL retries with backoff.
 

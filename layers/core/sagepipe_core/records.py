@@ -92,6 +92,7 @@ class DatasetRecord(DatasetRef):
     class_counts: dict[str, int]  # at most 20 classes (the largest); all of them are in ``profile``
     class_counts_truncated: NotRequired[bool]
     profile: str  # s3://<artifacts>/runs/<model>/<execution>/dataset.json: header and every class count
+    last_modified: NotRequired[str]  # the object's LastModified (HeadObject), whole seconds UTC: data order
     excluded: NotRequired[dict[str, str]]  # columns that are not features -> why (config, unique_text, row_number)
     stray_values: NotRequired[dict[str, int]]  # numeric column -> stray texts read as missing
 
@@ -133,6 +134,7 @@ class RunRecord(TypedDict):
     training: dict[str, Any]  # CreateTrainingJob fields the ASL passes through
     tuning: dict[str, Any] | None  # CreateHyperParameterTuningJob fields, or None without tuning
     names: RunNames
+    regates: NotRequired[int]  # how many times the champion changed under the run (set by the ASL's Regate)
 
 
 # ------------------------------------------------------------------------------------- evaluate
@@ -237,6 +239,8 @@ class DeployInput(TypedDict):
     config: dict[str, Any]
     training: TrainedModel
     execution_name: NotRequired[str]
+    model: NotRequired[str]
+    run: NotRequired[RunRecord]  # the dataset, champion and requests the candidate was gated with
 
 
 class DeployResult(TypedDict):
@@ -245,5 +249,27 @@ class DeployResult(TypedDict):
     EndpointName: str
     EndpointConfigName: str
     ModelName: str
-    action: Literal["create", "update", "noop"]
+    action: Literal["create", "update", "noop", "superseded", "regate"]
     previous_endpoint_config_name: str | None
+    live: LiveModel | None  # the model live when the deploy re-checked (None before a create)
+    regate: NotRequired[Regate | None]  # with action "regate": what the run trains again with
+
+
+class LiveModel(TypedDict):
+    """The model an endpoint serves (:func:`sagepipe_core.deploy.describe_live_model`)."""
+
+    EndpointConfigName: str
+    ModelName: str
+    ModelDataUrl: str | None
+    data_key: str | None  # the data version it was trained on (its Model's Environment), None if unknown
+    data_last_modified: str | None
+
+
+class Regate(TypedDict):
+    """A run's next attempt after the champion changed under it: merged into ``$.run`` by the ASL."""
+
+    names: RunNames
+    champion: Champion
+    training: dict[str, Any]
+    tuning: dict[str, Any] | None
+    regates: int

@@ -21,6 +21,8 @@ from . import dataset as ds
 from .aws import ArtifactError, error_kind, read_artifact_members, service_error
 from .config import CONFIG_FILE_NAME, DEFAULT_PIPELINE_TIMEOUT_SECONDS, ModelConfig, StackLimits, parse_config
 from .errors import (
+    ChampionKeptChangingError,
+    DeploymentFailedError,
     InvalidConfigError,
     InvalidDatasetError,
     InvalidEventError,
@@ -41,6 +43,8 @@ from .records import (
     EvaluateInput,
     ExecutionInput,
     GateDecision,
+    LiveModel,
+    Regate,
     RegisteredPackage,
     RegisterInput,
     RunDeadLettered,
@@ -341,8 +345,12 @@ def _rejecter(
 
 def _checked_data(
     s3: S3Port, d: DatasetRef, model: str, limits: StackLimits, reject: Callable[[SagepipeError], NoReturn]
-) -> tuple[ModelConfig, ds.Dataset]:
-    """The model name, the config, the object's size, then the CSV checks; any failure is rejected."""
+) -> tuple[ModelConfig, ds.Dataset, str]:
+    """The model name, the config, the object's size, then the CSV checks; any failure is rejected.
+
+    Returns the config, the parsed data set and the object's ``LastModified`` (HeadObject) as
+    :class:`deploy.DataOrder` writes it (whole seconds UTC): the data version's place in time.
+    """
     if not naming.MODEL_NAME_RE.match(model):
         reject(
             InvalidDatasetError(
@@ -372,9 +380,10 @@ def _checked_data(
         )
     body = s3.get_object(**get)["Body"].read()
     try:
-        return config, ds.parse_and_validate(body, config)
+        data = ds.parse_and_validate(body, config)
     except InvalidDatasetError as err:
         reject(err)
+    return config, data, deploy.DataOrder.of(head["LastModified"], d["key"]).last_modified
 
 
 def _write_splits(s3: S3Port, bucket: str, prefix: str, data: ds.Dataset, config: ModelConfig) -> Splits:
@@ -422,7 +431,7 @@ def validate_data(
         * int(execution.get("max_polls", settings.max_polls)),
         endpoint_instance_count=settings.endpoint_instance_count,
     )
-    config, data = _checked_data(s3, d, model, limits, _rejecter(s3, d, settings, model, execution_name))
+    config, data, last_modified = _checked_data(s3, d, model, limits, _rejecter(s3, d, settings, model, execution_name))
     resolved = {**config.resolved(data.target), "exclude_columns": data.excluded}
     splits = _write_splits(s3, settings.artifacts_bucket, prefix, data, config)
     split_prefixes = {"train": splits["train"], "validation": splits["validation"], "test": splits["test"]}
@@ -459,7 +468,7 @@ def validate_data(
     return {
         "model": model,
         "tuning": tuning,
-        "dataset": cast(DatasetRecord, {**d, **data.summary(), "profile": profile}),
+        "dataset": cast(DatasetRecord, {**d, **data.summary(), "profile": profile, "last_modified": last_modified}),
         "config": resolved,
         "splits": splits,
         "champion": champion,
@@ -599,21 +608,42 @@ def json_safe(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------- deploy
+#: How many times a run may be evaluated again because the live model changed under it (see
+#: :func:`deploy.recheck`); past it the run fails with :class:`ChampionKeptChangingError`, deploying nothing.
+MAX_REGATES = 2
+
+
 def deploy_model(state: DeployInput, *, sm: SageMakerPort, cw: CloudWatchPort, settings: Settings) -> DeployResult:
     """Deploy step: rollback alarms, then create or update the endpoint.
 
     The endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
     :func:`deploy.start_deployment` for the run's names and the endpoint config in
-    ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``.
+    ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``; with ``run``
+    (the :class:`~.records.RunRecord`: dataset, champion, requests) and ``model`` the live model is
+    re-checked first (:func:`deploy.recheck`). On ``regate`` the result's ``regate`` holds the run's next
+    attempt (:func:`regate_run`: new names, the live model as champion, the requests that train against it).
+
+    Raises:
+        ChampionKeptChangingError: the live model changed under the run more than :data:`MAX_REGATES`
+            times; nothing is deployed.
+        EndpointBusyError, DeploymentFailedError: as :func:`deploy.start_deployment`.
     """
     names, ep = state["names"], state["config"]["endpoint"]
+    run = state.get("run")
+    data: deploy.DataOrder | None = None
+    champion: str | None = None
+    if run is not None:
+        dataset = run["dataset"]
+        data = deploy.DataOrder(dataset["last_modified"], dataset["key"]) if dataset.get("last_modified") else None
+        gated = run.get("champion")
+        champion = gated["endpoint_config_name"] if gated else None
     alarms = (
         deploy.ensure_rollback_alarms(
             cw, names["EndpointName"], latency_ms=settings.rollback_latency_ms, errors_5xx=settings.rollback_5xx
         )
         + settings.alarm_names
     )
-    return deploy.start_deployment(
+    result = deploy.start_deployment(
         sm,
         endpoint_name=names["EndpointName"],
         model_name=names["ModelName"],
@@ -625,7 +655,65 @@ def deploy_model(state: DeployInput, *, sm: SageMakerPort, cw: CloudWatchPort, s
         instance_count=ep["instance_count"],
         alarm_names=alarms,
         region=settings.region,
+        data=data,
+        champion_endpoint_config_name=champion,
+        recheck_live=run is not None,
     )
+    result["regate"] = None
+    if result["action"] == "regate":
+        assert run is not None and result["live"] is not None  # recheck regates only with a run and a live model
+        result["regate"] = regate_run(
+            run, model=state.get("model") or "", execution_name=state.get("execution_name") or "", live=result["live"]
+        )
+    log.info(
+        "deploy %s: %s",
+        result["action"],
+        names["EndpointConfigName"],
+        extra={"deploy_action": result["action"], "live": result["live"]},
+    )
+    return result
+
+
+def regate_run(run: RunRecord, *, model: str, execution_name: str, live: LiveModel) -> Regate:
+    """The next attempt of a run whose champion changed before it deployed (:func:`deploy.recheck` ``regate``).
+
+    New SageMaker names (``<execution>:regate<n>`` hashed: :func:`naming.version_names`), the live model as
+    the champion, and the CreateTrainingJob (and CreateHyperParameterTuningJob) requests with the ``champion``
+    channel on its ``ModelDataUrl``: the ASL merges this into ``$.run`` and trains again, so the gate compares
+    the new candidate with the model that is live now.
+
+    Raises:
+        ChampionKeptChangingError: this would be attempt ``MAX_REGATES + 1``.
+    """
+    n = int(run.get("regates", 0)) + 1
+    if n > MAX_REGATES:
+        raise ChampionKeptChangingError(
+            f"the live model changed under this run {n} times (now {live['EndpointConfigName']}); "
+            f"nothing was deployed after {MAX_REGATES} evaluations against a newer champion",
+            regates=n - 1,
+            live=live["EndpointConfigName"],
+        )
+    if not live["ModelDataUrl"]:
+        raise DeploymentFailedError(f"the live model {live['ModelName']} has no ModelDataUrl to be compared with")
+    attempt = f"{execution_name}:regate{n}"
+    names = naming.version_names(model, attempt)
+    request = training.with_champion(
+        run["training"], job_name=names["TrainingJobName"], champion_model_data_url=live["ModelDataUrl"]
+    )
+    tuning = (
+        training.build_tuning_request(
+            job_name=naming.tuning_job_name(model, attempt), training=request, config=run["config"]
+        )
+        if run.get("tuning")
+        else None
+    )
+    return {
+        "names": cast(RunNames, {**names, "EndpointName": run["names"]["EndpointName"]}),
+        "champion": {"endpoint_config_name": live["EndpointConfigName"], "model_data_url": live["ModelDataUrl"]},
+        "training": request,
+        "tuning": tuning,
+        "regates": n,
+    }
 
 
 # ------------------------------------------------------------------------------------ register

@@ -114,6 +114,29 @@ def build_request(
     }
 
 
+def with_champion(request: dict[str, Any], *, job_name: str, champion_model_data_url: str) -> dict[str, Any]:
+    """A copy of the CreateTrainingJob fields ``request`` named ``job_name``, champion on another model.
+
+    ``request`` is :func:`build_request`'s; its ``champion`` channel is added or replaced by one on
+    ``champion_model_data_url``; nothing else changes.
+    """
+    channels = [c for c in request["InputDataConfig"] if c["ChannelName"] != CHAMPION_CHANNEL]
+    template = request["InputDataConfig"][0]
+    champion = {
+        **template,
+        "ChannelName": CHAMPION_CHANNEL,
+        "ContentType": "application/x-tar",
+        "DataSource": {
+            "S3DataSource": {
+                **template["DataSource"]["S3DataSource"],
+                "S3DataType": "S3Prefix",
+                "S3Uri": champion_model_data_url,
+            }
+        },
+    }
+    return {**request, "TrainingJobName": job_name, "InputDataConfig": [*channels, champion]}
+
+
 def build_tuning_request(*, job_name: str, training: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """Fields of CreateHyperParameterTuningJob.
 
