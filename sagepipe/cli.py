@@ -47,6 +47,7 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------ commands
 def cmd_twin_up(args: argparse.Namespace) -> int:
     """Run the twin in the foreground until SIGINT/SIGTERM."""
+    from .twin.persistence import TwinStateError
     from .twin.server import Twin
 
     twin = Twin(ROOT, Path(args.state_dir), echo=not args.quiet)
@@ -54,7 +55,11 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        info = twin.start()
+        try:
+            info = twin.start()
+        except TwinStateError as exc:
+            console.print(f"error: {exc}", markup=False, soft_wrap=True)
+            return 1
         # soft_wrap: rich would otherwise break these lines at 80 columns (its width when not a terminal)
         out.print(
             f"sagepipe twin is up\n  aws_endpoint_url  {info.aws_endpoint_url}\n  api_url           {info.api_url}\n"
@@ -66,6 +71,28 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
     finally:
         console.print("[twin] stopping ...", markup=False)
         twin.stop()
+    return 0
+
+
+def cmd_twin_reset(args: argparse.Namespace) -> int:
+    """Delete the twin's saved state in ``--state-dir`` (its snapshot and scratch files), deliberately."""
+    from .twin import persistence
+
+    state_dir = Path(args.state_dir)
+    if not args.yes:
+        console.print(
+            f"this deletes the twin state in {state_dir}: every S3 object, run, model package, endpoint and "
+            "notification it holds. Run again with --yes to do it.",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 2
+    try:
+        removed = persistence.reset(state_dir)
+    except persistence.TwinStateError as exc:
+        console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        return 1
+    out.print(f"removed from {state_dir}: {', '.join(removed) or 'nothing (no saved state)'}", soft_wrap=True)
     return 0
 
 
@@ -268,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", default=str(client.DEFAULT_STATE_DIR))
     up.add_argument("--quiet", action="store_true", help="do not echo function, training and model logs")
     up.set_defaults(func=cmd_twin_up)
+    reset = twin.add_parser("reset", help="delete the twin state saved in the state dir (it survives restarts)")
+    reset.add_argument("--state-dir", default=str(client.DEFAULT_STATE_DIR))
+    reset.add_argument("--yes", action="store_true", help="really delete it")
+    reset.set_defaults(func=cmd_twin_reset)
 
     p = sub.add_parser("upload", help="upload a CSV data set (starts a run; says so when the same bytes already ran)")
     p.add_argument("file")

@@ -3,7 +3,8 @@
 real Lambda workers (:mod:`sagepipe.twin.awslambda`), local SageMaker training, tuning and hosting
 (:mod:`sagepipe.twin.sagemaker`), EventBridge delivery and schedules (:mod:`sagepipe.twin.events`) and the
 local API Gateway front (:mod:`sagepipe.twin.apigateway`). ``Twin.start()`` returns when everything is
-ready; ``Twin.stop()`` stops every process it started.
+ready; ``Twin.stop()`` stops every process it started. The state survives a stop and a start on the same
+state dir (:mod:`sagepipe.twin.persistence`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,7 +26,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from . import iam, patches
+from . import iam, patches, persistence
 from .apigateway import ApiFront
 from .awslambda.runtime import WorkerPool
 from .cloudformation.deploy import Deployer, Deployment
@@ -91,6 +93,9 @@ class Twin:
         self.api: ApiFront | None = None
         self.info: TwinInfo | None = None
         self.deployment: Deployment | None = None
+        self.restored: persistence.Restored | None = None  # what start() brought back from the state dir
+        self._persist = False  # True once started (a failed start never overwrites the saved state)
+        self._persister: persistence.Persister | None = None
 
     # ----------------------------------------------------------------------------- plumbing
     def log(self, prefix: str, line: str) -> None:
@@ -112,11 +117,18 @@ class Twin:
 
     # --------------------------------------------------------------------------- lifecycle
     def start(self) -> TwinInfo:
-        """Start moto, apply patches, deploy the template (which publishes the model code), start the API."""
+        """Start moto, apply patches, deploy the template (which publishes the model code), restore the
+        state dir's snapshot (:func:`sagepipe.twin.persistence.restore`: objects, registry, runs, logs, the
+        API key; endpoints started again), start the API. Raises
+        :class:`~sagepipe.twin.persistence.TwinStateError` before starting anything when the state dir's
+        snapshot cannot be restored."""
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        persistence.check()
+        snapshot = persistence.load(self.state_dir, self.stack_name, REGION)
+        persistence.clear_scratch(self.state_dir)
         port = free_port()
         os.environ["MOTO_PORT"] = str(port)  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
         default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
@@ -158,6 +170,12 @@ class Twin:
         self.deployment = Deployer(stack, self.client, extra_env, self.say, invoke=self.pool.invoke).deploy()
         self.functions = self.deployment.functions
         outputs = self.deployment.outputs
+        if snapshot is not None:
+            state = snapshot.state()
+            saved_key = state.get("api_key")
+            if saved_key and self.deployment.api_key:
+                self.deployment.api_key = saved_key  # clients keep the key they were given
+            self.restored = persistence.restore(snapshot, state, REGION, self._restart_endpoint)
         self.api = ApiFront(
             self.deployment.routes,
             self._invoke_by_name,
@@ -185,13 +203,68 @@ class Twin:
         tmp = self.state_dir / "twin.json.tmp"
         tmp.write_text(json.dumps(asdict(self.info), indent=2))
         tmp.replace(self.state_dir / "twin.json")
+        if self.restored is not None:
+            self._finish_restore(self.restored)
+        self._persist = True
+        self._persister = persistence.Persister(self.save, lambda line: self.log("twin", line))
         return self.info
+
+    def _restart_endpoint(self, endpoint: Any) -> None:
+        from .sagemaker.api import model_for_config
+
+        backend = self._sagemaker_backend()
+        _, model = model_for_config(backend, endpoint.endpoint_config_name)
+        self.hosting.create(endpoint, model)
+
+    @staticmethod
+    def _sagemaker_backend() -> Any:
+        from moto.sagemaker.models import sagemaker_backends
+
+        return sagemaker_backends[persistence.ACCOUNT][REGION]
+
+    def _finish_restore(self, restored: persistence.Restored, endpoint_timeout_s: float = 180) -> None:
+        """After a restore: tell the pipeline about the runs the stop cut off (their status-change
+        events, so ExecutionEndedFunction notifies "Pipeline Failed"), wait for restored endpoints to be
+        InService (or Failed), and say what came back."""
+        from .stepfunctions.events import emit
+
+        for execution in persistence.aborted_executions(REGION, restored.aborted):
+            emit(execution)
+        backend = self._sagemaker_backend()
+        deadline = time.monotonic() + endpoint_timeout_s
+        for name in restored.endpoints:
+            while backend.endpoints[name].endpoint_status == "Creating" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            status = backend.endpoints[name].endpoint_status
+            if status != "InService":
+                self.say(f"restored endpoint {name} is {status}: {backend.endpoints[name].failure_reason}")
+        self.say(restored.summary())
+
+    def save(self) -> persistence.Manifest:
+        """Write the state dir's snapshot now (:func:`sagepipe.twin.persistence.save`)."""
+        return persistence.save(
+            self.state_dir, self.stack_name, REGION, self.deployment.api_key if self.deployment else None
+        )
+
+    def state_changed(self) -> None:
+        """An execution ended: save the snapshot soon (debounced)."""
+        if self._persister is not None:
+            self._persister.changed()
 
     def stop(self) -> None:
         """Stop the API, schedulers, training jobs, model servers, Lambda workers and moto."""
         self._stop.set()
         if self.api:
             self.api.stop()
+        if self._persister is not None:
+            self._persister.close()
+        if self._persist:  # before anything is shut down: what was running is recorded as running
+            try:
+                self.save()
+            except Exception as exc:  # noqa: BLE001 - stopping must go on; the previous snapshot is intact
+                self.say(f"could not save the twin's state: {exc!r}")
+            self._persist = False
+            persistence.stop_running(REGION)
         if hasattr(self, "tuning"):
             self.tuning.shutdown()
         if hasattr(self, "training"):

@@ -32,6 +32,9 @@ class _NoTwin:
     def log(self, prefix: str, line: str) -> None:
         raise AssertionError("not called")
 
+    def state_changed(self) -> None:
+        raise AssertionError("not called")
+
 
 @pytest.fixture
 def applied() -> Iterator[None]:

@@ -265,7 +265,11 @@ def _sm_create_endpoint_config(self: Any) -> Any:
     return _sm_original("create_endpoint_config")(self)
 
 
-def _model_for(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def model_for_config(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(ProductionVariants, model spec)`` of EndpointConfig ``config_name``: the spec is what
+    :class:`~sagepipe.twin.sagemaker.hosting.HostingManager` starts (``PrimaryContainer``,
+    ``ExecutionRoleArn``, the variant's ``ContainerStartupHealthCheckTimeoutInSeconds``). Raises moto's
+    ValidationError for an unknown config or model."""
     config = backend.describe_endpoint_config(config_name)
     variants = config["ProductionVariants"]
     model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
@@ -291,7 +295,7 @@ def _sm_create_endpoint(self: Any) -> Any:
         # AWS leaves DataCaptureConfig out of DescribeEndpoint when the config has none; moto answers {},
         # which clients that parse the response strictly (the sagemaker SDK's Endpoint.get) reject
         endpoint.data_capture_config = None
-    _, model = _model_for(self.sagemaker_backend, config_name)
+    _, model = model_for_config(self.sagemaker_backend, config_name)
     twin().hosting.create(self.sagemaker_backend.endpoints[name], model)
     return result
 
@@ -308,7 +312,7 @@ def _sm_update_endpoint(self: Any) -> Any:
         raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
     if config_name not in self.sagemaker_backend.endpoint_configs:
         raise ValidationError(message=f'Could not find endpoint configuration "{config_name}".')
-    variants, model = _model_for(self.sagemaker_backend, config_name)
+    variants, model = model_for_config(self.sagemaker_backend, config_name)
     _check_rollback_alarms(self, model["ExecutionRoleArn"])
     twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
     return ActionResult({"EndpointArn": endpoint.arn})

@@ -87,7 +87,8 @@ def status_change_event(execution: Any) -> dict[str, Any]:
 
 
 def emit(execution: Any) -> None:
-    """Put :func:`status_change_event` on the default bus of the execution's account and Region."""
+    """Put :func:`status_change_event` on the default bus of the execution's account and Region, then
+    ask the twin to save its state (``TwinRuntime.state_changed``)."""
     from moto.events.models import events_backends
 
     from ..patches import twin
@@ -99,6 +100,7 @@ def emit(execution: Any) -> None:
             rule.send_to_targets(cast("EventMessageType", event), transform_input=True)
         except Exception as exc:  # noqa: BLE001 - as on AWS, the execution's end does not depend on delivery
             twin().log("events", f"status change delivery via rule {rule.name} failed: {exc!r}")
+    twin().state_changed()  # the twin's snapshot (sagepipe.twin.persistence) records the ended run
 
 
 def check() -> None:
