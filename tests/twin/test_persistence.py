@@ -97,6 +97,8 @@ def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
                 executionArn=done["executionArn"], maxResults=1000
             )["events"],
         }
+        scratch = state_dir / "training"
+        before["job_dirs"] = sorted(p.name for p in scratch.iterdir()) if scratch.exists() else []
         # a run's end saves the state within seconds (a twin killed with SIGKILL loses at most those)
         saved = wait_for(lambda: persistence.load(state_dir, "sagepipe", "us-east-1"), "the snapshot after a run")
         before["autosaved"] = saved.manifest.counts
@@ -214,6 +216,7 @@ def test_the_same_bytes_are_still_known_after_the_restart(restarted: dict[str, A
 
 def test_state_dir_does_not_keep_scratch(restarted: dict[str, Any]) -> None:
     state_dir: Path = restarted["state_dir"]
+    assert restarted["job_dirs"] == [], "an ended training job's /opt/ml stays in the state dir"
     assert not (state_dir / "training").exists(), "a restart keeps the previous training job directories"
 
 

@@ -777,7 +777,9 @@ class TrainingManager:
     for the ``MetricDefinitions`` metrics (namespace ``/aws/sagemaker/TrainingJobs``, dimension
     ``Host`` = ``<TrainingJobName>/algo-1``; SageMaker Developer Guide, "Amazon SageMaker metrics in
     Amazon CloudWatch"). A denied S3 call fails the job (ClientError in its FailureReason); a denied
-    log or metric write is logged by the twin and the job goes on."""
+    log or metric write is logged by the twin and the job goes on. A job's directory under ``work_root``
+    (its ``/opt/ml``) is removed when the job ends, as SageMaker releases the instance's storage
+    (``SAGEPIPE_TWIN_KEEP_JOB_DIRS=1`` keeps it for inspection)."""
 
     LOG_GROUP = "/aws/sagemaker/TrainingJobs"
     METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
@@ -839,6 +841,10 @@ class TrainingManager:
             job.last_modified_time = now
             self._to_cloudwatch(name, result.log_lines, role)
             self._metrics(name, result.final_metrics, role)
+            if not os.environ.get("SAGEPIPE_TWIN_KEEP_JOB_DIRS"):
+                # SageMaker releases the instance's storage (/opt/ml) when the job ends; what it produced
+                # is in S3. The state dir would otherwise grow by every job's inputs and model.
+                shutil.rmtree(self.work_root / name, ignore_errors=True)
             job.training_job_status = result.status  # last: pollers see a complete record
 
         thread = threading.Thread(target=run, name=f"training-{name}", daemon=True)
