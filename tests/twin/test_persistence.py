@@ -289,3 +289,20 @@ def test_sigterm_saves_the_state(tmp_path: Path) -> None:
     assert snapshot is not None
     keys = snapshot.state()["s3"][target.artifacts_bucket]["keys"]
     assert keys["notes/kept.txt"][-1].value == b"kept"
+
+
+def test_the_moto_internals_it_reads_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """persistence.check() passes on the pinned moto and fails loudly when an internal it reads is gone."""
+    from moto.s3.utils import _VersionedKeyStore
+    from moto.stepfunctions.parser.backend.execution import Execution
+
+    from sagepipe.twin.patches import MotoInternalsChanged
+
+    persistence.check()
+    monkeypatch.delattr(_VersionedKeyStore, "lists")
+    with pytest.raises(MotoInternalsChanged, match="lists"):
+        persistence.check()
+    monkeypatch.undo()
+    monkeypatch.delattr(Execution, "to_history_output")
+    with pytest.raises(MotoInternalsChanged, match="to_history_output"):
+        persistence.check()
