@@ -44,19 +44,23 @@ in :data:`ORDER`, the order :func:`apply_all` checks and applies them (see
     CloudWatch Logs, SNS, SQS...) is parsed by moto's protocol parsers and checked against botocore's
     service model (pattern, max, enum, sizes); a violation is answered with ``ValidationException`` in the
     service's protocol.
-15. ``iam_enforce`` (``iam.py``) - a request signed with a template role's access key is authorised against
+15. ``s3_server_validation`` (``validation.py``) - S3, which moto routes around ``call_action``: each
+    bucket and key request is matched to its operation by moto's router over botocore's model, read by the
+    rest-xml parser and checked the same way; a violation is answered 400 ``InvalidArgument`` (or S3's own
+    code for the member, ``InvalidStorageClass``).
+16. ``iam_enforce`` (``iam.py``) - a request signed with a template role's access key is authorised against
     that role's policies (:mod:`sagepipe.twin.iam`; moto's own access control checks actions only): every
     service through ``BaseResponse._dispatch`` (before ``call_action``), S3 through
     ``_authenticate_and_authorize_s3_action``.
-16. ``sfn_credentials`` (``stepfunctions/credentials.py``) - Step Functions' task clients
+17. ``sfn_credentials`` (``stepfunctions/credentials.py``) - Step Functions' task clients
     (``boto_client_for``, imported by name in each integration's module) sign as the execution's role
     instead of a fixed key.
-17. ``lambda_payload_limits`` (``awslambda/api.py``) - Invoke refuses a request over 6,291,456 bytes
+18. ``lambda_payload_limits`` (``awslambda/api.py``) - Invoke refuses a request over 6,291,456 bytes
     (``Event``: 1,048,576) with ``RequestEntityTooLargeException``; a response over 6,291,556 bytes is the
     function error ``Function.ResponseSizeTooLarge``.
-18. ``events_put_limits`` (``events/api.py``) - PutEvents refuses entries totalling 256 KB or more
+19. ``events_put_limits`` (``events/api.py``) - PutEvents refuses entries totalling 256 KB or more
     (``ValidationException``, as AWS).
-19. ``logs_integer_timestamps`` (``logs.py``) - CloudWatch Logs event timestamps are whole milliseconds
+20. ``logs_integer_timestamps`` (``logs.py``) - CloudWatch Logs event timestamps are whole milliseconds
     (moto's EventBridge and Lambda log writers stored floats, which ``filter-log-events`` returned).
 
 The service modules import this one (for :class:`Patch`, :func:`twin` and the install helpers); this one
@@ -213,6 +217,7 @@ ORDER = (
     "sfn_history_pages",
     "sdk_error_names",
     "server_validation",
+    "s3_server_validation",
     "iam_enforce",
     "sfn_credentials",
     "logs_integer_timestamps",
@@ -240,7 +245,14 @@ def registry() -> tuple[Patch, ...]:
 #: process of its own) to measure what they cost; nothing else may (tests/conftest.py refuses to run with
 #: :data:`BENCH_LAX_ENV` set).
 STRICTNESS = frozenset(
-    {"server_validation", "iam_enforce", "sfn_history_quota", "lambda_payload_limits", "events_put_limits"}
+    {
+        "server_validation",
+        "s3_server_validation",
+        "iam_enforce",
+        "sfn_history_quota",
+        "lambda_payload_limits",
+        "events_put_limits",
+    }
 )
 BENCH_LAX_ENV = "SAGEPIPE_TWIN_BENCH_LAX"
 

@@ -349,6 +349,101 @@ def apply_server_check() -> None:
     _install("server_validation", BaseResponse, "call_action", call_action)
 
 
+#: S3's entry points (moto routes S3 around ``call_action``): bucket and key requests after ``setup_class``.
+S3_SITES = ("moto.s3.responses:S3Response._bucket_response", "moto.s3.responses:S3Response._key_response")
+#: S3's own codes for a member whose value it does not accept (S3 API Reference, "Error responses");
+#: every other breach is ``InvalidArgument``.
+_S3_CODES = {"StorageClass": ("InvalidStorageClass", "The storage class you specified is not valid")}
+
+
+def s3_request_params(response: Any, request: Any) -> tuple[str, dict[str, Any]] | None:
+    """(operation name, parameters) of the S3 request ``request`` that moto ``S3Response`` ``response``
+    holds (after ``setup_class``): the operation is matched from the method, path and query string by
+    moto's router over botocore's model (``moto.core.routing.get_service_router``) and the parameters are
+    read by moto's rest-xml parser, as for the other services. Path-style addressing (``/bucket/key``, what
+    the twin's clients use). None when no operation of the model matches."""
+    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.routing import get_service_router
+
+    try:
+        operation, uri_params = get_service_router("s3").match(request)
+    except Exception:  # noqa: BLE001 - werkzeug's NotFound / NotImplementedError: not a modelled operation
+        return None
+    r = response.normalized_request
+    parsed = PROTOCOL_PARSERS["rest-xml"](operation, map_type=dict).parse(
+        {
+            "method": r.method,
+            "values": r.values,
+            "headers": r.headers,
+            "body": r.data,
+            "url_path": r.path,
+            "url_params": uri_params or {},
+        }
+    )
+    return operation.name, dict(parsed)
+
+
+def s3_server_check(response: Any, request: Any) -> tuple[int, dict[str, str], str] | None:
+    """The S3 error response for a request that breaks the model (``InvalidArgument``, or S3's own code
+    for the member: ``InvalidStorageClass``), or None. Unparsable requests are counted and left to moto."""
+    from xml.sax.saxutils import escape
+
+    try:
+        found = s3_request_params(response, request)
+    except Exception:  # noqa: BLE001 - a gap of moto's parsers must not turn a valid call into an error
+        _SERVER_STATE["unparsed"] += 1
+        return None
+    if found is None:
+        return None
+    operation, params = found
+    _SERVER_STATE["checked"] += 1
+    shape = _operation("s3", operation).input_shape
+    messages = list(violations(shape, params, "")) if shape is not None else []
+    if not messages:
+        return None
+    _SERVER_STATE["refused"] += 1
+    member = next((m for m in _S3_CODES if f"'{m}'" in messages[0]), None)
+    if member is not None:
+        code, text = _S3_CODES[member]
+    else:
+        code, text = "InvalidArgument", str(validation_error(operation, messages).response["Error"]["Message"])
+    xml = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{escape(text)}</Message>'
+        f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>"
+    )
+    return 400, {"Content-Type": "application/xml"}, xml
+
+
+def check_s3_sites() -> None:
+    """moto's S3 entry points, its router and the rest-xml parser must still exist."""
+    from moto.core import parse, routing
+    from moto.s3.responses import S3Response
+
+    from .patches import MotoInternalsChanged, _require
+
+    _require(S3Response, "_bucket_response", ["self", "request", "full_url"])
+    _require(S3Response, "_key_response", ["self", "request", "full_url"])
+    if not hasattr(routing, "get_service_router") or "rest-xml" not in parse.PROTOCOL_PARSERS:
+        raise MotoInternalsChanged("moto's service router or rest-xml parser is gone (S3 server-side validation)")
+
+
+def apply_s3_check() -> None:
+    """Wrap S3's bucket and key dispatch: a request that breaks S3's model is answered 400 before moto acts."""
+    from moto.s3.responses import S3Response
+
+    from .patches import _APPLIED, _install
+
+    for name in ("_bucket_response", "_key_response"):
+        original = _APPLIED.setdefault(f"s3_server_validation.{name}", getattr(S3Response, name))
+
+        def checked(self: Any, request: Any, full_url: str, _original: Any = original) -> Any:
+            refused = s3_server_check(self, request)
+            return refused if refused is not None else _original(self, request, full_url)
+
+        _install("s3_server_validation", S3Response, name, checked)
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch("server_validation", SERVER_SITES, lambda: check_server_sites(), lambda: apply_server_check()),
+    Patch("s3_server_validation", S3_SITES, lambda: check_s3_sites(), lambda: apply_s3_check()),
 )

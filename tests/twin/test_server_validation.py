@@ -88,3 +88,25 @@ def test_valid_requests_pass_and_are_counted(target: Target) -> None:
     target.client("stepfunctions").list_state_machines()
     assert validation.server_counts()["checked"] >= before + 2
     assert validation.server_counts()["unparsed"] == 0  # every request so far was read by moto's parsers
+
+
+def test_s3_requests_that_break_the_model_are_refused_as_s3_does(target: Target) -> None:
+    """S3 goes around moto's generic dispatch; the twin still checks it (enum values in headers and query)."""
+    s3 = target.client("s3")
+    refused = _refused(
+        s3.put_object, Bucket=target.artifacts_bucket, Key="x/sse", Body=b"x", ServerSideEncryption="AES512"
+    )
+    assert refused["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert refused["Error"]["Code"] == "InvalidArgument"
+    assert "'ServerSideEncryption'" in refused["Error"]["Message"] and "enum" in refused["Error"]["Message"]
+    listed = _refused(s3.list_objects_v2, Bucket=target.artifacts_bucket, EncodingType="base64")
+    assert listed["Error"]["Code"] == "InvalidArgument" and "'EncodingType'" in listed["Error"]["Message"]
+    storage = _refused(s3.put_object, Bucket=target.artifacts_bucket, Key="x/sc", Body=b"x", StorageClass="COLD")
+    assert storage["Error"]["Code"] == "InvalidStorageClass"
+    with pytest.raises(ClientError) as missing:  # nothing was written by the refused calls
+        s3.head_object(Bucket=target.artifacts_bucket, Key="x/sse")
+    assert missing.value.response["Error"]["Code"] == "404"
+    before = validation.server_counts()["checked"]
+    s3.put_object(Bucket=target.artifacts_bucket, Key="x/ok", Body=b"x", ServerSideEncryption="AES256")
+    assert s3.get_object(Bucket=target.artifacts_bucket, Key="x/ok")["Body"].read() == b"x"
+    assert validation.server_counts()["checked"] >= before + 2
