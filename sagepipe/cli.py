@@ -50,7 +50,7 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
     from .twin.persistence import TwinStateError
     from .twin.server import Twin
 
-    twin = Twin(ROOT, Path(args.state_dir), echo=not args.quiet)
+    twin = Twin(ROOT, Path(args.state_dir), echo=not args.quiet, training_capacity=args.training_capacity)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -64,6 +64,7 @@ def cmd_twin_up(args: argparse.Namespace) -> int:
         out.print(
             f"sagepipe twin is up\n  aws_endpoint_url  {info.aws_endpoint_url}\n  api_url           {info.api_url}\n"
             f"  data_bucket       {info.data_bucket}\n  artifacts_bucket  {info.artifacts_bucket}\n"
+            f"  training capacity {twin.training_capacity} job(s) at once\n"
             f"  state file        {Path(args.state_dir) / 'twin.json'}\nCtrl-C stops it.",
             soft_wrap=True,
         )
@@ -285,6 +286,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(ROOT, Path(args.state_dir) if args.state_dir else None, keep_logs=args.verbose)
 
 
+def _capacity_arg(value: str) -> int:
+    """``--training-capacity``: a positive integer (argparse reports the error and exits 2)."""
+    from .twin.sagemaker.capacity import InvalidCapacityError, parse_capacity
+
+    try:
+        return parse_capacity(value, "--training-capacity")
+    except InvalidCapacityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for every sub-command."""
     parser = argparse.ArgumentParser(prog="sagepipe", description=__doc__.split("\n", 1)[0])
@@ -294,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = twin.add_parser("up", help="run the twin in the foreground (Ctrl-C stops it)")
     up.add_argument("--state-dir", default=str(client.DEFAULT_STATE_DIR))
     up.add_argument("--quiet", action="store_true", help="do not echo function, training and model logs")
+    up.add_argument(
+        "--training-capacity",
+        type=_capacity_arg,
+        default=None,
+        metavar="N",
+        help="training jobs run at once; more wait InProgress/Starting "
+        "(default $SAGEPIPE_TWIN_TRAINING_CAPACITY, else half the CPUs, at least 1)",
+    )
     up.set_defaults(func=cmd_twin_up)
     reset = twin.add_parser("reset", help="delete the twin state saved in the state dir (it survives restarts)")
     reset.add_argument("--state-dir", default=str(client.DEFAULT_STATE_DIR))

@@ -33,6 +33,7 @@ from .cloudformation.deploy import Deployer, Deployment
 from .cloudformation.template import Stack, load_template
 from .events.delivery import Delivery
 from .events.scheduler import Scheduler
+from .sagemaker.capacity import TrainingCapacity, resolve_capacity
 from .sagemaker.hosting import HostingManager
 from .sagemaker.training import TrainingManager
 from .sagemaker.tuning import TuningManager
@@ -67,7 +68,14 @@ def free_port() -> int:
 
 class Twin:
     """Runs sagepipe on one machine. ``parameter_overrides`` are template parameters (``PollSeconds``
-    defaults to 1 here so deploy polling is quick); ``echo`` prints function/training/model logs."""
+    defaults to 1 here so deploy polling is quick); ``echo`` prints function/training/model logs;
+    ``training_capacity`` is how many training jobs run at once (None: ``$SAGEPIPE_TWIN_TRAINING_CAPACITY``,
+    else half the machine's CPUs, :func:`sagepipe.twin.sagemaker.capacity.resolve_capacity`).
+
+    Raises:
+        sagepipe.twin.sagemaker.capacity.InvalidCapacityError: the capacity (argument or variable) is not a
+            positive integer.
+    """
 
     def __init__(
         self,
@@ -78,7 +86,9 @@ class Twin:
         parameter_overrides: dict[str, str] | None = None,
         echo: bool = True,
         say: Callable[[str], None] | None = None,
+        training_capacity: int | None = None,
     ) -> None:
+        self.training_capacity = resolve_capacity(training_capacity)
         self.root = root.resolve()
         self.state_dir = state_dir.resolve()
         self.stack_name = stack_name
@@ -135,7 +145,9 @@ class Twin:
         self.endpoint = f"http://127.0.0.1:{port}"
         self.pool = WorkerPool(log_sink=self.log, log_dir=self.state_dir / "logs")
         # training jobs and endpoints call S3, CloudWatch Logs and CloudWatch as the SageMaker execution role
-        self.training = TrainingManager(self.state_dir / "training", self.client, self.log)
+        self.training = TrainingManager(
+            self.state_dir / "training", self.client, self.log, TrainingCapacity(self.training_capacity)
+        )
         self.hosting = HostingManager(self.state_dir / "endpoints", lambda role: self.client("s3", role), self.log)
         self.tuning = TuningManager(lambda: self.client("sagemaker"), self.log)
         self.delivery = Delivery(

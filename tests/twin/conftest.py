@@ -48,13 +48,20 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_twin(tmp_path_factory: pytest.TempPathFactory, **parameter_overrides: str) -> Iterator[Any]:
-    """Start a twin (template parameters overridden as given); on exit stop it and assert that no
-    process it started is still alive."""
+def running_twin(
+    tmp_path_factory: pytest.TempPathFactory, *, training_capacity: int | None = None, **parameter_overrides: str
+) -> Iterator[Any]:
+    """Start a twin (template parameters overridden as given, ``training_capacity`` training jobs at once or
+    the default); on exit stop it and assert that no process it started is still alive."""
     from sagepipe.twin.server import Twin
 
     t = Twin(
-        ROOT, tmp_path_factory.mktemp("twin"), echo=False, say=lambda m: None, parameter_overrides=parameter_overrides
+        ROOT,
+        tmp_path_factory.mktemp("twin"),
+        echo=False,
+        say=lambda m: None,
+        parameter_overrides=parameter_overrides,
+        training_capacity=training_capacity,
     )
     t.start()
     try:

@@ -274,6 +274,8 @@ def model_for_config(backend: Any, config_name: str) -> tuple[list[dict[str, Any
     variants = config["ProductionVariants"]
     model = backend.describe_model(variants[0]["ModelName"])  # a moto Model object
     spec = {"PrimaryContainer": model.primary_container, "ExecutionRoleArn": model.execution_role_arn}
+    if variants[0].get("InstanceType"):  # serverless variants have none
+        spec["InstanceType"] = variants[0]["InstanceType"]
     startup = variants[0].get("ContainerStartupHealthCheckTimeoutInSeconds")
     if startup is not None:
         spec["ContainerStartupHealthCheckTimeoutInSeconds"] = startup

@@ -6,6 +6,11 @@ UpdateEndpoint is blue/green: the new version starts beside the old one; traffic
 new one is healthy; a failed update leaves the old EndpointConfig live with a FailureReason (AWS
 behaviour, SageMaker docs "Blue/Green Deployments" and "Auto-Rollback Configuration").
 
+Each model server is limited to its instance's CPUs as the twin gives them
+(:func:`sagepipe.twin.sagemaker.capacity.hosting_cpus`: ``max(1, cpu_count // 4)``, at most the variant's
+``InstanceType`` vCPUs - one thread on a 2-core machine): ``SM_NUM_CPUS``, ``OMP_NUM_THREADS`` and the
+other thread-pool variables, unless the model's container ``Environment`` sets them.
+
 Self-healing (SageMaker pings each instance's ``/ping`` periodically and replaces an instance that fails
 its health checks; the endpoint stays InService): a watcher thread pings every live server every
 ``WATCH_INTERVAL_S``; a server whose process exited, or whose ping fails ``UNHEALTHY_PINGS`` times in a
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .capacity import cpu_environment, hosting_cpus
 from .training import LogSink, _now
 
 #: SageMaker hosting's start-up window: a container that does not answer ``/ping`` with 200 "during the 8
@@ -62,7 +68,9 @@ class ModelServer:
     start_seconds: float = 0.0  # process start → /ping 200 (wall seconds)
     in_flight: int = 0  # InvokeEndpoint requests routed here and not yet answered (HostingManager.route_lock)
     endpoint_name: str = ""
-    model: dict[str, Any] = field(default_factory=dict)  # the model spec it was started with (restarts reuse it)
+    # the model spec it was started with (restarts reuse it): PrimaryContainer, ExecutionRoleArn, InstanceType?,
+    # ContainerStartupHealthCheckTimeoutInSeconds?
+    model: dict[str, Any] = field(default_factory=dict)
     failed_pings: int = 0  # consecutive failed health checks (the watcher's count)
 
     def exited(self) -> bool:
@@ -157,6 +165,9 @@ class HostingManager:
         ready = directory / "ready.json"
         ready.unlink(missing_ok=True)  # a restart: the old server's port is not the new one's
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_TWIN_"))}
+        # the instance's CPUs (its share of this machine): SM_NUM_CPUS and the thread pools, unless the
+        # container's Environment sets them
+        env.update(cpu_environment(hosting_cpus(model.get("InstanceType"))))
         env.update({k: str(v) for k, v in env_vars.items()})
         env["SM_MODEL_DIR"] = str(model_dir)
         proc = subprocess.Popen(

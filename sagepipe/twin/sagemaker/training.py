@@ -56,6 +56,8 @@ from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
+from .capacity import LAUNCHING_MESSAGE, TrainingCapacity, cpu_environment, machine_cpus
+
 CURRENT_HOST = "algo-1"
 FAILURE_REASON_MAX = 1024  # DescribeTrainingJob FailureReason max length
 DEFAULT_MAX_RUNTIME = 86400
@@ -275,6 +277,7 @@ def run_training_job(
     *,
     stop_event: threading.Event | None = None,
     stop_grace_seconds: float = 10.0,
+    cpus: int | None = None,
 ) -> TrainingResult:
     """Run one CreateTrainingJob request to completion, locally.
 
@@ -295,6 +298,10 @@ def run_training_job(
         stop_event: when set while the script runs, the job is stopped (StopTrainingJob):
             SIGTERM, grace, SIGKILL; status ``"Stopped"``.
         stop_grace_seconds: SIGTERM -> SIGKILL delay (AWS: 120 s).
+        cpus: the instance's CPUs as the script sees them: ``SM_NUM_CPUS``, ``num_cpus`` in
+            ``SM_TRAINING_ENV`` and the thread-pool variables (``OMP_NUM_THREADS`` ...,
+            :func:`sagepipe.twin.sagemaker.capacity.cpu_environment`) unless the request's
+            Environment sets them. None: this machine's CPUs (the job has the machine to itself).
     Returns:
         :class:`TrainingResult`. Never raises for bad requests, inputs or script
         failures: those become ``status="Failed"`` with a ``ClientError: ...`` /
@@ -306,7 +313,7 @@ def run_training_job(
     job.metric_defs = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
     try:
         spec = _JobSpec.from_request(name, request, job.metric_defs)
-        return _run(job, spec, s3_client, Path(work_root), stop_event, stop_grace_seconds)
+        return _run(job, spec, s3_client, Path(work_root), stop_event, stop_grace_seconds, cpus or machine_cpus())
     except _JobError as exc:
         reason = str(exc)
         return job.finish("Failed", "Failed", f"Training job failed. Reason: {reason}", reason)
@@ -479,6 +486,7 @@ def _run(
     work_root: Path,
     stop_event: threading.Event | None,
     stop_grace_seconds: float,
+    cpus: int,
 ) -> TrainingResult:
     """The secondary statuses in order: Downloading, Training, (Stopping,) Uploading; raises _JobError."""
     layout = _Layout.create(work_root, spec.name)
@@ -493,7 +501,7 @@ def _run(
     user_args: list[str] = []
     for k, v in user_hps.items():
         user_args += [f"--{k}", _hp_to_str(v)]
-    env = _training_env(spec, layout, input_config, resource_config, channel_dirs, user_hps, user_args)
+    env = _training_env(spec, layout, input_config, resource_config, channel_dirs, user_hps, user_args, cpus)
     cmd = [sys.executable, str(spec.program), *user_args]
     outcome = _run_script(cmd, spec, layout, env, job, stop_event, stop_grace_seconds)
     job.training_seconds = outcome.seconds
@@ -595,12 +603,15 @@ def _training_env(
     channel_dirs: dict[str, Path],
     user_hps: dict[str, Any],
     user_args: list[str],
+    cpus: int,
 ) -> dict[str, str]:
-    """The script's environment: ours, the toolkit's ``SM_*`` variables, then the request's Environment."""
+    """The script's environment: ours, the toolkit's ``SM_*`` variables, the CPU limits (``cpus`` as
+    ``SM_NUM_CPUS`` and the thread-pool variables), then the request's Environment (which may set any of them)."""
     program = str(spec.program)
     module_name = program.rsplit(".", 1)[0]
-    num_cpus = os.cpu_count() or 1
+    num_cpus = cpus
     env = dict(os.environ)
+    env.update(cpu_environment(num_cpus))
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
@@ -619,7 +630,6 @@ def _training_env(
             "SM_CURRENT_HOST": CURRENT_HOST,
             "SM_HOSTS": json.dumps([CURRENT_HOST]),
             "SM_NETWORK_INTERFACE_NAME": "eth0",
-            "SM_NUM_CPUS": str(num_cpus),
             "SM_NUM_GPUS": "0",
             "SM_LOG_LEVEL": "20",
             "SM_MODULE_DIR": str(spec.submit_dir),
@@ -769,6 +779,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _status_recorder(job: Any) -> StatusCallback:
+    """``on_status(secondary, message)`` for moto's job record: a new secondary status ends the previous
+    transition and appends one; the same status again only updates its ``StatusMessage`` (as SageMaker's
+    Starting goes from "Launching requested ML instances" to "Preparing the instances for training" within
+    one transition, SageMaker API Reference ``SecondaryStatusTransition``)."""
+
+    def on_status(secondary: str, message: str) -> None:
+        now = _now()
+        transitions = job.secondary_status_transitions
+        if transitions and transitions[-1]["Status"] == secondary and "EndTime" not in transitions[-1]:
+            transitions[-1]["StatusMessage"] = message
+        else:
+            if transitions:
+                transitions[-1].setdefault("EndTime", now)
+            transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
+        job.secondary_status = secondary
+        job.last_modified_time = now
+
+    return on_status
+
+
 class TrainingManager:
     """Runs training jobs locally. ``clients(service, role_arn)`` returns a boto3 client for the twin
     signed as the job's execution role (``RoleArn``), as SageMaker calls on the job's behalf: S3 for the
@@ -779,27 +810,47 @@ class TrainingManager:
     Amazon CloudWatch"). A denied S3 call fails the job (ClientError in its FailureReason); a denied
     log or metric write is logged by the twin and the job goes on. A job's directory under ``work_root``
     (its ``/opt/ml``) is removed when the job ends, as SageMaker releases the instance's storage
-    (``SAGEPIPE_TWIN_KEEP_JOB_DIRS=1`` keeps it for inspection)."""
+    (``SAGEPIPE_TWIN_KEEP_JOB_DIRS=1`` keeps it for inspection).
+
+    At most ``capacity.slots`` jobs run at once (:class:`~sagepipe.twin.sagemaker.capacity.TrainingCapacity`,
+    default :func:`~sagepipe.twin.sagemaker.capacity.default_capacity` slots); a job beyond them is
+    ``InProgress`` / ``Starting`` with the message ``Launching requested ML instances`` and no
+    ``TrainingStartTime`` until a slot frees (what DescribeTrainingJob shows while SageMaker provisions
+    the instances), then runs with ``capacity.cpus_per_job(InstanceType)`` CPUs. StopTrainingJob on a
+    waiting job ends it ``Stopped`` without running it. The slot is given back on every end (Completed,
+    Failed, Stopped, or a crash of the twin's own code, which ends the job Failed with an
+    InternalServerError reason)."""
 
     LOG_GROUP = "/aws/sagemaker/TrainingJobs"
     METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 
-    def __init__(self, work_root: Path, clients: Callable[[str, str | None], Any], log_sink: LogSink) -> None:
+    def __init__(
+        self,
+        work_root: Path,
+        clients: Callable[[str, str | None], Any],
+        log_sink: LogSink,
+        capacity: TrainingCapacity | None = None,
+    ) -> None:
+        from .capacity import default_capacity
+
         self.work_root = work_root
         self.clients = clients
         self.log_sink = log_sink
+        self.capacity = capacity or TrainingCapacity(default_capacity())
         self.threads: dict[str, threading.Thread] = {}
         self.stop_events: dict[str, threading.Event] = {}
         self.results: dict[str, TrainingResult] = {}
         self.logs: dict[str, list[str]] = {}
 
     def start(self, job: Any, request: dict[str, Any]) -> None:
-        """Start ``request`` (CreateTrainingJob shape) for moto job object ``job`` (mutated in place)."""
+        """Start ``request`` (CreateTrainingJob shape) for moto job object ``job`` (mutated in place): the job
+        is ``InProgress`` / ``Starting`` at once, and runs in a background thread once it holds a slot."""
         name = request["TrainingJobName"]
         job.training_job_status = "InProgress"
         job.secondary_status = "Starting"
         job.secondary_status_transitions = []
         job.final_metric_data_list = None
+        job.training_start_time = None  # set when the job gets its (local) instance
         job.training_end_time = None
         job.model_artifacts = None
         job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get(
@@ -808,48 +859,97 @@ class TrainingManager:
         self.logs[name] = []
         stop = threading.Event()
         self.stop_events[name] = stop
-
-        def on_status(secondary: str, message: str) -> None:
-            now = _now()
-            if job.secondary_status_transitions:
-                job.secondary_status_transitions[-1]["EndTime"] = now
-            job.secondary_status_transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
-            job.secondary_status = secondary
-            job.last_modified_time = now
+        on_status = _status_recorder(job)
+        on_status("Starting", LAUNCHING_MESSAGE)
 
         def on_log(line: str) -> None:
             self.logs[name].append(line)
             self.log_sink(f"training:{name}", line)
 
         def run() -> None:
-            role = request.get("RoleArn")
-            s3 = self.clients("s3", role)
-            result = run_training_job(request, s3, self.work_root, on_status, on_log, stop_event=stop)
-            self.results[name] = result
-            now = _now()
-            if job.secondary_status_transitions:
-                job.secondary_status_transitions[-1].setdefault("EndTime", now)
-            if result.final_metrics:
-                job.final_metric_data_list = [{**m, "Timestamp": now} for m in result.final_metrics]
-            if result.model_artifacts:
-                job.model_artifacts = {"S3ModelArtifacts": result.model_artifacts}
-            if result.failure_reason:
-                job.failure_reason = result.failure_reason
-            job.training_end_time = now
-            job.training_time_in_seconds = max(1, int(round(result.training_seconds)))
-            job.billable_time_in_seconds = job.training_time_in_seconds
-            job.last_modified_time = now
-            self._to_cloudwatch(name, result.log_lines, role)
-            self._metrics(name, result.final_metrics, role)
-            if not os.environ.get("SAGEPIPE_TWIN_KEEP_JOB_DIRS"):
-                # SageMaker releases the instance's storage (/opt/ml) when the job ends; what it produced
-                # is in S3. The state dir would otherwise grow by every job's inputs and model.
-                shutil.rmtree(self.work_root / name, ignore_errors=True)
-            job.training_job_status = result.status  # last: pollers see a complete record
+            if not self._acquire(name, stop):
+                self._stopped_before_start(job, name, on_status)
+                return
+            try:
+                job.training_start_time = job.last_modified_time = _now()
+                cpus = self.capacity.cpus_per_job((request.get("ResourceConfig") or {}).get("InstanceType"))
+                role = request.get("RoleArn")
+                s3 = self.clients("s3", role)
+                result = run_training_job(request, s3, self.work_root, on_status, on_log, stop_event=stop, cpus=cpus)
+                self.results[name] = result
+                self._record(job, name, result, role)
+            except Exception as exc:  # noqa: BLE001 - the twin's own bug: the job fails, the slot is freed
+                reason = f"InternalServerError: twin training emulation crashed: {type(exc).__name__}: {exc}"
+                self.log_sink(f"training:{name}", reason)
+                job.failure_reason = reason[:FAILURE_REASON_MAX]
+                on_status("Failed", reason[:FAILURE_REASON_MAX])
+                now = _now()
+                job.training_end_time = job.last_modified_time = job.secondary_status_transitions[-1]["EndTime"] = now
+                job.training_job_status = "Failed"
+            finally:
+                self.capacity.release()
 
         thread = threading.Thread(target=run, name=f"training-{name}", daemon=True)
         self.threads[name] = thread
         thread.start()
+
+    def _acquire(self, name: str, stop: threading.Event) -> bool:
+        """Wait for a training slot (logging the wait when there is one); False when stopped meanwhile."""
+        busy, queued = self.capacity.in_use, self.capacity.waiting
+        if busy < self.capacity.slots and not queued:
+            return self.capacity.acquire(stop)
+        self.log_sink(
+            f"training:{name}",
+            f"waiting for a training slot ({busy} of {self.capacity.slots} in use, {queued} job(s) ahead): "
+            f"{LAUNCHING_MESSAGE}",
+        )
+        started = time.monotonic()
+        got = self.capacity.acquire(stop)
+        if got:
+            self.log_sink(f"training:{name}", f"got a training slot after {time.monotonic() - started:.1f} s")
+        return got
+
+    def _stopped_before_start(self, job: Any, name: str, on_status: StatusCallback) -> None:
+        """StopTrainingJob (or the twin's shutdown) while the job waited for a slot: Stopped, never run."""
+        on_status("Stopping", "Stopping the training job")
+        on_status("Stopped", "Training job stopped by StopTrainingJob before it started")
+        now = _now()
+        job.secondary_status_transitions[-1]["EndTime"] = now
+        self.results[name] = TrainingResult(
+            status="Stopped",
+            failure_reason=None,
+            final_metrics=[],
+            model_artifacts=None,
+            secondary_status_transitions=[],
+            log_lines=[],
+            training_seconds=0.0,
+            secondary_status="Stopped",
+        )
+        job.training_end_time = job.last_modified_time = now
+        job.training_job_status = "Stopped"
+
+    def _record(self, job: Any, name: str, result: TrainingResult, role: str | None) -> None:
+        """Copy ``result`` onto moto's job record, deliver logs and metrics; the status goes last."""
+        now = _now()
+        if job.secondary_status_transitions:
+            job.secondary_status_transitions[-1].setdefault("EndTime", now)
+        if result.final_metrics:
+            job.final_metric_data_list = [{**m, "Timestamp": now} for m in result.final_metrics]
+        if result.model_artifacts:
+            job.model_artifacts = {"S3ModelArtifacts": result.model_artifacts}
+        if result.failure_reason:
+            job.failure_reason = result.failure_reason
+        job.training_end_time = now
+        job.training_time_in_seconds = max(1, int(round(result.training_seconds)))
+        job.billable_time_in_seconds = job.training_time_in_seconds
+        job.last_modified_time = now
+        self._to_cloudwatch(name, result.log_lines, role)
+        self._metrics(name, result.final_metrics, role)
+        if not os.environ.get("SAGEPIPE_TWIN_KEEP_JOB_DIRS"):
+            # SageMaker releases the instance's storage (/opt/ml) when the job ends; what it produced
+            # is in S3. The state dir would otherwise grow by every job's inputs and model.
+            shutil.rmtree(self.work_root / name, ignore_errors=True)
+        job.training_job_status = result.status  # last: pollers see a complete record
 
     def _to_cloudwatch(self, name: str, lines: list[str], role: str | None) -> None:
         if not lines:
@@ -896,10 +996,12 @@ class TrainingManager:
         """StopTrainingJob: signal the running script (SIGTERM, grace, SIGKILL)."""
         if name in self.stop_events:
             self.stop_events[name].set()
+            self.capacity.wake()  # a job waiting for a slot ends now
 
     def shutdown(self) -> None:
         """Stop every running job and wait briefly for their threads."""
         for event in self.stop_events.values():
             event.set()
+        self.capacity.wake()
         for thread in self.threads.values():
             thread.join(timeout=15)

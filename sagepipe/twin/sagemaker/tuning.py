@@ -18,7 +18,8 @@ class TuningManager:
 
     Search: random sampling of the ranges (uniform, or log-uniform for ``Logarithmic`` scaling), seeded
     by the tuning job name; ``Strategy: Bayesian`` is run as random search too (documented twin
-    difference). ``MaxParallelTrainingJobs`` is ignored (sequential). Child names follow AWS:
+    difference). ``MaxParallelTrainingJobs`` is ignored (sequential); its training jobs
+    take the twin's training slots like any other (:mod:`.capacity`). Child names follow AWS:
     ``<tuning job>-<3 digits>-<8 hex>``.
     """
 
