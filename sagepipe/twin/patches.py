@@ -62,6 +62,10 @@ in :data:`ORDER`, the order :func:`apply_all` checks and applies them (see
     (``ValidationException``, as AWS).
 20. ``logs_integer_timestamps`` (``logs.py``) - CloudWatch Logs event timestamps are whole milliseconds
     (moto's EventBridge and Lambda log writers stored floats, which ``filter-log-events`` returned).
+20. ``sfn_redrive`` (``stepfunctions/redrive.py``) - RedriveExecution (absent in moto: an HTML 500) resumes a
+    FAILED/ABORTED/TIMED_OUT execution at its unsuccessful state, with AWS's eligibility rules,
+    ``clientToken`` idempotency, ``ExecutionRedriven`` in the history, ``$$.Execution.RedriveCount`` and
+    DescribeExecution's ``redriveCount``/``redriveDate``/``redriveStatus``/``redriveStatusReason``.
 
 The service modules import this one (for :class:`Patch`, :func:`twin` and the install helpers); this one
 imports them only when :func:`registry` is first called, so there is no import cycle.
@@ -189,6 +193,7 @@ MODULES = (
     "stepfunctions.events",
     "stepfunctions.quotas",
     "stepfunctions.credentials",
+    "stepfunctions.redrive",
     "awslambda.api",
     "sagemaker.api",
     "events.delivery",
@@ -215,6 +220,7 @@ ORDER = (
     "sfn_terminal_errors",
     "sfn_history_quota",
     "sfn_history_pages",
+    "sfn_redrive",
     "sdk_error_names",
     "server_validation",
     "s3_server_validation",

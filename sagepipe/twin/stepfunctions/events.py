@@ -11,10 +11,13 @@ Lambda targets get the twin's asynchronous delivery (retries, then the target's 
 Only the end statuses are emitted (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), not RUNNING.
 
 StopExecution: moto drops the request's ``error``/``cause`` and only flags the program as stopped, so the
-execution stays RUNNING until its current task returns (a ``waitForTaskToken`` task: until its timeout).
-On AWS the execution is ABORTED at once. The patch ends it at once too (status ABORTED, ``stopDate``,
-``error``/``cause`` from the request, the event emitted); moto's worker thread winds down later and its
-``terminated`` is then ignored.
+execution stays RUNNING until its current task returns (a ``waitForTaskToken`` task: until its timeout),
+and only then records ``ExecutionAborted``. On AWS the execution is ABORTED at once. The patch ends it at
+once too (status ABORTED, ``stopDate``, ``error``/``cause`` from the request, ``ExecutionAborted`` with them
+in the history at once - :func:`sagepipe.twin.stepfunctions.redrive.close_history` -, the event emitted);
+moto's worker thread winds down later, its late history goes nowhere and its ``terminated`` is ignored.
+An execution's own ``TimeoutSeconds`` likewise gets ``ExecutionTimedOut`` at once. After a redrive, the
+end hook of the attempt before it is ignored too.
 """
 
 from __future__ import annotations
@@ -130,16 +133,19 @@ def apply() -> None:
     from moto.stepfunctions.responses import StepFunctionResponse
 
     from ..patches import _APPLIED, _install
+    from . import redrive
 
     terminated_orig = _APPLIED.setdefault("sfn_events.terminated", ex.BaseExecutionWorkerCommunication.terminated)
     stop_orig = _APPLIED.setdefault("sfn_events.stop", ex.Execution.stop)
     respond_orig = _APPLIED.setdefault("sfn_events.respond_stop", StepFunctionResponse.stop_execution)
 
     def terminated(self: Any) -> None:
-        if getattr(self.execution, "_twin_ended", False):
-            return  # already ABORTED by StopExecution (below)
+        if getattr(self, "_twin_stale", False) or getattr(self.execution, "_twin_ended", False):
+            return  # an attempt before a redrive (redrive.py), or already ABORTED by StopExecution (below)
         terminated_orig(self)
         self.execution._twin_ended = True
+        if self.execution.exec_status == ExecutionStatus.TIMED_OUT:  # the interpreter may still be in a task
+            redrive.close_history(self.execution, "ExecutionTimedOut", {"executionTimedOutEventDetails": {}})
         emit(self.execution)
 
     def stop(self: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
@@ -150,6 +156,8 @@ def apply() -> None:
             self._twin_ended = True
             self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
             self.error, self.cause = error, cause
+            details = {k: v for k, v in (("error", error), ("cause", cause)) if v is not None}
+            redrive.close_history(self, "ExecutionAborted", {"executionAbortedEventDetails": details})
             emit(self)
 
     def stop_execution(self: Any) -> Any:  # StopExecution's optional error/cause (moto ignores them)
