@@ -23,7 +23,7 @@ from rich.text import Text
 from sagepipe_core.errors import InvalidConfigError, SagepipeError
 
 from . import client
-from .client import Target, TargetError
+from .client import NotRetriableError, Target, TargetError
 
 console = Console(stderr=True)
 out = Console()
@@ -192,6 +192,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Redrive a failed, stopped or timed-out run from the step that was unsuccessful (RedriveExecution)."""
+    result = client.retry(_target(args), args.run, args.client_token)
+    if args.json:
+        out.print_json(json.dumps(result))
+    else:
+        out.print(
+            f"run {result['execution_name']} retried (redrive {result['redriveCount']}, {result['redriveDate']}):"
+            f" resumes at {result['resumes_at'] or '?'}; status {result['status']}"
+            " (`sagepipe runs` / `sagepipe events --run` follow it)",
+            soft_wrap=True,
+        )
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     json_args = args.json_args or []
     files = [a for a in json_args if isinstance(a, str)]
@@ -339,6 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_args(p)
     p.set_defaults(func=cmd_runs)
 
+    p = sub.add_parser(
+        "retry",
+        help="retry a FAILED, ABORTED or TIMED_OUT run from its unsuccessful step (Step Functions RedriveExecution)",
+    )
+    p.add_argument("run", help="execution name (see `sagepipe runs`) or execution ARN")
+    p.add_argument("--client-token", help="idempotency token: the same token within 15 minutes redrives once")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_target_args(p)
+    p.set_defaults(func=cmd_retry)
+
     p = sub.add_parser("predict", help="call the HTTP inference API")
     p.add_argument("--model", required=True)
     p.add_argument("--csv", help="CSV rows (features in schema order, header optional)")
@@ -401,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     except TargetError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    except NotRetriableError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

@@ -25,6 +25,11 @@ class TargetError(RuntimeError):
     """The twin or stack cannot be found or reached; the message says what to do."""
 
 
+class NotRetriableError(RuntimeError):
+    """``sagepipe retry``: Step Functions refused RedriveExecution (``ExecutionNotRedrivable``); the message
+    has the run and the reason (DescribeExecution's ``redriveStatusReason``)."""
+
+
 @dataclass
 class Target:
     """Where commands go: buckets, state machine, API URL and boto3 session settings."""
@@ -355,6 +360,49 @@ def notifications(target: Target, model: str | None = None, execution: str | Non
 
 def _execution_arn(target: Target, execution: str) -> str:
     return f"{target.state_machine_arn.replace(':stateMachine:', ':execution:')}:{execution}"
+
+
+def run_arn(target: Target, run: str) -> str:
+    """The execution ARN of ``run``: an execution ARN as given, else an execution name of the target's
+    state machine (as ``sagepipe runs`` lists it)."""
+    return run if run.startswith("arn:") else _execution_arn(target, run)
+
+
+def retry(target: Target, run: str, client_token: str | None = None) -> dict[str, Any]:
+    """``sagepipe retry``: RedriveExecution of a FAILED, ABORTED or TIMED_OUT run (Step Functions API
+    Reference, RedriveExecution): the same execution resumes at the step that was unsuccessful, with the
+    input it had; the steps that succeeded are not run again (their results are kept).
+
+    ``run``: an execution name or ARN. ``client_token``: RedriveExecution's idempotency token (botocore
+    makes one when None; the same token within 15 minutes redrives once).
+    Returns ``{"execution_name", "executionArn", "resumes_at", "redriveCount", "redriveDate", "status"}``
+    (DescribeExecution after the call; ``resumes_at`` the state the run was in when it ended).
+    Raises TargetError when there is no such run (or the ARN is malformed), NotRetriableError when Step
+    Functions refuses (``ExecutionNotRedrivable``: it SUCCEEDED, is RUNNING, ended more than 14 days ago,
+    was redriven 1,000 times, its history is full, or it is an Express workflow's).
+    """
+    sfn = target.client("stepfunctions")
+    arn = run_arn(target, run)
+    name = arn.rsplit(":", 1)[-1]
+    params = {"executionArn": arn} | ({"clientToken": client_token} if client_token else {})
+    try:
+        resumes_at = _current_state(sfn, arn)
+        sfn.redrive_execution(**params)
+    except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn) as exc:
+        raise TargetError(f"no run named {run!r} (see `sagepipe runs`)") from exc
+    except sfn.exceptions.ExecutionNotRedrivable as exc:
+        desc = sfn.describe_execution(executionArn=arn)
+        reason = desc.get("redriveStatusReason") or exc.response["Error"].get("Message", "")
+        raise NotRetriableError(f"run {name} ({desc['status']}) cannot be retried: {reason}") from exc
+    desc = sfn.describe_execution(executionArn=arn)
+    return {
+        "execution_name": name,
+        "executionArn": arn,
+        "resumes_at": resumes_at,
+        "redriveCount": desc.get("redriveCount"),
+        "redriveDate": desc["redriveDate"].isoformat() if desc.get("redriveDate") else None,
+        "status": desc["status"],
+    }
 
 
 def report_uri(target: Target, execution: str) -> str:

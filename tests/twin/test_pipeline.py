@@ -132,7 +132,7 @@ def test_training_script_that_raises_fails_the_run_and_leaves_the_endpoint(
     finally:
         codebundle.publish(s3, target.artifacts_bucket, ROOT / "model")
     assert desc["status"] == "FAILED"
-    assert desc["error"] == "TaskFailed"
+    assert desc["error"] == "States.TaskFailed"  # at TrainModel itself: no Catch, so `sagepipe retry` re-runs it
     assert "feature store unreachable" in desc["cause"] and "AlgorithmError" in desc["cause"]
     ep = endpoint(target, "churn")
     assert ep["EndpointConfigName"] == before and ep["EndpointStatus"] == "InService"

@@ -192,6 +192,7 @@ class FakeStepFunctions(FakeClient):
         super().__init__()
         self.executions: dict[str, str] = {}
         self.task_outputs: dict[str, str] = {}  # task token -> SendTaskSuccess output
+        self.histories: dict[str, list[dict[str, Any]]] = {}  # executionArn -> events, oldest first
 
     def describe_execution(self, **params: Any) -> dict[str, Any]:
         self._call("DescribeExecution", params)
@@ -212,6 +213,20 @@ class FakeStepFunctions(FakeClient):
         self._call("SendTaskSuccess", params)
         self.task_outputs[params["taskToken"]] = params["output"]
         return {}
+
+    def get_execution_history(self, **params: Any) -> dict[str, Any]:
+        """``histories[arn]`` in pages of ``maxResults`` (default 100), newest first with ``reverseOrder``;
+        ``nextToken`` is the next index."""
+        self._call("GetExecutionHistory", params)
+        arn = params["executionArn"]
+        if arn not in self.histories:
+            raise _error("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'", "GetExecutionHistory")
+        events = list(reversed(self.histories[arn])) if params.get("reverseOrder") else list(self.histories[arn])
+        start, size = int(params.get("nextToken") or 0), params.get("maxResults") or 100
+        out: dict[str, Any] = {"events": events[start : start + size]}
+        if start + size < len(events):
+            out["nextToken"] = str(start + size)
+        return out
 
 
 class FakeSageMaker(FakeClient):

@@ -59,11 +59,122 @@ def test_permanent_service_errors_are_not_retried(state: str) -> None:
 
 
 def test_deploy_errors_not_caused_by_the_model_do_not_reject_the_package() -> None:
-    """DeployModel's Lambda errors are the pipeline's or AWS's (throttling past its retries, a refused
-    request, an endpoint left Failed by an earlier run): the package keeps its status, the run is notified."""
-    for error in ("TransientServiceError", "ServiceRequestError", "DeploymentFailedError", "States.TaskFailed"):
+    """DeployModel's Lambda errors are the pipeline's or AWS's (a refused request, an endpoint left Failed
+    by an earlier run): the package keeps its status, the run is notified; throttling past its retries and
+    an error no step names fail the execution at DeployModel (redrivable, notified by ExecutionEnded)."""
+    for error in ("ServiceRequestError", "DeploymentFailedError"):
         assert catcher_next("DeployModel", error) == "NotifyFailed", error
-    assert catcher_next("DescribeEndpoint", "States.TaskFailed") == "NotifyFailed"
+    for error in ("TransientServiceError", "EndpointBusyError", "States.TaskFailed", "KeyError"):
+        assert catcher_next("DeployModel", error) is None, error
+    assert catcher_next("DescribeEndpoint", "SageMaker.ValidationException") == "NotifyFailed"
+    assert catcher_next("DescribeEndpoint", "States.TaskFailed") is None
+
+
+# ------------------------------------------------------------ transient errors are left to RedriveExecution
+TASKS = [n for n, s in STATES.items() if s["Type"] == "Task"]
+#: Error names of a passing cause (after the step's own retries): AWS's service-side and throttling errors
+#: (Step Functions Developer Guide, "Handling Lambda service exceptions"; the SageMaker and EventBridge
+#: SDK names), a step's timeout, a failed training job (its instance or its code: not told apart in ASL).
+TRANSIENT = [
+    *errors.TRANSIENT_ERRORS,
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
+    "SageMaker.ThrottlingException",
+    "SageMaker.InternalFailureException",
+    "SageMaker.ServiceUnavailableException",
+    "SageMaker.AmazonSageMakerException",
+    "SageMaker.ResourceLimitExceededException",
+    "EventBridge.AmazonEventBridgeException",
+    "States.Timeout",
+    "States.TaskFailed",
+    "Runtime.ExitError",
+]
+
+
+@pytest.mark.parametrize("state", TASKS)
+def test_no_catch_handles_a_transient_error(state: str) -> None:
+    """A transient error fails the execution at the Task itself, so RedriveExecution re-runs that Task (a
+    Catch would end the run in PipelineFailed, a Fail state, which a redrive only fails again). Only
+    RequestApproval's approval timeout (a decision, not a fault) is caught."""
+    for error in TRANSIENT:
+        if (state, error) == ("RequestApproval", "States.Timeout"):
+            assert catcher_next(state, error) == "ApprovalTimedOut"
+            continue
+        assert catcher_next(state, error) is None, (state, error)
+    for catch in STATES[state].get("Catch", []):
+        assert not {"States.ALL", "States.TaskFailed"} & set(catch["ErrorEquals"]), (state, catch)
+
+
+@pytest.mark.parametrize("state", LAMBDA_STEPS)
+def test_lambda_steps_catch_exactly_the_permanent_errors(state: str) -> None:
+    """Every Lambda step's last Catcher names :data:`errors.PERMANENT_ERRORS` (ValidateData's data and config
+    errors go first to NotifyDataRejected); each reaches NotifyFailed."""
+    for error in errors.PERMANENT_ERRORS:
+        want = (
+            "NotifyDataRejected"
+            if (state, error)
+            in {
+                ("ValidateData", "InvalidDatasetError"),
+                ("ValidateData", "InvalidConfigError"),
+            }
+            else "NotifyFailed"
+        )
+        assert catcher_next(state, error) == want, (state, error)
+
+
+def test_every_pipeline_error_is_either_permanent_or_transient() -> None:
+    """Each SagepipeError a step can raise is classified once: caught (permanent) or left to redrive."""
+    import sagepipe_core.approval  # noqa: F401 - defines ApprovalError
+
+    def subclasses(cls: type) -> set[str]:
+        return {s.__name__ for s in cls.__subclasses__()} | {n for s in cls.__subclasses__() for n in subclasses(s)}
+
+    names = subclasses(errors.SagepipeError)
+    assert set(errors.PERMANENT_ERRORS) | set(errors.TRANSIENT_ERRORS) == names
+    assert not set(errors.PERMANENT_ERRORS) & set(errors.TRANSIENT_ERRORS)
+
+
+@pytest.mark.parametrize(
+    "state, key, path, limit",
+    [
+        ("TrainModel", "TrainingJobName", ("run", "training", "TrainingJobName"), 63),
+        ("TuneModel", "HyperParameterTuningJobName", ("run", "tuning", "HyperParameterTuningJobName"), 32),
+    ],
+)
+def test_each_redrive_names_its_jobs_afresh(state: str, key: str, path: tuple[str, ...], limit: int) -> None:
+    """A redrive re-runs the job step with ``$$.Execution.RedriveCount`` n: the job is ``<name>-r<n>``
+    (the first attempt's name unchanged), valid for SageMaker and within the API's limit even for the
+    longest model name and the 1,000th redrive (SageMaker refuses a second job of the same name)."""
+    import jsonata
+
+    from sagepipe_core import naming
+
+    model = "M" * 40  # MODEL_NAME_RE's longest
+    execution = naming.execution_name(model, f"datasets/{model}/{'x' * 80}.csv", "etag")
+    name = (
+        naming.version_names(model, execution)["TrainingJobName"]
+        if key == "TrainingJobName"
+        else naming.tuning_job_name(model, execution)
+    )
+    expression = STATES[state]["Arguments"][key]
+    assert expression.startswith("{%") and expression.endswith("%}")
+    seen = set()
+    for count in (0, 1, 2, 999, 1000):
+        state_input: dict[str, Any] = {}
+        node = state_input
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = name
+        evaluation = jsonata.Jsonata(expression[2:-2].strip())
+        evaluation.assign("states", {"input": state_input, "context": {"Execution": {"RedriveCount": count}}})
+        got = evaluation.evaluate(None)
+        assert got == (name if count == 0 else f"{name}-r{count}")
+        assert naming.SAGEMAKER_NAME_RE.match(got) and len(got) <= limit, got
+        seen.add(got)
+    assert len(seen) == 5
 
 
 def test_model_caused_deploy_failures_mark_the_package_rejected() -> None:

@@ -13,6 +13,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -864,20 +865,72 @@ def _capture_notifications() -> str:
     return url
 
 
+#: The stopDate of the fixture event (events/execution_ended.json), epoch ms.
+_STOP_MS = 1732485600000
+
+
+def _history(*types: str, stop_ms: int = _STOP_MS) -> list[dict]:
+    """History events of the given types, oldest first, one second apart, the last at ``stop_ms``."""
+    from datetime import UTC, datetime
+
+    n = len(types)
+    return [
+        {"id": i + 1, "type": t, "timestamp": datetime.fromtimestamp((stop_ms - (n - 1 - i) * 1000) / 1000, UTC)}
+        for i, t in enumerate(types)
+    ]
+
+
+#: A run whose Task failed with an error no Catch names (transient: left to RedriveExecution).
+TASK_FAILED = ("ExecutionStarted", "TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskFailed", "ExecutionFailed")
+#: A run that ended in a Fail state after its own Notify* step.
+FAIL_STATE = (
+    "ExecutionStarted",
+    "TaskStateEntered",
+    "TaskSucceeded",
+    "TaskStateExited",
+    "FailStateEntered",
+    "ExecutionFailed",
+)
+
+
+@pytest.fixture
+def history(load_handler, monkeypatch):
+    """The execution_ended handler with a fake Step Functions: ``history(events)`` sets the run's history."""
+    from tests.unit.fakes import FakeStepFunctions
+
+    app = load_handler("execution_ended")
+    fake = FakeStepFunctions()
+    monkeypatch.setattr(app, "SFN", fake)
+    arn = "arn:aws:states:us-east-1:123456789012:execution:TrainingPipeline:churn-churn-0123456789"
+
+    def set_history(events: list[dict]) -> Any:
+        fake.histories[arn] = events
+        return app
+
+    set_history.fake = fake  # type: ignore[attr-defined]
+    return set_history
+
+
 @pytest.mark.parametrize(
     "status, error, cause, want_error",
     [
         ("TIMED_OUT", None, None, "States.Timeout"),
         ("ABORTED", "OperatorStopped", "maintenance", "OperatorStopped"),
         ("FAILED", "States.DataLimitExceeded", "state output over 256 KB", "States.DataLimitExceeded"),
+        ("FAILED", "TransientServiceError", '{"reason": "transient_service_error"}', "TransientServiceError"),
+        ("FAILED", "Lambda.ServiceException", "Lambda is unavailable", "Lambda.ServiceException"),
+        ("FAILED", "States.TaskFailed", '{"TrainingJobStatus": "Failed"}', "States.TaskFailed"),
     ],
 )
 def test_execution_ended_uncaught_sends_pipeline_failed(
-    stack, load_handler, lambda_context, monkeypatch, status, error, cause, want_error
+    stack, history, lambda_context, monkeypatch, status, error, cause, want_error
 ):
+    """TIMED_OUT, ABORTED, and a FAILED run whose Task failed with an error no Catch names (a transient
+    one, left to RedriveExecution) or none can handle: "Pipeline Failed" with the run's error."""
     monkeypatch.setenv("EVENT_BUS_NAME", "default")
     url = _capture_notifications()
-    result = load_handler("execution_ended").lambda_handler(_ended_event(stack, status, error, cause), lambda_context)
+    app = history(_history(*TASK_FAILED))
+    result = app.lambda_handler(_ended_event(stack, status, error, cause), lambda_context)
     assert result["status"] == "notified"
     [msg] = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     event = json.loads(msg["Body"])
@@ -894,24 +947,72 @@ def test_execution_ended_uncaught_sends_pipeline_failed(
         ("FAILED", "InvalidDatasetError"),
         ("FAILED", "TaskFailed"),
         ("FAILED", "DeploymentRolledBack"),
+        ("FAILED", "Lambda.ServiceException"),  # PipelineFailed keeps the caught error's name
         ("SUCCEEDED", None),
     ],
 )
-def test_execution_ended_already_notified_is_skipped(stack, load_handler, lambda_context, status, error):
-    """A Fail state of the pipeline (never a reserved States.* name) comes after the run's own Notify*."""
+def test_execution_ended_already_notified_is_skipped(stack, history, lambda_context, status, error):
+    """A run that ended in one of the pipeline's Fail states (each after the run's own Notify*) is not
+    notified again, whatever its error: the history's event before ExecutionFailed is FailStateEntered."""
     url = _capture_notifications()
-    result = load_handler("execution_ended").lambda_handler(_ended_event(stack, status, error), lambda_context)
+    app = history(_history(*FAIL_STATE))
+    result = app.lambda_handler(_ended_event(stack, status, error), lambda_context)
     assert result["status"] == "skipped"
     assert "Messages" not in boto3.client("sqs").receive_message(QueueUrl=url)
 
 
-def test_execution_ended_of_another_state_machine_is_skipped(stack, load_handler, lambda_context):
+def test_execution_ended_of_a_redriven_run_judges_each_attempt_by_its_own_end(
+    stack, history, lambda_context, monkeypatch
+):
+    """A redriven execution has one ExecutionFailed per failed attempt (and may be running again when the
+    event of an earlier one arrives): the one nearest the event's stopDate decides - attempt 1 failed at a
+    Task (notified here), attempt 2 ended in a Fail state (the state machine notified it), attempt 3 runs."""
+    monkeypatch.setenv("EVENT_BUS_NAME", "default")
+    url = _capture_notifications()
+    first = _history(*TASK_FAILED, stop_ms=_STOP_MS)
+    second = _history(
+        "ExecutionRedriven",
+        "TaskStateEntered",
+        "TaskFailed",
+        "TaskStateEntered",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "FailStateEntered",
+        "ExecutionFailed",
+        stop_ms=_STOP_MS + 60_000,
+    )
+    running = _history("ExecutionRedriven", "TaskStateEntered", "TaskScheduled", stop_ms=_STOP_MS + 120_000)
+    app = history(first + second + running)
+    failed_at_task = _ended_event(stack, "FAILED", "TransientServiceError", "throttled")
+    assert app.lambda_handler(failed_at_task, lambda_context)["status"] == "notified"
+    failed_in_fail_state = _ended_event(stack, "FAILED", "InvalidDatasetError", "bad")
+    failed_in_fail_state["detail"]["stopDate"] = _STOP_MS + 60_000
+    assert app.lambda_handler(failed_in_fail_state, lambda_context)["status"] == "skipped"
+    assert len(boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]) == 1
+    calls = history.fake.called("GetExecutionHistory")
+    assert calls and all(c["reverseOrder"] is True and c["includeExecutionData"] is False for c in calls)
+
+
+def test_execution_ended_reads_every_page_of_a_long_history(stack, history, lambda_context, monkeypatch):
+    """The ExecutionFailed that matches may be past the first page (newest first) of a long history."""
+    monkeypatch.setenv("EVENT_BUS_NAME", "default")
+    _capture_notifications()
+    old = _history(*FAIL_STATE)
+    later = _history("ExecutionRedriven", *["TaskStateEntered"] * 2500, stop_ms=_STOP_MS + 10_000_000)
+    app = history(old + later)
+    assert app.lambda_handler(_ended_event(stack, "FAILED", "InvalidDatasetError"), lambda_context)["status"] == (
+        "skipped"
+    )
+    assert len(history.fake.called("GetExecutionHistory")) == 3
+
+
+def test_execution_ended_of_another_state_machine_is_skipped(stack, history, lambda_context):
     event = _ended_event(stack, "TIMED_OUT")
     event["detail"]["stateMachineArn"] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:other"
-    assert load_handler("execution_ended").lambda_handler(event, lambda_context)["status"] == "skipped"
+    assert history(_history(*TASK_FAILED)).lambda_handler(event, lambda_context)["status"] == "skipped"
 
 
-def test_execution_ended_long_cause_is_bounded(stack, load_handler, lambda_context):
+def test_execution_ended_long_cause_is_bounded(stack, history, lambda_context):
     event = _ended_event(stack, "FAILED", "States.Runtime", "x" * 32768)
-    result = load_handler("execution_ended").lambda_handler(event, lambda_context)
+    result = history(_history(*TASK_FAILED)).lambda_handler(event, lambda_context)
     assert len(result["detail"]["cause"]) == 4096

@@ -170,3 +170,28 @@ class ModelCodeMissingError(SagepipeError):
     """
 
     reason = "model_code_missing"
+
+
+# ---------------------------------------------------------------------------------- what a Catch handles
+#: The errors a pipeline step raises when retrying the same step with the same input cannot succeed (the
+#: data, the config or a refused request decides it). The state machine's Lambda steps Catch exactly
+#: these (→ NotifyFailed → a Fail state): such a run is over.
+PERMANENT_ERRORS = (
+    "ChampionKeptChangingError",
+    "DatasetNotFoundError",
+    "DeploymentFailedError",
+    "InvalidConfigError",
+    "InvalidDatasetError",
+    "InvalidEventError",
+    "ModelCodeMissingError",
+    "ServiceRequestError",
+    "StateTooLargeError",
+)
+#: The errors of a passing cause (throttling, a 5xx, a busy endpoint, an event not sent): retried with
+#: backoff, then **not** caught, so the execution fails at the step itself, "Pipeline Failed" comes from
+#: ExecutionEndedFunction, and RedriveExecution (``sagepipe retry``) resumes at that step. So is every
+#: error no step names (a Lambda service error, a timeout, a handler bug fixed since).
+TRANSIENT_ERRORS = ("ApprovalError", "EndpointBusyError", "TransientServiceError")
+#: The SDK errors of an ``aws-sdk:sagemaker:*`` step that a retry cannot cure (a refused or conflicting
+#: request, a resource that is not there): caught like :data:`PERMANENT_ERRORS`.
+PERMANENT_SDK_ERRORS = ("SageMaker.ConflictException", "SageMaker.ResourceNotFound", "SageMaker.ValidationException")

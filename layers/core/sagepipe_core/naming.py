@@ -21,6 +21,11 @@ MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 SAGEMAKER_NAME_MAX = 63
 EXECUTION_NAME_MAX = 80
 HASH_LEN = 10
+#: Room kept in the names of the jobs the state machine starts for the ``-r<RedriveCount>`` it appends on a
+#: redrive (RedriveExecution allows 1,000 redrives: ``-r1000``), so each attempt's job has a name of its own.
+REDRIVE_SUFFIX_MAX = len("-r1000")
+#: HyperParameterTuningJobName's limit (CreateHyperParameterTuningJob).
+TUNING_JOB_NAME_MAX = 32
 
 
 def short_hash(*parts: str, length: int = HASH_LEN) -> str:
@@ -102,15 +107,19 @@ def model_package_group_name(prefix: str, model: str) -> str:
 
 
 def tuning_job_name(model: str, execution: str) -> str:
-    """HyperParameterTuningJobName: at most 32 characters (CreateHyperParameterTuningJob)."""
-    return sagemaker_name(model, unique=execution, max_len=32)
+    """HyperParameterTuningJobName: at most 32 characters (CreateHyperParameterTuningJob).
+
+    That holds once the state machine appends a redrive's ``-r<RedriveCount>`` (:data:`REDRIVE_SUFFIX_MAX`).
+    """
+    return sagemaker_name(model, unique=execution, max_len=TUNING_JOB_NAME_MAX - REDRIVE_SUFFIX_MAX)
 
 
 def version_names(model: str, execution: str) -> dict[str, str]:
     """Per-version SageMaker names derived from the execution name.
 
     Returns ``{"TrainingJobName", "ModelName", "EndpointConfigName"}``, each unique per execution
-    (hash of the execution name) and valid for SageMaker.
+    (hash of the execution name) and valid for SageMaker, with room for the ``-r<RedriveCount>`` that the
+    state machine appends to TrainingJobName on a redrive (:data:`REDRIVE_SUFFIX_MAX`).
     """
-    base = sagemaker_name(model, unique=execution)
+    base = sagemaker_name(model, unique=execution, max_len=SAGEMAKER_NAME_MAX - REDRIVE_SUFFIX_MAX)
     return {"TrainingJobName": base, "ModelName": base, "EndpointConfigName": base}

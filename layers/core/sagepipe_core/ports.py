@@ -74,7 +74,7 @@ class SageMakerPort(Protocol):
 
 
 class StepFunctionsPort(Protocol):
-    """Step Functions (DescribeExecution, StartExecution, SendTaskSuccess)."""
+    """Step Functions (DescribeExecution, StartExecution, SendTaskSuccess, GetExecutionHistory)."""
 
     def describe_execution(self, **params: Any) -> Any:
         """DescribeExecution; a missing execution is an ``ExecutionDoesNotExist`` ClientError."""
@@ -84,6 +84,9 @@ class StepFunctionsPort(Protocol):
 
     def send_task_success(self, **params: Any) -> Any:
         """SendTaskSuccess (resumes a ``waitForTaskToken`` task)."""
+
+    def get_execution_history(self, **params: Any) -> Any:
+        """GetExecutionHistory: ``{"events": [{"id", "type", "timestamp", ...}], "nextToken"?}``."""
 
 
 class CloudWatchPort(Protocol):

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal, NoReturn, cast
 
 from botocore.exceptions import ClientError
@@ -838,23 +839,66 @@ _DEFAULT_ERROR = {"TIMED_OUT": "States.Timeout", "ABORTED": "ExecutionAborted"}
 _DEFAULT_CAUSE = {
     "TIMED_OUT": "the execution reached the state machine's TimeoutSeconds; no Catch runs for that",
     "ABORTED": "the execution was stopped (StopExecution); no Catch runs for that",
-    "FAILED": "the execution failed with an error no Catch can handle",
+    "FAILED": "the execution failed at a step with an error its Catch does not handle",
 }
 
 
-def notify_execution_ended(event: dict[str, Any], *, events: EventBridgePort, settings: Settings) -> dict[str, Any]:
+def _ended_in_fail_state(sfn: StepFunctionsPort, execution_arn: str, stop_ms: Any) -> bool:
+    """Whether the attempt of ``execution_arn`` that stopped at ``stop_ms`` (epoch ms) ended in a Fail state.
+
+    GetExecutionHistory newest first (``reverseOrder``, without data, 1,000 events a page): the
+    ``ExecutionFailed`` event nearest to ``stop_ms`` (a redriven execution has one per failed attempt, and
+    may be running again by now) and the event before it, which is ``FailStateEntered`` when a Fail state
+    ended it, a Task's failure (``TaskFailed``, ``LambdaFunctionFailed``...) when no Catch handled the
+    error. Raises the ClientError of GetExecutionHistory (Lambda's async retries, then the DLQ, follow).
+    """
+    events: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {
+            "executionArn": execution_arn,
+            "reverseOrder": True,
+            "includeExecutionData": False,
+            "maxResults": 1000,
+        }
+        if token:
+            params["nextToken"] = token
+        page = sfn.get_execution_history(**params)
+        events.extend(page.get("events") or [])
+        token = page.get("nextToken")
+        if not token:
+            break
+    failed = [i for i, e in enumerate(events) if e.get("type") == "ExecutionFailed"]
+    if not failed:
+        return False
+
+    def distance(i: int) -> float:
+        stamp = events[i].get("timestamp")
+        if not isinstance(stop_ms, int | float) or not isinstance(stamp, datetime):
+            return float(i)  # the newest
+        return float(abs(stamp.timestamp() * 1000 - float(stop_ms)))
+
+    i = min(failed, key=distance)
+    return i + 1 < len(events) and events[i + 1].get("type") == "FailStateEntered"
+
+
+def notify_execution_ended(
+    event: dict[str, Any], *, events: EventBridgePort, sfn: StepFunctionsPort, settings: Settings
+) -> dict[str, Any]:
     """Turn an execution that ended without its own notification into "Pipeline Failed" (PutEvents).
 
     ``event`` is EventBridge's "Step Functions Execution Status Change" (``source`` ``aws.states``;
     ``detail``: ``executionArn``, ``stateMachineArn``, ``name``, ``status``, ``startDate``/``stopDate`` in
     epoch ms, ``input`` (JSON text), ``output``, ``error``, ``cause``). TIMED_OUT and ABORTED never ran a
-    Catch. A FAILED execution notified itself unless its error is a ``States.*`` name: the pipeline's Fail
-    states never raise those (the names are reserved), only errors no Catch handles do
-    (``States.Runtime``, ``States.DataLimitExceeded``, ``States.QueryEvaluationError``...).
+    Catch. A FAILED execution notified itself when it ended in one of the pipeline's Fail states (each comes
+    after a Notify* step); one that failed at a Task - an error the Catch does not name (a transient one, so
+    that RedriveExecution resumes there, ``errors.TRANSIENT_ERRORS``), or one no Catch can handle
+    (``States.Runtime``, ``States.DataLimitExceeded``) - did not: the history (:func:`_ended_in_fail_state`)
+    tells which, so each ended attempt is notified exactly once, by the state machine or here.
 
     Returns ``{"status": "notified", "detail": <the notification detail>}`` or ``{"status": "skipped",
-    "reason"}``. Raises ``RuntimeError`` when PutEvents reports a failed entry (Lambda's async retries and
-    the rule's dead-letter queue then take over).
+    "reason"}``. Raises ``RuntimeError`` when PutEvents reports a failed entry, and GetExecutionHistory's
+    ClientError (Lambda's async retries and the rule's dead-letter queue then take over).
     """
     detail = event.get("detail") or {}
     status, error, arn = str(detail.get("status") or ""), detail.get("error"), detail.get("stateMachineArn")
@@ -863,7 +907,7 @@ def notify_execution_ended(event: dict[str, Any], *, events: EventBridgePort, se
         skip = f"not an ended execution (source {event.get('source')!r}, status {status!r})"
     elif settings.state_machine_arn and arn != settings.state_machine_arn:
         skip = f"execution of another state machine ({arn})"
-    elif status == "FAILED" and not str(error or "").startswith("States."):
+    elif status == "FAILED" and _ended_in_fail_state(sfn, str(detail.get("executionArn")), detail.get("stopDate")):
         skip = f"ended in a Fail state ({error}) that the state machine notified itself"
     if skip:
         log.info("not notifying: %s", skip, extra={"execution_arn": detail.get("executionArn")})

@@ -99,12 +99,18 @@ def not_redrivable_reason(execution: Any, now: datetime | None = None) -> str | 
     if status not in _REDRIVABLE_STATUSES:
         return f"Execution is {status} and cannot be redriven."
     stop = getattr(execution, "stop_date", None)
+    if isinstance(stop, datetime) and stop.tzinfo is None:
+        stop = stop.replace(tzinfo=UTC)  # StopExecution's (moto's utcnow(): naive UTC)
     if isinstance(stop, datetime) and now - stop > REDRIVABLE_PERIOD:
         return "Execution redrivable period exceeded."
     if getattr(execution, "_twin_redrive_count", 0) >= MAX_REDRIVES:
         return f"Execution redrive count limit ({MAX_REDRIVES}) reached."
     manager = _history(execution)
-    if manager is None or getattr(manager, "_twin_history_full", False) or _event_count(execution) >= HISTORY_EVENT_LIMIT:
+    if (
+        manager is None
+        or getattr(manager, "_twin_history_full", False)
+        or _event_count(execution) >= HISTORY_EVENT_LIMIT
+    ):
         return "Execution history event limit exceeded."
     if getattr(getattr(getattr(execution, "exec_worker", None), "env", None), "_twin_entered", None) is None:
         return "Execution has no unsuccessful state to redrive."
@@ -149,7 +155,7 @@ def close_history(execution: Any, event_type: str, details: dict[str, Any]) -> N
     manager.add_event(
         context=EventHistoryContext(previous_event_id=last),
         event_type=HistoryEventType(event_type),
-        event_details=details,  # type: ignore[arg-type]  # moto's EventDetails is total=False
+        event_details=details,
     )
     execution._twin_events = manager
     env.event_manager = _continued(manager)  # where the old thread's late events go
@@ -218,7 +224,7 @@ def _start_redrive(execution: Any, now: datetime) -> None:
     history.add_event(
         context=EventHistoryContext(previous_event_id=last),
         event_type=HistoryEventType.ExecutionRedriven,
-        event_details={"executionRedrivenEventDetails": {"redriveCount": count}},  # type: ignore[arg-type]
+        event_details={"executionRedrivenEventDetails": {"redriveCount": count}},
         update_source_event_id=False,
     )
     env.event_history_context.source_event_id = history._event_id_gen._next_id - 1
@@ -307,7 +313,7 @@ def apply() -> None:
     def describe_execution(self: Any) -> Any:
         result = describe_orig(self)
         execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
-        result.result.update(redrive_fields(execution))  # type: ignore[union-attr]
+        result.result.update(redrive_fields(execution))
         return result
 
     def to_history_output(self: Any) -> Any:
