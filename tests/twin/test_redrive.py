@@ -14,6 +14,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,57 @@ def test_a_stopped_run_is_retried_at_the_step_it_was_stopped_in(target: Target, 
         "Pipeline Succeeded",
     ], kinds
     record("run stopped at approval, then `sagepipe retry`", "resumed at RequestApproval, SUCCEEDED")
+
+
+def _execution(status: str, **overrides: Any) -> Any:
+    """A stand-in for moto's parser ``Execution`` with what :func:`redrive.not_redrivable_reason` reads."""
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    env = SimpleNamespace(event_manager=EventManager(), _twin_entered=("TrainModel", {}))
+    fields: dict[str, Any] = {
+        "exec_status": status,
+        "sm_type": "STANDARD",
+        "stop_date": datetime.now(UTC) - timedelta(days=1),
+        "_twin_redrive_count": 0,
+        "exec_worker": SimpleNamespace(env=env),
+    }
+    return SimpleNamespace(**(fields | overrides))
+
+
+@pytest.mark.parametrize(
+    "status, overrides, reason",
+    [
+        ("FAILED", {}, None),
+        ("ABORTED", {}, None),
+        ("TIMED_OUT", {}, None),
+        ("SUCCEEDED", {}, "Execution is SUCCEEDED and cannot be redriven."),
+        ("RUNNING", {}, "Execution is RUNNING and cannot be redriven."),
+        ("FAILED", {"stop_date": datetime.now(UTC) - timedelta(days=14, minutes=1)}, "redrivable period exceeded"),
+        ("FAILED", {"stop_date": (datetime.now(UTC) - timedelta(days=13)).replace(tzinfo=None)}, None),
+        ("FAILED", {"_twin_redrive_count": 999}, None),
+        ("FAILED", {"_twin_redrive_count": 1000}, "redrive count limit (1000)"),
+        ("FAILED", {"sm_type": "EXPRESS"}, "EXPRESS"),
+    ],
+)
+def test_redrive_eligibility_follows_aws(status: str, overrides: dict[str, Any], reason: str | None) -> None:
+    """RedriveExecution's conditions (API Reference): FAILED/ABORTED/TIMED_OUT, ended at most 14 days ago
+    (moto's naive stopDate is UTC), fewer than 1,000 redrives, a Standard workflow; DescribeExecution's
+    ``redriveStatusReason`` wording for SUCCEEDED and RUNNING."""
+    from sagepipe.twin.stepfunctions import redrive
+
+    got = redrive.not_redrivable_reason(_execution(status, **overrides))
+    assert (got is None) if reason is None else (got is not None and reason in got), got
+    fields = redrive.redrive_fields(_execution(status, **overrides))
+    assert fields["redriveStatus"] == ("REDRIVABLE" if reason is None else "NOT_REDRIVABLE")
+    assert ("redriveStatusReason" in fields) == (reason is not None)
+
+
+def test_a_full_history_is_not_redrivable() -> None:
+    """An execution whose history reached the 25,000-event quota cannot be redriven."""
+    from sagepipe.twin.stepfunctions import redrive
+
+    execution = _execution("FAILED")
+    execution.exec_worker.env.event_manager._history_event_list.extend([{}] * redrive.HISTORY_EVENT_LIMIT)
+    assert redrive.not_redrivable_reason(execution) == "Execution history event limit exceeded."

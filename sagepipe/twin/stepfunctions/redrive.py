@@ -34,7 +34,8 @@ execution's old interpreter thread may still be inside its last task (moto ends 
 returns): :func:`close_history` gives it a history of its own to write to, so nothing it does later shows.
 
 Not covered: Map and Parallel iterations (AWS redrives only the failed ones; sagepipe's state machine
-has none), Distributed Map runs, ``ListExecutions``' ``redriveFilter``.
+has none), Distributed Map runs, ``ListExecutions``' ``redriveFilter`` and its items' ``redriveCount`` /
+``redriveDate``, the redrive members of the "Execution Status Change" event.
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ def check() -> None:
     body = inspect.getsource(Program.eval)
     if "env.next_state_name = self.start_at.start_at_name" not in body or "env.set_timed_out()" not in body:
         raise MotoInternalsChanged("moto's Program.eval no longer starts at StartAt with a timed join")
-    env = inspect.getsource(ExecutionWorker._get_evaluation_environment)
+    env = inspect.getsource(_APPLIED.get("sfn_redrive.env", ExecutionWorker._get_evaluation_environment))
     if "Execution=ExecutionData(" not in env:
         raise MotoInternalsChanged("moto's ExecutionWorker no longer builds the context's Execution data")
 
