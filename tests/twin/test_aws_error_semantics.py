@@ -44,8 +44,8 @@ def test_a_refused_create_training_job_is_retried_by_name_then_notified(
     target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CreateTrainingJob answers ValidationException: the task fails as SageMaker.AmazonSageMakerException,
-    TrainModel's Retry on that name runs (1 + 3 attempts), then the execution fails at TrainModel (no Catch:
-a throttle looks the same, so the run stays redrivable) and ExecutionEndedFunction notifies."""
+        TrainModel's Retry on that name runs (1 + 3 attempts), then the execution fails at TrainModel (no Catch:
+    a throttle looks the same, so the run stays redrivable) and ExecutionEndedFunction notifies."""
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import SageMakerModelBackend
 
