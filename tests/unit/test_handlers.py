@@ -302,7 +302,7 @@ def test_validate_good_csv(stack, load_handler, lambda_context):
 
 def test_validate_without_model_code_fails_before_touching_the_data(stack, load_handler, lambda_context):
     """No code bundle (a stack deployed without it, or the object deleted): a clear ModelCodeMissingError
-    (the ASL's States.ALL Catch sends "Pipeline Failed"); no quarantine, no splits - the data is fine."""
+    (the ASL's Catch of errors.PERMANENT_ERRORS sends "Pipeline Failed"); no quarantine, no splits - the data is fine."""
     from sagepipe_core.errors import ModelCodeMissingError
 
     s3 = stack["s3"]

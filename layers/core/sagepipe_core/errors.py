@@ -165,7 +165,7 @@ class ModelCodeMissingError(SagepipeError):
     """The model code bundle (script mode's ``sagemaker_submit_directory``) is not in S3.
 
     The stack's ``ModelCode`` custom resource did not publish it (or it was deleted). The run fails
-    before training (ValidateData raises it; the ASL's ``States.ALL`` Catch sends "Pipeline Failed").
+    before training (ValidateData raises it; the ASL's Catch of :data:`PERMANENT_ERRORS` sends "Pipeline Failed").
     ``details``: ``uri``, ``s3_error``.
     """
 

@@ -419,7 +419,7 @@ def validate_data(
     ``execution`` is the execution input. On a failed check the object is quarantined under
     ``quarantine/<model>/<execution_name>/`` and the :class:`InvalidDatasetError` / :class:`InvalidConfigError`
     is re-raised (the ASL catches it by name). A missing model code bundle raises :class:`ModelCodeMissingError`
-    first (no quarantine: the data is not at fault; the ASL's ``States.ALL`` Catch sends "Pipeline Failed").
+    first (no quarantine: the data is not at fault; the ASL's Catch of ``errors.PERMANENT_ERRORS`` sends "Pipeline Failed").
     Returns the :class:`~.records.RunRecord` (``tuning`` is the CreateHyperParameterTuningJob request when the
     config asks for tuning, else None).
     """
