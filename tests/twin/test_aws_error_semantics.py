@@ -67,10 +67,14 @@ def test_a_refused_create_training_job_is_retried_by_name_then_notified(
     assert [f["error"] for f in train] == ["SageMaker.AmazonSageMakerException"] * 4, failed
     assert "Error Code: ValidationException" in train[0]["cause"] and "Service: AmazonSageMaker" in train[0]["cause"]
     assert len(calls) == 4
+    # ExecutionEndedFunction's notification arrives asynchronously (the status-change event)
+    events = wait_for(lambda: client.notifications(target, "refused", desc["name"]), "no notification", poll_s=0.5)
+    time.sleep(2)  # a second one would follow as fast
     events = client.notifications(target, "refused", desc["name"])
     assert [e["detail-type"] for e in events] == ["Pipeline Failed"]
     detail = events[0]["detail"]
     assert detail["error"] == "SageMaker.AmazonSageMakerException", json.dumps(detail)[:500]
+    assert desc["error"] == "SageMaker.AmazonSageMakerException"  # failed at TrainModel: redrivable
     record("CreateTrainingJob refused (ValidationException)", "SageMaker.AmazonSageMakerException, 3 retries, notified")
 
 
