@@ -185,6 +185,9 @@ def check() -> None:
 def _history(execution: Any) -> list[dict[str, Any]]:
     if isinstance(execution, RestoredExecution):
         return list(execution.history)
+    frozen = getattr(execution, "_twin_events", None)  # a stopped or timed-out run's (stepfunctions/redrive.py)
+    if frozen is not None:
+        return list(frozen.get_event_history())
     env = getattr(getattr(execution, "exec_worker", None), "env", None)
     return list(env.event_manager.get_event_history()) if env is not None else []
 

@@ -275,3 +275,15 @@ def test_a_full_history_is_not_redrivable() -> None:
     execution = _execution("FAILED")
     execution.exec_worker.env.event_manager._history_event_list.extend([{}] * redrive.HISTORY_EVENT_LIMIT)
     assert redrive.not_redrivable_reason(execution) == "Execution history event limit exceeded."
+
+
+def test_a_run_restored_from_the_state_dir_is_not_redrivable() -> None:
+    """A run of an earlier twin (sagepipe.twin.persistence) has no interpreter state to resume: refused
+    with a reason that says so (rather than a wrong one)."""
+    from types import SimpleNamespace
+
+    from sagepipe.twin.stepfunctions import redrive
+
+    restored = _execution("FAILED", exec_worker=None, history=[{"type": "ExecutionFailed"}])
+    assert "earlier twin" in str(redrive.not_redrivable_reason(restored))
+    assert redrive.redrive_fields(SimpleNamespace(**vars(restored)))["redriveStatus"] == "NOT_REDRIVABLE"

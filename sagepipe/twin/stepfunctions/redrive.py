@@ -106,6 +106,9 @@ def not_redrivable_reason(execution: Any, now: datetime | None = None) -> str | 
         return "Execution redrivable period exceeded."
     if getattr(execution, "_twin_redrive_count", 0) >= MAX_REDRIVES:
         return f"Execution redrive count limit ({MAX_REDRIVES}) reached."
+    if getattr(execution, "exec_worker", None) is None and getattr(execution, "history", None) is not None:
+        # restored from the state dir (sagepipe.twin.persistence): its interpreter state is gone
+        return "Execution ran in an earlier twin (restored from its state dir); the twin cannot redrive it."
     manager = _history(execution)
     if (
         manager is None
