@@ -62,7 +62,7 @@ in :data:`ORDER`, the order :func:`apply_all` checks and applies them (see
     (``ValidationException``, as AWS).
 20. ``logs_integer_timestamps`` (``logs.py``) - CloudWatch Logs event timestamps are whole milliseconds
     (moto's EventBridge and Lambda log writers stored floats, which ``filter-log-events`` returned).
-20. ``sfn_redrive`` (``stepfunctions/redrive.py``) - RedriveExecution (absent in moto: an HTML 500) resumes a
+21. ``sfn_redrive`` (``stepfunctions/redrive.py``) - RedriveExecution (absent in moto: an HTML 500) resumes a
     FAILED/ABORTED/TIMED_OUT execution at its unsuccessful state, with AWS's eligibility rules,
     ``clientToken`` idempotency, ``ExecutionRedriven`` in the history, ``$$.Execution.RedriveCount`` and
     DescribeExecution's ``redriveCount``/``redriveDate``/``redriveStatus``/``redriveStatusReason``.
