@@ -99,9 +99,9 @@ def cmd_twin_reset(args: argparse.Namespace) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     target = _target(args)
+    earlier = client.previous_run(target, Path(args.file), args.model)  # before the upload: no race with its run
     key = client.upload(target, Path(args.file), args.model, Path(args.config) if args.config else None)
     out.print(key)
-    earlier = client.previous_run(target, key)
     if earlier is not None:
         console.print(already_ran_text(earlier, args.model), markup=False, soft_wrap=True)
     return 0

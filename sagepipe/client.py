@@ -140,29 +140,34 @@ def upload(target: Target, file: Path, model: str, config: Path | None = None) -
     return key
 
 
-def previous_run(target: Target, key: str) -> dict[str, Any] | None:
-    """The run an earlier upload of the same bytes already had, if any (what ``sagepipe upload`` reports).
+def previous_run(target: Target, file: Path, model: str) -> dict[str, Any] | None:
+    """The run that uploading ``file`` for ``model`` would repeat, if any: call it *before* the upload.
 
-    The start function names a run after the model, key and ETag (:func:`sagepipe_core.naming.execution_name`),
-    so re-uploading byte-identical data starts nothing new. HeadObject gives the object's ETag and
-    ``LastModified``; an execution of that name (DescribeExecution) that started before this upload's
-    ``LastModified`` (S3 and Step Functions clocks, both AWS's) belongs to an earlier upload: its
-    :func:`run_record` row is returned. None when there is no such run (this upload's own run may be
-    starting). Raises ``ClientError`` from S3 (e.g. the key does not exist).
+    The start function names a run after the model, key and the S3 event's ETag
+    (:func:`sagepipe_core.naming.execution_name`), so re-uploading byte-identical data starts nothing new. For
+    a single-part PutObject to a bucket with SSE-S3 (the stack's data bucket: ``AES256``) the ETag is the hex
+    MD5 of the body (S3 ``Object`` docs, "ETag"), so the name is known before the upload: an execution of
+    that name (DescribeExecution) that exists now belongs to an earlier upload of the same bytes. Asking
+    before the upload has no race with this upload's own run (comparing start times to S3's one-second
+    ``LastModified`` had one). Returns the :func:`run_record` row, or None. Raises ValueError for a bad model
+    name or a missing file.
     """
+    import hashlib
+
     from sagepipe_core.naming import execution_name
 
-    head = target.client("s3").head_object(Bucket=target.data_bucket, Key=key)
-    model = key.split("/")[1]
-    name = execution_name(model, key, head["ETag"].strip('"'))
+    if not MODEL_NAME_RE.match(model):
+        raise ValueError(f"model name {model!r} must match {MODEL_NAME_RE.pattern}")
+    if not file.is_file():
+        raise ValueError(f"{file}: no such file")
+    key = f"datasets/{model}/{file.name}"
+    name = execution_name(model, key, hashlib.md5(file.read_bytes(), usedforsecurity=False).hexdigest())
     sfn = target.client("stepfunctions")
     arn = _execution_arn(target, name)
     try:
-        desc = sfn.describe_execution(executionArn=arn)
+        sfn.describe_execution(executionArn=arn)
     except sfn.exceptions.ExecutionDoesNotExist:
         return None
-    if desc["startDate"] >= head["LastModified"].replace(microsecond=0):
-        return None  # started by this upload
     return run_record(sfn, {"executionArn": arn, "name": name})
 
 

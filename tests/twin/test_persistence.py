@@ -202,8 +202,8 @@ def test_the_same_bytes_are_still_known_after_the_restart(restarted: dict[str, A
     again = tmp_path / "v1.csv"
     again.write_text("\n".join([header, *rows[:1500]]) + "\n")
     target = restarted["target"]
-    key = client.upload(target, again, "churn", CHURN_CONFIG)
-    earlier = client.previous_run(target, key)
+    earlier = client.previous_run(target, again, "churn")
+    client.upload(target, again, "churn", CHURN_CONFIG)
     assert earlier is not None and earlier["execution_name"] == restarted["done"]["name"], earlier
     assert earlier["status"] == "SUCCEEDED", earlier
 

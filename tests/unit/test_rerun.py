@@ -4,7 +4,6 @@ saying that the same bytes already ran and how that run ended, and ``sagepipe re
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,23 +108,30 @@ def _start_run_for(target: Target, key: str) -> str:
 def test_upload_of_bytes_that_already_ran_names_the_run_and_how_it_ended(target: Target, tmp_path: Path):
     data = tmp_path / "churn.csv"
     data.write_text("a,b,churn\n1,2,yes\n")
+    assert client.previous_run(target, data, "churn") is None  # a first upload: no earlier run
     key = client.upload(target, data, "churn")
-    assert client.previous_run(target, key) is None  # a first upload: no earlier run
     name = _start_run_for(target, key)
-    assert client.previous_run(target, key) is None  # the run of this very upload is not "earlier"
     sfn = boto3.client("stepfunctions")
     sfn.stop_execution(executionArn=f"{target.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}")
-    time.sleep(1.05)  # S3 LastModified has one-second resolution
-    assert client.upload(target, data, "churn") == key  # the same bytes again
-    earlier = client.previous_run(target, key)
+    # no sleep: asked before the upload, the earlier run is found even within the same LastModified second
+    earlier = client.previous_run(target, data, "churn")
     assert earlier is not None and earlier["execution_name"] == name and earlier["status"] == "ABORTED"
+    assert client.upload(target, data, "churn") == key  # the same bytes again
     text = cli.already_ran_text(earlier, "churn")
     assert f"already ran as {name} and ended ABORTED" in text and "sagepipe retrain --model churn" in text
-    other = tmp_path / "other.csv"
-    other.write_text("a,b,churn\n1,3,yes\n")
-    data.write_bytes(other.read_bytes())  # other bytes under the same key: a new version, no earlier run
-    client.upload(target, data, "churn")
-    assert client.previous_run(target, key) is None
+    data.write_text("a,b,churn\n1,3,yes\n")  # other bytes under the same key: a new version, no earlier run
+    assert client.previous_run(target, data, "churn") is None
+    assert client.previous_run(target, tmp_path / "churn.csv", "other") is None  # same bytes, other model
+
+
+def test_the_local_md5_is_the_etag_the_start_function_names_the_run_after(target: Target, tmp_path: Path):
+    import hashlib
+
+    data = tmp_path / "v.csv"
+    data.write_bytes(b"a,b,churn\r\n1,2,yes\r\n\xef\xbb\xbf")
+    key = client.upload(target, data, "churn")
+    etag = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
+    assert etag == hashlib.md5(data.read_bytes()).hexdigest()
 
 
 def test_upload_command_prints_the_earlier_run(target: Target, tmp_path: Path, monkeypatch, capsys):
@@ -135,7 +141,6 @@ def test_upload_command_prints_the_earlier_run(target: Target, tmp_path: Path, m
     assert cli.main(["upload", str(data), "--model", "churn"]) == 0
     assert "already ran" not in capsys.readouterr().err
     name = _start_run_for(target, "datasets/churn/v1.csv")
-    time.sleep(1.05)
     assert cli.main(["upload", str(data), "--model", "churn"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "datasets/churn/v1.csv"
