@@ -99,8 +99,10 @@ def cmd_twin_reset(args: argparse.Namespace) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     target = _target(args)
+    config = Path(args.config) if args.config else None
+    client.check_upload(Path(args.file), args.model, config)  # bad input fails before any AWS call
     earlier = client.previous_run(target, Path(args.file), args.model)  # before the upload: no race with its run
-    key = client.upload(target, Path(args.file), args.model, Path(args.config) if args.config else None)
+    key = client.upload(target, Path(args.file), args.model, config)
     out.print(key)
     if earlier is not None:
         console.print(already_ran_text(earlier, args.model), markup=False, soft_wrap=True)

@@ -116,19 +116,30 @@ def _stack_api_key(session: Any, key_id: str | None) -> str | None:
         return None
 
 
-def upload(target: Target, file: Path, model: str, config: Path | None = None) -> str:
-    """Upload ``file`` to ``datasets/<model>/<file name>`` (and ``config`` to ``datasets/<model>/sagepipe.json``
-    first, after validating it locally). Returns the data set key. Raises ValueError for bad input."""
+def check_upload(file: Path, model: str, config: Path | None = None) -> bytes | None:
+    """The local checks of :func:`upload`, with no AWS call: the model name, the file (exists, ``.csv`` in
+    any case) and ``config`` (parsed as the pipeline will). Returns the config's bytes (None without one).
+    Raises ValueError for bad input, ``InvalidConfigError`` with the bad fields."""
     if not MODEL_NAME_RE.match(model):
         raise ValueError(f"model name {model!r} must match {MODEL_NAME_RE.pattern}")
     if not file.is_file():
         raise ValueError(f"{file}: no such file")
     if file.suffix.lower() != ".csv":
         raise ValueError(f"{file}: only .csv files start a run")
+    if config is None:
+        return None
+    raw = config.read_bytes()
+    parse_config(raw)  # raises InvalidConfigError with the bad fields
+    return raw
+
+
+def upload(target: Target, file: Path, model: str, config: Path | None = None) -> str:
+    """Upload ``file`` to ``datasets/<model>/<file name>`` (and ``config`` to ``datasets/<model>/sagepipe.json``
+    first, after validating it locally: :func:`check_upload`). Returns the data set key. Raises ValueError
+    for bad input."""
+    raw = check_upload(file, model, config)
     s3 = target.client("s3")
-    if config is not None:
-        raw = config.read_bytes()
-        parse_config(raw)  # raises InvalidConfigError with the bad fields
+    if raw is not None:
         s3.put_object(
             Bucket=target.data_bucket,
             Key=f"datasets/{model}/{CONFIG_FILE_NAME}",
