@@ -34,6 +34,7 @@ from .cloudformation.template import Stack, load_template
 from .events.delivery import Delivery
 from .events.scheduler import Scheduler
 from .sagemaker.capacity import TrainingCapacity, resolve_capacity
+from .sagemaker.capture import CaptureWriter
 from .sagemaker.hosting import HostingManager
 from .sagemaker.training import TrainingManager
 from .sagemaker.tuning import TuningManager
@@ -149,6 +150,7 @@ class Twin:
             self.state_dir / "training", self.client, self.log, TrainingCapacity(self.training_capacity)
         )
         self.hosting = HostingManager(self.state_dir / "endpoints", lambda role: self.client("s3", role), self.log)
+        self.hosting.capture = CaptureWriter(self._capture_config, lambda role: self.client("s3", role), self.log)
         self.tuning = TuningManager(lambda: self.client("sagemaker"), self.log)
         self.delivery = Delivery(
             self.client, self.pool, lambda: self.functions, self.log, self._spawn, self._stop, self.events_log
@@ -228,6 +230,15 @@ class Twin:
         _, model = model_for_config(backend, endpoint.endpoint_config_name)
         self.hosting.create(endpoint, model)
 
+    def _capture_config(self, endpoint_config_name: str) -> tuple[dict[str, Any] | None, str]:
+        """``(DataCaptureConfig or None, VariantName)`` of an EndpointConfig (moto's record of
+        CreateEndpointConfig); ``(None, "AllTraffic")`` when it is gone."""
+        config = self._sagemaker_backend().endpoint_configs.get(endpoint_config_name)
+        if config is None:
+            return None, "AllTraffic"
+        variants = config.production_variants or [{}]
+        return (config.data_capture_config or None), variants[0].get("VariantName", "AllTraffic")
+
     @staticmethod
     def _sagemaker_backend() -> Any:
         from moto.sagemaker.models import sagemaker_backends
@@ -270,6 +281,8 @@ class Twin:
             self.api.stop()
         if self._persister is not None:
             self._persister.close()
+        if hasattr(self, "hosting") and self.hosting.capture is not None:
+            self.hosting.capture.close()  # captured requests reach S3 (and the snapshot)
         if self._persist:  # before anything is shut down: what was running is recorded as running
             try:
                 self.save()

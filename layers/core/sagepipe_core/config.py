@@ -138,10 +138,16 @@ class TrainingResources(_Strict):
 
 
 class EndpointResources(_Strict):
-    """``ProductionVariants[0]`` instance type and count for the endpoint."""
+    """``ProductionVariants[0]`` instance type and count for the endpoint, and its data capture.
+
+    ``data_capture_percentage`` (0-100, SageMaker's ``DataCaptureConfig.InitialSamplingPercentage`` range):
+    the share of InvokeEndpoint requests whose input and output the endpoint writes to S3 (0: no
+    ``DataCaptureConfig``; see :func:`sagepipe_core.deploy.data_capture_config`).
+    """
 
     instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     instance_count: int = Field(1, ge=1, le=10)
+    data_capture_percentage: int = Field(0, ge=0, le=100)
 
 
 class ParameterRange(_Strict):

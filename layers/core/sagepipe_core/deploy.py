@@ -92,6 +92,42 @@ def ensure_rollback_alarms(cw: CloudWatchPort, endpoint_name: str, *, latency_ms
     return [errors, latency]
 
 
+#: The content types the pipeline's endpoints are sent and answer (the predict function and the model
+#: server's ``input_fn``/``output_fn``): captured as text (``encoding`` CSV / JSON), anything else base64.
+CAPTURE_CSV_CONTENT_TYPES = ["text/csv"]
+CAPTURE_JSON_CONTENT_TYPES = ["application/json"]
+
+
+def data_capture_config(percentage: int, destination_s3_uri: str) -> dict[str, Any] | None:
+    """The EndpointConfig's ``DataCaptureConfig`` for ``percentage`` of requests, or None when it is 0.
+
+    Input and output are captured (``CaptureOptions`` ``Input`` and ``Output``); CSV and JSON bodies are
+    written as text (``CaptureContentTypeHeader``), others base64. SageMaker writes JSON-lines files under
+    ``<destination_s3_uri>/<EndpointName>/<VariantName>/yyyy/mm/dd/hh/`` with the model's execution role
+    (SageMaker Developer Guide, "Capture data from real-time endpoint"; API Reference ``DataCaptureConfig``:
+    ``InitialSamplingPercentage`` 0-100, ``DestinationS3Uri`` at most 512 characters).
+
+    Raises:
+        ValueError: ``percentage`` outside 0-100, or a non-zero one without ``destination_s3_uri``.
+    """
+    if not 0 <= percentage <= 100:
+        raise ValueError(f"data capture percentage must be 0-100, got {percentage}")
+    if percentage == 0:
+        return None
+    if not destination_s3_uri.startswith("s3://"):
+        raise ValueError(f"data capture needs an s3:// destination, got {destination_s3_uri!r}")
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": percentage,
+        "DestinationS3Uri": destination_s3_uri,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {
+            "CsvContentTypes": CAPTURE_CSV_CONTENT_TYPES,
+            "JsonContentTypes": CAPTURE_JSON_CONTENT_TYPES,
+        },
+    }
+
+
 def _create_model_and_config(
     sm: SageMakerPort,
     *,
@@ -101,8 +137,12 @@ def _create_model_and_config(
     role_arn: str,
     instance_type: str,
     instance_count: int,
+    data_capture: dict[str, Any] | None = None,
 ) -> None:
-    """CreateModel and CreateEndpointConfig; "already exists" (a retried step) is not an error."""
+    """CreateModel and CreateEndpointConfig; "already exists" (a retried step) is not an error.
+
+    ``data_capture``: the EndpointConfig's DataCaptureConfig (None: none).
+    """
     try:
         sm.create_model(
             ModelName=model_name,
@@ -112,6 +152,7 @@ def _create_model_and_config(
     except ClientError as exc:
         if error_kind(exc) != "already_exists":
             raise
+    capture: dict[str, Any] = {"DataCaptureConfig": data_capture} if data_capture else {}
     try:
         sm.create_endpoint_config(
             EndpointConfigName=endpoint_config_name,
@@ -124,6 +165,7 @@ def _create_model_and_config(
                     "InitialVariantWeight": 1.0,
                 }
             ],
+            **capture,
         )
     except ClientError as exc:
         if error_kind(exc) != "already_exists":
@@ -146,6 +188,7 @@ def start_deployment(
     data: DataOrder | None = None,
     champion_endpoint_config_name: str | None = None,
     recheck_live: bool = False,
+    data_capture: dict[str, Any] | None = None,
 ) -> DeployResult:
     """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
 
@@ -153,7 +196,8 @@ def start_deployment(
     written into the Model's Environment; ``champion_endpoint_config_name`` is the EndpointConfigName the
     gate compared the candidate with (None: there was no champion). With ``recheck_live`` the live model is
     re-checked before an update (:func:`recheck`) and the endpoint is left alone when that says
-    ``superseded`` or ``regate``.
+    ``superseded`` or ``regate``. ``data_capture`` is the EndpointConfig's DataCaptureConfig
+    (:func:`data_capture_config`; None: none).
 
     Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action":
     "create"|"update"|"noop"|"superseded"|"regate", "previous_endpoint_config_name", "live"}`` (``live``:
@@ -179,6 +223,7 @@ def start_deployment(
         role_arn=role_arn,
         instance_type=instance_type,
         instance_count=instance_count,
+        data_capture=data_capture,
     )
     out: DeployResult = {
         "EndpointName": endpoint_name,

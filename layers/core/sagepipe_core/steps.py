@@ -82,6 +82,7 @@ class Settings:
     dead_letter_queue_url: str = ""
     pipeline_timeout_seconds: int = DEFAULT_PIPELINE_TIMEOUT_SECONDS
     endpoint_instance_count: int = 1
+    data_capture_uri: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -91,8 +92,8 @@ class Settings:
         ``RESOURCE_PREFIX``, ``SCHEDULED_MODEL_NAME``, ``POLL_SECONDS``, ``MAX_POLLS``, ``MODEL_CODE_S3_URI``,
         ``INFERENCE_IMAGE``, ``SAGEMAKER_ROLE_ARN``, ``ROLLBACK_ALARM_NAMES`` (comma-separated, extra alarms),
         ``ROLLBACK_LATENCY_MS``, ``ROLLBACK_5XX_ERRORS``, ``EVENT_BUS_NAME``, ``DEAD_LETTER_QUEUE_URL``,
-        ``PIPELINE_TIMEOUT_SECONDS`` (the state machine's ``TimeoutSeconds``), ``DEFAULT_ENDPOINT_INSTANCE_COUNT``
-        and ``AWS_REGION``; missing ones take the defaults above.
+        ``PIPELINE_TIMEOUT_SECONDS`` (the state machine's ``TimeoutSeconds``), ``DEFAULT_ENDPOINT_INSTANCE_COUNT``,
+        ``DATA_CAPTURE_S3_URI`` (where endpoints write captured requests) and ``AWS_REGION``; missing ones take the defaults above.
         """
         e = os.environ if env is None else env
         return cls(
@@ -115,6 +116,7 @@ class Settings:
             dead_letter_queue_url=e.get("DEAD_LETTER_QUEUE_URL", ""),
             pipeline_timeout_seconds=int(e.get("PIPELINE_TIMEOUT_SECONDS", str(DEFAULT_PIPELINE_TIMEOUT_SECONDS))),
             endpoint_instance_count=int(e.get("DEFAULT_ENDPOINT_INSTANCE_COUNT", "1")),
+            data_capture_uri=e.get("DATA_CAPTURE_S3_URI", ""),
         )
 
 
@@ -619,7 +621,8 @@ def deploy_model(state: DeployInput, *, sm: SageMakerPort, cw: CloudWatchPort, s
 
     The endpoint's auto-rollback alarms (:func:`deploy.ensure_rollback_alarms`), then
     :func:`deploy.start_deployment` for the run's names and the endpoint config in
-    ``state["config"]["endpoint"]``. ``state`` needs ``names`` and ``training.ModelArtifacts``; with ``run``
+    ``state["config"]["endpoint"]`` (its ``data_capture_percentage`` > 0: a DataCaptureConfig to
+    ``settings.data_capture_uri``). ``state`` needs ``names`` and ``training.ModelArtifacts``; with ``run``
     (the :class:`~.records.RunRecord`: dataset, champion, requests) and ``model`` the live model is
     re-checked first (:func:`deploy.recheck`). On ``regate`` the result's ``regate`` holds the run's next
     attempt (:func:`regate_run`: new names, the live model as champion, the requests that train against it).
@@ -659,6 +662,7 @@ def deploy_model(state: DeployInput, *, sm: SageMakerPort, cw: CloudWatchPort, s
         data=data,
         champion_endpoint_config_name=champion,
         recheck_live=run is not None,
+        data_capture=deploy.data_capture_config(int(ep.get("data_capture_percentage", 0)), settings.data_capture_uri),
     )
     result["regate"] = None
     if result["action"] == "regate":

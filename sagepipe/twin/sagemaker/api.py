@@ -429,7 +429,11 @@ def _apply_runtime() -> None:
             )
         try:
             status, data, ctype = twin().hosting.invoke(
-                name, body, self.headers.get("Content-Type"), self.headers.get("Accept")
+                name,
+                body,
+                self.headers.get("Content-Type"),
+                self.headers.get("Accept"),
+                self.headers.get("X-Amzn-SageMaker-Inference-Id"),
             )
         except InvokeFailure as exc:
             extra = {}

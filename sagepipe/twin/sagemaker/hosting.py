@@ -17,6 +17,10 @@ its health checks; the endpoint stays InService): a watcher thread pings every l
 row, is stopped, reaped and restarted from its model directory (a line ``replacing ...`` then ``replaced
 ...`` in the endpoint's log). While no healthy server is up, InvokeEndpoint answers ``ServiceUnavailable``
 (503), one of the errors botocore's sagemaker-runtime model lists for InvokeEndpoint.
+
+Data capture: an answered invocation goes to :attr:`HostingManager.capture`
+(:class:`sagepipe.twin.sagemaker.capture.CaptureWriter`), which samples it by the answering
+EndpointConfig's DataCaptureConfig and writes SageMaker's capture files with the model's execution role.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .capacity import cpu_environment, hosting_cpus
+from .capture import CaptureWriter
 from .training import LogSink, _now
 
 #: SageMaker hosting's start-up window: a container that does not answer ``/ping`` with 200 "during the 8
@@ -137,6 +142,8 @@ class HostingManager:
         self.route_lock = threading.Lock()  # routing a request to ``live`` and counting it are one step
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        # data capture (capture.CaptureWriter): offered each answered invocation; None captures nothing
+        self.capture: CaptureWriter | None = None
 
     # -- process management ------------------------------------------------------------------
     def _start_server(self, endpoint_name: str, config_name: str, model: dict[str, Any]) -> ModelServer:
@@ -344,9 +351,17 @@ class HostingManager:
             state.live.stop()
 
     def invoke(
-        self, endpoint_name: str, body: bytes, content_type: str | None, accept: str | None
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        inference_id: str | None = None,
     ) -> tuple[int, bytes, str]:
         """POST /invocations on the live process. Returns ``(200, body, content_type)``.
+
+        An answered invocation is offered to :attr:`capture` with the EndpointConfig of the server that
+        answered it (its DataCaptureConfig decides; ``inference_id`` is InvokeEndpoint's ``InferenceId``).
 
         Raises :class:`InvokeFailure` (ValidationError when not InService; ServiceUnavailable 503 while
         its model server is dead or being replaced; ModelError with the container's status when it answers
@@ -362,10 +377,22 @@ class HostingManager:
         if server is None:
             raise InvokeFailure("ValidationError", f"Endpoint {endpoint_name} is not in service.", 400)
         try:
-            return self._post(server, body, content_type, accept)
+            answer = self._post(server, body, content_type, accept)
         finally:
             with self.route_lock:
                 server.in_flight -= 1
+        if self.capture is not None:
+            self.capture.capture(
+                endpoint=endpoint_name,
+                endpoint_config=server.endpoint_config_name,
+                role_arn=server.model.get("ExecutionRoleArn"),
+                request=body,
+                request_type=content_type,
+                response=answer[1],
+                response_type=answer[2],
+                inference_id=inference_id,
+            )
+        return answer
 
     @staticmethod
     def _post(server: ModelServer, body: bytes, content_type: str | None, accept: str | None) -> tuple[int, bytes, str]:
