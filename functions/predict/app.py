@@ -78,6 +78,7 @@ def predictions(model: str) -> dict[str, Any]:
         content_type=core.header(ev.headers, "content-type"),
         per_record=per_record,
         content_encoding=core.header(ev.headers, "content-encoding"),
+        inference_id=ev.request_context.request_id,
     )
     logger.info(
         "predicted", extra={"model": model, "version": result["version"], "instances": len(result["predictions"])}

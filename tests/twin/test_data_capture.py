@@ -59,6 +59,7 @@ def test_every_sampled_request_is_written_in_sagemakers_capture_format(
     assert capture["DestinationS3Uri"] == f"s3://{target.artifacts_bucket}/datacapture", capture
 
     headers = {"Content-Type": "application/json", "x-api-key": target.api_key}
+    request_ids = []
     for one in live["records"]:
         resp = requests.post(
             f"{target.api_url}/models/{MODEL}/predictions",
@@ -67,6 +68,7 @@ def test_every_sampled_request_is_written_in_sagemakers_capture_format(
             timeout=30,
         )
         assert resp.status_code == 200, resp.text
+        request_ids.append(resp.json()["request_id"])
 
     def three() -> list[dict[str, Any]] | None:
         dropped = [line for prefix, line in twin.logs if prefix == f"endpoint:{ENDPOINT}" and "data capture" in line]
@@ -88,6 +90,8 @@ def test_every_sampled_request_is_written_in_sagemakers_capture_format(
         meta = item["eventMetadata"]
         assert meta["eventId"] and meta["inferenceTime"].endswith("Z"), meta
         assert item["eventVersion"] == "0"
+    # the predict function sends the API's request id as InferenceId: each record names its request
+    assert sorted(item["eventMetadata"]["inferenceId"] for item in found) == sorted(request_ids), found
     inputs = [json.loads(item["captureData"]["endpointInput"]["data"]) for item in found]  # JSON, as sent
     assert all(item["captureData"]["endpointInput"]["encoding"] == "JSON" for item in found), found
     for state in (r["state"] for r in live["records"]):  # each request's record, as the predict function sent it

@@ -199,3 +199,48 @@ def test_a_write_the_role_may_not_make_is_logged_and_never_raises() -> None:
     writer.close()
     assert writer.dropped == 1
     assert logs == [("endpoint:sagepipe-churn", f"data capture: 1 records not written to {DESTINATION}: AccessDenied")]
+
+
+@pytest.mark.parametrize(
+    "inference_id, sent",
+    [
+        ("c6af9ac6-7b61-11e6-9a41-93e8deadbeef", True),  # an API Gateway request id
+        ("x" * 64, True),
+        ("x" * 65, False),  # over InvokeEndpoint's max length 64
+        (" leading-space", False),  # the pattern's \S first character
+        ("tab\tinside", False),  # not \p{Print}
+        (None, False),
+    ],
+)
+def test_the_predict_path_sends_a_valid_inference_id_only(inference_id: str | None, sent: bool) -> None:
+    """InvokeEndpoint's ``InferenceId`` (1-64, ``\\A\\S[\\p{Print}]*\\z``) carries the API's request id into the
+    capture record; one AWS would refuse is left out rather than failing the prediction (the Stubber checks
+    the call against the service model too)."""
+    import io
+
+    import botocore.session
+    from botocore.response import StreamingBody
+    from botocore.stub import ANY, Stubber
+
+    from sagepipe_core import predict
+
+    runtime = botocore.session.get_session().create_client("sagemaker-runtime", region_name="us-east-1")
+    body = json.dumps({"predictions": [1]}).encode()
+    version = predict.LiveVersion(
+        model="churn",
+        endpoint="sagepipe-churn",
+        endpoint_config="churn-v1",
+        model_name="churn-v1",
+        model_data_url="s3://b/model.tar.gz",
+        schema=None,  # type: ignore[arg-type]  # not read by _invoke
+        evaluation=None,
+        deployed_at=None,
+    )
+    expected: dict[str, Any] = {"EndpointName": "sagepipe-churn", "ContentType": ANY, "Accept": ANY, "Body": ANY}
+    if sent:
+        expected["InferenceId"] = inference_id
+    with Stubber(runtime) as stub:
+        stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(body), len(body))}, expected)
+        predictions, _ = predict._invoke(runtime, version, "churn", [{"a": 1}], inference_id)
+        stub.assert_no_pending_responses()
+    assert predictions == [1]

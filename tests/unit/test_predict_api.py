@@ -100,6 +100,7 @@ def ok_response(stub, n=1, expect_body=ANY):
             "ContentType": "application/json",
             "Accept": "application/json",
             "Body": expect_body,
+            "InferenceId": REQUEST_ID,  # the API's request id: data capture's eventMetadata.inferenceId
         },
     )
 

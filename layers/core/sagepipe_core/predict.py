@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -396,6 +397,7 @@ def predict(
     content_type: str | None,
     per_record: bool = False,
     content_encoding: str | None = None,
+    inference_id: str | None = None,
 ) -> dict[str, Any]:
     """``POST /models/{model}/predictions``: check, validate against the live schema, invoke.
 
@@ -416,6 +418,9 @@ def predict(
     called). Errors of the request as a whole (shape, size, model) stay 4xx.
 
     ``content_encoding``: the request's ``Content-Encoding`` header (415 unless absent or ``identity``).
+    ``inference_id``: sent as InvokeEndpoint's ``InferenceId`` (the API's request id, so a data capture
+    record names the request: ``eventMetadata.inferenceId``); None or one breaking the service model's
+    constraint (1-64 printable characters, not starting with whitespace) is not sent.
     """
     mt = check_request(model, body, content_type, content_encoding)
     if mt == "application/json":
@@ -435,7 +440,7 @@ def predict(
     predicted: list[Any] = []
     variant = None
     if good:
-        predicted, variant = _invoke(runtime, version, model, [r for _, r in good])
+        predicted, variant = _invoke(runtime, version, model, [r for _, r in good], inference_id)
         if len(predicted) != len(good):
             raise ApiError(502, "model_error", "the model returned an unexpected answer")
     predictions: list[Any] = [None] * len(instances)
@@ -458,12 +463,26 @@ def predict(
     return out
 
 
-def _invoke(runtime: Any, version: LiveVersion, model: str, records: list[dict[str, Any]]) -> tuple[list[Any], Any]:
-    """InvokeEndpoint with ``{"instances": records}``; ``(predictions, InvokedProductionVariant)``."""
+#: InvokeEndpoint ``InferenceId``: 1-64 characters, pattern ``\A\S[\p{Print}]*\z`` (sagemaker-runtime model).
+_INFERENCE_ID_RE = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")
+
+
+def _invoke(
+    runtime: Any, version: LiveVersion, model: str, records: list[dict[str, Any]], inference_id: str | None = None
+) -> tuple[list[Any], Any]:
+    """InvokeEndpoint with ``{"instances": records}``; ``(predictions, InvokedProductionVariant)``.
+
+    ``InferenceId`` is sent when ``inference_id`` is given and fits the service model (else left out).
+    """
     payload = json.dumps({"instances": records}, separators=(",", ":")).encode()
+    extra = {"InferenceId": inference_id} if inference_id and _INFERENCE_ID_RE.match(inference_id) else {}
     try:
         resp = runtime.invoke_endpoint(
-            EndpointName=version.endpoint, ContentType="application/json", Accept="application/json", Body=payload
+            EndpointName=version.endpoint,
+            ContentType="application/json",
+            Accept="application/json",
+            Body=payload,
+            **extra,
         )
         raw = resp["Body"].read()
     except (ReadTimeoutError, ConnectTimeoutError) as exc:
