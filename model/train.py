@@ -60,6 +60,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+import baseline
 import candidates
 import diagnostics
 from sagepipe_contract import (
@@ -1222,9 +1223,13 @@ def write_artifacts(
     evaluation: Mapping[str, Any],
     output_data_dir: str | None,
     manifest_dir: str | None = None,
+    statistics: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``model.joblib``, ``schema.json``, ``evaluation.json`` and ``code/`` to ``SM_MODEL_DIR``
     (SageMaker tars it to model.tar.gz) and ``evaluation.json`` to ``SM_OUTPUT_DATA_DIR`` when set.
+
+    ``statistics``: the drift baseline (:func:`baseline.statistics`), written as
+    ``baseline/statistics.json``.
 
     ``manifest_dir`` (``SM_CHANNEL_MANIFEST``) holds this run's split manifest: it is copied as
     ``split_manifest.json``, so that this model, once it is the champion, is never scored on its own
@@ -1236,6 +1241,9 @@ def write_artifacts(
     joblib.dump(pipeline, os.path.join(model_dir, MODEL_FILE))
     _write_json(os.path.join(model_dir, SCHEMA_FILE), schema)
     _write_json(os.path.join(model_dir, EVALUATION_FILE), evaluation)
+    if statistics is not None:
+        os.makedirs(os.path.join(model_dir, os.path.dirname(baseline.STATISTICS_FILE)), exist_ok=True)
+        _write_json(os.path.join(model_dir, baseline.STATISTICS_FILE), statistics)
     os.makedirs(os.path.join(model_dir, CODE_DIR), exist_ok=True)
     for src in sources:
         shutil.copyfile(src, os.path.join(model_dir, CODE_DIR, os.path.basename(src)))
@@ -1275,6 +1283,7 @@ def train(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
         evaluation,
         environ.get("SM_OUTPUT_DATA_DIR"),
         environ.get("SM_CHANNEL_MANIFEST"),
+        baseline.statistics(data.Xs["train"], data.schema["features"]),
     )
     print(
         f"done: fit {fit_seconds:.3f}s, total {time.time() - started:.3f}s, artifacts in {model_dir}",

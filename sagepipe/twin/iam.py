@@ -447,6 +447,7 @@ RESOURCES: dict[str, Resources] = {
         _arn("sagemaker", r, _sm("endpoint-config", p.get("EndpointConfigName", ""))),
     ],
     "sagemaker:DescribeEndpoint": _sm_name("endpoint", "EndpointName"),
+    "sagemaker:ListEndpoints": lambda p, r: ["*"],  # no resource types (Service Authorization Reference)
     "sagemaker:DeleteEndpoint": _sm_name("endpoint", "EndpointName"),
     "sagemaker:InvokeEndpoint": _sm_name("endpoint", "EndpointName"),
     "sagemaker:DescribeModelPackageGroup": _sm_name("model-package-group", "ModelPackageGroupName"),

@@ -4,6 +4,7 @@ loudly with a message naming the internal."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,3 +116,54 @@ def test_moto_losing_a_protocol_parser_is_reported(monkeypatch: pytest.MonkeyPat
     check = next(p for p in patches.registry() if p.name == "server_validation").check
     with pytest.raises(patches.MotoInternalsChanged, match="PROTOCOL_PARSERS"):
         check()
+
+
+def test_a_schedule_rule_never_receives_bus_events_and_a_pattern_rule_does() -> None:
+    """moto's rule with only a ScheduleExpression has an empty EventPattern, which matches every event, so
+    each PutEvents would have invoked every scheduled function (DriftFunction checked again on every "Drift
+    Detected" it sent). The ``events_targets`` patch delivers bus events to pattern rules only; schedules
+    fire from the twin's scheduler. Reads moto's ``Rule.scheduled_expression`` (fails here if renamed)."""
+    from moto.events.models import EventPattern, Rule
+
+    delivered: list[str] = []
+
+    class _Recorder(_NoTwin):
+        def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+            delivered.append(rule.name)
+
+    previous, recorder = patches._TWIN, _Recorder()
+    patches.apply_all(recorder)  # type: ignore[arg-type]
+    try:
+        target = [{"Id": "t", "Arn": "arn:aws:lambda:us-east-1:123456789012:function:f"}]
+        common = {
+            "account_id": "123456789012",
+            "region_name": "us-east-1",
+            "description": None,
+            "role_arn": None,
+            "event_bus_name": "default",
+            "state": "ENABLED",
+            "managed_by": None,
+            "targets": target,
+        }
+        scheduled = Rule("every-hour", schedule_exp="rate(1 hour)", event_pattern=None, **common)  # type: ignore[arg-type]
+        matching = Rule("drift", schedule_exp=None, event_pattern=json.dumps({"source": ["sagepipe"]}), **common)  # type: ignore[arg-type]
+        assert scheduled.scheduled_expression == "rate(1 hour)" and not scheduled.event_pattern.get_pattern()
+        assert isinstance(matching.event_pattern, EventPattern)
+        event = {
+            "source": "sagepipe",
+            "detail-type": "Drift Detected",
+            "detail": {},
+            "id": "1",
+            "account": "123456789012",
+            "region": "us-east-1",
+            "time": "2026-12-04T00:00:00Z",
+            "resources": [],
+            "version": "0",
+        }
+        scheduled.send_to_targets(event)
+        matching.send_to_targets(event)
+        assert delivered == ["drift"]
+    finally:
+        patches.release(recorder)  # type: ignore[arg-type]
+        if previous is not None:
+            patches.apply_all(previous)

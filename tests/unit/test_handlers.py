@@ -651,6 +651,7 @@ def _ok(stub, expected_body: bytes | None = None, endpoint: str = "sagepipe-chur
         "ContentType": "application/json",
         "Accept": "application/json",
         "Body": expected_body if expected_body is not None else ANY,
+        "InferenceId": ANY,  # the event's request id (data capture's inferenceId)
     }
     stub.add_response(
         "invoke_endpoint",

@@ -153,7 +153,13 @@ def test_metric_lines_exact_format(base):
 
 def test_artifacts_and_schema(base):
     model_dir = base["model_dir"]
-    assert sorted(p.name for p in model_dir.iterdir()) == ["code", "evaluation.json", "model.joblib", "schema.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "baseline",
+        "code",
+        "evaluation.json",
+        "model.joblib",
+        "schema.json",
+    ]
     code = model_dir / "code"
     assert sorted(p.name for p in code.iterdir()) == ["inference.py", "sagepipe_contract.py"]
     for name in ("inference.py", "sagepipe_contract.py"):  # the serving program and the module it imports

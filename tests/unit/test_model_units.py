@@ -134,7 +134,15 @@ def test_train_in_process_writes_the_contracts_artifacts(
 ) -> None:
     evaluation = train.train(["--target", "y", "--max_iter", "20"], job)
     model_dir = Path(job["SM_MODEL_DIR"])
-    assert sorted(p.name for p in model_dir.iterdir()) == ["code", "evaluation.json", "model.joblib", "schema.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "baseline",
+        "code",
+        "evaluation.json",
+        "model.joblib",
+        "schema.json",
+    ]
+    stats = json.loads((model_dir / "baseline" / "statistics.json").read_text())  # the drift baseline
+    assert stats["dataset"]["item_count"] > 0 and stats["features"], stats
     assert sorted(p.name for p in (model_dir / "code").iterdir()) == sorted(contract.CODE_FILES)
     assert json.loads((model_dir / "evaluation.json").read_text()) == evaluation
     assert json.loads((Path(job["SM_OUTPUT_DATA_DIR"]) / "evaluation.json").read_text()) == evaluation

@@ -107,7 +107,7 @@ def test_no_wildcard_allow_actions(template):
 
 def test_resource_star_only_where_aws_requires_it(template):
     # no resource-level permissions, or AWS documents Resource "*" (ListTags for the SageMaker .sync integrations)
-    allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "sagemaker:ListTags"}
+    allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "sagemaker:ListTags", "sagemaker:ListEndpoints"}
     for st in _statements(template):
         if st["Effect"] == "Allow" and "*" in _as_list(st.get("Resource", [])):
             assert set(_as_list(st["Action"])) <= allowed, st
@@ -250,6 +250,7 @@ API_TO_ACTIONS = {
     ("sfn", "describe_execution"): {"states:DescribeExecution"},
     ("sfn", "get_execution_history"): {"states:GetExecutionHistory"},
     ("sm", "describe_endpoint"): {"sagemaker:DescribeEndpoint"},
+    ("sm", "list_endpoints"): {"sagemaker:ListEndpoints"},
     ("sm", "describe_endpoint_config"): {"sagemaker:DescribeEndpointConfig"},
     ("sm", "describe_model"): {"sagemaker:DescribeModel"},
     ("sm", "describe_training_job"): {"sagemaker:DescribeTrainingJob"},
@@ -314,6 +315,15 @@ FUNCTION_CALLS: dict[str, dict[tuple[str, str], str | None]] = {
     "ApprovalFunction": {("s3", "put_object"): "ArtifactsBucket"},
     "ModelCodeFunction": {("s3", "put_object"): "ArtifactsBucket"},
     "ExecutionEndedFunction": {("sfn", "get_execution_history"): None},
+    "DriftFunction": {
+        ("sm", "list_endpoints"): None,
+        ("sm", "describe_endpoint"): None,
+        ("sm", "describe_endpoint_config"): None,
+        ("sm", "describe_model"): None,
+        ("s3", "list_objects_v2"): "ArtifactsBucket",
+        ("s3", "get_object"): "ArtifactsBucket",  # captured data, the baseline in model.tar.gz
+        ("s3", "put_object"): "ArtifactsBucket",  # the drift report and the retrain claim
+    },
     "PredictFunction": {
         ("runtime", "invoke_endpoint"): None,
         ("sm", "describe_endpoint"): None,
@@ -674,7 +684,9 @@ def test_uncaught_execution_ends_reach_the_notification_path(resources):
     )
     assert fn["Environment"]["Variables"]["EVENT_BUS_NAME"] == "default"
     rule = resources["PipelineNotificationsRule"]["Properties"]["EventPattern"]
-    assert rule["detail-type"] == [{"prefix": "Pipeline "}] and rule["source"] == [{"Ref": "EventSource"}]
+    assert rule["detail-type"] == [{"prefix": "Pipeline "}, "Drift Detected"] and rule["source"] == [
+        {"Ref": "EventSource"}
+    ]
     asl = (REPO / "statemachines" / "training_pipeline.asl.json").read_text()
     fail_errors = re.findall(r'"Type": "Fail"[^}]*"Error": "([^"]*)"', asl)
     assert fail_errors and not any(e.startswith("States.") for e in fail_errors)

@@ -150,6 +150,26 @@ class EndpointResources(_Strict):
     data_capture_percentage: int = Field(0, ge=0, le=100)
 
 
+class DriftConfig(_Strict):
+    """The drift check of a model whose endpoint captures data (:mod:`sagepipe_core.drift`).
+
+    - ``window_hours`` (1-336): the check reads the records captured in the last ``window_hours``, and
+      never records from before the live model went live;
+    - ``min_samples`` (≥ 30): fewer records than this in the window are not judged ("insufficient_data");
+    - ``psi_threshold``, ``ks_threshold`` (numeric), ``linf_threshold`` (categorical): a feature drifts when
+      its PSI, or its second score, reaches the threshold;
+    - ``retrain``: a "Drift Detected" event then says ``retrain: true`` and the stack's DriftRetrainRule
+      starts a retrain on the model's latest data (at most once per live model version).
+    """
+
+    window_hours: int = Field(24, ge=1, le=336)
+    min_samples: int = Field(500, ge=30, le=10_000_000)
+    psi_threshold: float = Field(0.2, gt=0, le=10)
+    ks_threshold: float = Field(0.15, gt=0, le=1)
+    linf_threshold: float = Field(0.15, gt=0, le=1)
+    retrain: bool = False
+
+
 class ParameterRange(_Strict):
     """One tuned hyperparameter (HyperParameterTuningJobConfig.ParameterRanges).
 
@@ -211,6 +231,7 @@ class ModelConfig(_Strict):
       ValidateData finds them identifier-like (:func:`sagepipe_core.dataset.parse_and_validate`).
     - ``missing_features``: what the API does with a record that lacks a feature training never saw
       missing: ``impute`` (the model imputes it, the response warns per record) or ``reject`` (422).
+    - ``drift``: :class:`DriftConfig`, used when ``endpoint.data_capture_percentage`` > 0.
     """
 
     target: ColumnName | None = None
@@ -235,6 +256,7 @@ class ModelConfig(_Strict):
     exclude: list[ColumnName] = Field(default_factory=list, max_length=COLUMN_LIST_MAX)
     include: list[ColumnName] = Field(default_factory=list, max_length=COLUMN_LIST_MAX)
     missing_features: Literal["impute", "reject"] = "impute"
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @model_validator(mode="before")
     @classmethod

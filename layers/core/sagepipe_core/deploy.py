@@ -15,6 +15,7 @@ DescribeModel tells which data the live model came from.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,6 +31,8 @@ from .records import DeployResult, LiveModel
 #: values may be 1,024 characters: an S3 key is at most 1,024 bytes).
 DATA_KEY_ENV = "SAGEPIPE_DATA_KEY"
 DATA_LAST_MODIFIED_ENV = "SAGEPIPE_DATA_LAST_MODIFIED"
+#: The version's drift settings (compact JSON of the config's ``drift``), read by the drift check.
+DRIFT_ENV = "SAGEPIPE_DRIFT"
 
 BUSY_STATUSES = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed"}
 
@@ -189,6 +192,7 @@ def start_deployment(
     champion_endpoint_config_name: str | None = None,
     recheck_live: bool = False,
     data_capture: dict[str, Any] | None = None,
+    drift: dict[str, Any] | None = None,
 ) -> DeployResult:
     """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
 
@@ -197,7 +201,9 @@ def start_deployment(
     gate compared the candidate with (None: there was no champion). With ``recheck_live`` the live model is
     re-checked before an update (:func:`recheck`) and the endpoint is left alone when that says
     ``superseded`` or ``regate``. ``data_capture`` is the EndpointConfig's DataCaptureConfig
-    (:func:`data_capture_config`; None: none).
+    (:func:`data_capture_config`; None: none); with it, ``drift`` (the config's ``drift`` settings) goes
+    into the Model's Environment as :data:`DRIFT_ENV`, so the drift check judges each version by the
+    settings it was deployed with (a Model's Environment values are at most 1,024 characters).
 
     Returns ``{"EndpointName", "EndpointConfigName", "ModelName", "action":
     "create"|"update"|"noop"|"superseded"|"regate", "previous_endpoint_config_name", "live"}`` (``live``:
@@ -215,6 +221,8 @@ def start_deployment(
     }
     if data is not None:
         environment |= {DATA_LAST_MODIFIED_ENV: data.last_modified, DATA_KEY_ENV: data.key}
+    if data_capture and drift is not None:
+        environment[DRIFT_ENV] = json.dumps(drift, separators=(",", ":"), sort_keys=True)
     _create_model_and_config(
         sm,
         model_name=model_name,

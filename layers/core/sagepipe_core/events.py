@@ -28,6 +28,9 @@ from .naming import execution_name
 DATASETS_PREFIX = "datasets/"
 OUTPUT_PREFIXES = ("quarantine/", "runs/", "models/", "code/", "reports/")
 RETRAIN_DETAIL_TYPE = "Retrain Requested"
+#: DriftFunction's alarm (:data:`sagepipe_core.drift.DRIFT_DETAIL_TYPE`); with ``detail.retrain`` true the
+#: DriftRetrain rule sends it here and it retrains the model on its latest data.
+DRIFT_DETAIL_TYPE = "Drift Detected"
 log = logging.getLogger("sagepipe")
 
 
@@ -208,6 +211,13 @@ def normalize(
         if not isinstance(model, str) or not model or "/" in model:
             raise InvalidEventError("Retrain Requested needs detail.model (a model name)")
         return [RetrainRequest(model, "retrain-request", str(event.get("id", "")))]
+    if source == app_source and detail_type == DRIFT_DETAIL_TYPE:
+        model = detail.get("model")
+        if not isinstance(model, str) or not model or "/" in model:
+            raise InvalidEventError("Drift Detected needs detail.model (a model name)")
+        if detail.get("retrain") is not True:
+            return [Skip(f"Drift Detected for {model} does not request a retrain (drift.retrain is off or used)")]
+        return [RetrainRequest(model, "drift", str(event.get("id", "")))]
     raise InvalidEventError(f"unsupported event: source={source!r} detail-type={detail_type!r}")
 
 

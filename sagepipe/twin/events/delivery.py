@@ -40,6 +40,7 @@ def _check_events() -> None:
 
     _require(EventPattern, "load", ["raw_pattern"])
     _require(EventPattern, "matches_event", ["self", "event"])
+    _require(EventPattern, "get_pattern", ["self"])
 
 
 def _apply_events() -> None:
@@ -49,6 +50,10 @@ def _apply_events() -> None:
     original = _APPLIED.setdefault("events.original", Rule.send_to_targets)
 
     def send_to_targets(self: Any, original_event: EventMessageType, transform_input: bool = True) -> None:
+        # a rule with only a ScheduleExpression fires on its schedule (scheduler.py), never on bus events;
+        # moto's EventPattern of such a rule is empty and matches every event
+        if getattr(self, "scheduled_expression", None) and not self.event_pattern.get_pattern():
+            return
         if not self.event_pattern.matches_event(original_event):
             return
         if getattr(self, "state", "ENABLED") != "ENABLED":
