@@ -342,6 +342,11 @@ class Twin:
         (:meth:`sagepipe.twin.events.delivery.Delivery.deliver`)."""
         self.delivery.deliver(rule, target, event)
 
+    def invoke_event(self, name: str, payload: bytes) -> bool:
+        """Lambda Invoke with ``InvocationType: Event``: run asynchronously as Lambda does
+        (:meth:`sagepipe.twin.events.delivery.Delivery.invoke_event`); False for an unknown function."""
+        return self.delivery.invoke_event(name, payload)
+
     def fire_schedule(self, rule: Any) -> None:
         """Send a "Scheduled Event" from ``rule`` to its targets now (also used by tests and the CLI)."""
         self.scheduler.fire(rule)

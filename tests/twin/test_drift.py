@@ -138,3 +138,36 @@ def test_unshifted_traffic_raises_no_alarm_and_shifted_traffic_retrains(live: di
         f"300 unshifted records: no drift; +{len(shifted)} shifted: {', '.join(alarm['drifted_features'])} drifted;"
         f" one retrain ({retrain}) {ended[retrain]}",
     )
+
+
+def test_a_drift_check_that_fails_on_every_try_is_kept_in_the_dead_letter_queue(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule invokes DriftFunction asynchronously: ListEndpoints throttled on every try makes it fail;
+    Lambda runs it 1 + MaximumRetryAttempts (2) times, then its EventInvokeConfig OnFailure queue gets the
+    invocation record, sent with the function's own role (its SAM-added sqs:SendMessage): a check that never
+    ran is visible, not silently lost."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def throttled(self: Any) -> Any:
+        raise JsonRESTError("ThrottlingException", "Rate exceeded")
+
+    monkeypatch.setattr(SageMakerResponse, "list_endpoints", throttled)
+    lam = target.client("lambda")
+    [name] = [f["FunctionName"] for f in lam.list_functions()["Functions"] if "DriftFunction" in f["FunctionName"]]
+    marker = "drift-check-throttled"
+    lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"id": marker}).encode())
+    sqs = target.client("sqs")
+    [url] = [u for u in sqs.list_queues()["QueueUrls"] if "TriggerDeadLetterQueue" in u]
+
+    def probe() -> list[dict[str, Any]]:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1)
+        return [json.loads(m["Body"]) for m in got.get("Messages", []) if marker in m["Body"]]
+
+    [rec] = wait_for(probe, "the drift check's invocation record in the dead-letter queue", timeout_s=120, poll_s=0)
+    monkeypatch.undo()
+    assert rec["requestContext"]["condition"] == "RetriesExhausted", rec
+    assert rec["requestContext"]["approximateInvokeCount"] == 3 and rec["requestPayload"] == {"id": marker}
+    assert "ThrottlingException" in json.dumps(rec["responsePayload"]), rec
+    record("drift check throttled on every try", "2 Lambda retries, invocation record in the on-failure queue")

@@ -30,6 +30,9 @@ class _NoTwin:
     def deliver(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
         raise AssertionError("not called")
 
+    def invoke_event(self, name: str, payload: bytes) -> bool:
+        raise AssertionError("not called")
+
     def log(self, prefix: str, line: str) -> None:
         raise AssertionError("not called")
 

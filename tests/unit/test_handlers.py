@@ -1017,3 +1017,31 @@ def test_execution_ended_long_cause_is_bounded(stack, history, lambda_context):
     event = _ended_event(stack, "FAILED", "States.Runtime", "x" * 32768)
     result = history(_history(*TASK_FAILED)).lambda_handler(event, lambda_context)
     assert len(result["detail"]["cause"]) == 4096
+
+
+def test_drift_schedule_checks_capturing_endpoints_only(stack, load_handler, lambda_context):
+    """The scheduled event (``events/drift_schedule.json``): an endpoint without DataCaptureConfig is
+    skipped with its reason (moto: wiring only; tests/twin/test_drift.py runs the check for real)."""
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    sm.create_model(
+        ModelName="churn-v1",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
+        PrimaryContainer={"Image": "img", "ModelDataUrl": f"s3://{ARTIFACTS}/models/churn/job/output/model.tar.gz"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="churn-v1",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "churn-v1",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName="sagepipe-churn", EndpointConfigName="churn-v1")
+    app = load_handler("drift")
+    results = app.lambda_handler(load_event("drift_schedule.json"), lambda_context)["results"]
+    assert results == [
+        {"endpoint": "sagepipe-churn", "status": "skipped", "reason": "the endpoint does not capture its input"}
+    ], results

@@ -98,6 +98,10 @@ def _apply_limits() -> None:
             return too_large(limit)
         headers: dict[str, str] = {}
         name = unquote(self.path.rsplit("/", 2)[-2])
+        if kind == "Event" and not self._get_param("qualifier") and twin().invoke_event(name, body):
+            # Lambda queues the event and answers 202 at once; the twin then runs it with Lambda's
+            # asynchronous semantics (retries, the EventInvokeConfig OnFailure destination)
+            return 202, {"status": "202", "content-type": "application/json"}, b""
         payload = self.backend.invoke(name, self._get_param("qualifier"), self.body, self.headers, headers)
         if payload is None:
             return 404, headers, "{}"

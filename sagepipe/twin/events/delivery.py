@@ -177,7 +177,23 @@ class Delivery:
 
         self._spawn(run, f"deliver-{rule.name}")
 
-    def _invoke_async(self, name: str, arn: str, event: dict[str, Any], payload: bytes) -> None:
+    def invoke_event(self, name: str, payload: bytes) -> bool:
+        """Invoke with ``InvocationType: Event`` (the Lambda API, not an EventBridge target): accepted (202)
+        and run in the background with Lambda's asynchronous semantics (:meth:`_invoke_async`: retries,
+        then the OnFailure destination). False when ``name`` is not a deployed function (moto answers)."""
+        if name.startswith("arn:"):
+            name = name.split(":function:", 1)[-1]  # a qualified ARN (…:function:f:alias) stays unknown
+        if name not in self.functions:
+            return False
+        arn = self.client("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        try:
+            event: Any = json.loads(payload) if payload else {}
+        except ValueError:
+            event = payload.decode("utf-8", "replace")
+        self._spawn(lambda: self._invoke_async(name, arn, event, payload), f"invoke-event-{name}")
+        return True
+
+    def _invoke_async(self, name: str, arn: str, event: Any, payload: bytes) -> None:
         """Lambda's asynchronous invocation of an accepted event: retries, then the on-failure destination."""
         config = self._event_invoke_config(name)
         retries = int(config.get("MaximumRetryAttempts", ASYNC_INVOKE_RETRIES))
