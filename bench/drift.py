@@ -29,9 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "model"), str(REPO / "layers" / "core"), str(REPO)]
 
+import baseline  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import baseline  # noqa: E402
 from sagepipe.twin.sagemaker import capture  # noqa: E402
 from sagepipe_core import deploy, drift  # noqa: E402
 from sagepipe_core.config import DriftConfig  # noqa: E402
@@ -116,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(0, 20_000, 10):
         body = json.dumps({"instances": [rows[(i + j) % len(rows)] for j in range(10)]}).encode()
         rec = capture.capture_record(
-            cap, request=body, request_type="application/json", response=b"{}", response_type="application/json",
-            when=when, event_id=str(i),
+            cap,
+            request=body,
+            request_type="application/json",
+            response=b"{}",
+            response_type="application/json",
+            when=when,
+            event_id=str(i),
         )
         lines.append(json.dumps(rec))
     start = time.perf_counter()
@@ -132,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         for c in counts:
             c.add(row.get(c.name))
     took = time.perf_counter() - start
-    print(f"\nread speed: {n:,} records in {took:.2f} s = {n / took:,.0f} records/s "
-          f"({took / floor:.1f}× json.loads of the same lines alone, {n / floor:,.0f} records/s)")
+    print(
+        f"\nread speed: {n:,} records in {took:.2f} s = {n / took:,.0f} records/s "
+        f"({took / floor:.1f}× json.loads of the same lines alone, {n / floor:,.0f} records/s)"
+    )
     return 0
 
 
