@@ -137,8 +137,23 @@ class TrainingResources(_Strict):
     max_runtime_seconds: int = Field(3600, ge=60, le=432000)
 
 
+class ServerlessEndpoint(_Strict):
+    """``ProductionVariant.ServerlessConfig`` (SageMaker Serverless Inference).
+
+    ``memory_size_in_mb``: 1024-6144 in 1 GB steps (``MemorySizeInMB``); ``max_concurrency``: 1-200
+    (``MaxConcurrency``). Serverless endpoints take payloads up to 4 MB (InvokeEndpoint) and support no
+    data capture (SageMaker Developer Guide, "Serverless Inference": feature exclusions).
+    """
+
+    memory_size_in_mb: int = Field(2048, ge=1024, le=6144, multiple_of=1024)
+    max_concurrency: int = Field(5, ge=1, le=200)
+
+
 class EndpointResources(_Strict):
-    """``ProductionVariants[0]`` instance type and count for the endpoint, and its data capture.
+    """``ProductionVariants[0]``: instance type and count (or ``serverless``), and data capture.
+
+    ``serverless`` (:class:`ServerlessEndpoint`): the variant gets a ``ServerlessConfig`` instead of the
+    instance type and count (which are then not used).
 
     ``data_capture_percentage`` (0-100, SageMaker's ``DataCaptureConfig.InitialSamplingPercentage`` range):
     the share of InvokeEndpoint requests whose input and output the endpoint writes to S3 (0: no
@@ -148,6 +163,16 @@ class EndpointResources(_Strict):
     instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     instance_count: int = Field(1, ge=1, le=10)
     data_capture_percentage: int = Field(0, ge=0, le=100)
+    serverless: ServerlessEndpoint | None = None
+
+    @model_validator(mode="after")
+    def _serverless_has_no_data_capture(self) -> EndpointResources:
+        """Serverless endpoints support no data capture (SageMaker Serverless Inference feature exclusions)."""
+        if self.serverless is not None and self.data_capture_percentage:
+            raise ValueError(
+                "data_capture_percentage must be 0 with serverless: serverless endpoints support no data capture"
+            )
+        return self
 
 
 class DriftConfig(_Strict):

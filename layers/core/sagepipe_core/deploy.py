@@ -131,6 +131,23 @@ def data_capture_config(percentage: int, destination_s3_uri: str) -> dict[str, A
     }
 
 
+def serverless_config(endpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The ProductionVariant's ``ServerlessConfig`` for a per-model ``endpoint`` config, or None.
+
+    ``{"MemorySizeInMB", "MaxConcurrency"}`` from ``serverless.memory_size_in_mb`` / ``max_concurrency``
+    (API Reference ``ProductionVariantServerlessConfig``); None for an instance-based endpoint.
+    """
+    sl = endpoint.get("serverless")
+    if not sl:
+        return None
+    return {"MemorySizeInMB": int(sl["memory_size_in_mb"]), "MaxConcurrency": int(sl["max_concurrency"])}
+
+
+def is_serverless(endpoint_config: dict[str, Any]) -> bool:
+    """Whether a DescribeEndpointConfig answer's first variant is serverless (has ``ServerlessConfig``)."""
+    return bool((endpoint_config.get("ProductionVariants") or [{}])[0].get("ServerlessConfig"))
+
+
 def _create_model_and_config(
     sm: SageMakerPort,
     *,
@@ -141,10 +158,12 @@ def _create_model_and_config(
     instance_type: str,
     instance_count: int,
     data_capture: dict[str, Any] | None = None,
+    serverless: dict[str, Any] | None = None,
 ) -> None:
     """CreateModel and CreateEndpointConfig; "already exists" (a retried step) is not an error.
 
-    ``data_capture``: the EndpointConfig's DataCaptureConfig (None: none).
+    ``data_capture``: the EndpointConfig's DataCaptureConfig (None: none). ``serverless``: the variant's
+    ServerlessConfig (:func:`serverless_config`) instead of the instance type and count.
     """
     try:
         sm.create_model(
@@ -163,8 +182,11 @@ def _create_model_and_config(
                 {
                     "VariantName": "AllTraffic",
                     "ModelName": model_name,
-                    "InitialInstanceCount": instance_count,
-                    "InstanceType": instance_type,
+                    **(
+                        {"ServerlessConfig": serverless}
+                        if serverless
+                        else {"InitialInstanceCount": instance_count, "InstanceType": instance_type}
+                    ),
                     "InitialVariantWeight": 1.0,
                 }
             ],
@@ -193,6 +215,7 @@ def start_deployment(
     recheck_live: bool = False,
     data_capture: dict[str, Any] | None = None,
     drift: dict[str, Any] | None = None,
+    serverless: dict[str, Any] | None = None,
 ) -> DeployResult:
     """Create the model and its EndpointConfig (idempotent on retry), then create or update the endpoint.
 
@@ -201,7 +224,9 @@ def start_deployment(
     gate compared the candidate with (None: there was no champion). With ``recheck_live`` the live model is
     re-checked before an update (:func:`recheck`) and the endpoint is left alone when that says
     ``superseded`` or ``regate``. ``data_capture`` is the EndpointConfig's DataCaptureConfig
-    (:func:`data_capture_config`; None: none); with it, ``drift`` (the config's ``drift`` settings) goes
+    (:func:`data_capture_config`; None: none); ``serverless`` the variant's ServerlessConfig
+    (:func:`serverless_config`; an instance-based live endpoint cannot take it: DeploymentFailedError
+    before any update); with ``data_capture``, ``drift`` (the config's ``drift`` settings) goes
     into the Model's Environment as :data:`DRIFT_ENV`, so the drift check judges each version by the
     settings it was deployed with (a Model's Environment values are at most 1,024 characters).
 
@@ -232,6 +257,7 @@ def start_deployment(
         instance_type=instance_type,
         instance_count=instance_count,
         data_capture=data_capture,
+        serverless=serverless,
     )
     out: DeployResult = {
         "EndpointName": endpoint_name,
@@ -265,6 +291,15 @@ def start_deployment(
         )
     if live == endpoint_config_name:
         return {**out, "action": "noop"}
+    if serverless and live and not is_serverless(sm.describe_endpoint_config(EndpointConfigName=live)):
+        # SageMaker Developer Guide, "Update a serverless endpoint": updating a real-time (instance-based)
+        # endpoint to a serverless one is not supported; UpdateEndpoint would be refused
+        raise DeploymentFailedError(
+            f"endpoint {endpoint_name} is instance-based and SageMaker cannot update it to serverless; keep"
+            " instance hosting (remove endpoint.serverless) or delete the endpoint so the next run creates it"
+            " serverless",
+            endpoint=endpoint_name,
+        )
     if recheck_live:
         live_model = describe_live_model(sm, current)
         out["live"] = live_model

@@ -45,6 +45,8 @@ from .report import report_uri
 from .schema import UNSEEN_MAP, UNSEEN_REJECT, ModelSchema, SchemaError, check_records, parse_csv
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint limit
+#: InvokeEndpoint's limit for a serverless endpoint (SageMaker Developer Guide, "Serverless Inference").
+MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_WARNINGS = 50  # warnings listed in a response (``warning_count`` says how many in all)
 SUPPORTED_CONTENT_TYPES = ("application/json", "text/csv")
 SERVING_STATUSES = {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
@@ -228,6 +230,7 @@ class LiveVersion:
     evaluation: dict[str, Any] | None
     deployed_at: str | None
     status: str = "InService"
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES  # 4 MB for a serverless variant
 
 
 def _iso(value: Any) -> str | None:
@@ -348,6 +351,11 @@ class LiveModels:
             evaluation=evaluation,
             deployed_at=_iso(ep.get("LastModifiedTime") or cfg.get("CreationTime")),
             status=str(ep.get("EndpointStatus")),
+            max_payload_bytes=(
+                MAX_SERVERLESS_PAYLOAD_BYTES
+                if cfg["ProductionVariants"][0].get("ServerlessConfig")
+                else MAX_PAYLOAD_BYTES
+            ),
         )
 
 
@@ -475,6 +483,13 @@ def _invoke(
     ``InferenceId`` is sent when ``inference_id`` is given and fits the service model (else left out).
     """
     payload = json.dumps({"instances": records}, separators=(",", ":")).encode()
+    if len(payload) > version.max_payload_bytes:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"the records are {len(payload)} bytes for the model; endpoint {version.endpoint} takes at most"
+            f" {version.max_payload_bytes} (serverless: 4 MB): send fewer records per request",
+        )
     extra = {"InferenceId": inference_id} if inference_id and _INFERENCE_ID_RE.match(inference_id) else {}
     try:
         resp = runtime.invoke_endpoint(

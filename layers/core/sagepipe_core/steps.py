@@ -664,6 +664,7 @@ def deploy_model(state: DeployInput, *, sm: SageMakerPort, cw: CloudWatchPort, s
         recheck_live=run is not None,
         data_capture=deploy.data_capture_config(int(ep.get("data_capture_percentage", 0)), settings.data_capture_uri),
         drift=state["config"].get("drift"),
+        serverless=deploy.serverless_config(ep),
     )
     result["regate"] = None
     if result["action"] == "regate":

@@ -22,6 +22,8 @@ from ..patches import _APPLIED, MotoInternalsChanged, Patch, _install, _require,
 
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024
+#: InvokeEndpoint limit of a serverless endpoint (SageMaker Developer Guide, "Serverless Inference": 4 MB).
+MAX_SERVERLESS_PAYLOAD = 4 * 1024 * 1024
 
 
 _TRAINING_FIELDS = (
@@ -262,7 +264,37 @@ def _sm_create_endpoint_config(self: Any) -> Any:
         raise ValidationError(
             message=f'Cannot create already existing endpoint configuration "{self.sagemaker_backend.endpoint_configs[name].arn}".'
         )
+    _check_serverless_variants(self._get_param("ProductionVariants") or [], self._get_param("DataCaptureConfig"))
     return _sm_original("create_endpoint_config")(self)
+
+
+#: ``ServerlessConfig.MemorySizeInMB`` values SageMaker accepts (the service model only bounds 1024-6144).
+SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+def _check_serverless_variants(variants: list[dict[str, Any]], data_capture: dict[str, Any] | None) -> None:
+    """What SageMaker refuses of serverless variants beyond the service model (Developer Guide, "Serverless
+    Inference"; the wording is the twin's): memory other than 1-6 GB in 1 GB steps, a variant with both
+    ``ServerlessConfig`` and an instance type or count, and a ``DataCaptureConfig`` (not supported)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    for i, variant in enumerate(variants, start=1):
+        serverless = variant.get("ServerlessConfig")
+        if not serverless:
+            continue
+        memory = serverless.get("MemorySizeInMB")
+        if memory not in SERVERLESS_MEMORY_SIZES:
+            raise ValidationError(
+                message=f"Value '{memory}' at 'productionVariants.{i}.member.serverlessConfig.memorySizeInMB'"
+                f" failed to satisfy constraint: Member must be one of {list(SERVERLESS_MEMORY_SIZES)}"
+            )
+        if variant.get("InstanceType") or variant.get("InitialInstanceCount"):
+            raise ValidationError(
+                message=f"ProductionVariant {variant.get('VariantName')} has both ServerlessConfig and an instance"
+                " type or count; specify one"
+            )
+        if data_capture:
+            raise ValidationError(message="DataCaptureConfig is not supported for serverless endpoints.")
 
 
 def model_for_config(backend: Any, config_name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -315,6 +347,10 @@ def _sm_update_endpoint(self: Any) -> Any:
     if config_name not in self.sagemaker_backend.endpoint_configs:
         raise ValidationError(message=f'Could not find endpoint configuration "{config_name}".')
     variants, model = model_for_config(self.sagemaker_backend, config_name)
+    current = self.sagemaker_backend.describe_endpoint_config(endpoint.endpoint_config_name)["ProductionVariants"]
+    if variants[0].get("ServerlessConfig") and not current[0].get("ServerlessConfig"):
+        # Developer Guide, "Update a serverless endpoint": a real-time endpoint cannot become serverless
+        raise ValidationError(message="Updating a real-time endpoint to a serverless endpoint is not supported.")
     _check_rollback_alarms(self, model["ExecutionRoleArn"])
     twin().hosting.update(endpoint, config_name, variants, model, endpoint._process_production_variants)
     return ActionResult({"EndpointArn": endpoint.arn})
@@ -426,6 +462,14 @@ def _apply_runtime() -> None:
         if name not in backend.endpoints:
             return _runtime_error(
                 400, "ValidationError", f"Endpoint {name} of account {self.current_account} not found."
+            )
+        live_config = backend.describe_endpoint_config(backend.endpoints[name].endpoint_config_name)
+        if live_config["ProductionVariants"][0].get("ServerlessConfig") and len(body) > MAX_SERVERLESS_PAYLOAD:
+            return _runtime_error(
+                400,
+                "ValidationError",
+                f"Request payload of {len(body)} bytes exceeds the serverless InvokeEndpoint limit of"
+                f" {MAX_SERVERLESS_PAYLOAD} bytes.",
             )
         try:
             status, data, ctype = twin().hosting.invoke(
