@@ -95,7 +95,9 @@ def test_a_real_time_endpoint_is_not_updated_to_serverless(target: Target, tmp_p
     assert first["status"] == "SUCCEEDED", first.get("cause")
     sm = target.client("sagemaker")
     live = sm.describe_endpoint(EndpointName="sagepipe-tosless")["EndpointConfigName"]
-    second = _upload(target, tmp_path, "tosless", slice(0, 1600), endpoint=SERVERLESS, tolerance=1.0, threshold=0.5)  # gate passes
+    second = _upload(
+        target, tmp_path, "tosless", slice(0, 1600), endpoint=SERVERLESS, tolerance=1.0, threshold=0.5
+    )  # gate passes
     assert second["status"] == "FAILED" and second["error"] == "DeploymentFailedError", second.get("output", "")[-2500:]
     assert "cannot update it to serverless" in second["cause"], second["cause"]
     assert sm.describe_endpoint(EndpointName="sagepipe-tosless")["EndpointConfigName"] == live  # still serving
